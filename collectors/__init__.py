@@ -1,0 +1,1 @@
+"""Collectors: sweep kernel families over configurations and record one row each."""

@@ -1,0 +1,23 @@
+"""Shipped sweep presets (YAML): ``load_preset(name)``."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from perfscope.errors import UserInputError
+
+
+def preset_names() -> list[str]:
+    """Names of the shipped presets."""
+    return sorted(p.name[:-5] for p in resources.files(__name__).iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The parsed preset ``name``; ``UserInputError`` naming the known ones otherwise."""
+    import yaml
+
+    path = resources.files(__name__) / f"{name}.yaml"
+    if not path.is_file():
+        raise UserInputError(f"unknown preset {name!r}: use one of {', '.join(preset_names())}")
+    return yaml.safe_load(path.read_text())

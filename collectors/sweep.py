@@ -1,0 +1,78 @@
+"""Running a sweep: measure each case once into a store, resuming where a run stopped."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from perfscope.collectors.protocol import Case, RunContext, case_config_id, measure_case
+from perfscope.schema import Measurement
+from perfscope.store import ProfileStore
+
+
+@dataclass
+class SweepReport:
+    """What a sweep did; ``overhead`` is wall time over time spent in timed regions."""
+
+    run_id: str
+    dataset: str
+    device_key: str
+    planned: int
+    skipped: int = 0
+    statuses: Counter = field(default_factory=Counter)
+    wall_s: float = 0.0
+    timed_s: float = 0.0
+    rows: list[Measurement] = field(default_factory=list)
+
+    @property
+    def measured(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def overhead(self) -> float | None:
+        return self.wall_s / self.timed_s if self.timed_s > 0 else None
+
+
+def unique_cases(cases: Sequence[Case]) -> list[Case]:
+    """Cases with repeated configurations removed (first kept, order preserved)."""
+    seen: set[str] = set()
+    out = []
+    for case in cases:
+        cid = case_config_id(case)
+        if cid not in seen:
+            seen.add(cid)
+            out.append(case)
+    return out
+
+
+def run_sweep(cases: Sequence[Case], store: ProfileStore, ctx: RunContext, *, resume: bool = True,
+              on_start: Callable[[int], None] | None = None,
+              on_row: Callable[[Measurement], None] | None = None) -> SweepReport:
+    """Measure every case not yet in ``store`` for this device; each row is saved at once."""
+    start = time.perf_counter()
+    cases = unique_cases(cases)
+    device_key = ctx.device.key
+    done = {cid for dev, cid in store.measured_keys(device_key)} if resume else set()
+    todo = [c for c in cases if case_config_id(c) not in done]
+    report = SweepReport(run_id=ctx.run_id, dataset=str(store.root), device_key=device_key,
+                         planned=len(cases), skipped=len(cases) - len(todo))
+    if on_start is not None:
+        on_start(len(todo))
+    try:
+        for case in todo:
+            row, timing = measure_case(case, ctx)
+            store.append([row])
+            report.statuses[row.status] += 1
+            report.rows.append(row)
+            if timing is not None:
+                report.timed_s += timing.timed_s
+            if row.energy_window_s:
+                report.timed_s += row.energy_window_s
+            if on_row is not None:
+                on_row(row)
+    finally:
+        store.compact(ctx.run_id)
+        report.wall_s = time.perf_counter() - start
+    return report

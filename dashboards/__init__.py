@@ -1,0 +1,1 @@
+"""The Dash dashboard: see issue 5."""

@@ -1,0 +1,1 @@
+"""Predictors (roofline, efficiency gap, forest): see issue 4."""

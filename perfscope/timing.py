@@ -1,0 +1,165 @@
+"""The timing harness: warm up by time, then sample until the median is precise enough.
+
+What is measured (a kernel on a device) is kept apart from the measurement (a
+``TimingResult`` of raw samples and the statistics derived from them), in the
+manner of ``torch.utils.benchmark``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from statistics import fmean
+
+import numpy as np
+
+from perfscope.devices.base import Device, Kernel
+from perfscope.errors import UserInputError
+
+_Z95 = 1.959964
+
+
+@dataclass(frozen=True)
+class TimingPolicy:
+    """How long and how precisely to time one configuration."""
+
+    warmup_s: float = 0.1  # warm up by time: compilation, autotuning, clocks settle
+    min_time_s: float = 0.2  # at least this long in timed samples
+    budget_s: float = 2.0  # at most this long in timed samples
+    target_ci_rel: float = 0.01  # stop when the median's 95% interval is within +-1%
+    min_samples: int = 10
+    max_samples: int = 100_000
+    sample_s: float = 1e-3  # batch calls so one sample lasts this long (timer resolution)
+
+    def __post_init__(self) -> None:
+        for name in ("warmup_s", "min_time_s", "budget_s", "sample_s", "target_ci_rel"):
+            if not getattr(self, name) >= 0:
+                raise UserInputError(f"timing policy: {name} must be >= 0, got {getattr(self, name)}")
+        if self.budget_s < self.min_time_s:
+            raise UserInputError(
+                f"timing policy: budget_s ({self.budget_s}) must be >= min_time_s ({self.min_time_s})")
+        if self.min_samples < 3:
+            raise UserInputError("timing policy: min_samples must be >= 3")
+
+
+@dataclass(frozen=True)
+class TimingResult:
+    """Raw samples (seconds per call) and how they were taken."""
+
+    samples_s: list[float]
+    calls_per_sample: int
+    warmup_s: float
+    timed_s: float  # wall time spent inside timed samples
+    stopped_by: str  # "ci", "budget" or "max_samples"
+    target_ci_rel: float
+    method: str
+    calls_made: int = 0  # every kernel call, warm-up included (next free call index)
+    _sorted: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_sorted", np.sort(np.asarray(self.samples_s, dtype=float)))
+
+    @property
+    def median_s(self) -> float:
+        return float(np.median(self._sorted))
+
+    @property
+    def mean_s(self) -> float:
+        return fmean(self.samples_s)
+
+    def quantile_s(self, q: float) -> float:
+        return float(np.quantile(self._sorted, q))
+
+    @property
+    def iqr_s(self) -> float:
+        return self.quantile_s(0.75) - self.quantile_s(0.25)
+
+    @property
+    def median_ci_s(self) -> tuple[float, float]:
+        """Distribution-free ~95% interval of the median from order statistics."""
+        return median_ci(self._sorted)
+
+    @property
+    def ci_rel(self) -> float:
+        low, high = self.median_ci_s
+        return (high - low) / 2 / self.median_s if self.median_s > 0 else math.inf
+
+    @property
+    def noisy(self) -> bool:
+        """True when the median's interval did not reach the target precision."""
+        return self.ci_rel > self.target_ci_rel
+
+
+def median_ci(sorted_samples: np.ndarray) -> tuple[float, float]:
+    """~95% confidence interval of the median (binomial order statistics, normal approx.)."""
+    n = len(sorted_samples)
+    if n == 0:
+        return math.nan, math.nan
+    half_width = _Z95 * math.sqrt(n) / 2
+    lo = max(0, math.floor(n / 2 - half_width))
+    hi = min(n - 1, math.ceil(n / 2 + half_width) - 1)
+    return float(sorted_samples[lo]), float(sorted_samples[hi])
+
+
+def warm_up(device: Device, kernel: Kernel, warmup_s: float, first_call: int = 0) -> tuple[float, int, float]:
+    """Run the kernel in doubling chunks until ``warmup_s`` has passed.
+
+    Returns (estimated seconds per call from the last chunk, calls made, seconds spent).
+    At least one chunk runs even when ``warmup_s`` is 0, so the estimate exists.
+    """
+    start = time.perf_counter()
+    chunk, calls, per_call_s = 1, 0, math.inf
+    while True:
+        t0 = time.perf_counter()
+        device.run_untimed(kernel, chunk, first_call + calls)
+        elapsed = time.perf_counter() - t0
+        calls += chunk
+        per_call_s = elapsed / chunk
+        spent = time.perf_counter() - start
+        if spent >= warmup_s:
+            return per_call_s, calls, spent
+        # grow the chunk so the loop's own cost stays small, but do not overshoot much
+        remaining = warmup_s - spent
+        chunk = max(1, min(chunk * 2, int(remaining / max(per_call_s, 1e-9))))
+
+
+def measure(device: Device, kernel: Kernel, policy: TimingPolicy = TimingPolicy(),
+            first_call: int = 0) -> TimingResult:
+    """Warm up, then time samples until the median is within target or the budget ends."""
+    per_call_s, calls, warmup_spent = warm_up(device, kernel, policy.warmup_s, first_call)
+    calls_per_sample = max(1, math.ceil(policy.sample_s / max(per_call_s, 1e-9)))
+    # sample in chunks of about 50 ms so that stopping overshoots little
+    chunk = max(policy.min_samples, math.ceil(0.05 / max(per_call_s * calls_per_sample, 1e-9)))
+    samples: list[float] = []
+    timed_s = 0.0
+    stopped_by = "max_samples"
+    while len(samples) < policy.max_samples:
+        take = min(chunk, policy.max_samples - len(samples))
+        t0 = time.perf_counter()
+        samples.extend(device.time_samples_s(kernel, calls_per_sample, take, first_call + calls))
+        timed_s += time.perf_counter() - t0
+        calls += take * calls_per_sample
+        if timed_s >= policy.min_time_s and len(samples) >= policy.min_samples:
+            ordered = np.sort(samples)
+            low, high = median_ci(ordered)
+            median = float(np.median(ordered))
+            if median > 0 and (high - low) / 2 / median <= policy.target_ci_rel:
+                stopped_by = "ci"
+                break
+        if timed_s >= policy.budget_s:
+            stopped_by = "budget"
+            break
+        # aim the next chunk at what is left of the budget, never more than ~0.25 s
+        chunk = max(policy.min_samples,
+                    min(chunk * 2, math.ceil(0.25 / max(per_call_s * calls_per_sample, 1e-9))))
+    return TimingResult(
+        samples_s=samples,
+        calls_per_sample=calls_per_sample,
+        warmup_s=warmup_spent,
+        timed_s=timed_s,
+        stopped_by=stopped_by,
+        target_ci_rel=policy.target_ci_rel,
+        method=device.timing_method,
+        calls_made=calls,
+    )
