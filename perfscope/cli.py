@@ -133,6 +133,10 @@ def _run_collect(cases: list[Any], out: Path, device_spec: str, energy: str, tdp
     from perfscope.store import ProfileStore, new_run_id
     from perfscope.timing import TimingPolicy
 
+    from perfscope.meters import METER_CHOICES
+
+    if energy not in METER_CHOICES:  # before anything runs or prints
+        raise UserInputError(f"unknown energy meter {energy!r}: choose one of {', '.join(METER_CHOICES)}")
     if tdp_w is not None and tdp_w <= 0:
         raise UserInputError(f"--tdp-w must be positive, got {tdp_w}")
     if energy_window_s is not None and energy_window_s <= 0:

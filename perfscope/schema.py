@@ -201,4 +201,8 @@ def rows_to_table(rows: list[Measurement]) -> pa.Table:
     """Arrow table of rows, validated against ``arrow_schema()``."""
     schema = arrow_schema()
     columns = {name: [getattr(r, name) for r in rows] for name in COLUMN_NAMES}
-    return pa.Table.from_pydict(columns, schema=schema)
+    table = pa.Table.from_pydict(columns, schema=schema)
+    for f in schema:
+        if not f.nullable and table.column(f.name).null_count:
+            raise ValueError(f"column {f.name!r} must not be null")
+    return table

@@ -97,8 +97,9 @@ def median_ci(sorted_samples: np.ndarray) -> tuple[float, float]:
     if n == 0:
         return math.nan, math.nan
     half_width = _Z95 * math.sqrt(n) / 2
-    lo = max(0, math.floor(n / 2 - half_width))
-    hi = min(n - 1, math.ceil(n / 2 + half_width) - 1)
+    # 1-based ranks j = floor(n/2 - z*sqrt(n)/2), k = ceil(1 + n/2 + z*sqrt(n)/2)
+    lo = max(0, math.floor(n / 2 - half_width) - 1)
+    hi = min(n - 1, math.ceil(1 + n / 2 + half_width) - 1)
     return float(sorted_samples[lo]), float(sorted_samples[hi])
 
 
