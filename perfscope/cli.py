@@ -100,7 +100,8 @@ def collect_gemm(
         from perfscope.collectors.specs import load_preset
 
         spec = load_preset(preset)
-    grid = dict(spec.get("gemm", {}))
+    grids = spec.get("gemm", {})
+    grids = [dict(g) for g in (grids if isinstance(grids, list) else [grids])]
     overrides = {
         "sizes": _split(size, _positive_int, "size"),
         "shapes": _split(shape, _shape, "shape (use MxNxK)"),
@@ -108,17 +109,19 @@ def collect_gemm(
         "dtypes": _split(dtype, str, "dtype"),
         "cache": _split(cache, str, "cache mode"),
     }
-    if overrides["shapes"] and not overrides["sizes"]:
-        grid["sizes"] = []  # explicit shapes replace a preset's square sizes
-    if overrides["sizes"] and not overrides["shapes"]:
-        grid["shapes"] = []
-    grid.update({k: v for k, v in overrides.items() if v})
+    for grid in grids:
+        if overrides["sizes"] or overrides["shapes"]:  # explicit shapes replace the preset's
+            grid["sizes"], grid["shapes"] = overrides["sizes"], overrides["shapes"]
+        grid.update({k: v for k, v in overrides.items() if v and k not in ("sizes", "shapes")})
     timing = dict(spec.get("timing", {}))
     timing.update({k: v for k, v in {"warmup_s": warmup_s, "min_time_s": min_time_s,
                                      "budget_s": budget_s, "target_ci_rel": target_ci}.items() if v is not None})
     from perfscope.collectors.gemm import gemm_cases
 
-    cases = gemm_cases(seed=seed, **grid)
+    try:
+        cases = [case for grid in grids for case in gemm_cases(seed=seed, **grid)]
+    except TypeError as exc:  # an unknown key in a preset or spec
+        raise UserInputError(f"bad gemm grid: {exc}") from None
     _run_collect(cases, out, device, energy, tdp_w, threads, timing, energy_window_s, resume, quiet, as_json)
 
 

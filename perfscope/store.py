@@ -109,7 +109,7 @@ class ProfileStore:
         for (device_key, kernel, run_id), group in groups.items():
             self._seq += 1
             path = self._partition(device_key, kernel) / f"part-{run_id}-{os.getpid()}-{self._seq:06d}.parquet"
-            self._write(path, rows_to_table(group))
+            self._write(path, rows_to_table(group), compression="none")  # fast; compaction compresses
             written.append(path)
         return written
 
@@ -131,11 +131,11 @@ class ProfileStore:
     def _partition(self, device_key: str, kernel: str) -> Path:
         return self.root / f"device={device_key}" / f"kernel={kernel}"
 
-    def _write(self, path: Path, table: pa.Table) -> None:
+    def _write(self, path: Path, table: pa.Table, compression: str = "zstd") -> None:
         tmp = path.with_name(_TMP_PREFIX + path.name)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(table, tmp, compression="zstd")
+            pq.write_table(table, tmp, compression=compression)
             os.replace(tmp, path)
         except OSError as exc:
             raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
@@ -160,7 +160,8 @@ class ProfileStore:
         schema = arrow_schema()
         if columns is not None:
             schema = pa.schema([schema.field(c) for c in columns], metadata=schema.metadata)
-        table = pa.concat_tables(tables) if tables else schema.empty_table()
+        # (Schema.empty_table imports pandas; from_batches does not)
+        table = pa.concat_tables(tables) if tables else pa.Table.from_batches([], schema)
         if columns is None or {"run_id", "config_id"} <= set(columns):
             table = _dedupe(table)
         return ReadResult(table, problems)
@@ -175,7 +176,9 @@ class ProfileStore:
 def _read_file(path: Path, columns: list[str] | None = None) -> tuple[pa.Table, int]:
     """Read one data file, checking that perfscope wrote it with a readable schema."""
     try:
-        file_schema = pq.read_schema(path)
+        # ParquetFile, not pq.read_table: the latter imports pandas (0.5 s) on first use
+        parquet = pq.ParquetFile(path)
+        file_schema = parquet.schema_arrow
     except (pa.ArrowException, OSError) as exc:
         raise StoreError(f"not a readable Parquet file ({exc})") from None
     raw = (file_schema.metadata or {}).get(SCHEMA_METADATA_KEY)
@@ -186,7 +189,7 @@ def _read_file(path: Path, columns: list[str] | None = None) -> tuple[pa.Table, 
         raise SchemaVersionError(f"schema version {version} is newer than this perfscope reads "
                                  f"({SCHEMA_VERSION})")
     try:
-        table = pq.read_table(path, columns=columns, partitioning=None)
+        table = parquet.read(columns=columns)
     except (pa.ArrowException, OSError) as exc:
         raise StoreError(f"corrupt Parquet data ({exc})") from None
     expected = arrow_schema()

@@ -130,30 +130,31 @@ def measure(device: Device, kernel: Kernel, policy: TimingPolicy = TimingPolicy(
     """Warm up, then time samples until the median is within target or the budget ends."""
     per_call_s, calls, warmup_spent = warm_up(device, kernel, policy.warmup_s, first_call)
     calls_per_sample = max(1, math.ceil(policy.sample_s / max(per_call_s, 1e-9)))
-    # sample in chunks of about 50 ms so that stopping overshoots little
-    chunk = max(policy.min_samples, math.ceil(0.05 / max(per_call_s * calls_per_sample, 1e-9)))
+    sample_est_s = max(per_call_s * calls_per_sample, 1e-9)
+    chunk = max(1, math.ceil(0.05 / sample_est_s))  # first chunk ~50 ms: stopping overshoots little
     samples: list[float] = []
     timed_s = 0.0
     stopped_by = "max_samples"
     while len(samples) < policy.max_samples:
-        take = min(chunk, policy.max_samples - len(samples))
+        # never plan past the budget (a slow kernel gets fewer samples and a wide interval)
+        fits = math.floor((policy.budget_s - timed_s) / sample_est_s)
+        take = max(1, min(chunk, policy.max_samples - len(samples), fits))
         t0 = time.perf_counter()
         samples.extend(device.time_samples_s(kernel, calls_per_sample, take, first_call + calls))
         timed_s += time.perf_counter() - t0
         calls += take * calls_per_sample
+        ordered = np.sort(samples)
+        median = float(np.median(ordered))
         if timed_s >= policy.min_time_s and len(samples) >= policy.min_samples:
-            ordered = np.sort(samples)
             low, high = median_ci(ordered)
-            median = float(np.median(ordered))
             if median > 0 and (high - low) / 2 / median <= policy.target_ci_rel:
                 stopped_by = "ci"
                 break
         if timed_s >= policy.budget_s:
             stopped_by = "budget"
             break
-        # aim the next chunk at what is left of the budget, never more than ~0.25 s
-        chunk = max(policy.min_samples,
-                    min(chunk * 2, math.ceil(0.25 / max(per_call_s * calls_per_sample, 1e-9))))
+        sample_est_s = max(median * calls_per_sample, 1e-9)
+        chunk = max(1, min(chunk * 2, math.ceil(0.25 / sample_est_s)))  # chunks of at most ~0.25 s
     return TimingResult(
         samples_s=samples,
         calls_per_sample=calls_per_sample,
