@@ -44,6 +44,7 @@ class Measurement:
     config_id: str
     measured_at: datetime
     device_key: str  # dataset partition: slug of device kind and name
+    source: str = "perfscope"  # perfscope (measured here) or import:<format>:<file name>
     # configuration
     kernel: str  # family: gemm, conv, attention
     implementation: str  # e.g. torch.matmul, torch.bmm
@@ -83,7 +84,7 @@ class Measurement:
     tile_num_stages: int | None = None
     params_json: str | None = None  # anything else that defines the configuration
     # outcome
-    status: str  # ok, unsupported, check_failed, error, oom
+    status: str  # ok, unsupported, check_failed, error, oom, skipped
     reason: str | None = None
     check_max_abs_err: float | None = None  # normalised: max |out - ref| / sqrt(k)
     check_tolerance: float | None = None
@@ -119,6 +120,7 @@ class Measurement:
     energy_window_s: float | None = None
     energy_calls: int | None = None
     energy_reason: str | None = None
+    energy_quality: str | None = None  # e.g. "doubtful" for imported power of weak provenance
     # provenance
     host: str
     os: str

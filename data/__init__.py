@@ -1,0 +1,1 @@
+"""Reference tables and sample profiles shipped with perfscope (read with importlib.resources)."""
