@@ -101,15 +101,26 @@ class ProfileStore:
 
     # -- writing ----------------------------------------------------------------------
     def append(self, rows: Iterable[Measurement]) -> list[Path]:
-        """Write rows now, one file per (device, kernel, run) group. Returns the files."""
-        groups: dict[tuple[str, str, str], list[Measurement]] = {}
-        for row in rows:
-            groups.setdefault((row.device_key, row.kernel, row.run_id), []).append(row)
+        """Write rows now (uncompressed, fast: compaction compresses). Returns the files."""
+        return self.append_table(rows_to_table(list(rows)), compression="none")
+
+    def append_table(self, table: pa.Table, compression: str = "zstd") -> list[Path]:
+        """Write an Arrow table of rows (``arrow_schema()``), one file per
+        (device, kernel, run) group. Returns the files written."""
+        schema = arrow_schema()
+        if not table.schema.equals(schema, check_metadata=False):
+            missing = sorted(set(schema.names) - set(table.schema.names))
+            raise StoreError(f"table does not match the perfscope schema (missing: {missing[:5]})")
+        table = table.replace_schema_metadata(schema.metadata)
+        keys = pc.binary_join_element_wise(table.column("device_key"), table.column("kernel"),
+                                           table.column("run_id"), "\x00")
         written = []
-        for (device_key, kernel, run_id), group in groups.items():
+        for key in pc.unique(keys).to_pylist():
+            device_key, kernel, run_id = key.split("\x00")
+            group = table.filter(pc.equal(keys, key))
             self._seq += 1
             path = self._partition(device_key, kernel) / f"part-{run_id}-{os.getpid()}-{self._seq:06d}.parquet"
-            self._write(path, rows_to_table(group), compression="none")  # fast; compaction compresses
+            self._write(path, group, compression=compression)
             written.append(path)
         return written
 

@@ -102,3 +102,20 @@ def test_an_unwritable_location_is_a_store_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(StoreError, match="cannot create"):
         ProfileStore(blocker / "ds", create=True)
+
+
+def test_append_table_groups_rows_by_partition_and_run(tmp_path, make_row):
+    from perfscope.schema import rows_to_table
+
+    store = _store(tmp_path)
+    rows = [make_row(m=8), make_row(m=16, device_key="cuda-x"), make_row(m=32, run_id="run-b")]
+    written = store.append_table(rows_to_table(rows))
+    assert len(written) == 3
+    assert {p.parent.parent.name for p in written} == {"device=cpu-test", "device=cuda-x"}
+    assert sorted(store.read().table.column("m").to_pylist()) == [8, 16, 32]
+
+
+def test_append_table_refuses_a_foreign_table(tmp_path):
+    store = _store(tmp_path)
+    with pytest.raises(StoreError, match="does not match"):
+        store.append_table(pa.table({"x": [1]}))
