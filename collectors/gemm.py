@@ -101,14 +101,26 @@ def _check_supported(info: Any, device: Device) -> None:
         raise UnsupportedConfigError("fp8 GEMM (scaled matmul) is not collected yet")
 
 
-def gemm_cases(*, sizes: list[int] = (), shapes: list[tuple[int, int, int]] = (), batch: list[int] = (1,),
-               dtypes: list[str] = ("fp32",), cache: list[str] = ("warm",), seed: int = 0) -> list[GemmCase]:
-    """The grid: square ``sizes`` and explicit (m, n, k) ``shapes`` x batch x dtype x cache mode."""
-    all_shapes = [(s, s, s) for s in sizes] + [tuple(s) for s in shapes]
-    if not all_shapes:
-        raise UserInputError("no GEMM shapes: give --size or --shape (or a preset)")
-    for shape in all_shapes:
+GEMM_AXES = ("sizes", "shapes", "m", "n", "k", "batch", "dtype", "cache")
+
+
+def cases_from_axes(axes: dict[str, list[Any]], *, seed: int = 0) -> list[GemmCase]:
+    """The grid: square ``sizes``, explicit ``shapes`` [m, n, k] and the product of
+    ``m`` x ``n`` x ``k``, times ``batch`` x ``dtype`` x ``cache`` (defaults 1, fp32, warm)."""
+    unknown = set(axes) - set(GEMM_AXES)
+    if unknown:
+        raise UserInputError(f"unknown gemm axes {sorted(unknown)}: use {', '.join(GEMM_AXES)}")
+    shapes = [(s, s, s) for s in axes.get("sizes", [])] + [tuple(s) for s in axes.get("shapes", [])]
+    if any(key in axes for key in ("m", "n", "k")):
+        missing = [key for key in ("m", "n", "k") if key not in axes]
+        if missing:
+            raise UserInputError(f"gemm axes m, n and k go together; missing {missing}")
+        shapes += [(m, n, k) for m in axes["m"] for n in axes["n"] for k in axes["k"]]
+    if not shapes:
+        raise UserInputError("no GEMM shapes: give sizes, shapes or m/n/k")
+    for shape in shapes:
         if len(shape) != 3:
-            raise UserInputError(f"a GEMM shape has three sizes m, n, k; got {shape!r}")
+            raise UserInputError(f"a GEMM shape has three sizes m, n, k; got {list(shape)!r}")
     return [GemmCase(batch=b, m=m, n=n, k=k, dtype=d, cache_mode=c, seed=seed)
-            for (m, n, k) in all_shapes for b in batch for d in dtypes for c in cache]
+            for (m, n, k) in shapes for b in axes.get("batch", [1]) for d in axes.get("dtype", ["fp32"])
+            for c in axes.get("cache", ["warm"])]

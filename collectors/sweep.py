@@ -21,6 +21,7 @@ class SweepReport:
     device_key: str
     planned: int
     skipped: int = 0
+    left_by_time_budget: int = 0  # cases not started because the sweep's time budget ended
     statuses: Counter = field(default_factory=Counter)
     wall_s: float = 0.0
     timed_s: float = 0.0
@@ -48,9 +49,14 @@ def unique_cases(cases: Sequence[Case]) -> list[Case]:
 
 
 def run_sweep(cases: Sequence[Case], store: ProfileStore, ctx: RunContext, *, resume: bool = True,
+              time_budget_s: float | None = None,
               on_start: Callable[[int], None] | None = None,
               on_row: Callable[[Measurement], None] | None = None) -> SweepReport:
-    """Measure every case not yet in ``store`` for this device; each row is saved at once."""
+    """Measure every case not yet in ``store`` for this device; each row is saved at once.
+
+    With ``time_budget_s``, no case starts after the budget has passed; the cases
+    left are counted in the report and a later run resumes them.
+    """
     start = time.perf_counter()
     cases = unique_cases(cases)
     device_key = ctx.device.key
@@ -61,7 +67,10 @@ def run_sweep(cases: Sequence[Case], store: ProfileStore, ctx: RunContext, *, re
     if on_start is not None:
         on_start(len(todo))
     try:
-        for case in todo:
+        for i, case in enumerate(todo):
+            if time_budget_s is not None and time.perf_counter() - start >= time_budget_s:
+                report.left_by_time_budget = len(todo) - i
+                break
             row, timing = measure_case(case, ctx)
             store.append([row])
             report.statuses[row.status] += 1

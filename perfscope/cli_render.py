@@ -55,7 +55,8 @@ class Renderer:
                       console=self.err, transient=True) as bar:
             yield _Progress(bar)
 
-    def sweep_summary(self, report: Any, meter: Any) -> None:
+    def sweep_summary(self, report: Any, energy_method: str, energy_note: str | None = None,
+                      energy_is_estimate: bool = False) -> None:
         summary = {
             "run_id": report.run_id,
             "dataset": report.dataset,
@@ -64,8 +65,9 @@ class Renderer:
             "skipped_already_measured": report.skipped,
             "measured": report.measured,
             "statuses": dict(report.statuses),
-            "energy_method": meter.method,
-            "energy_is_estimate": meter.is_estimate,
+            "left_by_time_budget": report.left_by_time_budget,
+            "energy_method": energy_method,
+            "energy_is_estimate": energy_is_estimate,
             "wall_s": round(report.wall_s, 3),
             "timed_s": round(report.timed_s, 3),
             "overhead": None if report.overhead is None else round(report.overhead, 3),
@@ -78,8 +80,8 @@ class Renderer:
         from rich.table import Table
 
         table = Table(title=f"run {report.run_id} on {report.device_key}", title_justify="left")
-        for col in ("shape", "dtype", "status", "median ms", "±CI %", "GFLOP/s", "energy J/call"):
-            table.add_column(col, justify="right" if col not in ("shape", "dtype", "status") else "left")
+        for col in ("configuration", "dtype", "status", "median ms", "±CI %", "GFLOP/s", "energy J/call"):
+            table.add_column(col, justify="right" if col not in ("configuration", "dtype", "status") else "left")
         for row in report.rows:
             table.add_row(
                 _shape_label(row), row.dtype, row.status,
@@ -95,10 +97,15 @@ class Renderer:
                 reasons[(row.status, row.reason or "")] = reasons.get((row.status, row.reason or ""), 0) + 1
         for (status, reason), count in sorted(reasons.items()):
             self.out.print(f"{status} ({count} rows): {reason}")
-        energy = meter.method if meter.method != "none" else f"none ({getattr(meter, 'reason', '')})"
+        energy = energy_method if energy_method != "none" else f"none ({energy_note or 'turned off'})"
+        if energy_is_estimate:
+            energy += " (an estimate, not a measurement)"
         self.out.print(
             f"{report.measured} measured ({', '.join(f'{k} {v}' for k, v in sorted(report.statuses.items())) or 'none'}), "
-            f"{report.skipped} already in the dataset; energy: {energy}; "
+            f"{report.skipped} already in the dataset"
+            + (f", {report.left_by_time_budget} left by the time budget (run again to resume)"
+               if report.left_by_time_budget else "")
+            + f"; energy: {energy}; "
             f"wall {report.wall_s:.1f} s, timed {report.timed_s:.1f} s"
             + (f", overhead x{report.overhead:.2f}" if report.overhead else "")
             + f"\ndataset: {report.dataset}")
@@ -126,9 +133,24 @@ class Renderer:
 
 
 def _shape_label(row: Any) -> str:
+    """A short human label of a row's configuration."""
     if row.kernel == "gemm":
-        return f"{row.batch}x{row.m}x{row.n}x{row.k}" if row.batch and row.batch > 1 else f"{row.m}x{row.n}x{row.k}"
-    return row.kernel
+        label = f"{row.batch}x{row.m}x{row.n}x{row.k}" if row.batch and row.batch > 1 else f"{row.m}x{row.n}x{row.k}"
+    elif row.kernel == "conv":
+        label = (f"conv n{row.conv_n} c{row.conv_c} {row.conv_h}x{row.conv_w} k{row.conv_k} "
+                 f"{row.conv_r}x{row.conv_s}/{row.stride_h}" + (f" g{row.groups}" if row.groups and row.groups > 1 else "")
+                 + (" cl" if row.layout == "channels_last" else ""))
+    elif row.kernel == "attention":
+        label = (f"attn b{row.batch} h{row.heads}/{row.kv_heads} {row.seq_q}x{row.seq_k} d{row.head_dim}"
+                 + (" causal" if row.causal else "") + (f" {row.backend}" if row.backend else ""))
+    else:
+        label = row.kernel
+    if row.implementation and not row.implementation.startswith("torch"):
+        label += f" [{row.implementation}"
+        if row.tile_m is not None:
+            label += f" {row.tile_m}x{row.tile_n}x{row.tile_k}"
+        label += "]"
+    return label
 
 
 def _fmt(value: float | None, spec: str) -> str:

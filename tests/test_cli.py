@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from perfscope.collectors.gemm import gemm_cases
+from perfscope.collectors.gemm import cases_from_axes
 from perfscope.collectors.protocol import case_config_id
 from perfscope.store import ProfileStore
 
@@ -64,7 +64,10 @@ def test_human_output_has_a_table_and_says_how_energy_was_handled(tmp_path):
     (["--size", "16", "--device", "tpu"], "bad device"),
     (["--size", "16", "--energy", "joulemeter"], "unknown energy meter"),
     (["--size", "16", "--budget-s", "0.01", "--min-time-s", "1"], "budget_s"),
-    (["--size", "16", "--preset", "nope"], "unknown preset"),
+    (["--size", "16", "--spec", "nope"], "unknown preset"),
+    (["--size", "16", "--axis", "tile"], "bad axis"),
+    (["--size", "16", "--filter", "__import__('os')"], "not allowed"),
+    (["--size", "16", "--shard", "3/2"], "bad shard"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2_and_keeps_collected_data(tmp_path, one_row_dataset, args, message):
     ds = tmp_path / "ds"
@@ -104,8 +107,8 @@ def test_ls_reports_a_corrupt_file_by_name_and_lists_the_rest(tmp_path, one_row_
 def test_resume_after_sigkill_loses_nothing_and_duplicates_nothing(tmp_path):
     ds = tmp_path / "ds"
     grid = ["--size", "8,12,16,20,24,28,32,36,40,44", "--dtype", "fp32,bf16", "--batch", "1,2"]
-    expected = {case_config_id(c) for c in gemm_cases(sizes=[8, 12, 16, 20, 24, 28, 32, 36, 40, 44],
-                                                       dtypes=["fp32", "bf16"], batch=[1, 2])}
+    expected = {case_config_id(c) for c in cases_from_axes(
+        {"sizes": [8, 12, 16, 20, 24, 28, 32, 36, 40, 44], "dtype": ["fp32", "bf16"], "batch": [1, 2]})}
     cmd = [sys.executable, "-m", "perfscope", "collect", "gemm", *grid, "--out", str(ds), "--quiet",
            "--warmup-s", "0.02", "--min-time-s", "0.05", "--budget-s", "0.1", "--energy", "none"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

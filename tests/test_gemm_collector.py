@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from perfscope.collectors.gemm import GemmCase, gemm_cases
+from perfscope.collectors.gemm import GemmCase, cases_from_axes
 from perfscope.collectors.protocol import RunContext, Workload, measure_case
 from perfscope.devices.cpu import CpuDevice
 from perfscope.errors import UserInputError
@@ -100,11 +100,10 @@ def test_out_of_memory_becomes_a_row():
 
 
 def test_grid_expansion_and_validation():
-    cases = gemm_cases(sizes=[8, 16], shapes=[(4, 5, 6)], batch=[1, 2], dtypes=["fp32", "bf16"])
+    cases = cases_from_axes({"sizes": [8, 16], "shapes": [[4, 5, 6]], "batch": [1, 2], "dtype": ["fp32", "bf16"]})
     assert len(cases) == 3 * 2 * 2
-    with pytest.raises(UserInputError):
-        gemm_cases(sizes=[0])
-    with pytest.raises(UserInputError):
-        gemm_cases(sizes=[8], dtypes=["fp64"])
-    with pytest.raises(UserInputError):
-        gemm_cases()
+    assert len(cases_from_axes({"m": [1, 2], "n": [3], "k": [4, 5, 6]})) == 6
+    for bad in ({"sizes": [0]}, {"sizes": [8], "dtype": ["fp64"]}, {}, {"m": [4]}, {"sizes": [8], "tile": [4]},
+                {"shapes": [[4, 4]]}):
+        with pytest.raises(UserInputError):
+            cases_from_axes(bad)

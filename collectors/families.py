@@ -1,0 +1,42 @@
+"""Which module expands which (kernel family, implementation) into cases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from perfscope.errors import UserInputError
+
+FAMILIES = ("gemm", "conv", "attention")
+IMPLEMENTATIONS = {
+    "gemm": ("torch", "triton", "numba"),
+    "conv": ("torch", "triton"),
+    "attention": ("torch", "triton"),
+}
+
+
+def cases_for(kernel: str, implementation: str, axes: dict[str, list[Any]], *, seed: int = 0) -> list[Any]:
+    """Expand ``axes`` into the cases of one kernel family and implementation."""
+    if kernel not in IMPLEMENTATIONS:
+        raise UserInputError(f"unknown kernel family {kernel!r}: use {', '.join(FAMILIES)}")
+    if implementation not in IMPLEMENTATIONS[kernel]:
+        raise UserInputError(f"unknown implementation {implementation!r} for {kernel}: "
+                             f"use {', '.join(IMPLEMENTATIONS[kernel])}")
+    if implementation == "triton":
+        from perfscope.collectors.triton_kernels.cases import cases_from_axes as triton_cases
+
+        return triton_cases(kernel, axes, seed=seed)
+    if kernel == "gemm" and implementation == "numba":
+        from perfscope.collectors.cpu_tiled import cases_from_axes as tiled_cases
+
+        return tiled_cases(axes, seed=seed)
+    if kernel == "gemm":
+        from perfscope.collectors.gemm import cases_from_axes as gemm_cases
+
+        return gemm_cases(axes, seed=seed)
+    if kernel == "conv":
+        from perfscope.collectors.conv import cases_from_axes as conv_cases
+
+        return conv_cases(axes, seed=seed)
+    from perfscope.collectors.attention import cases_from_axes as attention_cases
+
+    return attention_cases(axes, seed=seed)

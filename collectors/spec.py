@@ -1,0 +1,185 @@
+"""Sweep specs: YAML files (or shipped presets) that say what to measure.
+
+```yaml
+name: quick
+timing: {warmup_s: 0.05, min_time_s: 0.25, budget_s: 0.5, target_ci_rel: 0.02}
+time_budget_s: 600          # optional: stop starting configurations after this
+sweeps:
+  - kernel: gemm            # gemm, conv or attention
+    implementation: torch   # torch (default), triton, numba (CPU tiled GEMM)
+    axes: {sizes: [64, 128], batch: [1, 4], dtype: [fp32, bf16]}
+    filters: ["m * n * k <= 2**27"]
+```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from perfscope.collectors.families import cases_for
+from perfscope.collectors.filters import Filter
+from perfscope.collectors.protocol import Case, case_config_id
+from perfscope.collectors.sweep import unique_cases
+from perfscope.errors import UserInputError
+from perfscope.timing import TimingPolicy
+
+_SPEC_KEYS = {"name", "description", "timing", "time_budget_s", "sweeps"}
+_SWEEP_KEYS = {"kernel", "implementation", "axes", "filters"}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One family's grid: axes (each a list of values) and filters."""
+
+    kernel: str
+    implementation: str = "torch"
+    axes: dict[str, list[Any]] = field(default_factory=dict)
+    filters: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A whole sweep: grids, timing policy and an optional time budget."""
+
+    name: str
+    sweeps: tuple[Sweep, ...]
+    timing: dict[str, float] = field(default_factory=dict)
+    time_budget_s: float | None = None
+    description: str = ""
+
+    @property
+    def policy(self) -> TimingPolicy:
+        try:
+            return TimingPolicy(**self.timing)
+        except TypeError as exc:
+            raise UserInputError(f"spec {self.name!r}: bad timing settings ({exc})") from None
+
+
+def load_spec(name_or_path: str | Path) -> SweepSpec:
+    """A spec from a YAML file, or a shipped preset by name (quick, default, full, gpperf)."""
+    import yaml
+
+    from perfscope.collectors.specs import load_preset
+
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        try:
+            data = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise UserInputError(f"cannot read spec {path}: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
+            raise UserInputError(f"spec {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        return parse_spec(data, origin=str(path))
+    return parse_spec(load_preset(str(name_or_path)), origin=f"preset {name_or_path}")
+
+
+def parse_spec(data: Any, origin: str = "spec") -> SweepSpec:
+    """Validate a parsed spec; errors name the origin and the offending key."""
+    if not isinstance(data, dict):
+        raise UserInputError(f"{origin}: a spec is a mapping with 'sweeps'")
+    unknown = set(data) - _SPEC_KEYS
+    if unknown:
+        raise UserInputError(f"{origin}: unknown keys {sorted(unknown)}; use {sorted(_SPEC_KEYS)}")
+    sweeps = []
+    for i, raw in enumerate(data.get("sweeps") or []):
+        if not isinstance(raw, dict) or "kernel" not in raw:
+            raise UserInputError(f"{origin}: sweep {i} needs a 'kernel'")
+        bad = set(raw) - _SWEEP_KEYS
+        if bad:
+            raise UserInputError(f"{origin}: sweep {i} has unknown keys {sorted(bad)}; use {sorted(_SWEEP_KEYS)}")
+        axes = raw.get("axes") or {}
+        if not isinstance(axes, dict):
+            raise UserInputError(f"{origin}: sweep {i} axes must be a mapping of lists")
+        axes = {k: v if isinstance(v, list) else [v] for k, v in axes.items()}
+        filters = raw.get("filters") or []
+        sweeps.append(Sweep(kernel=str(raw["kernel"]), implementation=str(raw.get("implementation", "torch")),
+                            axes=axes, filters=tuple(filters if isinstance(filters, list) else [filters])))
+    if not sweeps:
+        raise UserInputError(f"{origin}: no sweeps")
+    budget = data.get("time_budget_s")
+    if budget is not None and not (isinstance(budget, (int, float)) and budget > 0):
+        raise UserInputError(f"{origin}: time_budget_s must be a positive number")
+    spec = SweepSpec(name=str(data.get("name", origin)), sweeps=tuple(sweeps), timing=dict(data.get("timing") or {}),
+                     time_budget_s=budget, description=str(data.get("description", "")))
+    spec.policy  # validate the timing settings now
+    return spec
+
+
+def expand(spec: SweepSpec, *, seed: int = 0) -> list[Case]:
+    """Every case of the spec, filtered, without repeats, in spec order."""
+    cases: list[Case] = []
+    for sweep in spec.sweeps:
+        filters = [Filter(text) for text in sweep.filters]
+        for case in cases_for(sweep.kernel, sweep.implementation, sweep.axes, seed=seed):
+            if all(f(filter_names(case)) for f in filters):
+                cases.append(case)
+    return unique_cases(cases)
+
+
+def filter_names(case: Case) -> dict[str, Any]:
+    """Names a filter may use: the case's own fields (r, s, tile, ...) and its
+    configuration columns (conv_r, tile_m, ...)."""
+    import dataclasses
+
+    names = dataclasses.asdict(case) if dataclasses.is_dataclass(case) else {}
+    names.update(case.config_columns())
+    return names
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N) with 0 <= I < N."""
+    try:
+        index_text, count_text = text.split("/")
+        index, count = int(index_text), int(count_text)
+    except ValueError:
+        raise UserInputError(f"bad shard {text!r}: use I/N, e.g. 0/4") from None
+    if not 0 <= index < count:
+        raise UserInputError(f"bad shard {text!r}: need 0 <= I < N")
+    return index, count
+
+
+def shard(cases: list[Case], index: int, count: int) -> list[Case]:
+    """The cases of shard ``index`` of ``count``: a deterministic partition by config id,
+    the same on every machine, so job-array tasks never overlap and together cover all."""
+    return [c for c in cases if _shard_of(case_config_id(c), count) == index]
+
+
+def _shard_of(config_id: str, count: int) -> int:
+    return int(hashlib.sha256(config_id.encode()).hexdigest()[:8], 16) % count
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a sweep would do, before it runs. Durations are estimates (ranges)."""
+
+    total: int
+    by_group: dict[str, int]
+    already_measured: int
+    min_s: float
+    max_s: float
+
+
+def plan(spec: SweepSpec, cases: list[Case], already_measured: set[str] = frozenset(),
+         energy_window_s: float = 0.0) -> Plan:
+    """Count the grid and bound its duration from the timing policy: each configuration
+    costs at least warm-up + min_time_s and at most warm-up + budget_s (plus energy
+    windows); very slow kernels can exceed this, since one call always runs."""
+    by_group: dict[str, int] = {}
+    todo = 0
+    for case in cases:
+        columns = case.config_columns()
+        key = f"{columns['kernel']} {columns['implementation']}"
+        by_group[key] = by_group.get(key, 0) + 1
+        todo += case_config_id(case) not in already_measured
+    policy = spec.policy
+    per_min = policy.warmup_s + policy.min_time_s + energy_window_s
+    per_max = policy.warmup_s + policy.budget_s + energy_window_s
+    max_s = todo * per_max
+    if spec.time_budget_s is not None:
+        max_s = min(max_s, spec.time_budget_s + per_max)
+    return Plan(total=len(cases), by_group=by_group, already_measured=len(cases) - todo,
+                min_s=min(todo * per_min, max_s), max_s=max_s if math.isfinite(max_s) else math.inf)

@@ -1,0 +1,301 @@
+"""``perfscope collect`` and ``perfscope plan``: what to measure, from flags or a spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from perfscope.cli_app import app
+from perfscope.errors import UserInputError
+
+_SEL = "What to measure"
+_HOW = "How to measure"
+_RUN = "Where and how to run"
+
+Family = Annotated[str | None, typer.Argument(help="gemm, conv or attention (optional with --spec).")]
+Spec = Annotated[str | None, typer.Option(help="A sweep spec: YAML file or preset (quick, default, full, gpperf).",
+                                          rich_help_panel=_SEL)]
+Implementation = Annotated[str | None, typer.Option(help="torch, triton or numba (CPU tiled GEMM).",
+                                                    rich_help_panel=_SEL)]
+Axis = Annotated[list[str] | None, typer.Option(help="Any axis: KEY=V1,V2 (e.g. c=64,128 or tile=8,16).",
+                                                rich_help_panel=_SEL)]
+Size = Annotated[list[str] | None, typer.Option(help="GEMM square sizes m=n=k, e.g. 256,512.", rich_help_panel=_SEL)]
+Shape = Annotated[list[str] | None, typer.Option(help="GEMM shapes MxNxK, e.g. 1024x512x64.", rich_help_panel=_SEL)]
+Batch = Annotated[list[str] | None, typer.Option(help="Batch sizes, e.g. 1,8 (conv: N).", rich_help_panel=_SEL)]
+Dtype = Annotated[list[str] | None, typer.Option(help="fp32, tf32, fp16, bf16, fp8_e4m3, fp8_e5m2.",
+                                                 rich_help_panel=_SEL)]
+Cache = Annotated[list[str] | None, typer.Option(help="warm and/or cold.", rich_help_panel=_SEL)]
+Filters = Annotated[list[str] | None, typer.Option("--filter", help="Keep configurations where EXPR holds, "
+                                                   "e.g. 'm * n * k <= 2**27'.", rich_help_panel=_SEL)]
+Shard = Annotated[str | None, typer.Option("--shard", help="Measure only shard I of N (I/N), for job arrays.",
+                                           rich_help_panel=_RUN)]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Dataset directory (created or resumed).")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+
+
+@app.command("collect")
+def collect(
+    family: Family = None,
+    spec: Spec = None,
+    implementation: Implementation = None,
+    axis: Axis = None,
+    size: Size = None,
+    shape: Shape = None,
+    batch: Batch = None,
+    dtype: Dtype = None,
+    cache: Cache = None,
+    filters: Filters = None,
+    out: Out = Path("profiles"),
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", rich_help_panel=_RUN)] = "auto",
+    energy: Annotated[str, typer.Option(help="auto, nvml-counter, nvml-sampled, rapl, estimate-tdp, none.",
+                                        rich_help_panel=_HOW)] = "auto",
+    tdp_w: Annotated[float | None, typer.Option(help="TDP in W for an estimate where no meter exists.",
+                                                rich_help_panel=_HOW)] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: torch's).",
+                                                rich_help_panel=_RUN)] = None,
+    warmup_s: Annotated[float | None, typer.Option(help="Warm-up time per configuration.", rich_help_panel=_HOW)] = None,
+    min_time_s: Annotated[float | None, typer.Option(help="Least timed time per configuration.",
+                                                     rich_help_panel=_HOW)] = None,
+    budget_s: Annotated[float | None, typer.Option(help="Most timed time per configuration.",
+                                                   rich_help_panel=_HOW)] = None,
+    target_ci: Annotated[float | None, typer.Option(help="Target half-width of the median's 95% CI, relative.",
+                                                    rich_help_panel=_HOW)] = None,
+    energy_window_s: Annotated[float | None, typer.Option(help="Length of each energy window.",
+                                                          rich_help_panel=_HOW)] = None,
+    time_budget_s: Annotated[float | None, typer.Option(help="Start no configuration after this many seconds.",
+                                                        rich_help_panel=_RUN)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the input generator.", rich_help_panel=_HOW)] = 0,
+    resume: Annotated[bool, typer.Option(help="Skip configurations already in the dataset.",
+                                         rich_help_panel=_RUN)] = True,
+    shard_spec: Shard = None,
+    executor: Annotated[str, typer.Option(help="local, or ray: one worker per GPU across a Ray cluster.",
+                                          rich_help_panel=_RUN)] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start a local one).",
+                                                rich_help_panel=_RUN)] = None,
+    workers: Annotated[int | None, typer.Option(help="Ray workers (default: one per GPU; 1 on a CPU).",
+                                                rich_help_panel=_RUN)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or table.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Measure kernels into a dataset: `perfscope collect gemm --size 512` or `perfscope collect --spec quick`."""
+    from perfscope.collectors.spec import expand, parse_shard, shard
+    from perfscope.meters import METER_CHOICES
+
+    # validate everything cheap before anything runs or prints
+    if energy not in METER_CHOICES:
+        raise UserInputError(f"unknown energy meter {energy!r}: choose one of {', '.join(METER_CHOICES)}")
+    for name, value in (("--tdp-w", tdp_w), ("--energy-window-s", energy_window_s),
+                        ("--time-budget-s", time_budget_s), ("--threads", threads), ("--workers", workers)):
+        if value is not None and value <= 0:
+            raise UserInputError(f"{name} must be positive, got {value}")
+    if executor not in ("local", "ray"):
+        raise UserInputError(f"unknown executor {executor!r}: use local or ray")
+    sweep_spec = build_spec(family, spec, implementation, axis, size, shape, batch, dtype, cache, filters,
+                            {"warmup_s": warmup_s, "min_time_s": min_time_s, "budget_s": budget_s,
+                             "target_ci_rel": target_ci}, time_budget_s)
+    cases = expand(sweep_spec, seed=seed)
+    if shard_spec is not None:
+        cases = shard(cases, *parse_shard(shard_spec))
+    _run(cases, sweep_spec, out, device, energy, tdp_w, threads, energy_window_s, resume, executor, address,
+         workers, quiet, as_json)
+
+
+@app.command("plan")
+def plan_command(
+    family: Family = None,
+    spec: Spec = None,
+    implementation: Implementation = None,
+    axis: Axis = None,
+    size: Size = None,
+    shape: Shape = None,
+    batch: Batch = None,
+    dtype: Dtype = None,
+    cache: Cache = None,
+    filters: Filters = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Count what this dataset already holds.")] = None,
+    device: Annotated[str, typer.Option(help="The device whose rows count as measured.")] = "auto",
+    shard_spec: Shard = None,
+    as_json: AsJson = False,
+) -> None:
+    """Print the expanded grid's size and an estimated duration; runs nothing."""
+    import json
+
+    from perfscope.collectors.spec import expand, parse_shard, plan, shard
+
+    sweep_spec = build_spec(family, spec, implementation, axis, size, shape, batch, dtype, cache, filters, {}, None)
+    cases = expand(sweep_spec)
+    if shard_spec is not None:
+        cases = shard(cases, *parse_shard(shard_spec))
+    measured: set[str] = set()
+    if out is not None and out.exists():
+        from perfscope.devices import select_device
+        from perfscope.store import ProfileStore
+
+        key = select_device(device).key
+        measured = {cid for _, cid in ProfileStore(out).measured_keys(key)}
+    p = plan(sweep_spec, cases, measured)
+    if as_json:
+        print(json.dumps({"spec": sweep_spec.name, "configurations": p.total, "by_group": p.by_group,
+                          "already_measured": p.already_measured, "estimated_min_s": round(p.min_s, 1),
+                          "estimated_max_s": round(p.max_s, 1)}))
+        return
+    for group, count in sorted(p.by_group.items()):
+        print(f"{group:28s} {count:8d}")
+    print(f"{'total':28s} {p.total:8d}  ({p.already_measured} already measured)")
+    print(f"estimated duration: {_duration(p.min_s)} to {_duration(p.max_s)} "
+          "(from the timing policy; an estimate, not a measurement)")
+
+
+def build_spec(family: str | None, spec: str | None, implementation: str | None, axis: list[str] | None,
+               size: list[str] | None, shape: list[str] | None, batch: list[str] | None,
+               dtype: list[str] | None, cache: list[str] | None, filters: list[str] | None,
+               timing: dict[str, float | None], time_budget_s: float | None) -> Any:
+    """The sweep spec that flags and/or a spec file describe (flags override the file)."""
+    from dataclasses import replace
+
+    from perfscope.collectors.families import FAMILIES
+    from perfscope.collectors.spec import Sweep, SweepSpec, load_spec
+
+    if family is not None and family not in FAMILIES:
+        raise UserInputError(f"unknown kernel family {family!r}: use {', '.join(FAMILIES)}")
+    overrides = _axes_from_flags(family, axis, size, shape, batch, dtype, cache)
+    if spec is not None:
+        base = load_spec(spec)
+        sweeps = [s for s in base.sweeps if (family is None or s.kernel == family)
+                  and (implementation is None or s.implementation == implementation)]
+        if not sweeps:
+            raise UserInputError(f"spec {base.name!r} has no {family or ''} {implementation or ''} sweep".replace("  ", " "))
+    elif family is None:
+        raise UserInputError("say what to measure: a kernel family (gemm, conv, attention) or --spec")
+    else:
+        base = SweepSpec(name=f"{family} (flags)", sweeps=(), timing={})
+        sweeps = [Sweep(kernel=family, implementation=implementation or "torch")]
+    merged = []
+    for sweep in sweeps:
+        axes = dict(sweep.axes)
+        if sweep.kernel == "gemm" and {"sizes", "shapes", "m", "n", "k"} & set(overrides):
+            for key in ("sizes", "shapes", "m", "n", "k"):  # explicit shapes replace the spec's
+                axes.pop(key, None)
+        axes.update(overrides)
+        merged.append(replace(sweep, axes=axes, filters=sweep.filters + tuple(filters or ())))
+    merged_timing = dict(base.timing)
+    merged_timing.update({k: v for k, v in timing.items() if v is not None})
+    result = replace(base, sweeps=tuple(merged), timing=merged_timing,
+                     time_budget_s=time_budget_s if time_budget_s is not None else base.time_budget_s)
+    result.policy  # validate timing now
+    return result
+
+
+def _axes_from_flags(family: str | None, axis: list[str] | None, size: list[str] | None,
+                     shape: list[str] | None, batch: list[str] | None, dtype: list[str] | None,
+                     cache: list[str] | None) -> dict[str, list[Any]]:
+    axes: dict[str, list[Any]] = {}
+    for item in axis or []:
+        key, sep, values = item.partition("=")
+        if not sep or not key.strip():
+            raise UserInputError(f"bad axis {item!r}: use KEY=V1,V2")
+        axes[key.strip()] = _split([values], _scalar, f"value of {key}")
+    if size:
+        axes["sizes"] = _split(size, _positive_int, "size")
+    if shape:
+        axes["shapes"] = _split(shape, _shape, "shape (use MxNxK)")
+    if batch:
+        axes["n" if family == "conv" else "batch"] = _split(batch, _positive_int, "batch size")
+    if dtype:
+        axes["dtype"] = _split(dtype, str, "dtype")
+    if cache:
+        axes["cache"] = _split(cache, str, "cache mode")
+    return axes
+
+
+def _run(cases: list[Any], sweep_spec: Any, out: Path, device_spec: str, energy: str, tdp_w: float | None,
+         threads: int | None, energy_window_s: float | None, resume: bool, executor: str,
+         address: str | None, workers: int | None, quiet: bool, as_json: bool) -> None:
+    from perfscope.cli_render import Renderer
+    from perfscope.collectors.executors import WorkerSettings, run_ray
+    from perfscope.collectors.protocol import RunContext
+    from perfscope.collectors.sweep import run_sweep
+    from perfscope.devices import select_device
+    from perfscope.meters import select_meter
+    from perfscope.store import ProfileStore, new_run_id
+
+    render = Renderer(quiet=quiet, as_json=as_json)
+    store = ProfileStore(out, create=True)
+    run_id = new_run_id()
+    if executor == "ray":
+        settings = WorkerSettings(dataset=str(out.resolve()), device=device_spec, energy=energy, tdp_w=tdp_w,
+                                  timing=dict(sweep_spec.timing), energy_window_s=energy_window_s, resume=resume,
+                                  time_budget_s=sweep_spec.time_budget_s, threads=threads)
+        report = run_ray(cases, settings, run_id, address=address, workers=workers)
+        render.sweep_summary(report, energy_method=energy)
+        return
+    dev = select_device(device_spec, notify=render.note)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    meter = select_meter(dev, energy, tdp_w=tdp_w)
+    ctx = RunContext(run_id=run_id, device=dev, meter=meter, policy=sweep_spec.policy,
+                     energy_window_s=energy_window_s)
+    try:
+        with render.progress() as progress:
+            report = run_sweep(cases, store, ctx, resume=resume, time_budget_s=sweep_spec.time_budget_s,
+                               on_start=progress.start, on_row=progress.advance)
+    finally:
+        meter.close()
+    render.sweep_summary(report, energy_method=meter.method, energy_note=getattr(meter, "reason", None),
+                         energy_is_estimate=meter.is_estimate)
+
+
+def _split(values: list[str] | None, convert: Any, what: str) -> list[Any]:
+    """Flatten repeated and comma-separated option values, converting each."""
+    out = []
+    for value in values or []:
+        for part in value.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                out.append(convert(part))
+            except ValueError:
+                raise UserInputError(f"bad {what} {part!r}") from None
+    return out
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def _shape(text: str) -> list[int]:
+    parts = text.lower().split("x")
+    if len(parts) != 3:
+        raise ValueError(text)
+    return [_positive_int(p) for p in parts]
+
+
+def _scalar(text: str) -> Any:
+    """An axis value as YAML reads it: 64 -> int, 0.5 -> float, true -> bool, nchw -> str."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ValueError(text) from None
+    if not isinstance(value, (int, float, str, bool)):
+        raise ValueError(text)
+    return value
+
+
+def _duration(seconds: float) -> str:
+    if seconds == float("inf"):
+        return "unbounded"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
