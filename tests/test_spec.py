@@ -131,7 +131,6 @@ def test_sharded_runs_union_to_the_single_process_run(tmp_path):
 
 @pytest.mark.slow
 def test_ray_workers_union_to_the_single_process_run(tmp_path):
-    pytest.importorskip("ray", reason="the ray extra is installed by scripts/install.sh")
     _collect("--out", tmp_path / "single")
     summary = _collect("--out", tmp_path / "ray", "--executor", "ray", "--workers", "2", "--device", "cpu")
     assert summary["measured"] == 10
