@@ -1,0 +1,230 @@
+"""Attention through PyTorch's ``scaled_dot_product_attention`` with one forced backend."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from perfscope.devices.base import Device
+from perfscope.dtypes import dtype_info
+from perfscope.errors import UnsupportedConfigError, UserInputError
+from perfscope.features import attention_flops, attention_min_bytes
+from perfscope.collectors.conv import one_line, check_dtype_supported, expand_axes
+from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_dtype
+from perfscope.collectors.protocol import Workload
+
+# perfscope's backend names -> torch.nn.attention.SDPBackend members
+BACKENDS = {"math": "MATH", "flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION",
+            "cudnn": "CUDNN_ATTENTION"}
+FUSED_BACKENDS = ("flash", "efficient", "cudnn")
+CHECK_EDGE_ROWS = 32  # the first and the last query rows are compared with the float64 reference
+# RuntimeError texts by which torch says a forced backend cannot run this input
+_REFUSALS = ("no available kernel", "no viable backend", "not supported", "only supports", "not implemented for")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttentionCase:
+    """O = softmax(Q K^T / sqrt(d) [+ causal mask]) V with Q (B, H, Nq, d) and K, V (B, Hkv, Nk, d).
+
+    ``kv_heads`` defaults to ``heads``; fewer kv heads is grouped-query attention (query
+    head h reads kv head h // (H / Hkv)). ``causal`` is torch's ``is_causal``: a
+    top-left-aligned mask (query i sees keys 0..i), also when Nq != Nk.
+    """
+
+    batch: int
+    heads: int
+    seq_q: int
+    seq_k: int
+    head_dim: int
+    kv_heads: int | None = None
+    causal: bool = False
+    backend: str = "math"
+    dtype: str = "fp32"
+    cache_mode: str = "warm"
+    seed: int = 0
+    kernel: str = "attention"
+
+    implementation = "torch.sdpa"
+
+    def __post_init__(self) -> None:
+        if self.kv_heads is None:
+            object.__setattr__(self, "kv_heads", self.heads)
+        # validates sizes and heads % kv_heads (UserInputError)
+        attention_min_bytes(self.batch, self.heads, self.kv_heads, self.seq_q, self.seq_k, self.head_dim, self.dtype)
+        if not isinstance(self.causal, bool):
+            raise UserInputError(f"attention causal must be true or false, got {self.causal!r}")
+        if self.backend not in BACKENDS:
+            raise UserInputError(f"unknown attention backend {self.backend!r}: use one of {', '.join(BACKENDS)}")
+        if self.cache_mode not in ("warm", "cold"):
+            raise UserInputError(f"cache mode must be warm or cold, got {self.cache_mode!r}")
+
+    @property
+    def flops(self) -> int:
+        return attention_flops(self.batch, self.heads, self.seq_q, self.seq_k, self.head_dim, self.causal)
+
+    @property
+    def min_bytes(self) -> int:
+        """Fused traffic for flash, efficient and cuDNN; the math backend materialises the scores."""
+        return attention_min_bytes(self.batch, self.heads, self.kv_heads, self.seq_q, self.seq_k, self.head_dim,
+                                   self.dtype, fused=self.backend in FUSED_BACKENDS)
+
+    def config_columns(self) -> dict[str, Any]:
+        return {"kernel": self.kernel, "implementation": self.implementation, "dtype": self.dtype,
+                "cache_mode": self.cache_mode, "batch": self.batch, "heads": self.heads,
+                "kv_heads": self.kv_heads, "seq_q": self.seq_q, "seq_k": self.seq_k, "head_dim": self.head_dim,
+                "causal": self.causal, "backend": self.backend}
+
+    def build(self, device: Device) -> Workload:
+        """Inputs on ``device`` and one probe call under the forced backend, so that a backend
+        that refuses this input becomes ``UnsupportedConfigError`` with torch's reason.
+
+        The backend stays forced (``sdpa_kernel`` entered) from here until the workload's
+        ``release()``: entering it around each call costs ~25 us on a CPU, more than a small
+        attention call, and would be timed with it.
+        """
+        import torch
+        import torch.nn.functional as F
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        info = dtype_info(self.dtype)
+        check_dtype_supported(info, device, "attention")
+        if self.dtype == "tf32" and self.backend != "math":
+            raise UnsupportedConfigError(f"tf32 is a matmul setting only the math backend honours; "
+                                         f"the {self.backend} backend runs fp32 as fp32")
+        member = getattr(SDPBackend, BACKENDS[self.backend], None)
+        if member is None:
+            raise UnsupportedConfigError(f"torch {torch.__version__} has no SDPA backend {BACKENDS[self.backend]}")
+        storage = torch_dtype(info)
+        fused_bytes = attention_min_bytes(self.batch, self.heads, self.kv_heads, self.seq_q, self.seq_k,
+                                          self.head_dim, self.dtype, fused=True)
+        sets = input_set_count(self.cache_mode, fused_bytes, device)
+        dev = device.torch_device
+        q_shape = (self.batch, self.heads, self.seq_q, self.head_dim)
+        kv_shape = (self.batch, self.kv_heads, self.seq_k, self.head_dim)
+        inputs = []
+        for i in range(sets):
+            base = self.seed * 1000 + 3 * i
+            inputs.append((seeded_uniform(q_shape, storage, dev, seed=base),
+                           seeded_uniform(kv_shape, storage, dev, seed=base + 1),
+                           seeded_uniform(kv_shape, storage, dev, seed=base + 2)))
+        causal, gqa = self.causal, self.kv_heads < self.heads
+
+        def call(i: int) -> Any:
+            q, k, v = inputs[i % sets]
+            return F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=gqa)
+
+        forced = sdpa_kernel(member)
+        forced.__enter__()
+        matmul = torch.backends.cuda.matmul
+        tf32_before = matmul.allow_tf32
+        if device.kind == "cuda":
+            matmul.allow_tf32 = self.dtype == "tf32"  # the math backend's matmuls
+
+        outputs: list[Any] = []  # the probe's result, which is call 0's, for the check
+
+        def release() -> None:
+            inputs.clear()
+            outputs.clear()
+            matmul.allow_tf32 = tf32_before
+            forced.__exit__(None, None, None)
+
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                first = call(0)  # the probe; torch explains a refusal in warnings, then raises
+                device.synchronize()
+        except (RuntimeError, NotImplementedError) as exc:
+            release()
+            if type(exc).__name__ == "OutOfMemoryError" or not _is_refusal(exc):
+                raise
+            said = [one_line(w.message, 200) for w in caught if issubclass(w.category, UserWarning)]
+            raise UnsupportedConfigError(one_line(
+                f"torch sdpa backend {self.backend} refused this input on {device.kind}: "
+                + "; ".join(dict.fromkeys(said + [one_line(exc, 200)])), 500)) from None
+        except BaseException:
+            release()
+            raise
+        outputs.append(first)
+
+        def check() -> float:
+            out = outputs.pop() if outputs else call(0)
+            device.synchronize()
+            q, k, v = inputs[0]
+            return _normalised_error(q, k, v, out, causal)
+
+        return Workload(kernel=call, check=check, check_tolerance=info.check_tolerance, flops=self.flops,
+                        min_bytes=self.min_bytes, input_sets=sets, release=release)
+
+
+def _is_refusal(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, NotImplementedError) or any(pattern in text for pattern in _REFUSALS)
+
+
+def _normalised_error(q: Any, k: Any, v: Any, out: Any, causal: bool) -> float:
+    """max |out - ref| / max |V| over the first batch item's first and last query rows.
+
+    The reference is the formula in float64 on the CPU. Each output row is a convex
+    combination of V's rows, so dividing by max |V| gives an error independent of the
+    sequence length and head dim (unlike GEMM's sqrt(k) normalisation); the dtype's
+    tolerance then applies as it is.
+    """
+    import torch
+
+    seq_q, seq_k, head_dim = q.shape[-2], k.shape[-2], q.shape[-1]
+    rows = sorted(set(range(min(CHECK_EDGE_ROWS, seq_q))) | set(range(max(0, seq_q - CHECK_EDGE_ROWS), seq_q)))
+    index = torch.tensor(rows)
+    q_index, out_index = index.to(q.device), index.to(out.device)
+    group = q.shape[1] // k.shape[1]
+    keys = torch.arange(seq_k)
+    worst = 0.0
+    for h in range(q.shape[1]):  # one head at a time keeps the float64 scores small
+        qh = q[0, h].index_select(0, q_index).double().cpu()
+        kh = k[0, h // group].double().cpu()
+        vh = v[0, h // group].double().cpu()
+        scores = qh @ kh.T / math.sqrt(head_dim)
+        if causal:  # top-left aligned: query i sees keys 0..i
+            scores = scores.masked_fill(keys[None, :] > index[:, None], float("-inf"))
+        ref = scores.softmax(-1) @ vh
+        got = out[0, h].index_select(0, out_index).double().cpu()
+        scale = float(vh.abs().max()) or 1.0
+        worst = max(worst, float((got - ref).abs().max()) / scale)
+    return worst
+
+
+_ATTENTION_AXES = ("batch", "heads", "kv_heads", "seq_q", "seq_k", "seq", "head_dim", "causal", "backend", "dtype",
+                   "cache")
+_ATTENTION_DEFAULTS = {"batch": [1], "causal": [False], "backend": list(BACKENDS), "dtype": ["fp32"],
+                       "cache": ["warm"]}
+
+
+def cases_from_axes(axes: Mapping[str, Any], *, seed: int = 0) -> list[AttentionCase]:
+    """Attention cases: the cartesian product of ``axes``.
+
+    Keys: batch, heads, kv_heads, seq_q, seq_k, seq (sets both; seq_q and seq_k win over
+    it), head_dim, causal, backend (math, flash, efficient, cudnn), dtype, cache; and
+    ``shapes``, a list of dicts of fixed fields (those keys) that the other axes multiply.
+    heads, head_dim and the sequence lengths are required; the defaults are batch 1,
+    kv_heads = heads, causal false, every backend (those that refuse become unsupported
+    rows saying why), dtype fp32, cache warm.
+    """
+    cases = []
+    for point in expand_axes("attention", axes, axis_keys=_ATTENTION_AXES, shape_keys=_ATTENTION_AXES,
+                             defaults=_ATTENTION_DEFAULTS):
+        seq_q, seq_k = point.get("seq_q", point.get("seq")), point.get("seq_k", point.get("seq"))
+        missing = [name for name, value in (("heads", point.get("heads")), ("head_dim", point.get("head_dim")),
+                                            ("seq_q (or seq)", seq_q), ("seq_k (or seq)", seq_k)) if value is None]
+        if missing:
+            raise UserInputError(f"attention grid needs {', '.join(missing)} (as axes or in every shape)")
+        try:
+            case = AttentionCase(batch=point["batch"], heads=point["heads"], kv_heads=point.get("kv_heads"),
+                                 seq_q=seq_q, seq_k=seq_k, head_dim=point["head_dim"], causal=point["causal"],
+                                 backend=point["backend"], dtype=point["dtype"], cache_mode=point["cache"], seed=seed)
+        except UserInputError as exc:
+            raise UserInputError(f"attention grid point {', '.join(f'{k}={v}' for k, v in point.items())}: "
+                                 f"{exc}") from None
+        cases.append(case)
+    return list(dict.fromkeys(cases))
