@@ -132,3 +132,20 @@ def test_resume_after_sigkill_loses_nothing_and_duplicates_nothing(tmp_path):
     final = ProfileStore(ds).read().table
     ids = final.column("config_id").to_pylist()
     assert set(ids) == expected and len(ids) == len(expected)
+
+
+def test_import_csv_then_ls_and_a_bad_mapping_exits_2(tmp_path):
+    csv = tmp_path / "mine.csv"
+    csv.write_text("M,N,K,ms\n64,64,64,0.5\n128,128,128,2.0\n")
+    ds = tmp_path / "ds"
+    args = ["import", "csv", csv, "--out", ds, "--map", "m=M", "--map", "n=N", "--map", "k=K",
+            "--map", "time_median_ms=ms", "--default", "kernel=gemm", "--default", "implementation=mine",
+            "--default", "dtype=fp32", "--default", "device_name=Mystery GPU", "--json"]
+    run = perfscope(*args)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["rows"] == 2
+    table = ProfileStore(ds).read().table
+    assert sorted(table.column("time_median_ms").to_pylist()) == [0.5, 2.0]
+    assert set(table.column("source").to_pylist()) == {"import:csv:mine.csv"}
+    bad = perfscope("import", "csv", csv, "--out", ds, "--map", "m=NOPE")
+    assert bad.returncode == 2 and "NOPE" in bad.stderr and "Traceback" not in bad.stderr

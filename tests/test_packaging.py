@@ -34,8 +34,14 @@ def test_a_regular_wheel_holds_the_namespaced_packages_and_presets(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for expected in ("perfscope/cli.py", "perfscope/collectors/gemm.py", "perfscope/collectors/specs/quick.yaml",
                      "perfscope/models/__init__.py", "perfscope/dashboards/__init__.py",
-                     "perfscope/testing/fake_nvml.py"):
+                     "perfscope/testing/fake_nvml.py", "perfscope/data/devices.csv"):
         assert expected in names
+    # every package in the source tree is in the wheel, under the perfscope namespace
+    for top, prefix in (("perfscope", "perfscope"), ("collectors", "perfscope/collectors"),
+                        ("models", "perfscope/models"), ("dashboards", "perfscope/dashboards")):
+        for init in (ROOT / top).rglob("__init__.py"):
+            relative = init.relative_to(ROOT / top).as_posix()
+            assert f"{prefix}/{relative}" in names, f"{top}/{relative} is not packaged"
     assert not any(n.startswith(("collectors/", "models/", "dashboards/")) for n in names)
     # a regular (non-editable) install of that wheel imports them too
     target = tmp_path / "site"
