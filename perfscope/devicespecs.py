@@ -1,0 +1,229 @@
+"""GPU peaks from the vendor spec table (``data/devices.csv``), one row per device.
+
+This is on the light path of ``perfscope estimate``: it reads the table with the
+``csv`` module (no pandas) and caches it. Every row names the document its figures
+come from (``source``) and says in ``notes`` how they were checked and which figures
+are derived or missing. An empty peak means "not supported or not published": asking
+for it raises ``UnsupportedConfigError``.
+
+``RooflineDevice`` is the interface the roofline features need; ``DeviceSpec`` (here)
+and the calibrated ``DeviceProfile`` (``perfscope.collectors.calibrate``) both provide it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Mapping, Protocol, runtime_checkable
+
+from perfscope.dtypes import DTYPES, dtype_info
+from perfscope.errors import UnsupportedConfigError, UserInputError
+
+SPEC_TABLE = "devices.csv"
+
+# The spec sheets give no launch floor. This is an assumption (a typical floor of a
+# small CUDA kernel dispatched from PyTorch: single-digit microseconds), used only
+# until `perfscope calibrate` measures the device; rows record which one was used.
+ASSUMED_GPU_LAUNCH_OVERHEAD_S = 5e-6
+
+# perfscope dtype -> spec-table column. fp16 is tensor-core FP16 with FP32 accumulate
+# (what cuBLAS/torch use by default); both fp8 formats share one column.
+DTYPE_PEAK_COLUMN = {
+    "fp32": "peak_fp32_flops_per_s",
+    "tf32": "peak_tf32_flops_per_s",
+    "fp16": "peak_fp16_flops_per_s",
+    "bf16": "peak_bf16_flops_per_s",
+    "fp8_e4m3": "peak_fp8_flops_per_s",
+    "fp8_e5m2": "peak_fp8_flops_per_s",
+}
+assert set(DTYPE_PEAK_COLUMN) == set(DTYPES), "every perfscope dtype needs a spec-table column"
+
+_INT_COLUMNS = ("sm_count", "l2_bytes", "memory_bytes", "tdp_w")
+_FLOAT_COLUMNS = ("mem_bandwidth_bytes_per_s", "peak_fp32_flops_per_s", "peak_tf32_flops_per_s",
+                  "peak_fp16_flops_per_s", "peak_fp16_acc16_flops_per_s", "peak_bf16_flops_per_s",
+                  "peak_fp8_flops_per_s")
+_REQUIRED_COLUMNS = ("device_id", "name", "aliases", "vendor", "architecture", "compute_capability",
+                     *_INT_COLUMNS, *_FLOAT_COLUMNS, "dense", "source", "notes")
+
+
+@runtime_checkable
+class RooflineDevice(Protocol):
+    """What the roofline features read from a device (spec sheet or calibrated profile)."""
+
+    key: str
+    name: str
+    source_kind: str  # "spec" or "calibrated"
+    sm_count: int | None
+    l2_bytes: int | None
+    mem_bandwidth_bytes_per_s: float | None
+    launch_overhead_s: float
+    launch_overhead_source: str  # "assumed" (spec sheets give none) or "calibrated"
+
+    @property
+    def peaks_flops_per_s(self) -> Mapping[str, float]:
+        """Peak FLOP/s per perfscope dtype name (missing: no such peak)."""
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """One row of the spec table: vendor peaks (dense, no 2:4 sparsity) and where they come from."""
+
+    device_id: str
+    name: str
+    aliases: tuple[str, ...]
+    vendor: str
+    architecture: str
+    compute_capability: str | None
+    sm_count: int | None
+    l2_bytes: int | None
+    memory_bytes: int | None
+    mem_bandwidth_bytes_per_s: float | None
+    tdp_w: int | None
+    peak_fp32_flops_per_s: float | None
+    peak_tf32_flops_per_s: float | None
+    peak_fp16_flops_per_s: float | None  # tensor FP16 with FP32 accumulate
+    peak_fp16_acc16_flops_per_s: float | None  # FP16 accumulate, only where it differs
+    peak_bf16_flops_per_s: float | None
+    peak_fp8_flops_per_s: float | None  # FP32 accumulate
+    dense: bool
+    source: str  # the datasheet / whitepaper the figures come from: title <URL>
+    notes: str  # how the figures were checked; which are derived, third-party or missing
+
+    source_kind = "spec"
+    # the launch floor is not a datasheet figure (see ASSUMED_GPU_LAUNCH_OVERHEAD_S)
+    launch_overhead_s = ASSUMED_GPU_LAUNCH_OVERHEAD_S
+    launch_overhead_source = "assumed"
+
+    @property
+    def key(self) -> str:
+        return self.device_id
+
+    @property
+    def peaks_flops_per_s(self) -> dict[str, float]:
+        """Peak FLOP/s per perfscope dtype that this device has a figure for."""
+        peaks = {}
+        for dtype, column in DTYPE_PEAK_COLUMN.items():
+            value = getattr(self, column)
+            if value is not None:
+                peaks[dtype] = value
+        return peaks
+
+    def peak_flops_per_s(self, dtype: str) -> float:
+        """Peak FLOP/s for ``dtype`` (see the module function of the same name)."""
+        return peak_flops_per_s(self, dtype)
+
+
+def peak_flops_per_s(device: DeviceSpec | RooflineDevice, dtype: str) -> float:
+    """Peak FLOP/s of ``device`` for a perfscope ``dtype`` name.
+
+    Raises ``UserInputError`` for an unknown dtype name and ``UnsupportedConfigError``
+    when the device has no such peak (not supported, or not published by the vendor).
+    """
+    dtype_info(dtype)  # unknown names are the user's error
+    value = device.peaks_flops_per_s.get(dtype)
+    if value is None:
+        where = "calibrated profile" if device.source_kind == "calibrated" else "spec table"
+        raise UnsupportedConfigError(
+            f"{device.key} has no {dtype} peak ({where}): not supported or not published; "
+            "run `perfscope calibrate` on the device to measure one")
+    return float(value)
+
+
+def load_device_specs() -> dict[str, DeviceSpec]:
+    """All rows of ``data/devices.csv`` by device id (read once, then cached)."""
+    return dict(_load_specs())
+
+
+@lru_cache(maxsize=1)
+def _load_specs() -> tuple[tuple[str, DeviceSpec], ...]:
+    text = resources.files("perfscope.data").joinpath(SPEC_TABLE).read_text(encoding="utf-8")
+    return tuple((s.device_id, s) for s in parse_device_specs(text))
+
+
+def parse_device_specs(text: str) -> list[DeviceSpec]:
+    """Parse spec-table CSV text into ``DeviceSpec`` rows, checking columns and ids."""
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in _REQUIRED_COLUMNS if c not in (reader.fieldnames or ())]
+    if missing:
+        raise UserInputError(f"device spec table lacks columns: {', '.join(missing)}")
+    specs: list[DeviceSpec] = []
+    seen: set[str] = set()
+    for line, raw in enumerate(reader, start=2):
+        device_id = raw["device_id"].strip()
+        if not device_id or device_id in seen:
+            raise UserInputError(f"device spec table line {line}: empty or repeated device_id {device_id!r}")
+        seen.add(device_id)
+        try:
+            values = {c: _int_or_none(raw[c]) for c in _INT_COLUMNS}
+            values.update({c: _float_or_none(raw[c]) for c in _FLOAT_COLUMNS})
+        except ValueError as exc:
+            raise UserInputError(f"device spec table line {line} ({device_id}): {exc}") from None
+        specs.append(DeviceSpec(
+            device_id=device_id,
+            name=raw["name"].strip(),
+            aliases=tuple(a.strip() for a in raw["aliases"].split(";") if a.strip()),
+            vendor=raw["vendor"].strip(),
+            architecture=raw["architecture"].strip(),
+            compute_capability=raw["compute_capability"].strip() or None,
+            dense=raw["dense"].strip().lower() == "true",
+            source=raw["source"].strip(),
+            notes=raw["notes"].strip(),
+            **values,
+        ))
+    return specs
+
+
+def _int_or_none(text: str) -> int | None:
+    text = text.strip()
+    return int(float(text)) if text else None
+
+
+def _float_or_none(text: str) -> float | None:
+    text = text.strip()
+    return float(text) if text else None
+
+
+def normalise_device_name(text: str) -> str:
+    """Case-, space- and punctuation-insensitive form of a device name or alias."""
+    out: list[str] = []
+    for ch in text.lower():
+        if ch.isascii() and ch.isalnum():
+            out.append(ch)
+        elif out and out[-1] != "-":
+            out.append("-")
+    return "".join(out).strip("-")
+
+
+@lru_cache(maxsize=1)
+def _alias_index() -> dict[str, str]:
+    index: dict[str, str] = {}
+    for device_id, spec in _load_specs():
+        for name in (device_id, spec.name, *spec.aliases):
+            key = normalise_device_name(name)
+            other = index.setdefault(key, device_id)
+            if other != device_id:
+                raise UserInputError(f"device spec table: alias {name!r} names both {other} and {device_id}")
+    return index
+
+
+def find_device_spec(name_or_id: str) -> DeviceSpec | None:
+    """The spec row whose id, name or alias matches (case- and punctuation-insensitive), or None."""
+    device_id = _alias_index().get(normalise_device_name(name_or_id))
+    return dict(_load_specs())[device_id] if device_id else None
+
+
+def device_spec(name_or_id: str) -> DeviceSpec:
+    """The spec row for an id or a common name ("H100", "NVIDIA GeForce RTX 4070", ...).
+
+    Raises ``UserInputError`` listing the known ids when nothing matches exactly (no
+    fuzzy matching: "H100 NVL" must not silently become the SXM part).
+    """
+    spec = find_device_spec(name_or_id)
+    if spec is None:
+        known = ", ".join(sorted(load_device_specs()))
+        raise UserInputError(f"unknown device {name_or_id!r}: use one of {known} "
+                             "(or calibrate this machine with `perfscope calibrate`)")
+    return spec
