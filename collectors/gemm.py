@@ -40,6 +40,8 @@ class GemmCase:
 
     @property
     def implementation(self) -> str:
+        if self.dtype.startswith("fp8"):
+            return "torch._scaled_mm"
         return "torch.matmul" if self.batch == 1 else "torch.bmm"
 
     def config_columns(self) -> dict[str, Any]:
@@ -51,6 +53,10 @@ class GemmCase:
 
         info = dtype_info(self.dtype)
         _check_supported(info, device)
+        if info.name.startswith("fp8"):
+            from perfscope.collectors.fp8 import build_fp8_gemm
+
+            return build_fp8_gemm(self, device)
         if device.kind == "cuda":
             # tf32 is fp32 storage with tensor-core multiplies; plain fp32 must not use it
             torch.backends.cuda.matmul.allow_tf32 = self.dtype == "tf32"
@@ -97,8 +103,6 @@ def _check_supported(info: Any, device: Device) -> None:
         if cc and tuple(int(x) for x in cc.split(".")) < info.min_compute_capability:
             raise UnsupportedConfigError(f"{info.name} needs compute capability >= "
                                          f"{'.'.join(map(str, info.min_compute_capability))}; this GPU has {cc}")
-    if info.name.startswith("fp8"):
-        raise UnsupportedConfigError("fp8 GEMM (scaled matmul) is not collected yet")
 
 
 GEMM_AXES = ("sizes", "shapes", "m", "n", "k", "batch", "dtype", "cache")

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
+
+# Triton reads TRITON_INTERPRET when it is first imported (torch's flop counter imports
+# it too): without a GPU, the Triton kernels are tested under the interpreter.
+if "TRITON_INTERPRET" not in os.environ:
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ["TRITON_INTERPRET"] = "1"
 
 import pytest
 
