@@ -1,0 +1,264 @@
+"""Dashboard speed on a 1,000,000-row dataset: startup, first page served, a filter change.
+
+The frame is built from the real rows of a small profile (``--profile``, default: the
+sample shipped in perfscope.data/samples) repeated with varied shapes: m, n and k scaled
+by powers of two, batch 1 to 16, a third of the rows given a tile, times and energy
+scaled by the FLOP ratio with 5% log-normal noise, so the shapes and counts look like a
+large sweep while every column keeps a real row's provenance. With ``--gpu-share``
+(default 0.5) that share of the rows is relabelled as an H100 (spec-table peaks) so the
+roofline bound, the gap and the waterline run as they would on GPU data; the numbers
+timed are the dashboard's, not the kernels'.
+
+Timed, server-side, on this machine (Flask's test client, no browser; wall clock,
+``time.perf_counter``):
+
+* startup: ``DashboardData.from_rows`` (features for every row) and ``create_app``;
+* first page: GET / (index), /_dash-layout, /_dash-dependencies, then the callbacks
+  the overview page fires on load (filter sync, page routing, overview figures) as the
+  browser would POST them, JSON responses included;
+* filter change: the sync callback for a new dtype + device selection and the
+  callbacks it triggers on the roofline page (targets: first page <= 3 s, change <= 300 ms).
+
+Run: ``python bench/bench_dashboard.py [--rows 1000000] [--profile DATASET]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+FIRST_PAGE_TARGET_S = 3.0
+FILTER_CHANGE_TARGET_S = 0.3
+H100 = ("cuda-nvidia-h100-80gb-hbm3", "NVIDIA H100 80GB HBM3", 132)
+
+
+def build_frame(profile: Path, n_rows: int, gpu_share: float, seed: int = 0) -> pd.DataFrame:
+    """``n_rows`` rows from ``profile``'s real rows, repeated with varied shapes (see module doc)."""
+    from perfscope.dashboards.data import DASHBOARD_COLUMNS
+    from perfscope.dtypes import DTYPES
+    from perfscope.store import ProfileStore
+
+    base = ProfileStore(profile).read(list(DASHBOARD_COLUMNS)).table.to_pandas(strings_to_categorical=True)
+    base = base[(base["status"] == "ok").to_numpy() & (base["kernel"] == "gemm").to_numpy()].reset_index(drop=True)
+    if base.empty:
+        raise SystemExit(f"{profile} has no ok GEMM rows to repeat")
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(base), n_rows)
+    frame = base.iloc[pick].reset_index(drop=True)
+    scale = 2.0 ** rng.integers(-2, 5, size=(n_rows, 3))
+    m = np.maximum(8, np.round(frame["m"].to_numpy(dtype=float) * scale[:, 0]))
+    n = np.maximum(8, np.round(frame["n"].to_numpy(dtype=float) * scale[:, 1]))
+    k = np.maximum(8, np.round(frame["k"].to_numpy(dtype=float) * scale[:, 2]))
+    batch = rng.choice([1, 2, 4, 8, 16], n_rows).astype(float)
+    size = np.array([DTYPES[str(d)].bytes_per_element for d in frame["dtype"]], dtype=float)
+    flops = 2 * batch * m * n * k
+    ratio = flops / frame["flops"].to_numpy(dtype=float)
+    noise = np.exp(rng.normal(0, 0.05, n_rows))
+    frame["m"], frame["n"], frame["k"], frame["batch"] = m, n, k, batch
+    frame["flops"] = flops
+    frame["min_bytes"] = size * batch * (m * k + k * n + m * n)
+    frame["time_median_ms"] = frame["time_median_ms"].to_numpy(dtype=float) * ratio * noise
+    frame["achieved_flops_per_s"] = flops / (frame["time_median_ms"] / 1e3)
+    for column in ("energy_gross_j", "energy_net_j"):
+        frame[column] = frame[column].to_numpy(dtype=float) * ratio * noise
+    tiled = rng.random(n_rows) < 1 / 3
+    tiles = np.array([[64, 64, 32], [128, 64, 32], [64, 128, 32], [128, 128, 32], [128, 128, 64], [256, 128, 64]])
+    choice = tiles[rng.integers(0, len(tiles), n_rows)].astype(float)
+    for i, column in enumerate(("tile_m", "tile_n", "tile_k")):
+        frame[column] = np.where(tiled, choice[:, i], np.nan)
+    impl = frame["implementation"].astype(str).to_numpy()
+    frame["implementation"] = pd.Categorical(np.where(tiled, "triton.matmul", impl))
+    gpu = rng.random(n_rows) < gpu_share
+    key, name, sms = H100
+    frame["device_key"] = pd.Categorical(np.where(gpu, key, frame["device_key"].astype(str)))
+    frame["device_name"] = pd.Categorical(np.where(gpu, name, frame["device_name"].astype(str)))
+    frame["device_kind"] = pd.Categorical(np.where(gpu, "cuda", frame["device_kind"].astype(str)))
+    frame["sm_count"] = np.where(gpu, float(sms), frame["sm_count"].to_numpy(dtype=float))
+    config_cols = ["device_key", "implementation", "dtype", "batch", "m", "n", "k", "tile_m", "tile_n", "tile_k"]
+    hashed = pd.util.hash_pandas_object(frame[config_cols], index=False).to_numpy()
+    frame["config_id"] = pd.Categorical([f"{h:016x}" for h in hashed])
+    frame["run_id"] = pd.Categorical(rng.choice([f"bench-run-{i}" for i in range(8)], n_rows))
+    return frame
+
+
+class Client:
+    """Dash's HTTP endpoints through Flask's test client, with payloads built from the callback map."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.http = app.server.test_client()
+
+    def get(self, path: str) -> int:
+        response = self.http.get(path)
+        if response.status_code != 200:
+            raise RuntimeError(f"GET {path}: {response.status_code}")
+        return len(response.data)
+
+    def post(self, output_key: str, values: dict[tuple[str, str], Any], changed: list[str]) -> dict:
+        spec = self.app.callback_map[output_key]
+        payload = {
+            "output": output_key,
+            "outputs": self._outputs(output_key),
+            "inputs": [self._with_value(i, values) for i in spec["inputs"]],
+            "state": [self._with_value(s, values) for s in spec["state"]],
+            "changedPropIds": changed,
+        }
+        response = self.http.post("/_dash-update-component", json=payload)
+        if response.status_code not in (200, 204):
+            raise RuntimeError(f"POST {output_key}: {response.status_code} {response.data[:300]!r}")
+        return json.loads(response.data) if response.status_code == 200 else {}
+
+    @staticmethod
+    def _id(raw: str) -> Any:
+        return json.loads(raw) if raw.startswith("{") else raw
+
+    def _outputs(self, key: str) -> Any:
+        parts = key.strip(".").split("...") if key.startswith("..") else [key]
+        outs = []
+        for part in parts:
+            ident, _, prop = part.rpartition(".")
+            outs.append({"id": self._id(ident), "property": prop})
+        return outs if key.startswith("..") else outs[0]
+
+    def _with_value(self, item: dict, values: dict[tuple[str, str], Any]) -> dict:
+        ident = self._id(item["id"])
+        key = (json.dumps(ident, sort_keys=True) if isinstance(ident, dict) else ident, item["property"])
+        return {"id": ident, "property": item["property"], "value": values.get(key)}
+
+
+def key_of(app: Any, fragment: str) -> str:
+    """The callback-map key whose outputs mention ``fragment``."""
+    for key in app.callback_map:
+        if fragment in key:
+            return key
+    raise KeyError(fragment)
+
+
+def first_page(app: Any, filters_empty: dict) -> tuple[float, dict[str, float], int]:
+    """Serve the overview as a browser does on first load; (total s, per step s, bytes)."""
+    from perfscope.dashboards.filters import FILTER_NAMES
+
+    client = Client(app)
+    steps: dict[str, float] = {}
+    nbytes = 0
+    t0 = time.perf_counter()
+    for path in ("/", "/_dash-layout", "/_dash-dependencies"):
+        t = time.perf_counter()
+        nbytes += client.get(path)
+        steps[f"GET {path}"] = time.perf_counter() - t
+    values: dict[tuple[str, str], Any] = {("url", "search"): "", ("filters", "data"): filters_empty}
+    values.update({(f"filter-{name}", "value"): [] for name in FILTER_NAMES})
+    t = time.perf_counter()
+    client.post(key_of(app, "filters.data"), values, ["url.search"])
+    steps["POST filter sync"] = time.perf_counter() - t
+    t = time.perf_counter()
+    route_key = key_of(app, "_pages_content.children")
+    client.post(route_key, {("_pages_location", "pathname"): "/", ("_pages_location", "search"): ""},
+                ["_pages_location.pathname"])
+    steps["POST page routing"] = time.perf_counter() - t
+    t = time.perf_counter()
+    response = client.post(key_of(app, "overview-summary.children"), values, ["filters.data"])
+    nbytes += len(json.dumps(response))
+    steps["POST overview figures"] = time.perf_counter() - t
+    return time.perf_counter() - t0, steps, nbytes
+
+
+def filter_change(app: Any, filters_empty: dict, selection: dict[str, list[str]]) -> tuple[float, dict[str, float]]:
+    """A new selection (filter name -> values) on the roofline page, server-side; (total s, per step s)."""
+    from perfscope.dashboards.filters import FILTER_NAMES, normalise_filters
+
+    client = Client(app)
+    values: dict[tuple[str, str], Any] = {("url", "search"): "", ("filters", "data"): filters_empty}
+    values.update({(f"filter-{name}", "value"): list(selection.get(name, [])) for name in FILTER_NAMES})
+    changed = [f"filter-{name}.value" for name in selection][:1]
+    steps: dict[str, float] = {}
+    t0 = time.perf_counter()
+    client.post(key_of(app, "filters.data"), values, changed)
+    steps["POST filter sync"] = time.perf_counter() - t0
+    t = time.perf_counter()
+    client.post(key_of(app, '"roofline","type":"figure"'),
+                {("filters", "data"): normalise_filters(selection), ("roofline-sources", "value"): ["spec", "calibrated"]},
+                ["filters.data"])
+    steps["POST roofline figure"] = time.perf_counter() - t
+    return time.perf_counter() - t0, steps
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--profile", type=Path, default=None, help="a small real dataset (default: the sample)")
+    parser.add_argument("--gpu-share", type=float, default=0.5)
+    parser.add_argument("--repeat", type=int, default=5, help="filter changes timed (median reported)")
+    args = parser.parse_args(argv)
+
+    from perfscope.dashboards.data import DashboardData, find_sample_datasets
+    from perfscope.dashboards.filters import empty_filters
+
+    profile = args.profile
+    if profile is None:
+        samples = find_sample_datasets()
+        if not samples:
+            print("no sample profile shipped: pass --profile DATASET (perfscope collect gemm ... --out DATASET)")
+            return 2
+        profile = samples[0]
+    t = time.perf_counter()
+    frame = build_frame(profile, args.rows, args.gpu_share)
+    build_s = time.perf_counter() - t
+    t = time.perf_counter()
+    data = DashboardData.from_rows(frame, datasets=[f"{profile} x {args.rows:,} (bench)"])
+    load_s = time.perf_counter() - t
+    from perfscope.dashboards.app import create_app
+
+    t = time.perf_counter()
+    app = create_app(data=data)
+    app_s = time.perf_counter() - t
+    first_s, first_steps, nbytes = first_page(app, empty_filters())
+    devices = data.options["device"]
+    # distinct selections each time (no cached mask helps): dtype + device (about a quarter
+    # of the rows each), then batch + dtype + device (about a twentieth)
+    kinds = {
+        "dtype + device": [{"dtype": [d], "device": [v]} for d, v in itertools.product(data.options["dtype"], devices)],
+        "batch + dtype + device": [{"batch": [b], "dtype": [d], "device": [v]} for b, d, v in itertools.product(
+            data.options["batch"], data.options["dtype"], devices)][:args.repeat],
+    }
+    changes: dict[str, list[float]] = {}
+    selected: dict[str, list[int]] = {}
+    change_steps: dict[str, dict[str, float]] = {}
+    for kind, selections in kinds.items():
+        for selection in selections[:args.repeat]:
+            total, change_steps[kind] = filter_change(app, empty_filters(), selection)
+            changes.setdefault(kind, []).append(total)
+            selected.setdefault(kind, []).append(data.count(selection))
+    change_s = max(statistics.median(v) for v in changes.values())
+
+    print(f"dashboard bench: {len(data.rows):,} rows from {profile} ({data.rows['config_id'].nunique():,} configurations, "
+          f"devices: {', '.join(devices)})")
+    print(f"  build frame (bench input, not the dashboard): {build_s:.2f} s")
+    print(f"  startup: features for every row {load_s:.2f} s; create_app {app_s:.2f} s")
+    print(f"  first page (overview) served: {first_s:.3f} s (target <= {FIRST_PAGE_TARGET_S} s), "
+          f"{nbytes / 1e3:.0f} kB")
+    for step, seconds in first_steps.items():
+        print(f"    {step}: {seconds * 1e3:.0f} ms")
+    for kind, times in changes.items():
+        rows_selected = statistics.median(selected[kind])
+        print(f"  filter change ({kind}, about {rows_selected:,.0f} rows selected, roofline page): median "
+              f"{statistics.median(times) * 1e3:.0f} ms over {len(times)} (target <= {FILTER_CHANGE_TARGET_S * 1e3:.0f} ms);"
+              f" all: {', '.join(f'{c * 1e3:.0f}' for c in times)} ms")
+        for step, seconds in change_steps[kind].items():
+            print(f"    {step} (last): {seconds * 1e3:.0f} ms")
+    ok = first_s <= FIRST_PAGE_TARGET_S and change_s <= FILTER_CHANGE_TARGET_S
+    print("  targets met" if ok else "  TARGET MISSED")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Adapters to the parts of perfscope the dashboard calls but does not own.
+
+* ``run_estimate``: ``perfscope.estimate.estimate(kernel, device, dtype, **shape) -> dict``,
+  imported when first used; until that module exists the Estimate page says
+  ``ESTIMATE_MISSING`` instead of failing.
+* ``load_model`` / ``predict_latency_s``: a model bundle saved by ``perfscope train``
+  (``perfscope.models.persistence.load_bundle``) and its latency predictions for
+  configuration rows (``perfscope.models.training.estimate_rows``), for the tile explorer.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from perfscope.errors import PerfscopeError, UserInputError
+
+ESTIMATE_MISSING = "estimates need perfscope.estimate (not installed in this perfscope yet)"
+SHAPE_KEYS = {
+    "gemm": ("batch", "m", "n", "k"),
+    "conv": ("conv_n", "conv_c", "conv_h", "conv_w", "conv_k", "conv_r", "conv_s", "stride_h", "stride_w",
+             "pad_h", "pad_w", "dil_h", "dil_w", "groups"),
+    "attention": ("batch", "heads", "kv_heads", "seq_q", "seq_k", "head_dim", "causal"),
+}
+SHAPE_EXAMPLES = {
+    "gemm": "batch=1 m=4096 n=4096 k=4096",
+    "conv": "conv_n=32 conv_c=64 conv_h=56 conv_w=56 conv_k=64 conv_r=3 conv_s=3 pad_h=1 pad_w=1",
+    "attention": "batch=1 heads=16 kv_heads=16 seq_q=2048 seq_k=2048 head_dim=64 causal=true",
+}
+
+
+@dataclass(frozen=True)
+class EstimateOutcome:
+    """What the Estimate page shows: the estimate's dict, or why there is none."""
+
+    ok: bool
+    message: str
+    result: dict[str, Any] | None = None
+
+
+def estimate_function() -> Callable[..., Any] | None:
+    """``perfscope.estimate.estimate`` when it exists, else None."""
+    try:
+        module = importlib.import_module("perfscope.estimate")
+    except ImportError:
+        return None
+    fn = getattr(module, "estimate", None)
+    return fn if callable(fn) else None
+
+
+def parse_shape(kernel: str, text: str | None) -> dict[str, int | bool]:
+    """"m=1024 n=512 k=256" (spaces or commas) -> {"m": 1024, ...}; ``UserInputError`` for
+    unknown keys or values that are not positive integers (``causal`` takes true/false)."""
+    if kernel not in SHAPE_KEYS:
+        raise UserInputError(f"unknown kernel family {kernel!r}: use one of {', '.join(SHAPE_KEYS)}")
+    out: dict[str, int | bool] = {}
+    for part in (text or "").replace(",", " ").split():
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserInputError(f"{part!r}: write key=value, for example {SHAPE_EXAMPLES[kernel]}")
+        if key not in SHAPE_KEYS[kernel]:
+            raise UserInputError(f"{key!r} is not a {kernel} size: use {', '.join(SHAPE_KEYS[kernel])}")
+        if key == "causal":
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise UserInputError(f"causal must be true or false, got {value!r}")
+            out[key] = value.lower() in ("true", "1")
+            continue
+        try:
+            number = int(value)
+        except ValueError:
+            raise UserInputError(f"{key} must be an integer, got {value!r}") from None
+        if number < (0 if key.startswith("pad") else 1):
+            raise UserInputError(f"{key} must be {'>= 0' if key.startswith('pad') else 'positive'}, got {number}")
+        out[key] = number
+    if not out:
+        raise UserInputError(f"give the {kernel} sizes, for example {SHAPE_EXAMPLES[kernel]}")
+    return out
+
+
+def run_estimate(kernel: str, device: str, dtype: str, shape: Mapping[str, int | bool],
+                 estimate: Callable[..., Any] | None = None) -> EstimateOutcome:
+    """Call ``perfscope.estimate.estimate`` (or ``estimate`` when given); never raises for
+    perfscope's own errors: the page shows their message."""
+    fn = estimate if estimate is not None else estimate_function()
+    if fn is None:
+        return EstimateOutcome(False, ESTIMATE_MISSING)
+    try:
+        result = fn(kernel, device, dtype, **dict(shape))
+    except PerfscopeError as exc:
+        return EstimateOutcome(False, str(exc))
+    if not isinstance(result, Mapping):
+        return EstimateOutcome(False, f"perfscope.estimate returned {type(result).__name__}, not a dict")
+    return EstimateOutcome(True, "", dict(result))
+
+
+def load_model(path: str | Path | None) -> tuple[Any | None, str]:
+    """(loaded model bundle or None, a note for the page)."""
+    if path is None:
+        return None, "no model loaded (start the dashboard with a model to compare predictions)"
+    from perfscope.models.persistence import load_bundle
+
+    try:
+        bundle = load_bundle(path)
+    except PerfscopeError as exc:
+        return None, f"model not loaded: {exc}"
+    return bundle, f"model: {path}"
+
+
+def predict_latency_s(bundle: Any, rows: pd.DataFrame) -> tuple[np.ndarray | None, str]:
+    """Predicted latency (s) per row from a bundle, or (None, why not)."""
+    if bundle is None or rows.empty:
+        return None, ""
+    from perfscope.models.training import estimate_rows
+
+    try:
+        predicted = estimate_rows(bundle, rows)
+    except (PerfscopeError, KeyError) as exc:
+        return None, f"no predictions: {exc}"
+    return predicted["latency_s"].to_numpy(dtype=float), ""

@@ -1,0 +1,223 @@
+"""The Dash app: ``create_app`` builds it, ``serve`` runs it on 127.0.0.1.
+
+Pages are registered from code (``dash.register_page(..., layout=...)`` with
+``pages_folder=""``), so nothing depends on scanning a folder, which breaks in an
+installed package. The shell around the pages holds the shared filters (kept in the URL
+query string, so a view can be shared), the navigation and the exports.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import dash
+from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from perfscope.dashboards.adapters import load_model
+from perfscope.dashboards.components import notes_list
+from perfscope.dashboards.context import DashboardContext
+from perfscope.dashboards.data import DashboardData
+from perfscope.dashboards.figures.common import warm_up
+from perfscope.dashboards.filters import (FILTERS, FILTER_NAMES, describe_filters, empty_filters, filters_from_query,
+                                          normalise_filters, query_from_filters)
+from perfscope.dashboards.pages import PAGES
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8050
+EXPORT_COLUMNS = (
+    "device_key", "kernel", "implementation", "dtype", "cache_mode", "batch", "m", "n", "k", "conv_n", "conv_c",
+    "conv_h", "conv_w", "conv_k", "conv_r", "conv_s", "stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w",
+    "groups", "heads", "kv_heads", "seq_q", "seq_k", "head_dim", "causal", "tile_m", "tile_n", "tile_k",
+    "tile_num_warps", "tile_num_stages", "status", "reason", "time_median_ms", "time_p10_ms", "time_p90_ms",
+    "time_ci_rel", "noisy", "flops", "min_bytes", "achieved_flops_per_s", "intensity_flops_per_byte",
+    "bound_time_s", "bound", "gap", "energy_method", "energy_is_estimate", "energy_gross_j", "energy_net_j",
+    "power_avg_w", "energy_quality", "throttled", "device_name", "host", "run_id", "config_id", "measured_at",
+)
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; color: #1a202c; }
+header { background: #1a365d; color: white; padding: 10px 24px; }
+header h1 { margin: 0; font-size: 22px; display: inline-block; }
+header .summary { margin-left: 16px; opacity: 0.85; font-size: 14px; }
+nav { padding: 6px 24px; background: #edf2f7; border-bottom: 1px solid #cbd5e0; }
+nav a { margin-right: 18px; color: #2b6cb0; text-decoration: none; font-weight: 600; }
+nav a:hover { text-decoration: underline; }
+.filters, .controls { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-end; margin: 8px 0; }
+.filters { padding: 8px 24px; background: #f7fafc; border-bottom: 1px solid #e2e8f0; }
+.control label { display: block; font-size: 12px; color: #4a5568; margin-bottom: 2px; }
+main { padding: 8px 24px 40px 24px; }
+.row { display: flex; flex-wrap: wrap; gap: 16px; }
+.half { flex: 1 1 520px; min-width: 0; }
+.figure-panel { margin: 8px 0 16px 0; }
+.export-row { font-size: 12px; color: #4a5568; }
+.export-button, .primary { font-size: 12px; padding: 4px 10px; border: 1px solid #a0aec0; border-radius: 4px;
+  background: white; cursor: pointer; }
+.primary { background: #2b6cb0; color: white; border-color: #2b6cb0; font-size: 14px; padding: 6px 16px; }
+.table { border-collapse: collapse; font-size: 13px; margin: 6px 0; }
+.table th, .table td { border: 1px solid #e2e8f0; padding: 3px 8px; text-align: left; vertical-align: top; }
+.table th { background: #edf2f7; }
+.notes { font-size: 13px; color: #2d3748; }
+.notes.warning { color: #9c4221; }
+.muted, .hint { color: #718096; font-size: 12px; }
+"""
+
+_INDEX = """<!DOCTYPE html>
+<html lang="en">
+<head>{%metas%}<title>{%title%}</title>{%favicon%}{%css%}<style>""" + _CSS + """</style></head>
+<body>{%app_entry%}<footer>{%config%}{%scripts%}{%renderer%}</footer></body>
+</html>"""
+
+
+def create_app(datasets: Sequence[Path | str] | None = None, model_path: Path | str | None = None, *,
+               data: DashboardData | None = None) -> dash.Dash:
+    """The perfscope dashboard over ``datasets`` (the sample profile when None).
+
+    ``model_path``: a model bundle from ``perfscope train`` whose predictions the tile
+    explorer shows next to the measurements. ``data``: already loaded rows (tests,
+    benchmarks), instead of ``datasets``. The app serves nothing until run
+    (``serve``, or ``app.run(host="127.0.0.1")``).
+    """
+    data = data if data is not None else DashboardData.load(datasets)
+    model, model_note = load_model(model_path) if model_path is not None else (None, "")
+    context = DashboardContext(data=data, model=model, model_note=model_note)
+    app = dash.Dash(__name__, use_pages=True, pages_folder="", title="perfscope dashboard", update_title=None,
+                    index_string=_INDEX)
+    for page in PAGES:
+        dash.register_page(f"perfscope.dashboards.pages.{page.KEY}", path=page.PATH, name=page.NAME,
+                           title=f"perfscope: {page.NAME}", order=page.ORDER, layout=page.layout)
+    app.layout = _shell(data)
+    callbacks: dict[str, Any] = {}
+    callbacks.update(_register_shell(app, data))
+    for page in PAGES:
+        callbacks.update(page.register(app, context))
+    app.perfscope_callbacks = callbacks  # the registered functions, by name (tests call them)
+    _warm_up(data)
+    app.perfscope_context = context
+    return app
+
+
+def _warm_up(data: DashboardData, sample_rows: int = 300) -> None:
+    """Run every figure function once on a few rows, so plotly's lazily imported
+    validators load at startup instead of on the first page served."""
+    from perfscope.dashboards.figures import carbon, efficiency, overview, roofline, scaling, tiles
+
+    warm_up()
+    rows = data.rows.head(sample_rows)
+    steps = [lambda: overview.coverage_figure(rows), lambda: overview.quality_figure(rows),
+             lambda: roofline.roofline_figure(rows), lambda: efficiency.latency_flops_figure(rows),
+             lambda: efficiency.gap_figure(rows), lambda: scaling.scaling_view(rows),
+             lambda: carbon.carbon_figure(carbon.carbon_frame(rows, intensity_gco2e_per_kwh=400.0)),
+             lambda: tiles.tile_heatmap_figure(rows)]
+    for step in steps:
+        try:
+            result = step()
+            (result[0] if isinstance(result, tuple) else result).to_json()
+        except Exception:  # noqa: BLE001 - a warm-up failure must not stop the dashboard; the page will say why
+            log.debug("warm-up step failed", exc_info=True)
+
+
+def serve(datasets: Sequence[Path | str] | None = None, model_path: Path | str | None = None,
+          host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+    """Build the app and serve it (blocking) on ``host``:``port``, without Dash's debug mode."""
+    app = create_app(datasets, model_path)
+    app.run(host=host, port=port, debug=False)
+
+
+def _shell(data: DashboardData) -> html.Div:
+    """Header, navigation, shared filters, exports and the page container."""
+    filters = []
+    for name, label, _column in FILTERS:
+        options = [{"label": v, "value": v} for v in data.options.get(name, [])]
+        filters.append(html.Div([html.Label(label), dcc.Dropdown(id=f"filter-{name}", options=options, value=[],
+                                                                 multi=True, placeholder="all")],
+                                className="control", style={"width": "190px"}))
+    warnings = list(data.notes) + [f"skipped file: {p}" for p in data.problems]
+    return html.Div([
+        dcc.Location(id="url", refresh=False),
+        dcc.Store(id="filters", data=empty_filters()),
+        dcc.Download(id="download-csv"),
+        dcc.Download(id="download-html"),
+        html.Header([html.H1("perfscope"), html.Span(data.summary_line(), className="summary")]),
+        html.Nav([dcc.Link(page.NAME, href=page.PATH, id=f"nav-{page.KEY}") for page in PAGES]),
+        html.Div([*filters,
+                  html.Div([html.Button("Download rows (CSV)", id="export-csv", n_clicks=0, className="export-button"),
+                            html.Div(id="selection-count", className="muted")], className="control")],
+                 className="filters"),
+        html.Main([notes_list(warnings, kind="warning"), dash.page_container]),
+    ])
+
+
+def filter_sync(trigger: Any, search: str | None, values: Sequence[Any], current: dict | None,
+                data: DashboardData) -> tuple:
+    """The URL sets the dropdowns (on load, a shared link, navigation); the dropdowns set
+    the URL (without reloading). Returns (filters store, url search, one value per filter
+    dropdown, one href per navigation link, selection count); ``no_update`` where nothing
+    changed, so the pages do not recompute for nothing.
+    """
+    from_url = trigger in (None, "url")
+    if from_url:
+        filters = filters_from_query(search)
+    else:
+        filters = normalise_filters(dict(zip(FILTER_NAMES, values)))
+    unchanged = normalise_filters(current) == filters
+    query = query_from_filters(filters)
+    hrefs = [page.PATH + query for page in PAGES]
+    count = f"{data.count(filters):,} of {len(data.rows):,} rows selected ({describe_filters(filters)})"
+    if from_url:
+        dropdowns = [filters[name] for name in FILTER_NAMES]
+        return (no_update if unchanged else filters, no_update, *dropdowns, *hrefs, count)
+    if unchanged:
+        return (no_update, no_update, *[no_update] * len(FILTER_NAMES), *hrefs, count)
+    return (filters, query or "", *[no_update] * len(FILTER_NAMES), *hrefs, count)
+
+
+def _register_shell(app: dash.Dash, data: DashboardData) -> dict[str, Any]:
+    """Filter <-> URL synchronisation, navigation links and exports."""
+    filter_inputs = [Input(f"filter-{name}", "value") for name in FILTER_NAMES]
+    filter_outputs = [Output(f"filter-{name}", "value") for name in FILTER_NAMES]
+    nav_outputs = [Output(f"nav-{page.KEY}", "href") for page in PAGES]
+
+    @app.callback(Output("filters", "data"), Output("url", "search"), *filter_outputs, *nav_outputs,
+                  Output("selection-count", "children"),
+                  Input("url", "search"), *filter_inputs, State("filters", "data"))
+    def sync_filters(search: str | None, *args: Any) -> tuple:
+        """One callback owns the filters (see ``filter_sync``)."""
+        *values, current = args
+        return filter_sync(ctx.triggered_id, search, values, current, data)
+
+    @app.callback(Output("download-csv", "data"), Input("export-csv", "n_clicks"),
+                  State("filters", "data"), State("url", "pathname"), prevent_initial_call=True)
+    def export_csv(n_clicks: int | None, filters: dict | None, pathname: str | None) -> dict:
+        """The selected rows (every page shows these rows) as CSV."""
+        if not n_clicks:
+            raise PreventUpdate
+        rows = data.select(filters, EXPORT_COLUMNS)
+        page = (pathname or "/").strip("/") or "overview"
+        return dcc.send_data_frame(rows.to_csv, f"perfscope-{page}-rows.csv", index=False)
+
+    @app.callback(Output("download-html", "data"), Input({"type": "export-html", "name": ALL}, "n_clicks"),
+                  State({"type": "figure", "name": ALL}, "figure"), State({"type": "figure", "name": ALL}, "id"),
+                  prevent_initial_call=True)
+    def export_html(clicks: list[int | None], figures: list[dict | None], ids: list[dict]) -> dict:
+        """The clicked panel's figure as a self-contained HTML file (plotly.js inlined)."""
+        import plotly.graph_objects as go
+        import plotly.io as pio
+
+        trigger = ctx.triggered_id
+        if not isinstance(trigger, dict) or not any(clicks or []):
+            raise PreventUpdate
+        name = trigger.get("name")
+        for figure, fid in zip(figures, ids):
+            if fid.get("name") == name and figure:
+                html_text = pio.to_html(go.Figure(figure), include_plotlyjs=True, full_html=True)
+                return {"content": html_text, "filename": f"perfscope-{name}.html", "type": "text/html"}
+        raise PreventUpdate
+
+    return {"sync_filters": sync_filters, "export_csv": export_csv, "export_html": export_html}
+

@@ -1,0 +1,115 @@
+"""Small Dash building blocks shared by the pages: figure panels, tables, notes, guards."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pandas as pd
+from dash import dcc, html
+
+from perfscope.dashboards.figures.common import message_figure, placeholder_figure
+from perfscope.errors import PerfscopeError
+
+log = logging.getLogger(__name__)
+
+GRAPH_CONFIG_BASE = {"displaylogo": False, "responsive": True}
+DEFAULT_HEIGHT_PX = 480
+
+
+def figure_id(name: str) -> dict[str, str]:
+    """The id of a figure panel's graph (pattern-matched by the HTML export)."""
+    return {"type": "figure", "name": name}
+
+
+def export_id(name: str) -> dict[str, str]:
+    """The id of a figure panel's "HTML" export button."""
+    return {"type": "export-html", "name": name}
+
+
+def figure_panel(name: str, *, height: int | None = None) -> html.Div:
+    """A graph with PNG export in its modebar and an HTML export button under it."""
+    config = dict(GRAPH_CONFIG_BASE, toImageButtonOptions={"format": "png", "filename": f"perfscope-{name}",
+                                                           "scale": 2})
+    style = {"height": f"{height or DEFAULT_HEIGHT_PX}px"}
+    return html.Div([
+        dcc.Loading(dcc.Graph(id=figure_id(name), config=config, style=style, figure=placeholder_figure())),
+        html.Div([html.Button("Download figure (HTML)", id=export_id(name), n_clicks=0, className="export-button"),
+                  html.Span(" PNG: camera icon in the figure's toolbar", className="hint")],
+                 className="export-row"),
+    ], className="figure-panel")
+
+
+def data_table(frame: pd.DataFrame | None, *, max_rows: int = 50, empty: str = "nothing to show") -> html.Div:
+    """A plain HTML table of ``frame`` (first ``max_rows`` rows)."""
+    if frame is None or frame.empty:
+        return html.Div(empty, className="muted")
+    shown = frame.head(max_rows)
+    header = html.Tr([html.Th(str(c)) for c in shown.columns])
+    body = [html.Tr([html.Td(_cell(v)) for v in row]) for row in shown.itertuples(index=False)]
+    extra = [html.Div(f"... {len(frame) - max_rows:,} more", className="muted")] if len(frame) > max_rows else []
+    return html.Div([html.Table([html.Thead(header), html.Tbody(body)], className="table"), *extra])
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        if pd.isna(value):
+            return ""
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def notes_list(notes: Sequence[str], *, kind: str = "note") -> html.Div:
+    """Notes (or warnings with ``kind="warning"``) as a list; nothing when empty."""
+    notes = [n for n in notes if n]
+    if not notes:
+        return html.Div()
+    return html.Div(html.Ul([html.Li(n) for n in notes]), className=f"notes {kind}")
+
+
+def control(label: str, component: Any, *, width: str = "220px") -> html.Div:
+    """A labelled control."""
+    return html.Div([html.Label(label), component], className="control", style={"width": width})
+
+
+def guard(*kinds: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Turn an exception inside a callback into messages for its outputs, never a traceback.
+
+    ``kinds`` names each output: "figure" (a message figure), "children" (a text block),
+    "data" (None), anything else (``dash.no_update``). perfscope's own errors show their
+    message; any other exception is logged with its traceback server-side and shown as
+    its type and message.
+    """
+    from dash import no_update
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except PerfscopeError as exc:
+                message = str(exc)
+            except Exception as exc:  # noqa: BLE001 - a page shows a message, the log keeps the traceback
+                from dash.exceptions import PreventUpdate
+
+                if isinstance(exc, PreventUpdate):
+                    raise
+                log.exception("dashboard callback %s failed", fn.__name__)
+                message = f"could not draw this view: {type(exc).__name__}: {exc}"
+            out = []
+            for kind in kinds:
+                if kind == "figure":
+                    out.append(message_figure(message))
+                elif kind == "children":
+                    out.append(html.Div(message, className="notes warning"))
+                elif kind == "data":
+                    out.append(None)
+                else:
+                    out.append(no_update)
+            return out[0] if len(out) == 1 else tuple(out)
+
+        return wrapper
+
+    return decorate

@@ -1,0 +1,149 @@
+"""Scaling laws: time vs problem size (or batch) per group, fitted t0 + c·x^b.
+
+Each group (device, implementation, dtype by default) with at least four distinct x
+values gets a fit from ``perfscope.scaling``: the curve, a 95% prediction band carried
+past the largest measured x (the extrapolation), and the relative residuals below.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from perfscope.dashboards.figures.common import TEMPLATE, add_note, check_rows, message_figure, numeric, seconds
+from perfscope.errors import UserInputError
+
+X_CHOICES = {
+    "flops": "FLOPs per call",
+    "min_bytes": "minimum bytes per call",
+    "batch_size": "batch size",
+    "m": "m", "n": "n", "k": "k",
+    "seq_q": "query length", "seq_k": "key length",
+}
+DEFAULT_GROUP_BY = ("device_key", "implementation", "dtype")
+MAX_GROUPS = 8
+EXTRAPOLATE = 4.0  # the band runs to this multiple of the largest measured x
+
+
+def group_points(rows: pd.DataFrame, x: str, group_by: Sequence[str]) -> pd.DataFrame:
+    """Median time per (group, x): columns ``group``, ``x``, ``time_s``, ``rows``."""
+    group_by = [g for g in group_by if g in rows]
+    xv, tv = numeric(rows, x), numeric(rows, "time_s")
+    ok = np.isfinite(xv) & (xv > 0) & np.isfinite(tv) & (tv > 0)
+    if not ok.any():
+        return pd.DataFrame(columns=["group", "x", "time_s", "rows"])
+    idx = np.flatnonzero(ok)
+    frame = rows.iloc[idx][group_by].copy() if group_by else pd.DataFrame(index=rows.index[idx])
+    frame["x"] = xv[idx]
+    frame["time_s"] = tv[idx]
+    keys = [*group_by, "x"]
+    out = frame.groupby(keys, observed=True, sort=True, dropna=False).agg(
+        time_s=("time_s", "median"), rows=("time_s", "size")).reset_index()
+    out = out[out["rows"] > 0]
+    if group_by:
+        out["group"] = out[group_by].astype(str).agg(" ".join, axis=1)
+    else:
+        out["group"] = "all rows"
+    return out[["group", "x", "time_s", "rows"]].reset_index(drop=True)
+
+
+def fit_groups(points: pd.DataFrame) -> tuple[dict[str, object], pd.DataFrame]:
+    """Fit each group; returns (fits by group, a table of parameters or why there is none)."""
+    from perfscope.scaling import fit_power_law
+
+    fits: dict[str, object] = {}
+    records = []
+    for group, part in points.groupby("group", sort=False):
+        try:
+            fit = fit_power_law(part["x"], part["time_s"])
+        except UserInputError as exc:
+            records.append({"group": group, "points": len(part), "t0": "", "c": "", "b": "", "residual": "",
+                            "note": str(exc)})
+            continue
+        fits[str(group)] = fit
+        se = fit.stderr
+        records.append({"group": group, "points": fit.n_points,
+                        "t0": f"{seconds(fit.t0)} ± {seconds(se['t0'])}",
+                        "c": f"{fit.c:.3g} ± {se['c']:.2g}",
+                        "b": f"{fit.b:.3f} ± {se['b']:.3f}",
+                        "residual": f"{math.expm1(fit.residual_std_log):.1%} (1 s.d.)", "note": ""})
+    return fits, pd.DataFrame.from_records(records, columns=["group", "points", "t0", "c", "b", "residual", "note"])
+
+
+def scaling_figure(rows: pd.DataFrame, x: str = "flops", group_by: Sequence[str] = DEFAULT_GROUP_BY, *,
+                   max_groups: int = MAX_GROUPS, level: float = 0.95) -> go.Figure:
+    """Median time vs ``x`` per group with fitted t0 + c·x^b, its band and residuals."""
+    return scaling_view(rows, x, group_by, max_groups=max_groups, level=level)[0]
+
+
+def scaling_view(rows: pd.DataFrame, x: str = "flops", group_by: Sequence[str] = DEFAULT_GROUP_BY, *,
+                 max_groups: int = MAX_GROUPS, level: float = 0.95) -> tuple[go.Figure, pd.DataFrame]:
+    """``scaling_figure`` and the table of fitted parameters of the groups it shows (one fit each)."""
+    title = f"Scaling: time vs {X_CHOICES.get(x, x)}"
+    empty = pd.DataFrame(columns=["group", "points", "t0", "c", "b", "residual", "note"])
+    problem = check_rows(rows, [x, "time_s"], title)
+    if problem is not None:
+        return problem, empty
+    points = group_points(rows, x, group_by)
+    if points.empty:
+        return message_figure(f"{title}: no rows with a positive {x} and a measured time", title), empty
+    sizes = points.groupby("group").size().sort_values(ascending=False)
+    shown = list(sizes.index[:max_groups])
+    points = points[points["group"].isin(shown)]
+    fits, table = fit_groups(points)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.06)
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+    for i, group in enumerate(shown):
+        color = palette[i % len(palette)]
+        part = points[points["group"] == group]
+        fig.add_scatter(x=part["x"], y=part["time_s"], mode="markers", name=str(group), legendgroup=str(group),
+                        marker={"color": color, "size": 7}, row=1, col=1,
+                        customdata=part[["rows"]].to_numpy(),
+                        hovertemplate=f"{group}<br>{x} %{{x:.4s}}<br>median %{{y:.3s}}s "
+                                      "(%{customdata[0]} rows)<extra></extra>")
+        fit = fits.get(str(group))
+        if fit is None:
+            continue
+        grid = np.logspace(math.log10(fit.x_min), math.log10(fit.x_max * EXTRAPOLATE), 80)
+        low, high = fit.band(grid, level)
+        fig.add_scatter(x=np.concatenate([grid, grid[::-1]]), y=np.concatenate([high, low[::-1]]),
+                        fill="toself", fillcolor=_rgba(color, 0.15), line={"width": 0}, hoverinfo="skip",
+                        showlegend=False, legendgroup=str(group), row=1, col=1)
+        se = fit.stderr
+        fig.add_scatter(x=grid, y=fit.predict(grid), mode="lines", line={"color": color}, legendgroup=str(group),
+                        showlegend=False, row=1, col=1,
+                        hovertemplate=(f"fit: t0 {seconds(fit.t0)} ± {seconds(se['t0'])}, "
+                                       f"b {fit.b:.3f} ± {se['b']:.3f}<br>{x} %{{x:.4s}}: %{{y:.3s}}s"
+                                       "<extra></extra>"))
+        fig.add_vline(x=fit.x_max, line={"color": color, "width": 1, "dash": "dot"}, row=1, col=1)
+        fig.add_scatter(x=part["x"], y=fit.residuals(part["x"], part["time_s"]), mode="markers+lines",
+                        marker={"color": color, "size": 6}, line={"width": 1}, legendgroup=str(group),
+                        showlegend=False, row=2, col=1,
+                        hovertemplate=f"{group}<br>residual %{{y:.1%}}<extra></extra>")
+    fig.add_hline(y=0, line={"color": "black", "width": 1}, row=2, col=1)
+    notes = []
+    if len(sizes) > max_groups:
+        notes.append(f"{len(sizes)} groups: the {max_groups} with the most sizes shown (narrow the filters)")
+    unfitted = [g for g in shown if str(g) not in fits]
+    if unfitted:
+        notes.append(f"not fitted (fewer than 4 sizes): {', '.join(map(str, unfitted[:4]))}"
+                     + (" ..." if len(unfitted) > 4 else ""))
+    notes.append(f"band: {level:.0%} prediction band; dotted line: largest measured {x} (extrapolation beyond)")
+    fig.update_layout(template=TEMPLATE, title=title, margin={"b": 120}, legend_title="group")
+    fig.update_xaxes(type="log", row=1, col=1)
+    fig.update_xaxes(type="log", title=X_CHOICES.get(x, x), row=2, col=1)
+    fig.update_yaxes(type="log", title="median time (s)", row=1, col=1)
+    fig.update_yaxes(title="time / fit - 1", tickformat=".0%", row=2, col=1)
+    return add_note(fig, "; ".join(notes)), table
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+

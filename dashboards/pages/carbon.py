@@ -1,0 +1,135 @@
+"""Carbon cost: energy per call -> kWh and gCO2e per call, per million calls or per workload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import Input, Output, dcc, html
+
+from perfscope.carbon import grid_intensity, load_intensity_table
+from perfscope.dashboards.components import control, data_table, figure_id, figure_panel, guard, notes_list
+from perfscope.dashboards.context import DashboardContext
+from perfscope.dashboards.figures.carbon import COMPARE_BY, carbon_figure, carbon_frame, carbon_summary, energy_per_config
+from perfscope.dashboards.filters import filters_key
+from perfscope.errors import UserInputError
+
+KEY = "carbon"
+PATH = "/carbon"
+NAME = "Carbon cost"
+ORDER = 4
+CUSTOM = "__custom__"
+DEFAULT_REGION = "World"
+WORKLOADS = {"call": "per call", "million": "per 1M calls", "workload": "per workload"}
+_COLUMNS = ("device_key", "config_id", "kernel", "implementation", "dtype", "tile", "shape", "time_s",
+            "energy_gross_j", "energy_net_j", "energy_is_estimate")
+
+
+def layout(**_query: Any) -> html.Div:
+    """The carbon page."""
+    regions = [{"label": r.label, "value": r.region} for r in load_intensity_table()]
+    regions.append({"label": "Custom intensity (type it)", "value": CUSTOM})
+    return html.Div([
+        html.H2("Carbon cost"),
+        html.P("kWh = J / 3.6e6; gCO2e = kWh x PUE x grid intensity (+ the device's embodied carbon over the busy "
+               "time, when asked). Energy per call is the median of a configuration's rows. Estimated energy "
+               "(TDP x utilisation, no meter) is hatched and labelled."),
+        html.Div([
+            control("Grid intensity", dcc.Dropdown(id="carbon-region", options=regions, value=DEFAULT_REGION,
+                                                   clearable=False), width="340px"),
+            control("Custom gCO2e/kWh", dcc.Input(id="carbon-intensity", type="number", min=0, value=None,
+                                                  placeholder="e.g. 250"), width="150px"),
+            control("PUE", dcc.Input(id="carbon-pue", type="number", min=1, step=0.01, value=1.0), width="90px"),
+            control("Energy", dcc.RadioItems(id="carbon-energy", options=[
+                {"label": "gross", "value": "gross"}, {"label": "net of idle", "value": "net"}], value="gross",
+                inline=True), width="200px"),
+            control("Compare", dcc.Dropdown(id="carbon-by", options=[{"label": v, "value": k}
+                                                                     for k, v in COMPARE_BY.items()],
+                                            value="dtype", clearable=False), width="170px"),
+        ], className="controls"),
+        html.Div([
+            control("Amount", dcc.RadioItems(id="carbon-workload", options=[{"label": v, "value": k}
+                                                                            for k, v in WORKLOADS.items()],
+                                             value="million", inline=True), width="360px"),
+            control("Workload: calls per step", dcc.Input(id="carbon-calls-per-step", type="number", min=1,
+                                                          value=100), width="190px"),
+            control("steps", dcc.Input(id="carbon-steps", type="number", min=1, value=100_000), width="130px"),
+        ], className="controls"),
+        html.Div([
+            control("Embodied carbon", dcc.Checklist(id="carbon-embodied-on", options=[
+                {"label": "include", "value": "on"}], value=[]), width="150px"),
+            control("device kgCO2e", dcc.Input(id="carbon-embodied-kg", type="number", min=0, value=None,
+                                               placeholder="manufacturer figure"), width="170px"),
+            control("lifetime (years)", dcc.Input(id="carbon-lifetime", type="number", min=0.1, value=4),
+                    width="140px"),
+            control("utilisation", dcc.Input(id="carbon-utilisation", type="number", min=0.01, max=1, step=0.01,
+                                             value=1.0), width="110px"),
+        ], className="controls"),
+        figure_panel("carbon"),
+        html.Div(id="carbon-notes"),
+        html.H3("By device and dtype (median configuration)"),
+        html.Div(id="carbon-table"),
+    ])
+
+
+def register(app: Any, context: DashboardContext) -> dict[str, Any]:
+    """Add the carbon callbacks to ``app``."""
+    data = context.data
+    cache: dict[tuple, Any] = {}  # (filters, energy) -> energy per configuration (the slow part)
+
+    def per_config(filters: dict | None, energy: str) -> Any:
+        key = (filters_key(filters), energy)
+        if key not in cache:
+            if len(cache) >= 8:
+                cache.pop(next(iter(cache)))
+            cache[key] = energy_per_config(data.select(filters, _COLUMNS), energy)
+        return cache[key]
+
+    @app.callback(Output(figure_id("carbon"), "figure"), Output("carbon-notes", "children"),
+                  Output("carbon-table", "children"),
+                  Input("filters", "data"), Input("carbon-region", "value"), Input("carbon-intensity", "value"),
+                  Input("carbon-pue", "value"), Input("carbon-energy", "value"), Input("carbon-by", "value"),
+                  Input("carbon-workload", "value"), Input("carbon-calls-per-step", "value"),
+                  Input("carbon-steps", "value"), Input("carbon-embodied-on", "value"),
+                  Input("carbon-embodied-kg", "value"), Input("carbon-lifetime", "value"),
+                  Input("carbon-utilisation", "value"))
+    @guard("figure", "children", "children")
+    def update_carbon(filters: dict | None, region: str | None, custom_intensity: float | None, pue: float | None,
+                      energy: str | None, by: str | None, workload: str | None, calls_per_step: float | None,
+                      steps: float | None, embodied_on: list[str] | None, embodied_kg: float | None,
+                      lifetime_years: float | None, utilisation: float | None) -> tuple:
+        notes = []
+        if region == CUSTOM:
+            if custom_intensity is None:
+                raise UserInputError("type a grid intensity in gCO2e/kWh, or pick a region")
+            intensity = float(custom_intensity)
+            notes.append(f"grid intensity {intensity:g} gCO2e/kWh (typed in)")
+        else:
+            row = grid_intensity(region or DEFAULT_REGION)
+            intensity = row.intensity_gco2e_per_kwh
+            notes.append(f"{row.region}: {intensity:g} gCO2e/kWh, {row.year}; source: {row.source} "
+                         f"<{row.url}>" + (f"; {row.notes}" if row.notes else ""))
+        calls = {"call": 1.0, "million": 1e6}.get(workload or "million")
+        label = WORKLOADS.get(workload or "million", "per 1M calls")
+        if calls is None:
+            calls = float(calls_per_step or 0) * float(steps or 0)
+            if not calls > 0:
+                raise UserInputError("the workload needs calls per step and steps (both > 0)")
+            label = f"per workload ({calls:,.0f} calls)"
+        embodied = None
+        if embodied_on and "on" in embodied_on:
+            if embodied_kg is None:
+                raise UserInputError("embodied carbon needs the device's manufacturing footprint (kgCO2e)")
+            embodied = float(embodied_kg)
+            notes.append(f"embodied: {embodied:g} kgCO2e over {lifetime_years} years at "
+                         f"{float(utilisation or 1):.0%} utilisation, charged for the busy time")
+        pue_value = float(pue) if pue is not None else 1.0
+        notes.append(f"PUE {pue_value:g}" + (" (device energy only)" if pue_value == 1.0 else ""))
+        frame = carbon_frame(None, intensity_gco2e_per_kwh=intensity, pue=pue_value, calls=calls,
+                             per_config=per_config(filters, energy or "gross"), embodied_kgco2e=embodied,
+                             lifetime_years=float(lifetime_years) if embodied is not None and lifetime_years else None,
+                             utilisation=float(utilisation or 1.0))
+        figure = carbon_figure(frame, by if by in COMPARE_BY else "dtype", workload=label)
+        return figure, notes_list(notes), data_table(carbon_summary(frame), empty="no rows with energy")
+
+    return {"update_carbon": update_carbon}
+

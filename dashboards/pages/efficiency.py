@@ -1,0 +1,163 @@
+"""Waterline / efficiency gap: latency vs FLOPs with iso-efficiency lines, the gap per
+configuration, and waterlines of kernel sequences (sum of bounds, measured, fused)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from dash import Input, Output, State, dcc, html
+
+from perfscope.dashboards.components import control, data_table, figure_id, figure_panel, guard, notes_list
+from perfscope.dashboards.context import DashboardContext
+from perfscope.dashboards.data import distinct
+from perfscope.dashboards.figures.common import config_labels, message_figure, numeric, seconds, si
+from perfscope.dashboards.figures.efficiency import gap_figure, gap_table, latency_flops_figure, waterline_figure
+from perfscope.dashboards.waterline import (describe_totals, layers_from_rows, load_sequences, sequence_by_name,
+                                            waterline)
+from perfscope.dtypes import DTYPES
+
+KEY = "efficiency"
+PATH = "/efficiency"
+NAME = "Waterline / gap"
+ORDER = 2
+CUSTOM = "__custom__"
+MAX_CONFIG_OPTIONS = 400
+
+_SHAPE = ("batch", "m", "n", "k", "conv_n", "conv_c", "conv_h", "conv_w", "conv_k", "conv_r", "conv_s",
+          "stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "groups", "heads", "kv_heads", "seq_q",
+          "seq_k", "head_dim", "causal")
+_GAP_COLUMNS = ("device_key", "config_id", "kernel", "implementation", "dtype", "tile", "shape", "flops", "time_s",
+                "bound_time_s", "bound", "gap", "achieved_fraction", "peak_flops_per_s")
+_COLUMNS = ("device_key", "config_id", "kernel", "implementation", "dtype", "tile", "shape", "status", *_SHAPE, "flops",
+            "time_s", "bound_time_s", "bound", "gap", "achieved_fraction", "peak_flops_per_s")
+
+
+def layout(**_query: Any) -> html.Div:
+    """The waterline / efficiency-gap page."""
+    sequences = load_sequences()
+    options = [{"label": s.name, "value": s.name} for s in sequences]
+    options.append({"label": "Custom: the configurations picked below, in order", "value": CUSTOM})
+    return html.Div([
+        html.H2("Waterline and efficiency gap"),
+        html.P("latency = FLOPs / (efficiency x peak): on log-log axes each efficiency is a diagonal, the peak "
+               "line the lowest. The gap of a configuration is its measured time over its roofline bound "
+               "(compute, memory traffic and launch floor)."),
+        html.Div([html.Div(figure_panel("latency-flops"), className="half"),
+                  html.Div(figure_panel("gap"), className="half")], className="row"),
+        html.H3("Furthest from the bound"),
+        html.Div(id="gap-table"),
+        html.H3("Achieved fraction of the bound by group"),
+        html.Div(id="gap-summary"),
+        html.H3("Waterline of a kernel sequence"),
+        html.P("Per layer: the roofline bound and the measured median (same family, dtype and shape on the "
+               "device). Totals: the sum of the bounds, the measured sum, and the bound if the layers were fused "
+               "into one kernel (intermediate tensors neither written nor read back, one launch)."),
+        html.Div([
+            control("Sequence", dcc.Dropdown(id="waterline-sequence", options=options, value=sequences[0].name,
+                                             clearable=False), width="440px"),
+            control("Dtype", dcc.Dropdown(id="waterline-dtype", options=list(DTYPES), value="fp32",
+                                          clearable=False), width="140px"),
+            control("Device", dcc.Dropdown(id="waterline-device", options=[], clearable=False), width="260px"),
+        ], className="controls"),
+        control("Custom sequence: configurations in order",
+                dcc.Dropdown(id="waterline-configs", options=[], multi=True), width="100%"),
+        figure_panel("waterline"),
+        html.Div(id="waterline-totals"),
+    ])
+
+
+def register(app: Any, context: DashboardContext) -> dict[str, Any]:
+    """Add the efficiency page's callbacks to ``app``."""
+    data = context.data
+
+    @app.callback(Output(figure_id("latency-flops"), "figure"), Output(figure_id("gap"), "figure"),
+                  Output("gap-table", "children"), Output("gap-summary", "children"),
+                  Input("filters", "data"))
+    @guard("figure", "figure", "children", "children")
+    def update_gap(filters: dict | None) -> tuple:
+        rows = data.select(filters, _GAP_COLUMNS)
+        return (latency_flops_figure(rows), gap_figure(rows), data_table(gap_table(rows), empty="no bound"),
+                data_table(_summary(rows), empty="no rows with a roofline bound (the device has no peak for "
+                                                 "their dtype: calibrate it)"))
+
+    @app.callback(Output("waterline-dtype", "options"), Output("waterline-dtype", "value"),
+                  Output("waterline-device", "options"), Output("waterline-device", "value"),
+                  Output("waterline-configs", "options"),
+                  Input("filters", "data"), State("waterline-dtype", "value"), State("waterline-device", "value"))
+    @guard("other", "other", "other", "other", "other")
+    def update_waterline_options(filters: dict | None, dtype: str | None, device: str | None) -> tuple:
+        rows = data.select(filters, ("device_key", "dtype", "config_id", "status"))
+        dtypes = distinct(rows["dtype"]) or list(DTYPES)
+        dtypes = [d for d in dtypes if d in DTYPES] or list(DTYPES)
+        devices = distinct(rows["device_key"]) or sorted(data.devices)
+        return (dtypes, dtype if dtype in dtypes else dtypes[0], devices,
+                device if device in devices else (devices[0] if devices else None), _config_options(filters))
+
+    def _config_options(filters: dict | None) -> list[dict[str, str]]:
+        rows = data.select(filters, ("config_id", "status", "device_key", "kernel", "implementation", "dtype",
+                                     "tile", *_SHAPE))
+        if rows.empty:
+            return []
+        ok = rows[(rows["status"] == "ok").to_numpy()]
+        counts = ok["config_id"].value_counts()
+        top = counts[counts > 0].index[:MAX_CONFIG_OPTIONS]
+        firsts = ok.drop_duplicates("config_id").set_index("config_id").loc[list(top)].reset_index()
+        labels = config_labels(firsts)
+        return [{"label": str(label), "value": str(cid)} for label, cid in zip(labels, firsts["config_id"])]
+
+    @app.callback(Output(figure_id("waterline"), "figure"), Output("waterline-totals", "children"),
+                  Input("waterline-sequence", "value"), Input("waterline-dtype", "value"),
+                  Input("waterline-device", "value"), Input("waterline-configs", "value"),
+                  Input("filters", "data"))
+    @guard("figure", "children")
+    def update_waterline(sequence_name: str | None, dtype: str | None, device_key: str | None,
+                         config_ids: list[str] | None, filters: dict | None) -> tuple:
+        title = "Waterline"
+        if not device_key or device_key not in data.devices:
+            return message_figure(f"{title}: no device in the selection"), html.Div()
+        dtype = dtype or "fp32"
+        rows = data.select(filters, _COLUMNS)
+        on_device = rows[((rows["device_key"] == device_key) & (rows["dtype"] == dtype)
+                          & (rows["status"] == "ok")).to_numpy()]
+        if sequence_name == CUSTOM:
+            if not config_ids:
+                return message_figure(f"{title}: pick configurations for the custom sequence"), html.Div()
+            chosen = rows[rows["config_id"].isin(config_ids).to_numpy()].drop_duplicates("config_id")
+            chosen = chosen.set_index("config_id").loc[[c for c in config_ids if c in set(chosen["config_id"])]]
+            chosen = chosen.reset_index()
+            layers = layers_from_rows(chosen, [f"{i + 1}. {label}" for i, label in enumerate(config_labels(chosen))])
+            name = "custom sequence"
+        else:
+            sequence = sequence_by_name(load_sequences(), sequence_name or "")
+            layers, name = list(sequence.layers), sequence.name
+        device = data.devices[device_key].used
+        frame, totals = waterline(layers, dtype, device, on_device)
+        figure = waterline_figure(frame, totals, title=f"Waterline: {name}, {dtype} on {device_key}")
+        table = frame.assign(flops=[si(v, "FLOP") for v in frame["flops"]],
+                             min_bytes=[si(v, "B") for v in frame["min_bytes"]],
+                             bound_time_s=[seconds(v) for v in frame["bound_time_s"]],
+                             time_s=[seconds(v) for v in frame["time_s"]])
+        table = table[["layer", "kernel", "flops", "min_bytes", "bound", "bound_time_s", "time_s", "measured_rows"]]
+        notes = [describe_totals(totals), data.devices[device_key].note]
+        return figure, html.Div([notes_list(notes), data_table(table)])
+
+    return {"update_gap": update_gap, "update_waterline_options": update_waterline_options,
+            "update_waterline": update_waterline}
+
+
+def _summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """``perfscope.models.efficiency.efficiency_summary`` over the rows that have a bound."""
+    from perfscope.models.efficiency import efficiency_summary
+
+    if rows.empty or "achieved_fraction" not in rows:
+        return pd.DataFrame()
+    usable = rows[np.isfinite(numeric(rows, "achieved_fraction"))]
+    if usable.empty:
+        return pd.DataFrame()
+    table = efficiency_summary(usable, by=("device_key", "kernel", "dtype", "bound"))
+    for column in ("fraction_median", "fraction_p10", "fraction_p90"):
+        table[column] = [f"{v:.1%}" for v in table[column]]
+    table["gap_median"] = [f"{v:.3g}x" for v in table["gap_median"]]
+    return table

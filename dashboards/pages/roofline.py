@@ -1,0 +1,59 @@
+"""Roofline: achieved FLOP/s against arithmetic intensity with the device's ceilings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import Input, Output, dcc, html
+
+from perfscope.dashboards.components import control, figure_id, figure_panel, guard, notes_list
+from perfscope.dashboards.context import DashboardContext
+from perfscope.dashboards.data import ceilings_frame, distinct
+from perfscope.dashboards.figures.roofline import roofline_figure
+
+KEY = "roofline"
+PATH = "/roofline"
+NAME = "Roofline"
+ORDER = 1
+
+_COLUMNS = ("device_key", "implementation", "dtype", "tile", "shape", "intensity_flops_per_byte",
+            "achieved_flops_per_s", "flops", "time_median_ms", "time_s", "bound_time_s", "roofline_attainment",
+            "peak_flops_per_s", "mem_bandwidth_bytes_per_s", "device_source")
+SOURCES = [{"label": "spec sheet", "value": "spec"}, {"label": "calibrated", "value": "calibrated"}]
+
+
+def layout(**_query: Any) -> html.Div:
+    """The roofline page."""
+    return html.Div([
+        html.H2("Roofline"),
+        html.P("Each point is a measured configuration: FLOPs over its median time, against FLOPs per byte of "
+               "minimum traffic. Ceilings: min(peak of the dtype, intensity x memory bandwidth); dashed from the "
+               "spec sheet, solid when calibrated on the machine."),
+        html.Div([control("Ceilings", dcc.Checklist(id="roofline-sources", options=SOURCES,
+                                                    value=["spec", "calibrated"], inline=True), width="320px")],
+                 className="controls"),
+        figure_panel("roofline", height=560),
+        html.Div(id="roofline-notes"),
+    ])
+
+
+def register(app: Any, context: DashboardContext) -> dict[str, Any]:
+    """Add the roofline callbacks to ``app``."""
+    data = context.data
+
+    @app.callback(Output(figure_id("roofline"), "figure"), Output("roofline-notes", "children"),
+                  Input("filters", "data"), Input("roofline-sources", "value"))
+    @guard("figure", "children")
+    def update_roofline(filters: dict | None, sources: list[str] | None) -> tuple:
+        rows = data.select(filters, _COLUMNS)
+        devices = {k: v for k, v in data.devices.items() if k in set(data.options["device"])}
+        if len(rows) < len(data.rows):
+            present = set(distinct(rows["device_key"]))
+            devices = {k: v for k, v in devices.items() if k in present}
+        dtypes = set(distinct(rows["dtype"]))
+        ceilings = ceilings_frame(devices, dtypes)
+        ceilings = ceilings[ceilings["source"].isin(sources or [])]
+        notes = [info.note for info in devices.values()]
+        return roofline_figure(rows, ceilings), notes_list(notes)
+
+    return {"update_roofline": update_roofline}

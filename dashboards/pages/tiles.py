@@ -1,0 +1,135 @@
+"""Tile explorer: latency and energy across tile sizes for one shape, dtype and device."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from dash import Input, Output, State, dcc, html
+
+from perfscope.dashboards.adapters import predict_latency_s
+from perfscope.dashboards.components import control, figure_id, figure_panel, guard, notes_list
+from perfscope.dashboards.context import DashboardContext
+from perfscope.dashboards.data import distinct
+from perfscope.dashboards.figures.common import numeric, shape_labels
+from perfscope.dashboards.figures.tiles import tile_heatmap_figure
+
+KEY = "tiles"
+PATH = "/tiles"
+NAME = "Tile explorer"
+ORDER = 5
+MAX_SHAPES = 300
+
+_SHAPE = ("batch", "m", "n", "k", "conv_n", "conv_c", "conv_h", "conv_w", "conv_k", "conv_r", "conv_s",
+          "stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "groups", "heads", "kv_heads", "seq_q",
+          "seq_k", "head_dim", "causal")
+_TILE = ("tile_m", "tile_n", "tile_k", "tile_group_m", "tile_num_warps", "tile_num_stages")
+_COLUMNS = ("device_key", "config_id", "kernel", "implementation", "dtype", "cache_mode", "status", "tile", "shape",
+            *_SHAPE, *_TILE, "time_s", "time_median_ms", "energy_gross_j", "energy_is_estimate", "device_name",
+            "sm_count", "flops", "min_bytes")
+
+
+def layout(**_query: Any) -> html.Div:
+    """The tile-explorer page."""
+    return html.Div([
+        html.H2("Tile explorer"),
+        html.P("For one shape, dtype and device: the median latency (or energy) of each tile size; each cell is the "
+               "best over the other tile parameters. The star marks the best tile. With a model loaded "
+               "(perfscope dashboard --model), its predicted grid sits next to the measured one."),
+        html.Div([
+            control("Shape", dcc.Dropdown(id="tiles-shape", options=[], clearable=False), width="360px"),
+            control("Dtype", dcc.Dropdown(id="tiles-dtype", options=[], clearable=False), width="140px"),
+            control("Device", dcc.Dropdown(id="tiles-device", options=[], clearable=False), width="260px"),
+            control("Show", dcc.RadioItems(id="tiles-value", options=[{"label": "latency", "value": "time"},
+                                                                      {"label": "energy", "value": "energy"}],
+                                           value="time", inline=True), width="200px"),
+        ], className="controls"),
+        figure_panel("tiles", height=520),
+        html.Div(id="tiles-notes"),
+    ])
+
+
+def _shape_key(row: dict[str, Any]) -> str:
+    config = {"kernel": str(row["kernel"])}
+    for key in _SHAPE:
+        value = row.get(key)
+        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+            continue
+        config[key] = bool(value) if key == "causal" else int(value)
+    return json.dumps(config, sort_keys=True)
+
+
+def _shape_mask(rows: pd.DataFrame, key: str) -> np.ndarray:
+    config = json.loads(key)
+    mask = np.array(rows["kernel"] == config.pop("kernel"), dtype=bool)
+    for column in _SHAPE:
+        if column not in rows:
+            continue
+        if column in config:
+            if column == "causal":
+                mask &= rows[column].fillna(False).astype(bool).to_numpy() == bool(config[column])
+            else:
+                mask &= numeric(rows, column) == float(config[column])
+        elif column != "causal":
+            mask &= np.isnan(numeric(rows, column))
+    return mask
+
+
+def register(app: Any, context: DashboardContext) -> dict[str, Any]:
+    """Add the tile-explorer callbacks to ``app``."""
+    data = context.data
+
+    def tiled_rows(filters: dict | None) -> pd.DataFrame:
+        rows = data.select(filters, _COLUMNS)
+        keep = np.isfinite(numeric(rows, "tile_m")) & (rows["status"] == "ok").to_numpy()
+        return rows[keep]
+
+    @app.callback(Output("tiles-shape", "options"), Output("tiles-shape", "value"),
+                  Output("tiles-dtype", "options"), Output("tiles-dtype", "value"),
+                  Output("tiles-device", "options"), Output("tiles-device", "value"),
+                  Input("filters", "data"), State("tiles-shape", "value"), State("tiles-dtype", "value"),
+                  State("tiles-device", "value"))
+    @guard("other", "other", "other", "other", "other", "other")
+    def update_tile_options(filters: dict | None, shape: str | None, dtype: str | None,
+                            device: str | None) -> tuple:
+        rows = tiled_rows(filters)
+        if rows.empty:
+            return [], None, [], None, [], None
+        counts = rows.groupby(["kernel", *_SHAPE], dropna=False, observed=True, sort=False).size()
+        counts = counts[counts > 0].sort_values(ascending=False).head(MAX_SHAPES)
+        firsts = counts.reset_index(name="rows")
+        labels = shape_labels(firsts)
+        keys = [_shape_key(r) for r in firsts.to_dict("records")]
+        options = [{"label": f"{firsts['kernel'].iloc[i]} {labels[i]} ({firsts['rows'].iloc[i]} rows)",
+                    "value": keys[i]} for i in range(len(keys))]
+        dtypes = distinct(rows["dtype"])
+        devices = distinct(rows["device_key"])
+        return (options, shape if shape in keys else keys[0], dtypes, dtype if dtype in dtypes else dtypes[0],
+                devices, device if device in devices else devices[0])
+
+    @app.callback(Output(figure_id("tiles"), "figure"), Output("tiles-notes", "children"),
+                  Input("filters", "data"), Input("tiles-shape", "value"), Input("tiles-dtype", "value"),
+                  Input("tiles-device", "value"), Input("tiles-value", "value"))
+    @guard("figure", "children")
+    def update_tiles(filters: dict | None, shape: str | None, dtype: str | None, device: str | None,
+                     value: str | None) -> tuple:
+        rows = tiled_rows(filters)
+        if shape and dtype and device and not rows.empty:
+            mask = _shape_mask(rows, shape) & (rows["dtype"] == dtype).to_numpy() \
+                & (rows["device_key"] == device).to_numpy()
+            rows = rows[mask]
+        else:
+            rows = rows.iloc[:0]
+        notes = []
+        if context.model is not None and not rows.empty and value != "energy":
+            predicted, why = predict_latency_s(context.model, rows)
+            if predicted is not None:
+                rows = rows.assign(predicted_time_s=predicted)
+            notes.append(why or context.model_note)
+        elif context.model_note:
+            notes.append(context.model_note)
+        return tile_heatmap_figure(rows, value or "time"), notes_list(notes)
+
+    return {"update_tile_options": update_tile_options, "update_tiles": update_tiles}

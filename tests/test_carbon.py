@@ -1,0 +1,81 @@
+"""perfscope.carbon: kWh, operational and embodied gCO2e, and the intensity table."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+import pytest
+
+from perfscope import carbon
+from perfscope.errors import UserInputError
+
+
+def test_joules_to_kwh_scalar_and_array():
+    assert carbon.joules_to_kwh(3.6e6) == pytest.approx(1.0)
+    assert isinstance(carbon.joules_to_kwh(1.0), float)
+    np.testing.assert_allclose(carbon.joules_to_kwh(np.array([0.0, 7.2e6])), [0.0, 2.0])
+
+
+def test_operational_is_kwh_times_pue_times_intensity():
+    # 1 kWh at 400 g/kWh with PUE 1.5 -> 600 g
+    assert carbon.operational_gco2e(3.6e6, 400.0, pue=1.5) == pytest.approx(600.0)
+    np.testing.assert_allclose(carbon.operational_gco2e(np.array([3.6e6, 1.8e6]), 100.0), [100.0, 50.0])
+
+
+def test_embodied_is_amortised_over_busy_lifetime():
+    year_s = carbon.SECONDS_PER_YEAR
+    # one busy year of a 4-year, 100 kgCO2e device: a quarter of it
+    assert carbon.embodied_gco2e(year_s, 100.0, 4.0) == pytest.approx(25_000.0)
+    # busy half the time: the same busy second carries twice the share
+    assert carbon.embodied_gco2e(year_s, 100.0, 4.0, utilisation=0.5) == pytest.approx(50_000.0)
+
+
+def test_carbon_cost_totals():
+    cost = carbon.carbon_cost(3.6e6, 200.0, pue=1.2, busy_time_s=carbon.SECONDS_PER_YEAR, embodied_kgco2e=10.0,
+                              lifetime_years=5.0)
+    assert cost.energy_kwh == pytest.approx(1.0)
+    assert cost.operational_gco2e == pytest.approx(240.0)
+    assert cost.embodied_gco2e == pytest.approx(2_000.0)
+    assert cost.total_gco2e == pytest.approx(2_240.0)
+    without = carbon.carbon_cost(np.array([3.6e6, 7.2e6]), 100.0)
+    np.testing.assert_allclose(without.embodied_gco2e, [0.0, 0.0])
+    np.testing.assert_allclose(without.total_gco2e, [100.0, 200.0])
+
+
+@pytest.mark.parametrize("call", [
+    lambda: carbon.operational_gco2e(1.0, 100.0, pue=0.9),
+    lambda: carbon.operational_gco2e(1.0, -5.0),
+    lambda: carbon.embodied_gco2e(1.0, 10.0, 0.0),
+    lambda: carbon.embodied_gco2e(1.0, 10.0, 4.0, utilisation=1.5),
+    lambda: carbon.carbon_cost(1.0, 100.0, embodied_kgco2e=10.0, lifetime_years=4.0),  # no busy time
+])
+def test_bad_inputs_are_user_errors(call):
+    with pytest.raises(UserInputError):
+        call()
+
+
+def test_intensity_table_ships_with_sources_and_years():
+    assert resources.files("perfscope.data").joinpath(carbon.INTENSITY_TABLE).is_file()
+    rows = carbon.load_intensity_table()
+    assert len(rows) >= 10
+    for row in rows:
+        assert row.source and row.url.startswith("http") and 1990 <= row.year <= 2030
+        assert 0 <= row.intensity_gco2e_per_kwh < 1500
+    assert carbon.grid_intensity("world").intensity_gco2e_per_kwh == carbon.grid_intensity("World").intensity_gco2e_per_kwh
+    assert "gCO2e/kWh" in carbon.grid_intensity("France").label
+
+
+def test_unknown_region_lists_known_ones():
+    with pytest.raises(UserInputError, match="France"):
+        carbon.grid_intensity("Atlantis")
+
+
+def test_parse_rejects_rows_without_source_or_repeated_regions():
+    header = "region,intensity_gco2e_per_kwh,year,source,url,notes\n"
+    with pytest.raises(UserInputError, match="source"):
+        carbon.parse_intensity_table(header + "X,100,2023,,http://x,\n")
+    with pytest.raises(UserInputError, match="repeated"):
+        carbon.parse_intensity_table(header + "X,100,2023,s,http://x,\nx,120,2023,s,http://x,\n")
+    with pytest.raises(UserInputError, match="lacks columns"):
+        carbon.parse_intensity_table("region,intensity\nX,1\n")

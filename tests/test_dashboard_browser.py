@@ -1,0 +1,134 @@
+"""Every dashboard page in a real headless Chromium (Debian's chromium and chromium-driver,
+driven by selenium): no SEVERE console errors, figures drawn, filters kept in the URL.
+
+Screenshots land in test-artifacts/screenshots/ (git-ignored). Needs, once per machine:
+``apt-get install -y chromium chromium-driver`` and ``pip install selenium``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from perfscope.store import ProfileStore
+
+from test_dashboard_figures import H100_KEY, dashboard_rows  # noqa: E402 (tests/ is on sys.path)
+
+pytestmark = pytest.mark.slow
+
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1700")
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
+PAGES = {"overview": "/", "roofline": "/roofline", "efficiency": "/efficiency", "scaling": "/scaling",
+         "carbon": "/carbon", "tiles": "/tiles", "estimate": "/estimate"}
+SETTLE_TIMEOUT_S = 20
+
+
+def _need_browser():
+    missing = [p for p in (CHROMEDRIVER, CHROMIUM) if not Path(p).exists()]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("selenium (pip install selenium)")
+    if missing:
+        pytest.fail("browser tests need Debian's chromium and chromium-driver and selenium: "
+                    "apt-get update && apt-get install -y chromium chromium-driver; pip install selenium "
+                    f"(missing: {', '.join(missing)})")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:  # no profiles calibrated on this machine
+        patch.setenv("PERFSCOPE_HOME", str(tmp_path_factory.mktemp("perfscope-home")))
+        yield from _serve(tmp_path_factory)
+
+
+def _serve(tmp_path_factory):
+    from werkzeug.serving import make_server
+
+    from perfscope.dashboards.app import create_app
+
+    path = tmp_path_factory.mktemp("browser") / "profile"
+    ProfileStore(path, create=True).append(dashboard_rows())
+    app = create_app([path])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    http = make_server("127.0.0.1", port, app.server, threaded=True)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    http.shutdown()
+    thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _need_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def settle(driver) -> None:
+    """Wait until Dash has no callback in flight and every graph has drawn (not "loading...")."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    script = """
+        const busy = document.querySelectorAll('[data-dash-is-loading="true"]').length;
+        const graphs = document.querySelectorAll('.dash-graph');
+        const drawn = document.querySelectorAll('.dash-graph .main-svg').length;
+        const text = document.body.innerText;
+        return document.readyState === 'complete' && busy === 0 && graphs.length > 0
+            && drawn >= graphs.length && !text.includes('loading...');
+    """
+    WebDriverWait(driver, SETTLE_TIMEOUT_S, poll_frequency=0.25).until(lambda d: d.execute_script(script))
+    time.sleep(0.3)  # let late console messages arrive
+
+
+def severe(driver) -> list[str]:
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_page_renders_without_console_errors(name, server, browser):
+    browser.get_log("browser")  # drop what earlier pages left
+    browser.get(server + PAGES[name])
+    settle(browser)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+    assert severe(browser) == []
+    text = browser.find_element("tag name", "main").text
+    assert "Traceback" not in text and "could not draw" not in text
+    assert browser.title.startswith("perfscope")
+
+
+def test_filters_live_in_the_url_and_follow_navigation(server, browser):
+    browser.get_log("browser")
+    browser.get(f"{server}/roofline?dtype=bf16&device={H100_KEY}")
+    settle(browser)
+    count = browser.find_element("id", "selection-count").text
+    assert "dtype=bf16" in count and f"device={H100_KEY}" in count
+    dropdown = browser.find_element("id", "filter-dtype").text
+    assert "bf16" in dropdown
+    browser.find_element("id", "nav-carbon").click()
+    settle(browser)
+    assert browser.current_url.split("?", 1)[1] == f"device={H100_KEY}&dtype=bf16"
+    assert "Carbon cost" in browser.find_element("tag name", "h2").text
+    assert "dtype=bf16" in browser.find_element("id", "selection-count").text
+    assert severe(browser) == []

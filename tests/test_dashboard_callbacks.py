@@ -1,0 +1,368 @@
+"""The dashboard app in-process: the factory, page registration, and every callback
+called directly (the functions the app registered), plus Dash's HTTP endpoints."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+import types
+
+import dash
+import pandas as pd
+import pytest
+from dash._callback_context import context_value
+from dash._utils import AttributeDict
+from dash.exceptions import PreventUpdate
+
+from perfscope.dashboards import app as app_module
+from perfscope.dashboards.adapters import ESTIMATE_MISSING, parse_shape, run_estimate
+from perfscope.dashboards.components import guard
+from perfscope.dashboards.data import find_sample_datasets
+from perfscope.dashboards.figures.common import is_message, message_text
+from perfscope.dashboards.filters import FILTER_NAMES, empty_filters
+from perfscope.dashboards.pages import PAGES
+from perfscope.errors import UserInputError
+from perfscope.store import ProfileStore
+
+from test_dashboard_figures import H100_KEY, SIZES, TILES, dashboard_rows  # noqa: E402 (tests/ is on sys.path)
+
+ALL = empty_filters()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_calibrated_profiles(tmp_path_factory):
+    """Device resolution must not see profiles calibrated on this machine."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PERFSCOPE_HOME", str(tmp_path_factory.mktemp("perfscope-home")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    path = tmp_path_factory.mktemp("dash") / "profile"
+    ProfileStore(path, create=True).append(dashboard_rows())
+    return path
+
+
+@pytest.fixture(scope="module")
+def app(dataset):
+    return app_module.create_app([dataset])
+
+
+@pytest.fixture(scope="module")
+def cb(app):
+    return app.perfscope_callbacks
+
+
+def triggered(prop_id: str, value=None):
+    """Run a callback as if ``prop_id`` ("id.prop" or a JSON id ".prop") had changed."""
+    return context_value.set(AttributeDict(triggered_inputs=[{"prop_id": prop_id, "value": value}]))
+
+
+def figures(output) -> list:
+    return [o for o in (output if isinstance(output, tuple) else (output,)) if hasattr(o, "to_plotly_json")
+            and hasattr(o, "layout")]
+
+
+def test_factory_registers_every_page_from_code(app):
+    paths = {page["path"] for page in dash.page_registry.values()}
+    assert {"/", "/roofline", "/efficiency", "/scaling", "/carbon", "/tiles", "/estimate"} <= paths
+    assert app.use_pages and not app.pages_folder  # no folder scan
+    names = set(app.perfscope_callbacks)
+    assert {"sync_filters", "export_csv", "export_html", "update_overview", "update_roofline", "update_gap",
+            "update_waterline", "update_scaling", "update_carbon", "update_tiles", "update_estimate"} <= names
+
+
+def test_page_layouts_need_no_app_and_accept_query_arguments():
+    for page in PAGES:
+        assert page.layout() is not None
+        assert page.layout(dtype="fp32") is not None
+
+
+def test_http_endpoints_serve_the_shell(app):
+    client = app.server.test_client()
+    assert client.get("/").status_code == 200
+    layout = client.get("/_dash-layout")
+    assert layout.status_code == 200 and b"filter-dtype" in layout.data
+    assert client.get("/_dash-dependencies").status_code == 200
+    assert client.get("/roofline?dtype=bf16").status_code == 200
+
+
+def test_serve_defaults_to_localhost():
+    import inspect
+
+    from perfscope import dashboards
+
+    assert inspect.signature(app_module.serve).parameters["host"].default == "127.0.0.1"
+    assert inspect.signature(dashboards.serve).parameters["host"].default == "127.0.0.1"
+
+
+# ---- shared filters and the URL -----------------------------------------------------------
+
+def test_url_sets_the_filters_and_links(app, cb):
+    token = triggered("url.search", "?dtype=bf16&device=" + H100_KEY)
+    try:
+        out = cb["sync_filters"]("?dtype=bf16&device=" + H100_KEY, *([[]] * len(FILTER_NAMES)), ALL)
+    finally:
+        context_value.reset(token)
+    store, search, *rest = out
+    dropdowns = dict(zip(FILTER_NAMES, rest[:len(FILTER_NAMES)]))
+    hrefs = rest[len(FILTER_NAMES):len(FILTER_NAMES) + len(PAGES)]
+    assert store["dtype"] == ["bf16"] and store["device"] == [H100_KEY]
+    assert search is dash.no_update  # the URL already says it
+    assert dropdowns["dtype"] == ["bf16"]
+    assert all(href.endswith("?device=" + H100_KEY + "&dtype=bf16") for href in hrefs)
+    assert "dtype=bf16" in rest[-1]
+
+
+def test_dropdowns_set_the_url_and_unchanged_filters_do_nothing(cb):
+    values = [[] for _ in FILTER_NAMES]
+    values[FILTER_NAMES.index("dtype")] = ["fp32"]
+    token = triggered("filter-dtype.value", ["fp32"])
+    try:
+        store, search, *_ = cb["sync_filters"]("", *values, ALL)
+        again = cb["sync_filters"]("", *values, store)
+    finally:
+        context_value.reset(token)
+    assert store["dtype"] == ["fp32"] and search == "?dtype=fp32"
+    assert again[0] is dash.no_update and again[1] is dash.no_update
+
+
+def test_filter_sync_on_first_load_without_query_changes_nothing(app):
+    out = app_module.filter_sync(None, "", [[]] * len(FILTER_NAMES), ALL, app.perfscope_context.data)
+    assert out[0] is dash.no_update and out[1] is dash.no_update
+
+
+# ---- pages ---------------------------------------------------------------------------------
+
+def test_overview_counts_follow_the_filters(cb, app):
+    total = len(app.perfscope_context.data.rows)
+    summary, coverage, quality, status, provenance = cb["update_overview"](ALL)
+    assert f"{total} of {total} rows" in str(summary)
+    assert not is_message(coverage) and not is_message(quality)
+    assert "unsupported" in str(status)
+    bf16 = cb["update_overview"]({"dtype": ["bf16"]})
+    n_bf16 = int((app.perfscope_context.data.rows["dtype"] == "bf16").sum())
+    assert f"{n_bf16} of {total} rows" in str(bf16[0])
+
+
+def test_roofline_ceilings_follow_the_source_choice(cb):
+    fig, notes = cb["update_roofline"]({"device": [H100_KEY]}, ["spec", "calibrated"])
+    assert any("(spec)" in (t.name or "") for t in fig.data)
+    assert "spec-sheet peaks of h100-sxm" in str(notes)
+    bare, _ = cb["update_roofline"]({"device": [H100_KEY]}, [])
+    assert not any("(spec)" in (t.name or "") for t in bare.data)
+
+
+def test_filter_with_no_rows_gives_messages_everywhere(cb):
+    none = {"device": ["no-such-device"]}
+    for fig in figures(cb["update_roofline"](none, ["spec"])) + figures(cb["update_gap"](none)) \
+            + figures(cb["update_overview"](none)):
+        assert is_message(fig)
+        assert "no rows" in message_text(fig)
+
+
+def test_gap_page(cb):
+    latency, gap, table, summary = cb["update_gap"]({"device": [H100_KEY]})
+    assert not is_message(latency) and not is_message(gap)
+    assert "triton.matmul" in str(table)
+    assert "fraction_median" in str(summary)
+
+
+def test_waterline_preset_and_custom_sequences(cb, app):
+    options = cb["update_waterline_options"](ALL, None, None)
+    dtypes, dtype, devices, device, configs = options
+    assert set(dtypes) == {"fp32", "bf16", "fp16"} and H100_KEY in devices and configs
+    fig, totals = cb["update_waterline"]("Transformer MLP (d_model 1024, 4x, 2048 tokens)", "bf16", H100_KEY, [], ALL)
+    assert not is_message(fig) and "fused bound" in str(totals)
+    rows = app.perfscope_context.data.rows
+    picked = rows[(rows["device_key"] == H100_KEY) & (rows["m"] == 512) & rows["tile_m"].isna()
+                  & (rows["dtype"] == "fp32")]["config_id"].astype(str).tolist()
+    fig, totals = cb["update_waterline"]("__custom__", "fp32", H100_KEY, picked * 2, ALL)
+    assert not is_message(fig)
+    assert "2 layer(s) measured" in str(totals)
+    empty, _ = cb["update_waterline"]("__custom__", "fp32", H100_KEY, [], ALL)
+    assert "pick configurations" in message_text(empty)
+
+
+def test_scaling_page(cb):
+    fig, table = cb["update_scaling"]({"device": [H100_KEY]}, "flops", ["implementation", "dtype"])
+    assert not is_message(fig)
+    assert "±" in str(table)
+    batch_fig, _ = cb["update_scaling"](ALL, "batch_size", ["dtype"])
+    assert is_message(batch_fig) or batch_fig.data  # one batch size per group: drawn, not fitted
+
+
+def carbon_args(**overrides):
+    args = dict(filters=ALL, region="World", custom=None, pue=1.0, energy="gross", by="dtype", workload="million",
+                calls_per_step=100, steps=1000, embodied_on=[], embodied_kg=None, lifetime=4, utilisation=1.0)
+    args.update(overrides)
+    return list(args.values())
+
+
+def test_carbon_page_regions_custom_intensity_and_workload(cb):
+    fig, notes, table = cb["update_carbon"](*carbon_args())
+    assert not is_message(fig)
+    assert "World" in str(notes) and "source" in str(notes)
+    assert "estimated (TDP)" in str(table) and "measured" in str(table)
+    custom, notes, _ = cb["update_carbon"](*carbon_args(region="__custom__", custom=250.0, workload="workload"))
+    assert "250 gCO2e/kWh (typed in)" in str(notes)
+    assert "per workload (100,000 calls)" in custom.layout.title.text
+
+
+def test_carbon_page_bad_input_shows_a_message_not_a_traceback(cb):
+    fig, notes, table = cb["update_carbon"](*carbon_args(region="__custom__", custom=None))
+    assert is_message(fig) and "type a grid intensity" in message_text(fig)
+    fig, _, _ = cb["update_carbon"](*carbon_args(pue=0.5))
+    assert is_message(fig) and "PUE" in message_text(fig)
+    fig, _, _ = cb["update_carbon"](*carbon_args(embodied_on=["on"], embodied_kg=None))
+    assert "embodied" in message_text(fig)
+
+
+def test_tile_explorer_options_and_heatmap(cb):
+    options = cb["update_tile_options"]({"device": [H100_KEY]}, None, None, None)
+    shapes, shape, dtypes, dtype, devices, device = options
+    assert len(shapes) == len(SIZES) and device == H100_KEY
+    fig, notes = cb["update_tiles"]({"device": [H100_KEY]}, shape, dtype, device, "time")
+    heat = fig.data[0]
+    assert heat.type == "heatmap"
+    assert sum(str(c).startswith("★") for row in heat.text for c in row) == 1
+    assert len([c for row in heat.text for c in row if c]) == len(TILES) - 1  # tiled variants only
+    energy, _ = cb["update_tiles"]({"device": [H100_KEY]}, shape, dtype, device, "energy")
+    assert not is_message(energy)
+    nothing = cb["update_tile_options"]({"device": ["cpu-test"]}, None, None, None)
+    assert nothing[0] == [] and nothing[1] is None
+
+
+def test_estimate_page_without_perfscope_estimate(cb, monkeypatch):
+    monkeypatch.setitem(sys.modules, "perfscope.estimate", None)  # import fails: the module is absent
+    fig, status, _ = cb["update_estimate"](1, "gemm", "h100-sxm", "bf16", "m=64 n=64 k=64", "World", 1.0)
+    assert is_message(fig) and ESTIMATE_MISSING in message_text(fig)
+    assert ESTIMATE_MISSING in str(status)
+
+
+def test_estimate_page_with_an_estimate_function(cb, monkeypatch):
+    calls = []
+
+    def estimate(kernel, device, dtype, **shape):
+        calls.append((kernel, device, dtype, shape))
+        if shape.get("m") == 13:
+            raise UserInputError("13 is unlucky")
+        return {"latency_s": 1e-3, "latency_low_s": 8e-4, "latency_high_s": 1.3e-3, "bound_time_s": 4e-4,
+                "energy_j": 0.36}
+
+    module = types.ModuleType("perfscope.estimate")
+    module.estimate = estimate
+    monkeypatch.setitem(sys.modules, "perfscope.estimate", module)
+    fig, status, details = cb["update_estimate"](1, "gemm", "h100-sxm", "bf16", "batch=2 m=64 n=32 k=16", "World",
+                                                 1.5)
+    assert calls[-1] == ("gemm", "h100-sxm", "bf16", {"batch": 2, "m": 64, "n": 32, "k": 16})
+    assert not is_message(fig)
+    # 0.36 J x 1e6 calls = 0.1 kWh; x 1.5 PUE x 481 g/kWh (World) = 72.15 g
+    assert "72.15 gCO2e per million calls" in str(status)
+    assert "latency_low_s" in str(details)
+    bad, status, _ = cb["update_estimate"](1, "gemm", "h100-sxm", "bf16", "m=13 n=1 k=1", "World", 1.0)
+    assert is_message(bad) and "unlucky" in str(status)
+    typo, _, _ = cb["update_estimate"](1, "gemm", "h100-sxm", "bf16", "m=1 q=2", "World", 1.0)
+    assert is_message(typo) and "not a gemm size" in message_text(typo)
+
+
+def test_adapter_parses_shapes_and_never_raises_for_perfscope_errors():
+    assert parse_shape("attention", "batch=1 heads=8 kv_heads=8 seq_q=16 seq_k=16 head_dim=64 causal=true") == {
+        "batch": 1, "heads": 8, "kv_heads": 8, "seq_q": 16, "seq_k": 16, "head_dim": 64, "causal": True}
+    assert parse_shape("conv", "conv_n=1,pad_h=0")["pad_h"] == 0
+    for bad in ("m=0", "m=x", "m", ""):
+        with pytest.raises(UserInputError):
+            parse_shape("gemm", bad)
+
+    def refuses(*_args, **_kwargs):
+        raise UserInputError("no")
+
+    assert run_estimate("gemm", "x", "fp32", {"m": 1}, estimate=refuses).message == "no"
+    assert not run_estimate("gemm", "x", "fp32", {"m": 1}, estimate=lambda *a, **k: [1]).ok
+
+
+# ---- exports -------------------------------------------------------------------------------
+
+def test_csv_export_holds_the_selected_rows(cb, app):
+    out = cb["export_csv"](1, {"dtype": ["bf16"]}, "/roofline")
+    assert out["filename"] == "perfscope-roofline-rows.csv"
+    rows = list(csv.DictReader(io.StringIO(out["content"])))
+    assert len(rows) == int((app.perfscope_context.data.rows["dtype"] == "bf16").sum())
+    assert {r["dtype"] for r in rows} == {"bf16"}
+    assert "gap" in rows[0] and "bound_time_s" in rows[0]
+    with pytest.raises(PreventUpdate):
+        cb["export_csv"](0, ALL, "/")
+
+
+def test_html_export_of_the_clicked_figure(cb):
+    fig, _ = cb["update_roofline"](ALL, ["spec"])
+    ids = [{"type": "figure", "name": "roofline"}, {"type": "figure", "name": "other"}]
+    token = triggered('{"name":"roofline","type":"export-html"}.n_clicks', 1)
+    try:
+        out = cb["export_html"]([1, 0], [fig.to_plotly_json(), {"data": []}], ids)
+    finally:
+        context_value.reset(token)
+    assert out["filename"] == "perfscope-roofline.html"
+    assert out["content"].lower().startswith("<!doctype html>") and "plotly" in out["content"].lower()
+    assert "Roofline" in out["content"]
+
+
+def test_guard_turns_errors_into_messages():
+    @guard("figure", "children")
+    def broken():
+        raise ZeroDivisionError("boom")
+
+    fig, text = broken()
+    assert is_message(fig) and "ZeroDivisionError: boom" in message_text(fig)
+    assert "boom" in str(text)
+
+
+def test_no_dataset_opens_the_sample_or_says_there_is_no_data():
+    app = app_module.create_app(None)
+    data = app.perfscope_context.data
+    if find_sample_datasets():
+        assert len(data.rows) > 0
+    else:
+        assert len(data.rows) == 0
+        assert any("no data" in note for note in data.notes)
+        summary, coverage, *_ = app.perfscope_callbacks["update_overview"](ALL)
+        assert is_message(coverage) and "no data" in str(summary)
+
+
+def test_tile_explorer_shows_model_predictions_next_to_measurements(dataset, monkeypatch):
+    from perfscope.dashboards.pages import tiles as tiles_page
+
+    app = app_module.create_app([dataset])
+    app.perfscope_context.model = object()  # a loaded bundle; its predictions come from the adapter below
+    monkeypatch.setattr(tiles_page, "predict_latency_s", lambda model, rows: (rows["time_s"].to_numpy() * 1.1, ""))
+    cb = app.perfscope_callbacks
+    _, shape, _, dtype, _, device = cb["update_tile_options"]({"device": [H100_KEY]}, None, None, None)
+    fig, _ = cb["update_tiles"]({"device": [H100_KEY]}, shape, dtype, device, "time")
+    assert [t.type for t in fig.data].count("heatmap") == 2
+    assert "predicted (model)" in [a.text for a in fig.layout.annotations]
+
+
+@pytest.mark.slow  # loading a bundle imports skops (seconds)
+def test_a_directory_that_is_not_a_model_is_reported(tmp_path, dataset):
+    from perfscope.dashboards.adapters import load_model
+
+    bundle, note = load_model(tmp_path)
+    assert bundle is None and note.startswith("model not loaded")
+    app = app_module.create_app([dataset], model_path=tmp_path)
+    assert "model not loaded" in str(app.perfscope_callbacks["update_overview"](ALL)[0])
+
+
+def test_importing_the_package_does_not_import_dash():
+    import subprocess
+
+    code = "import sys, perfscope.dashboards, perfscope.carbon, perfscope.scaling; print('dash' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_bad_dataset_path_is_reported_not_raised(tmp_path):
+    app = app_module.create_app([tmp_path / "missing"])
+    assert any("missing" in p for p in app.perfscope_context.data.problems)
+    assert isinstance(app.perfscope_context.data.rows, pd.DataFrame)
