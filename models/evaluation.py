@@ -1,0 +1,228 @@
+"""Honest evaluation of latency and energy models: grouped splits, side by side (DESIGN.md section 6).
+
+``split="shape"`` (the default) keeps every row of one shape (kernel family, shape
+columns, dtype, batch; *not* the tile, layout or implementation: variants of a shape
+stay together) on one side: ``GroupKFold``, or leave-one-shape-out with
+``n_splits=None``. ``"random"`` is shuffled ``KFold`` over rows: it leaks
+near-replicates of every test shape into training and flatters every model (kept to
+compare with published figures). ``"device"`` is leave-one-device-out.
+
+Figures per model and target (latency s, energy J, power W), pooled over the
+out-of-fold predictions: R^2 on the raw target (as the GPPerf paper reports it), mean
+and median absolute percentage error, the share within ±10%, and the coverage of the
+1 - alpha interval. A model with ``predict_interval`` (``ConformalWrapper``) is judged on
+its own intervals; for any other model the interval is the cross-fold conformal one:
+fold i's rows against the conformal quantile of the other folds' out-of-fold log
+residuals (``coverage_method`` says which).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from perfscope.errors import UserInputError
+from perfscope.models.efficiency import ok_rows
+from perfscope.models.intervals import (conformal_quantile, log_scores, measured_target, model_targets,
+                                        predict_target)
+
+SPLITS = ("shape", "random", "device")
+
+SHAPE_COLUMNS = (
+    "kernel", "dtype", "batch", "m", "n", "k",
+    "conv_n", "conv_c", "conv_h", "conv_w", "conv_k", "conv_r", "conv_s",
+    "stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "groups",
+    "heads", "kv_heads", "seq_q", "seq_k", "head_dim", "causal",
+)
+"""What identifies a shape. Tile, layout, implementation, cache mode, params_json and
+the device are left out on purpose: all variants of a shape are held out together."""
+
+METRIC_COLUMNS = ("n_rows", "n_predicted", "n_groups", "n_folds", "r2", "mean_abs_pct_error",
+                  "median_abs_pct_error", "within_10pct", "interval_coverage", "nominal_coverage",
+                  "interval_factor_median", "coverage_method")
+
+Progress = Callable[[str], None]
+
+
+def shape_groups(rows: pd.DataFrame) -> np.ndarray:
+    """One integer label per distinct shape (``SHAPE_COLUMNS`` present in ``rows``)."""
+    columns = [c for c in SHAPE_COLUMNS if c in rows]
+    if not columns:
+        raise UserInputError("rows have none of the shape columns (kernel, m, n, k, ...)")
+    keys = rows[columns].astype(object).where(rows[columns].notna(), None).astype(str)
+    return pd.factorize(pd.MultiIndex.from_frame(keys))[0] if len(columns) > 1 else pd.factorize(keys.iloc[:, 0])[0]
+
+
+def split_folds(rows: pd.DataFrame, split: str = "shape", n_splits: int | None = 5, seed: int = 0
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train positions, test positions) per fold of ``rows`` for a ``split`` (see module docstring).
+
+    ``n_splits=None`` means one fold per group (leave-one-shape-out); more folds than
+    groups become one fold per group.
+    """
+    from sklearn.model_selection import GroupKFold, KFold, LeaveOneGroupOut
+
+    if split not in SPLITS:
+        raise UserInputError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split == "random":
+        k = 5 if n_splits is None else n_splits
+        if not 2 <= k <= len(rows):
+            raise UserInputError(f"a random split needs 2 <= n_splits <= rows ({len(rows)}), got {k}")
+        return list(KFold(n_splits=k, shuffle=True, random_state=seed).split(rows))
+    if split == "device":
+        labels = pd.factorize(rows["device_key"].astype(str))[0]
+        if len(np.unique(labels)) < 2:
+            raise UserInputError("a device split needs rows from at least two devices")
+        return list(LeaveOneGroupOut().split(rows, groups=labels))
+    labels = shape_groups(rows)
+    n_groups = len(np.unique(labels))
+    if n_groups < 2:
+        raise UserInputError("a shape split needs at least two distinct shapes")
+    if n_splits is None or n_splits >= n_groups:
+        return list(LeaveOneGroupOut().split(rows, groups=labels))
+    if n_splits < 2:
+        raise UserInputError(f"n_splits must be at least 2 (or None: leave one shape out), got {n_splits}")
+    return list(GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(rows, groups=labels))
+
+
+def cross_validated_predictions(models: Mapping[str, Any], rows: pd.DataFrame, split: str = "shape",
+                                n_splits: int | None = 5, seed: int = 0, *, include_doubtful_energy: bool = False,
+                                targets: tuple[str, ...] = ("latency", "energy", "power"),
+                                progress: Progress | None = None) -> pd.DataFrame:
+    """Out-of-fold predictions of every model: one row per (model, target, data row).
+
+    Columns: ``model``, ``target``, ``row`` (position among the ok rows), ``fold``,
+    ``group`` (the shape label), ``y_true``, ``y_pred`` and, for models with
+    ``predict_interval``, ``low`` and ``high``. Each model is cloned and fitted per fold
+    on the ok rows of the training side only, with its ``include_doubtful_energy``
+    parameters (nested ones too) set to the value given here. A fold where a model
+    refuses to fit (``UserInputError``, e.g. no energy rows there) is left out for that
+    model: ``n_folds`` of the figures tells.
+    """
+    if not models:
+        raise UserInputError("no models to evaluate")
+    data = ok_rows(rows).reset_index(drop=True)
+    if len(data) < 2:
+        raise UserInputError("fewer than two ok rows with a time: nothing to evaluate")
+    folds = split_folds(data, split, n_splits, seed)
+    groups = shape_groups(data)
+    truth = {t: measured_target(data, t, include_doubtful_energy) for t in targets}
+    records = []
+    for name, template in models.items():
+        for fold, (train, test) in enumerate(folds):
+            if progress is not None:
+                progress(f"{name}: fold {fold + 1}/{len(folds)}")
+            model = _with_energy_policy(clone(template), include_doubtful_energy)
+            try:
+                model.fit(data.iloc[train])
+            except UserInputError as exc:  # e.g. no energy rows on this side: the fold is left out
+                if progress is not None:
+                    progress(f"{name}: fold {fold + 1} left out: {exc}")
+                continue
+            part = data.iloc[test]
+            fitted_targets = model_targets(model)
+            for target in targets:
+                needed = "energy" if target == "power" else target
+                if needed not in fitted_targets or not np.isfinite(truth[target][test]).any():
+                    continue
+                frame = {"model": name, "target": target, "row": test, "fold": fold, "group": groups[test],
+                         "y_true": truth[target][test], "y_pred": predict_target(model, part, target)}
+                if hasattr(model, "predict_interval") and target in getattr(model, "quantiles_", {}):
+                    frame["low"], frame["high"] = model.predict_interval(part, target)
+                records.append(pd.DataFrame(frame))
+    columns = ["model", "target", "row", "fold", "group", "y_true", "y_pred", "low", "high"]
+    if not records:
+        return pd.DataFrame(columns=columns)
+    out = pd.concat(records, ignore_index=True)
+    return out.reindex(columns=columns)
+
+
+def _with_energy_policy(model: Any, include_doubtful_energy: bool) -> Any:
+    """Set every ``include_doubtful_energy`` parameter (nested ones too) so that models
+    learn energy from the same rows they are judged on."""
+    params = model.get_params(deep=True)
+    updates = {k: include_doubtful_energy for k in params
+               if k == "include_doubtful_energy" or k.endswith("__include_doubtful_energy")}
+    return model.set_params(**updates) if updates else model
+
+
+def summarize(predictions: pd.DataFrame, alpha: float = 0.1) -> pd.DataFrame:
+    """The figures of ``evaluate`` from ``cross_validated_predictions`` output."""
+    rows = []
+    for (name, target), part in predictions.groupby(["model", "target"], sort=False):
+        part = part[np.isfinite(part["y_true"].to_numpy(dtype=float))]
+        y = part["y_true"].to_numpy(dtype=float)
+        p = part["y_pred"].to_numpy(dtype=float)
+        ok = np.isfinite(p)
+        pct = np.abs(p[ok] / y[ok] - 1.0)
+        coverage, method, factor = _coverage(part[ok], alpha)
+        rows.append({
+            "model": name, "target": target, "n_rows": int(len(part)), "n_predicted": int(ok.sum()),
+            "n_groups": int(part["group"].nunique()), "n_folds": int(part["fold"].nunique()),
+            "r2": _r2(y[ok], p[ok]), "mean_abs_pct_error": float(np.mean(pct)) * 100 if ok.any() else np.nan,
+            "median_abs_pct_error": float(np.median(pct)) * 100 if ok.any() else np.nan,
+            "within_10pct": float(np.mean(pct <= 0.10)) if ok.any() else np.nan,
+            "interval_coverage": coverage, "nominal_coverage": 1.0 - alpha,
+            "interval_factor_median": factor, "coverage_method": method,
+        })
+    return pd.DataFrame(rows, columns=["model", "target", *METRIC_COLUMNS])
+
+
+def _r2(y: np.ndarray, p: np.ndarray) -> float:
+    if len(y) < 2:
+        return float("nan")
+    total = np.sum((y - y.mean()) ** 2)
+    return float(1.0 - np.sum((y - p) ** 2) / total) if total > 0 else float("nan")
+
+
+def _coverage(part: pd.DataFrame, alpha: float) -> tuple[float, str, float]:
+    """(coverage, method, median high/prediction factor) of one model and target's predictions."""
+    if len(part) == 0:
+        return float("nan"), "none", float("nan")
+    y = part["y_true"].to_numpy(dtype=float)
+    if part["low"].notna().any():
+        low = part["low"].to_numpy(dtype=float)
+        high = part["high"].to_numpy(dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = float(np.nanmedian(high / part["y_pred"].to_numpy(dtype=float)))
+        return float(np.mean((y >= low) & (y <= high))), "wrapper", factor
+    scores = log_scores(y, part["y_pred"].to_numpy(dtype=float))
+    folds = part["fold"].to_numpy()
+    inside = np.zeros(len(part), dtype=bool)
+    factors = []
+    for fold in np.unique(folds):
+        mine = folds == fold
+        q = conformal_quantile(scores[~mine], alpha)
+        inside[mine] = scores[mine] <= q
+        factors.append(np.exp(q))
+    return float(np.mean(inside)), "cross-fold", float(np.median(factors))
+
+
+def to_records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """``evaluate``'s table as JSON-ready records (NaN becomes None): ``perfscope evaluate --json``."""
+    from perfscope.models.persistence import to_jsonable
+
+    return to_jsonable(table.to_dict(orient="records"))
+
+
+def evaluate(models: Mapping[str, Any], rows: pd.DataFrame, split: str = "shape", n_splits: int | None = 5,
+             seed: int = 0, *, alpha: float = 0.1, include_doubtful_energy: bool = False,
+             progress: Progress | None = None) -> pd.DataFrame:
+    """Cross-validate every model on ``rows`` and return their figures side by side.
+
+    One row per (model, target) with ``METRIC_COLUMNS``: errors in percent,
+    ``within_10pct`` and coverages as shares, ``interval_factor_median`` the median
+    ratio of the interval's upper end to the prediction. Targets: latency always;
+    energy and power where the model learnt energy and rows have usable measured energy
+    (``include_doubtful_energy`` admits rows marked doubtful). See the module docstring
+    for the splits.
+    """
+    predictions = cross_validated_predictions(models, rows, split, n_splits, seed,
+                                              include_doubtful_energy=include_doubtful_energy, progress=progress)
+    table = summarize(predictions, alpha)
+    table.insert(2, "split", split)
+    return table

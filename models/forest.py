@@ -1,0 +1,327 @@
+"""Random-forest predictors: ``ForestModel`` (physics features) and the published baseline.
+
+``ForestModel`` learns on the roofline features of ``perfscope.roofline.feature_frame``
+(FLOPs, minimum bytes, intensity, bound time and regime, wave and tile quantisation,
+the dtype's peak, bandwidth, launch floor, SMs, L2, tile parameters when the row has
+them) and predicts, by default, the log of the gap ``time / bound`` rather than the time
+itself: the gap stays within a narrow range across sizes, so multiplying the predicted
+gap back onto the bound extrapolates to shapes (and devices) the forest has not seen,
+where a forest on raw times can only return times it has seen. Energy is learnt as the
+log of the average power (energy / time), bounded between idle and the power limit,
+and predicted as power x predicted time.
+
+Hyper-parameters are fixed on principle, not tuned on any test split: every feature
+tried at each split (scikit-learn's regression default, after Geurts et al. 2006,
+"Extremely randomized trees", who found it the best default for regression; the
+older p/3 rule lets trees split on size-correlated features before the dtype and
+extrapolates worse: see tests/test_models.py), leaves of at least five rows (the
+regression node size of Hastie, Tibshirani and Friedman, ESL section 15.3), and 300
+trees (more trees only lower the variance).
+
+``PaperBaselineModel`` is the model of the GPPerf paper, kept for comparison: one
+``RandomForestRegressor(n_estimators=100, max_depth=6)`` per target on the raw features
+m, n, k, blocksize1..3 (GPPerf's ignored profiler options, read from ``params_json``),
+FLOPs, bytes and arithmetic intensity, predicting raw runtime and raw power.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
+
+from perfscope.devicespecs import RooflineDevice
+from perfscope.errors import UserInputError
+from perfscope.models.efficiency import DeviceFigures, measured_energy_j
+from perfscope.models.roofline_model import DeviceFeaturesMixin, training_rows
+
+KERNEL_CODES = {"gemm": 0, "conv": 1, "attention": 2}
+REGIME_CODES = {"launch": 0, "memory": 1, "compute": 2}
+
+FOREST_FEATURES = (
+    "log10_flops", "log10_min_bytes", "log10_intensity", "log10_bound_time_s", "regime",
+    "intensity_over_ridge", "wave_efficiency", "tile_efficiency", "waves", "tiles",
+    "peak_flops_per_s", "mem_bandwidth_bytes_per_s", "launch_overhead_s", "device_sm_count",
+    "dtype_bytes", "min_bytes_over_l2", "tile_m_used", "tile_n_used",
+    "tile_k", "tile_num_stages", "tile_num_warps", "tile_group_m", "kernel_code",
+)
+"""Columns of ``feature_frame`` (plus the regime and kernel family as codes, and the
+row's own tile columns, -1 where absent) that ``ForestModel`` learns from. Trees split
+on order, so taking logs or not changes nothing."""
+
+TARGETS = ("efficiency", "log_time")
+
+
+def forest_design(frame: pd.DataFrame) -> np.ndarray:
+    """The ``FOREST_FEATURES`` matrix of a ``feature_frame`` output (-1 for absent tile columns)."""
+    columns = []
+    for name in FOREST_FEATURES:
+        if name == "regime":
+            values = frame["bound"].astype(object).map(REGIME_CODES).to_numpy(dtype=float, na_value=np.nan)
+        elif name == "kernel_code":
+            values = frame["kernel"].astype(object).map(KERNEL_CODES).to_numpy(dtype=float, na_value=np.nan)
+        elif name in frame:
+            values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        else:
+            values = np.full(len(frame), np.nan)
+        columns.append(values)
+    design = np.column_stack(columns)
+    return np.where(np.isfinite(design), design, -1.0)
+
+
+def _new_forest(params: Mapping[str, Any], random_state: Any) -> Any:
+    from sklearn.ensemble import RandomForestRegressor
+
+    return RandomForestRegressor(n_estimators=params["n_estimators"], min_samples_leaf=params["min_samples_leaf"],
+                                 max_features=params["max_features"], random_state=random_state,
+                                 n_jobs=params["n_jobs"])
+
+
+class ForestModel(DeviceFeaturesMixin, RegressorMixin, BaseEstimator):
+    """Random forest on roofline features predicting latency (s) and, when learnt, energy (J).
+
+    ``target``: ``"efficiency"`` (default: learn log(time / bound), multiply back) or
+    ``"log_time"`` (learn log time directly: kept for comparison). ``energy``: learn
+    energy when the rows have usable measured energy (see ``usable_energy_mask``;
+    ``include_doubtful_energy`` admits rows marked doubtful, for example GPPerf's).
+    With energy on every training row one multi-output forest learns both targets;
+    with energy on only some rows (at least ``min_energy_rows``) a second forest learns
+    power on those, so that latency keeps every row.
+
+    Fitted: ``forest_`` (latency, or both), ``energy_forest_`` (None when ``forest_``
+    is multi-output or energy was not learnt), ``targets_``, ``devices_``,
+    ``feature_names_``, ``n_rows_``, ``n_energy_rows_``.
+    """
+
+    def __init__(self, n_estimators: int = 300, min_samples_leaf: int = 5, max_features: float = 1.0,
+                 target: str = "efficiency", energy: bool = True, include_doubtful_energy: bool = False,
+                 min_energy_rows: int = 20, random_state: int | None = 0, n_jobs: int | None = None,
+                 devices: Mapping[str, RooflineDevice] | None = None) -> None:
+        self.n_estimators = n_estimators
+        self.min_samples_leaf = min_samples_leaf
+        self.max_features = max_features
+        self.target = target
+        self.energy = energy
+        self.include_doubtful_energy = include_doubtful_energy
+        self.min_energy_rows = min_energy_rows
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.devices = devices
+
+    def _latency_target(self, latency_s: np.ndarray, bound_s: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(latency_s / bound_s) if self.target == "efficiency" else np.log(latency_s)
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> ForestModel:
+        """Fit on the ok rows of ``X`` (``y``: latency in seconds, default the measured time)."""
+        if self.target not in TARGETS:
+            raise UserInputError(f"target must be one of {TARGETS}, got {self.target!r}")
+        rows, latency_s = training_rows(X, y)
+        self.devices_ = self._snapshot_devices(rows)
+        frame = self._features(rows)
+        bound = frame["bound_time_s"].to_numpy(dtype=float)
+        target = self._latency_target(latency_s, bound)
+        keep = np.isfinite(target)
+        if keep.sum() < 2:
+            raise UserInputError("too few rows to fit a forest: they need status ok, a time and a device with "
+                                 "a peak for their dtype")
+        design = forest_design(frame)
+        energy_j = measured_energy_j(rows, self.include_doubtful_energy) if self.energy else np.full(len(rows), np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_power = np.log(energy_j / latency_s)
+        has_energy = keep & np.isfinite(log_power)
+        params = self.get_params()
+        self.energy_forest_ = None
+        if has_energy.sum() >= max(self.min_energy_rows, 2) and has_energy.sum() == keep.sum():
+            self.forest_ = _new_forest(params, self.random_state).fit(
+                design[keep], np.column_stack([target[keep], log_power[keep]]))
+            self.targets_ = ("latency", "energy")
+        else:
+            self.forest_ = _new_forest(params, self.random_state).fit(design[keep], target[keep])
+            self.targets_ = ("latency",)
+            if has_energy.sum() >= max(self.min_energy_rows, 2):
+                self.energy_forest_ = _new_forest(params, self.random_state).fit(design[has_energy],
+                                                                                  log_power[has_energy])
+                self.targets_ = ("latency", "energy")
+        self.feature_names_ = list(FOREST_FEATURES)
+        self.n_rows_ = int(keep.sum())
+        self.n_energy_rows_ = int(has_energy.sum()) if "energy" in self.targets_ else 0
+        return self
+
+    def _predict_logs(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(bound s, predicted latency target, predicted log power or None)."""
+        check_is_fitted(self)
+        if not isinstance(X, pd.DataFrame):
+            raise UserInputError("X must be a pandas DataFrame of profile rows")
+        frame = self._features(X)
+        design = forest_design(frame)
+        bound = frame["bound_time_s"].to_numpy(dtype=float)
+        out = self.forest_.predict(design)
+        log_power = None
+        if out.ndim == 2:
+            out, log_power = out[:, 0], out[:, 1]
+        elif self.energy_forest_ is not None:
+            log_power = self.energy_forest_.predict(design)
+        return bound, out, log_power
+
+    def _latency(self, bound: np.ndarray, out: np.ndarray) -> np.ndarray:
+        return bound * np.exp(out) if self.target == "efficiency" else np.exp(out)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Predicted latency per row in seconds (NaN where the device has no bound for the dtype)."""
+        bound, out, _ = self._predict_logs(X)
+        return self._latency(bound, out)
+
+    def predict_latency(self, X: pd.DataFrame) -> np.ndarray:
+        """Same as ``predict``: latency in seconds."""
+        return self.predict(X)
+
+    def predict_energy(self, X: pd.DataFrame) -> np.ndarray:
+        """Predicted energy per call (J): predicted average power x predicted latency."""
+        bound, out, log_power = self._predict_logs(X)
+        if log_power is None:
+            raise UserInputError("this forest learnt no energy: its training rows had no usable measured energy")
+        return np.exp(log_power) * self._latency(bound, out)
+
+    def feature_importances(self) -> pd.Series:
+        """Impurity importance of each feature in the latency forest, largest first."""
+        check_is_fitted(self)
+        return pd.Series(self.forest_.feature_importances_, index=self.feature_names_).sort_values(ascending=False)
+
+    # -- persistence ---------------------------------------------------------------------
+    def _to_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        check_is_fitted(self)
+        params = {k: v for k, v in self.get_params().items() if k != "devices"}
+        objects = {"forest": self.forest_}
+        if self.energy_forest_ is not None:
+            objects["energy_forest"] = self.energy_forest_
+        state = {"params": params, "targets": list(self.targets_), "features": self.feature_names_,
+                 "n_rows": self.n_rows_, "n_energy_rows": self.n_energy_rows_,
+                 "devices": {k: d.to_json_dict() for k, d in self.devices_.items()}}
+        return state, objects
+
+    @classmethod
+    def _from_state(cls, state: Mapping[str, Any], objects: Mapping[str, Any]) -> ForestModel:
+        if list(state["features"]) != list(FOREST_FEATURES):
+            raise UserInputError("the saved forest was trained on other features than this perfscope computes: "
+                                 "retrain it with this version")
+        model = cls(**state["params"])
+        model.forest_ = objects["forest"]
+        model.energy_forest_ = objects.get("energy_forest")
+        model.targets_ = tuple(state["targets"])
+        model.feature_names_ = list(state["features"])
+        model.n_rows_ = int(state["n_rows"])
+        model.n_energy_rows_ = int(state["n_energy_rows"])
+        model.devices_ = {k: DeviceFigures.from_json_dict(d) for k, d in state["devices"].items()}
+        return model
+
+
+PAPER_FEATURES = ("m", "n", "k", "blocksize1", "blocksize2", "blocksize3", "flops", "min_bytes",
+                  "intensity_flops_per_byte")
+
+
+def paper_design(rows: pd.DataFrame) -> np.ndarray:
+    """The GPPerf paper's raw features (``PAPER_FEATURES``); -1 where a row lacks one."""
+    from perfscope.roofline import arithmetic_intensity, work_and_traffic
+
+    flops, min_bytes = work_and_traffic(rows)
+    params = [_params(text) for text in (rows["params_json"] if "params_json" in rows else [None] * len(rows))]
+    columns = {
+        **{c: pd.to_numeric(rows[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan) if c in rows
+           else np.full(len(rows), np.nan) for c in ("m", "n", "k")},
+        **{c: np.array([float(p.get(c, np.nan)) for p in params]) for c in ("blocksize1", "blocksize2", "blocksize3")},
+        "flops": flops, "min_bytes": min_bytes, "intensity_flops_per_byte": arithmetic_intensity(flops, min_bytes),
+    }
+    design = np.column_stack([columns[c] for c in PAPER_FEATURES])
+    return np.where(np.isfinite(design), design, -1.0)
+
+
+def _params(text: Any) -> dict[str, Any]:
+    if not isinstance(text, str) or not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+class PaperBaselineModel(RegressorMixin, BaseEstimator):
+    """The GPPerf paper's model: random forests (100 trees, depth 6) on raw features.
+
+    Predicts raw runtime and raw power (W) from ``PAPER_FEATURES``, as published. The
+    paper wraps one forest per target in ``MultiOutputRegressor``; that is exactly one
+    independent forest per target, which is what this fits, so that latency can use
+    every row and power only the rows with usable measured power. Energy = power x
+    predicted runtime. No device figures are used (the paper has none).
+
+    Fitted: ``latency_forest_``, ``power_forest_`` (None without energy rows), ``targets_``.
+    """
+
+    def __init__(self, n_estimators: int = 100, max_depth: int = 6, include_doubtful_energy: bool = False,
+                 random_state: int | None = 42, n_jobs: int | None = None) -> None:
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.include_doubtful_energy = include_doubtful_energy
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _forest(self) -> Any:
+        from sklearn.ensemble import RandomForestRegressor
+
+        return RandomForestRegressor(n_estimators=self.n_estimators, max_depth=self.max_depth,
+                                     random_state=self.random_state, n_jobs=self.n_jobs)
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> PaperBaselineModel:
+        """Fit runtime on every ok row and power on the rows with usable measured energy."""
+        rows, latency_s = training_rows(X, y)
+        if len(rows) < 2:
+            raise UserInputError("too few ok rows to fit the paper baseline")
+        design = paper_design(rows)
+        self.latency_forest_ = self._forest().fit(design, latency_s)
+        energy_j = measured_energy_j(rows, self.include_doubtful_energy)
+        power_w = energy_j / latency_s
+        has_power = np.isfinite(power_w)
+        self.power_forest_ = self._forest().fit(design[has_power], power_w[has_power]) if has_power.sum() >= 2 else None
+        self.targets_ = ("latency", "energy") if self.power_forest_ is not None else ("latency",)
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Predicted latency per row in seconds."""
+        check_is_fitted(self)
+        return self.latency_forest_.predict(paper_design(X))
+
+    def predict_latency(self, X: pd.DataFrame) -> np.ndarray:
+        """Same as ``predict``: latency in seconds."""
+        return self.predict(X)
+
+    def predict_power(self, X: pd.DataFrame) -> np.ndarray:
+        """Predicted average power (W), as the paper predicts it."""
+        check_is_fitted(self)
+        if self.power_forest_ is None:
+            raise UserInputError("this baseline learnt no power: its training rows had no usable measured energy")
+        return self.power_forest_.predict(paper_design(X))
+
+    def predict_energy(self, X: pd.DataFrame) -> np.ndarray:
+        """Predicted energy per call (J): predicted power x predicted runtime."""
+        return self.predict_power(X) * self.predict(X)
+
+    def _to_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        check_is_fitted(self)
+        objects = {"latency_forest": self.latency_forest_}
+        if self.power_forest_ is not None:
+            objects["power_forest"] = self.power_forest_
+        return {"params": self.get_params(), "features": list(PAPER_FEATURES), "targets": list(self.targets_)}, objects
+
+    @classmethod
+    def _from_state(cls, state: Mapping[str, Any], objects: Mapping[str, Any]) -> PaperBaselineModel:
+        model = cls(**state["params"])
+        model.latency_forest_ = objects["latency_forest"]
+        model.power_forest_ = objects.get("power_forest")
+        model.targets_ = tuple(state["targets"])
+        return model

@@ -1,0 +1,241 @@
+"""Split-conformal prediction intervals on grouped residuals, in log space, for any model.
+
+The score of a row is its absolute log residual |log y - log prediction|, taken only
+on rows whose group (by default their shape: ``perfscope.models.evaluation.shape_groups``)
+the predicting model never saw, so the scores are those of unseen shapes, which is
+what the interval must cover. The interval of a new row is
+``prediction · exp(±q)`` with q the ceil((n + 1)(1 - alpha))-th smallest of the n
+scores (Vovk et al.; Lei et al. 2018, "Distribution-free predictive inference for
+regression"). Exchangeability holds between groups, not rows: the interval is built
+for rows of new shapes, and coverage is only as good as the number of calibration
+groups (a handful of shapes give a noisy q). Always check the measured coverage on
+held-out shapes (``coverage``, and ``perfscope.models.evaluation.evaluate``).
+
+Two ways to get unseen-group scores (``method``):
+
+* ``"split"``: the classic split: a share of the groups is held out for calibration,
+  the model is fitted on the rest (and kept as is);
+* ``"cv"`` (default): cross-conformal: out-of-fold scores from a grouped K-fold over
+  all rows, then the model is refitted on every row. Every row gives a score, at the
+  price of K + 1 fits; the guarantee is approximate (Barber et al. 2021 bound it by
+  1 - 2·alpha) and close to nominal in practice.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils.validation import check_is_fitted
+
+from perfscope.errors import UserInputError
+from perfscope.models.efficiency import measured_energy_j, measured_latency_s, ok_rows
+
+METHODS = ("cv", "split")
+GROUPINGS = ("shape", "device", "row")
+
+
+def conformal_quantile(scores: Any, alpha: float) -> float:
+    """The split-conformal quantile: the ceil((n + 1)(1 - alpha))-th smallest score (inf if n is too small)."""
+    scores = np.sort(np.asarray(scores, dtype=float)[np.isfinite(np.asarray(scores, dtype=float))])
+    n = len(scores)
+    rank = math.ceil((n + 1) * (1 - alpha))
+    return float(scores[rank - 1]) if 1 <= rank <= n else math.inf
+
+
+def model_targets(model: Any) -> tuple[str, ...]:
+    """The targets a fitted perfscope model predicts (``targets_``: latency and/or energy)."""
+    return tuple(getattr(model, "targets_", ("latency",)))
+
+
+def predict_target(model: Any, X: pd.DataFrame, target: str) -> np.ndarray:
+    """A fitted model's prediction of ``target`` (latency s, energy J or power W) for rows ``X``."""
+    if target == "latency":
+        return np.asarray(model.predict_latency(X) if hasattr(model, "predict_latency") else model.predict(X),
+                          dtype=float)
+    if target == "energy":
+        return np.asarray(model.predict_energy(X), dtype=float)
+    if target == "power":
+        if hasattr(model, "predict_power"):
+            return np.asarray(model.predict_power(X), dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return predict_target(model, X, "energy") / predict_target(model, X, "latency")
+    raise UserInputError(f"unknown target {target!r}: latency, energy or power")
+
+
+def measured_target(rows: pd.DataFrame, target: str, include_doubtful_energy: bool = False) -> np.ndarray:
+    """The measured ``target`` of each row (NaN where it has none usable)."""
+    if target == "latency":
+        return measured_latency_s(rows)
+    energy = measured_energy_j(rows, include_doubtful_energy)
+    if target == "energy":
+        return energy
+    if target == "power":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return energy / measured_latency_s(rows)
+    raise UserInputError(f"unknown target {target!r}: latency, energy or power")
+
+
+def log_scores(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """|log y - log prediction| (NaN where either is missing or not positive)."""
+    y_true = np.asarray(y_true, dtype=float)
+    y_pred = np.asarray(y_pred, dtype=float)
+    ok = (y_true > 0) & (y_pred > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ok, np.abs(np.log(np.where(ok, y_true, 1.0)) - np.log(np.where(ok, y_pred, 1.0))), np.nan)
+
+
+def group_labels(rows: pd.DataFrame, groups: Any) -> np.ndarray:
+    """Integer group labels of ``rows``: ``"shape"``, ``"device"``, ``"row"`` (each row alone),
+    a callable ``rows -> labels``, or labels aligned with the rows."""
+    from perfscope.models.evaluation import shape_groups
+
+    if isinstance(groups, str):
+        if groups == "shape":
+            return shape_groups(rows)
+        if groups == "device":
+            return pd.factorize(rows["device_key"].astype(str))[0]
+        if groups == "row":
+            return np.arange(len(rows))
+        raise UserInputError(f"groups must be one of {GROUPINGS}, a callable or labels; got {groups!r}")
+    labels = groups(rows) if callable(groups) else groups
+    labels = np.asarray(labels)
+    if labels.shape != (len(rows),):
+        raise UserInputError(f"groups has {labels.shape[0] if labels.ndim else 0} labels for {len(rows)} rows")
+    return pd.factorize(labels)[0]
+
+
+class ConformalWrapper(BaseEstimator):
+    """Any perfscope model plus split-conformal intervals in log space (see module docstring).
+
+    Parameters: ``model`` (an unfitted perfscope model), ``alpha`` (miscoverage: 0.1 for
+    90% intervals), ``groups`` (``"shape"``, ``"device"``, ``"row"``, a callable, or
+    labels aligned with the rows given to ``fit``), ``method`` (``"cv"`` or
+    ``"split"``), ``n_splits`` (folds of ``"cv"``), ``calibration_fraction`` (share of
+    groups held out by ``"split"``), ``random_state``.
+
+    Fitted: ``model_``, ``quantiles_`` (q per target, log units), ``n_calibration_rows_``
+    and ``n_calibration_groups_`` per target, ``targets_``.
+    """
+
+    def __init__(self, model: Any, alpha: float = 0.1, groups: str | Callable[..., Any] | Any = "shape",
+                 method: str = "cv", n_splits: int = 5, calibration_fraction: float = 0.25,
+                 random_state: int | None = 0) -> None:
+        self.model = model
+        self.alpha = alpha
+        self.groups = groups
+        self.method = method
+        self.n_splits = n_splits
+        self.calibration_fraction = calibration_fraction
+        self.random_state = random_state
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> ConformalWrapper:
+        """Fit the model and calibrate its intervals on unseen-group residuals of ``X``'s ok rows."""
+        from sklearn.model_selection import GroupKFold, GroupShuffleSplit
+
+        if not 0 < self.alpha < 1:
+            raise UserInputError(f"alpha must be between 0 and 1, got {self.alpha}")
+        if self.method not in METHODS:
+            raise UserInputError(f"method must be one of {METHODS}, got {self.method!r}")
+        if not isinstance(X, pd.DataFrame):
+            raise UserInputError("X must be a pandas DataFrame of profile rows")
+        labels_all = group_labels(X, self.groups) if not isinstance(self.groups, str) else None
+        keep = np.isfinite(measured_latency_s(X))
+        if "status" in X:
+            keep &= (X["status"].astype(str) == "ok").to_numpy()
+        rows = X[keep]
+        labels = labels_all[keep] if labels_all is not None else group_labels(rows, self.groups)
+        n_groups = len(np.unique(labels))
+        if n_groups < 2:
+            raise UserInputError("conformal calibration needs rows from at least two groups (shapes)")
+        doubtful = bool(getattr(self.model, "include_doubtful_energy", False))
+        if self.method == "split":
+            splitter = GroupShuffleSplit(n_splits=1, test_size=self.calibration_fraction,
+                                         random_state=self.random_state)
+            folds = list(splitter.split(rows, groups=labels))
+        else:
+            folds = list(GroupKFold(n_splits=min(self.n_splits, n_groups), shuffle=True,
+                                    random_state=self.random_state).split(rows, groups=labels))
+        scores: dict[str, list[np.ndarray]] = {}
+        score_groups: dict[str, list[np.ndarray]] = {}
+        fitted = None
+        for train, test in folds:
+            fitted = clone(self.model).fit(rows.iloc[train])
+            part = rows.iloc[test]
+            for target in model_targets(fitted):
+                s = log_scores(measured_target(part, target, doubtful), predict_target(fitted, part, target))
+                scores.setdefault(target, []).append(s)
+                score_groups.setdefault(target, []).append(labels[test])
+        self.model_ = fitted if self.method == "split" else clone(self.model).fit(rows)
+        self.quantiles_ = {}
+        self.n_calibration_rows_ = {}
+        self.n_calibration_groups_ = {}
+        for target in model_targets(self.model_):
+            s = np.concatenate(scores.get(target, [np.array([])]))
+            g = np.concatenate(score_groups.get(target, [np.array([], dtype=int)]))
+            finite = np.isfinite(s)
+            self.quantiles_[target] = conformal_quantile(s[finite], self.alpha)
+            self.n_calibration_rows_[target] = int(finite.sum())
+            self.n_calibration_groups_[target] = int(len(np.unique(g[finite])))
+        self.targets_ = model_targets(self.model_)
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """The wrapped model's ``predict`` (latency in seconds for perfscope's latency models)."""
+        check_is_fitted(self)
+        return self.model_.predict(X)
+
+    def predict_latency(self, X: pd.DataFrame) -> np.ndarray:
+        """The wrapped model's latency (s)."""
+        check_is_fitted(self)
+        return predict_target(self.model_, X, "latency")
+
+    def predict_energy(self, X: pd.DataFrame) -> np.ndarray:
+        """The wrapped model's energy per call (J)."""
+        check_is_fitted(self)
+        return predict_target(self.model_, X, "energy")
+
+    def predict_interval(self, X: pd.DataFrame, target: str = "latency") -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) of the 1 - alpha interval of ``target`` per row: prediction · exp(∓q)."""
+        check_is_fitted(self)
+        if target not in self.quantiles_:
+            raise UserInputError(f"no interval for {target!r}: this model predicts {', '.join(self.targets_)}")
+        prediction = predict_target(self.model_, X, target)
+        q = self.quantiles_[target]
+        return prediction * math.exp(-q) if math.isfinite(q) else np.zeros_like(prediction), prediction * math.exp(q)
+
+    def coverage(self, X: pd.DataFrame, target: str = "latency") -> float:
+        """Share of ``X``'s rows with a measured ``target`` that fall inside their interval
+        (use held-out shapes: on training rows it is optimistic)."""
+        rows = ok_rows(X)
+        truth = measured_target(rows, target, bool(getattr(self.model_, "include_doubtful_energy", False)))
+        low, high = self.predict_interval(rows, target)
+        has = np.isfinite(truth)
+        if not has.any():
+            raise UserInputError(f"no row has a measured {target} to check coverage against")
+        return float(np.mean((truth[has] >= low[has]) & (truth[has] <= high[has])))
+
+    # -- persistence (the wrapped model is saved by perfscope.models.persistence) --------
+    def _to_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        check_is_fitted(self)
+        groups = self.groups if isinstance(self.groups, str) else "custom"
+        return {"params": {"alpha": self.alpha, "groups": groups, "method": self.method, "n_splits": self.n_splits,
+                           "calibration_fraction": self.calibration_fraction, "random_state": self.random_state},
+                "quantiles": {k: (v if math.isfinite(v) else None) for k, v in self.quantiles_.items()},
+                "n_calibration_rows": self.n_calibration_rows_,
+                "n_calibration_groups": self.n_calibration_groups_}, {}
+
+    @classmethod
+    def _from_state(cls, state: Mapping[str, Any], objects: Mapping[str, Any], model: Any) -> ConformalWrapper:
+        params = dict(state["params"])
+        wrapper = cls(model=model, **params)
+        wrapper.model_ = model
+        wrapper.quantiles_ = {k: (float(v) if v is not None else math.inf) for k, v in state["quantiles"].items()}
+        wrapper.n_calibration_rows_ = {k: int(v) for k, v in state["n_calibration_rows"].items()}
+        wrapper.n_calibration_groups_ = {k: int(v) for k, v in state["n_calibration_groups"].items()}
+        wrapper.targets_ = model_targets(model)
+        return wrapper

@@ -1,0 +1,221 @@
+"""``perfscope train`` and ``perfscope evaluate``: fit, judge on unseen shapes, save a bundle.
+
+``train`` filters the rows, fits on the ``ok`` ones:
+
+* ``forest``: ``ForestModel`` (latency, and energy when the rows have measured energy)
+  inside a ``ConformalWrapper`` (grouped cross-conformal 1 - alpha intervals);
+* ``roofline``: ``RooflineModel`` inside a ``ConformalWrapper``;
+* ``energy``: ``EnergyModel`` (idle power, J/FLOP, J/byte), when at least 8 rows have
+  measured energy; it takes a time, which ``estimate_rows`` takes from the forest;
+
+evaluates the same models with a grouped shape split (``evaluate``; the coverage of
+this evaluation is the cross-fold conformal one) and saves a bundle
+(``perfscope.models.persistence``) carrying the figures.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import pandas as pd
+
+from perfscope.errors import UserInputError
+
+RowsOrPaths = Union[pd.DataFrame, str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]
+Progress = Callable[[str], None]
+
+MIN_ENERGY_ROWS = 8
+
+
+@dataclass
+class TrainReport:
+    """What ``train`` did: the rows it used, the models it saved and their figures."""
+
+    out_dir: Path
+    n_rows: int
+    n_shapes: int
+    n_energy_rows: int
+    devices: list[str]
+    kernels: list[str]
+    dtypes: list[str]
+    models: list[str]
+    evaluation: pd.DataFrame
+    fingerprint: str
+    interval_quantiles: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (``perfscope train --json``)."""
+        from perfscope.models.persistence import to_jsonable
+
+        return to_jsonable({"out_dir": str(self.out_dir), "n_rows": self.n_rows, "n_shapes": self.n_shapes,
+                          "n_energy_rows": self.n_energy_rows, "devices": self.devices, "kernels": self.kernels,
+                          "dtypes": self.dtypes, "models": self.models, "fingerprint": self.fingerprint,
+                          "interval_quantiles": self.interval_quantiles,
+                          "evaluation": self.evaluation.to_dict(orient="records")})
+
+
+def read_datasets(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
+    """All rows of one or more perfscope datasets as one DataFrame (``StoreError`` for a bad path)."""
+    import pyarrow as pa
+
+    from perfscope.store import ProfileStore
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if not paths:
+        raise UserInputError("no dataset given")
+    tables = [ProfileStore(p).read().table for p in paths]
+    return pa.concat_tables(tables).to_pandas() if len(tables) > 1 else tables[0].to_pandas()
+
+
+def _as_rows(rows: RowsOrPaths) -> pd.DataFrame:
+    return rows if isinstance(rows, pd.DataFrame) else read_datasets(rows)
+
+
+def select_rows(rows: pd.DataFrame, *, kernels: Sequence[str] | None = None, devices: Sequence[str] | None = None,
+                dtypes: Sequence[str] | None = None) -> pd.DataFrame:
+    """Rows of the given kernel families, devices (device key or name, any case) and dtypes."""
+    from perfscope.devicespecs import normalise_device_name
+
+    mask = np.ones(len(rows), dtype=bool)
+    if kernels:
+        mask &= rows["kernel"].astype(str).isin(list(kernels)).to_numpy()
+    if dtypes:
+        mask &= rows["dtype"].astype(str).isin(list(dtypes)).to_numpy()
+    if devices:
+        wanted = {normalise_device_name(d) for d in devices}
+        by_key = rows["device_key"].astype(str).map(normalise_device_name).isin(wanted)
+        by_name = rows["device_name"].astype(str).map(normalise_device_name).isin(wanted) \
+            if "device_name" in rows else False
+        mask &= (by_key | by_name).to_numpy()
+    return rows[mask]
+
+
+def default_models(seed: int = 0, n_jobs: int | None = None, *, energy: bool = True) -> dict[str, Any]:
+    """The models ``perfscope evaluate`` compares: forest, roofline, log-linear, paper baseline
+    (and roofline-timed energy when ``energy``)."""
+    from perfscope.models.energy_model import EnergyModel
+    from perfscope.models.forest import ForestModel, PaperBaselineModel
+    from perfscope.models.roofline_model import LogLinearModel, RooflineModel
+
+    models: dict[str, Any] = {"forest": ForestModel(random_state=seed, n_jobs=n_jobs), "roofline": RooflineModel(),
+                              "log_linear": LogLinearModel(),
+                              "paper_baseline": PaperBaselineModel(random_state=seed, n_jobs=n_jobs)}
+    if energy:
+        models["energy"] = EnergyModel(latency_model=RooflineModel())
+    return models
+
+
+def evaluate_datasets(rows: RowsOrPaths, *, split: str = "shape", n_splits: int | None = 5, seed: int = 0,
+                      kernels: Sequence[str] | None = None, devices: Sequence[str] | None = None,
+                      dtypes: Sequence[str] | None = None, include_doubtful_energy: bool = False,
+                      models: Mapping[str, Any] | None = None, n_jobs: int | None = None,
+                      progress: Progress | None = None) -> pd.DataFrame:
+    """``perfscope evaluate``: ``evaluate`` of ``default_models`` (or ``models``) on the selected rows.
+
+    Returns the DataFrame of ``perfscope.models.evaluation.evaluate`` (one row per model
+    and target); ``.to_dict(orient="records")`` is its JSON form.
+    """
+    from perfscope.models.efficiency import usable_energy_mask, ok_rows
+    from perfscope.models.evaluation import evaluate
+
+    data = ok_rows(select_rows(_as_rows(rows), kernels=kernels, devices=devices, dtypes=dtypes))
+    if len(data) < 2:
+        raise UserInputError("fewer than two ok rows match: nothing to evaluate")
+    if models is None:
+        has_energy = usable_energy_mask(data, include_doubtful_energy).sum() >= MIN_ENERGY_ROWS
+        models = default_models(seed, n_jobs, energy=bool(has_energy))
+    return evaluate(models, data, split=split, n_splits=n_splits, seed=seed,
+                    include_doubtful_energy=include_doubtful_energy, progress=progress)
+
+
+def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequence[str] | None = None,
+          devices: Sequence[str] | None = None, dtypes: Sequence[str] | None = None, seed: int = 0,
+          n_splits: int = 5, alpha: float = 0.1, include_doubtful_energy: bool = False,
+          n_jobs: int | None = None, progress: Progress | None = None) -> TrainReport:
+    """Fit perfscope's models on the selected ok rows, evaluate them on unseen shapes, save a bundle.
+
+    ``rows``: a DataFrame of profile rows or dataset path(s). ``kernels``, ``devices``
+    (key or name) and ``dtypes`` select rows. ``n_splits`` folds of the grouped shape
+    split serve both the evaluation and the conformal calibration; ``alpha`` = 0.1 gives
+    90% intervals. ``include_doubtful_energy`` admits energy marked doubtful (imports).
+    """
+    from perfscope.models.efficiency import ok_rows, usable_energy_mask
+    from perfscope.models.energy_model import EnergyModel
+    from perfscope.models.evaluation import evaluate, shape_groups
+    from perfscope.models.forest import ForestModel
+    from perfscope.models.intervals import ConformalWrapper
+    from perfscope.models.persistence import data_fingerprint, save_bundle
+    from perfscope.models.roofline_model import RooflineModel
+
+    notify = progress or (lambda message: None)
+    data = ok_rows(select_rows(_as_rows(rows), kernels=kernels, devices=devices, dtypes=dtypes))
+    if len(data) == 0:
+        raise UserInputError("no ok rows with a time match the selection: nothing to train on")
+    n_shapes = int(len(np.unique(shape_groups(data))))
+    if n_shapes < 2:
+        raise UserInputError("training needs at least two distinct shapes (models are judged on unseen shapes)")
+    n_energy = int(usable_energy_mask(data, include_doubtful_energy).sum())
+    forest = ForestModel(random_state=seed, n_jobs=n_jobs, include_doubtful_energy=include_doubtful_energy)
+    roofline = RooflineModel()
+    candidates: dict[str, Any] = {"forest": forest, "roofline": roofline}
+    if n_energy >= MIN_ENERGY_ROWS:
+        candidates["energy"] = EnergyModel(latency_model=RooflineModel(),
+                                           include_doubtful_energy=include_doubtful_energy)
+    notify(f"evaluating on unseen shapes ({n_shapes} shapes, {min(n_splits, n_shapes)} folds)")
+    table = evaluate(candidates, data, split="shape", n_splits=n_splits, seed=seed, alpha=alpha,
+                     include_doubtful_energy=include_doubtful_energy, progress=progress)
+    notify("fitting the final models on every row")
+    final: dict[str, Any] = {
+        "forest": ConformalWrapper(forest, alpha=alpha, groups="shape", n_splits=n_splits, random_state=seed).fit(data),
+        "roofline": ConformalWrapper(roofline, alpha=alpha, groups="shape", n_splits=n_splits,
+                                     random_state=seed).fit(data),
+    }
+    if n_energy >= MIN_ENERGY_ROWS:
+        final["energy"] = EnergyModel(include_doubtful_energy=include_doubtful_energy).fit(data)
+    per_model = {name: {"evaluation": table[table["model"] == name].to_dict(orient="records")} for name in final}
+    if "energy" in final:
+        per_model["energy"]["coefficients"] = final["energy"].report().to_dict(orient="records")
+    per_model["roofline"]["efficiencies"] = final["roofline"].model_.report().to_dict(orient="records")
+    selection = {"kernels": list(kernels or []), "devices": list(devices or []), "dtypes": list(dtypes or []),
+                 "include_doubtful_energy": include_doubtful_energy, "seed": seed, "n_splits": n_splits,
+                 "alpha": alpha}
+    out = save_bundle(out_dir, final, rows=data, model_metadata=per_model,
+                      metadata={"evaluation": table.to_dict(orient="records"), "evaluation_split": "shape",
+                                "selection": selection, "n_shapes": n_shapes, "n_energy_rows": n_energy})
+    quantiles = {name: dict(model.quantiles_) for name, model in final.items() if hasattr(model, "quantiles_")}
+    return TrainReport(out_dir=out, n_rows=int(len(data)), n_shapes=n_shapes, n_energy_rows=n_energy,
+                       devices=sorted(data["device_key"].astype(str).unique()),
+                       kernels=sorted(data["kernel"].astype(str).unique()),
+                       dtypes=sorted(data["dtype"].astype(str).unique()), models=list(final), evaluation=table,
+                       fingerprint=data_fingerprint(data), interval_quantiles=quantiles)
+
+
+def estimate_rows(bundle: Any, rows: pd.DataFrame) -> pd.DataFrame:
+    """Predictions of a loaded bundle (``load_bundle``) for configuration rows (no times needed).
+
+    Columns: ``latency_s``, ``latency_low_s``, ``latency_high_s`` (forest with its
+    interval), ``roofline_latency_s``, ``bound_time_s``, ``bound``, ``efficiency``
+    (roofline), and ``energy_j`` (+ ``energy_low_j``, ``energy_high_j`` when the forest
+    learnt energy; otherwise the energy model at the forest's latency, no interval).
+    """
+    forest = bundle["forest"]
+    roofline = bundle["roofline"]
+    latency = forest.predict_latency(rows)
+    low, high = forest.predict_interval(rows, "latency")
+    explained = roofline.model_.explain(rows)
+    out = pd.DataFrame({"latency_s": latency, "latency_low_s": low, "latency_high_s": high,
+                        "roofline_latency_s": explained["latency_s"].to_numpy(),
+                        "bound_time_s": explained["bound_time_s"].to_numpy(), "bound": explained["bound"].to_numpy(),
+                        "efficiency": explained["efficiency"].to_numpy()}, index=rows.index)
+    if "energy" in forest.targets_:
+        out["energy_j"] = forest.predict_energy(rows)
+        out["energy_low_j"], out["energy_high_j"] = forest.predict_interval(rows, "energy")
+    elif "energy" in bundle.models:
+        out["energy_j"] = bundle["energy"].predict(rows, time_s=latency)
+    return out
