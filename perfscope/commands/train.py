@@ -1,0 +1,81 @@
+"""``perfscope train`` and ``perfscope evaluate``: fit predictors, judge them on unseen shapes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from perfscope.cli_app import app
+
+Datasets = Annotated[list[Path], typer.Argument(help="One or more perfscope datasets.")]
+Kernel = Annotated[list[str] | None, typer.Option(help="Only these kernel families.")]
+Device = Annotated[list[str] | None, typer.Option(help="Only these device keys.")]
+Dtype = Annotated[list[str] | None, typer.Option(help="Only these dtypes.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")]
+
+
+@app.command("train")
+def train_command(
+    datasets: Datasets,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model bundle directory to write.")],
+    kernel: Kernel = None,
+    device: Device = None,
+    dtype: Dtype = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Fit the roofline, energy and forest models, print their grouped-split figures, save them."""
+    from perfscope.models.training import train
+
+    report = train(datasets, out_dir=out, kernels=kernel, devices=device, dtypes=dtype, seed=seed,
+                   progress=None if quiet or as_json else _progress)
+    if as_json:
+        print(json.dumps(report.to_dict()))
+        return
+    print(f"trained on {report.n_rows} rows, {report.n_shapes} shapes ({', '.join(report.kernels)}; "
+          f"{', '.join(report.devices)}); saved to {report.out_dir}")
+    print("judged on shapes held out of training (grouped 5-fold):")
+    print(_table(report.evaluation))
+
+
+@app.command("evaluate")
+def evaluate_command(
+    datasets: Datasets,
+    split: Annotated[str, typer.Option(help="shape (unseen shapes, default), random or device.")] = "shape",
+    folds: Annotated[int | None, typer.Option(help="Folds (default 5; 0 means leave one group out).")] = 5,
+    kernel: Kernel = None,
+    device: Device = None,
+    dtype: Dtype = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+) -> None:
+    """Every model side by side: R^2, mean/median % error, share within 10%, interval coverage."""
+    from perfscope.models.evaluation import to_records
+    from perfscope.models.training import evaluate_datasets
+
+    table = evaluate_datasets(datasets, split=split, n_splits=None if folds == 0 else folds, seed=seed,
+                              kernels=kernel, devices=device, dtypes=dtype,
+                              progress=None if quiet or as_json else _progress)
+    if as_json:
+        print(json.dumps({"split": split, "results": to_records(table)}))
+        return
+    print(f"split: {split}")
+    print(_table(table))
+
+
+def _progress(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr)
+
+
+def _table(frame) -> str:
+    columns = [c for c in ("model", "target", "r2", "mean_abs_pct_error", "median_abs_pct_error", "within_10pct",
+                           "interval_coverage", "n_rows") if c in frame.columns]
+    return frame[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}")
