@@ -419,9 +419,24 @@ def load_profile(path: Path | str) -> DeviceProfile:
 
 
 def find_profile(device_key: str, directory: Path | str | None = None) -> DeviceProfile | None:
-    """The saved profile of ``device_key``, or None when there is none."""
+    """The saved profile of ``device_key``, or None when there is none. Without a
+    ``directory``, the user's profiles come first, then those shipped with the sample
+    profiles (``data/samples/devices``: measured by perfscope on the sample's machine)."""
     path = profile_path(device_key, directory)
-    return load_profile(path) if path.is_file() else None
+    if path.is_file():
+        return load_profile(path)
+    if directory is None:
+        shipped = shipped_profile_dir() / path.name
+        if shipped.is_file():
+            return load_profile(shipped)
+    return None
+
+
+def shipped_profile_dir() -> Path:
+    """Calibrated profiles of the machines the shipped sample profiles were measured on."""
+    from importlib import resources
+
+    return Path(str(resources.files("perfscope.data"))) / "samples" / "devices"
 
 
 def list_profiles(directory: Path | str | None = None) -> list[DeviceProfile]:

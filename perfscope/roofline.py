@@ -8,11 +8,17 @@ Formulas (per row; ``s`` = bytes per element of the dtype):
 
 * ``flops``, ``min_bytes``: the row's own columns where present (collectors fill them
   from ``perfscope.features``), otherwise computed from the configuration columns by
-  ``perfscope.features`` (GEMM: 2·b·m·n·k and s·b·(m·k + k·n + m·n)), found by name
-  per kernel family (``gemm_*``, ``conv2d_*``, ``attention_*``) and called with the
-  configuration columns; functions that only take Python ints (conv, attention) are
-  called row by row, so only rows without stored work pay that. A configuration the
-  function rejects (an empty conv output) gets NaN work.
+  ``perfscope.features``, one vectorised call per kernel family and dtype:
+  gemm: ``gemm_flops(batch, m, n, k)``, ``gemm_min_bytes(batch, m, n, k, dtype)``
+  (2·b·m·n·k and s·b·(m·k + k·n + m·n));
+  conv: ``conv2d_flops``/``conv2d_min_bytes(conv_n, conv_c, conv_h, conv_w, conv_k, conv_r,
+  conv_s, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups)``;
+  attention: ``attention_flops(batch, heads, seq_q, seq_k, head_dim, causal)``,
+  ``attention_min_bytes(batch, heads, kv_heads, seq_q, seq_k, head_dim, dtype,
+  fused=backend != "math")``.
+  Missing cells default to batch 1, stride 1, pad 0, dilation 1, groups 1, kv_heads =
+  heads, causal False. A row with a size still missing (or not an integer), or a
+  configuration the family rejects (an empty conv output), gets NaN work.
 * ``intensity_flops_per_byte`` I = flops / min_bytes.
 * ``log10_flops``, ``log10_min_bytes``, ``log10_intensity``, ``log10_bound_time_s``:
   base-10 logarithms (NaN where the value is not positive).
@@ -47,7 +53,7 @@ Formulas (per row; ``s`` = bytes per element of the dtype):
 
 from __future__ import annotations
 
-import inspect
+import functools
 import math
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
@@ -70,6 +76,7 @@ DEFAULT_TILE_N = 128
 DEFAULT_BLOCKS_PER_SM = 1
 
 _CONCAT_MAX_ROWS = 50_000
+_SMALL_FRAME_ROWS = 256  # below this, kernel and dtype are factorised in plain Python
 
 REGIMES = ("launch", "memory", "compute")  # codes 0, 1, 2 of the `bound` column; -1 unknown
 
@@ -148,7 +155,15 @@ def regime_names(regime: Any) -> pd.Categorical:
     """The regime codes of ``roofline_bound`` as a Categorical of ``REGIMES`` (NaN for -1)."""
     import pandas as pd
 
-    return pd.Categorical.from_codes(np.asarray(regime, dtype=np.int8), categories=list(REGIMES))
+    return pd.Categorical.from_codes(np.asarray(regime, dtype=np.int8), dtype=_category_dtype(REGIMES))
+
+
+@functools.lru_cache(maxsize=64)
+def _category_dtype(categories: tuple[str, ...]) -> pd.CategoricalDtype:
+    """A CategoricalDtype built once: validating the categories costs ~0.2 ms a call."""
+    import pandas as pd
+
+    return pd.CategoricalDtype(list(categories))
 
 
 def tile_wave(m: Any, n: Any, *, sm_count: Any, batch: Any = 1, tile_m: Any = DEFAULT_TILE_M,
@@ -171,56 +186,48 @@ def tile_wave(m: Any, n: Any, *, sm_count: Any, batch: Any = 1, tile_m: Any = DE
     return TileWave(tiles, waves, tile_eff, wave_eff)
 
 
-# ---- work and traffic: dispatch on the `kernel` column -------------------------------
+# ---- work and traffic: one explicit features call per kernel family -------------------
 
-# Functions in perfscope.features per kernel family, looked up by name when called so
-# that families added there later (conv, attention) are picked up without changes here.
-_WORK_FUNCTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "gemm": (("gemm_flops",), ("gemm_min_bytes",)),
-    "conv": (("conv2d_flops", "conv_flops"), ("conv2d_min_bytes", "conv_min_bytes")),
-    "attention": (("attention_flops",), ("attention_min_bytes",)),
+# What a missing configuration cell means: a number, or the name of the column to copy.
+_COLUMN_DEFAULTS: dict[str, int | str] = {
+    "batch": 1, "stride_h": 1, "stride_w": 1, "pad_h": 0, "pad_w": 0, "dil_h": 1, "dil_w": 1, "groups": 1,
+    "kv_heads": "heads",  # no kv_heads: one KV head per query head
 }
-# Parameter name of a features function -> configuration column, per family (a
-# parameter named like a column maps to it directly).
-_PARAM_ALIASES: dict[str, dict[str, str]] = {
-    "gemm": {"b": "batch"},
-    "conv": {"n": "conv_n", "batch": "conv_n", "c": "conv_c", "h": "conv_h", "w": "conv_w", "k": "conv_k",
-             "r": "conv_r", "s": "conv_s", "g": "groups", "stride": "stride_h", "pad": "pad_h",
-             "padding": "pad_h", "dilation": "dil_h"},
-    "attention": {"b": "batch", "h": "heads", "n_heads": "heads", "hkv": "kv_heads", "h_kv": "kv_heads",
-                  "n_kv_heads": "kv_heads", "nq": "seq_q", "n_q": "seq_q", "nk": "seq_k", "n_k": "seq_k",
-                  "d": "head_dim"},
-}
-_COLUMN_DEFAULTS = {"batch": 1, "groups": 1, "stride_h": 1, "stride_w": 1, "pad_h": 0, "pad_w": 0,
-                    "dil_h": 1, "dil_w": 1, "causal": False}
-_FILL_FROM = {"kv_heads": "heads"}  # a missing kv_heads means one KV head per query head
 
 
-def work_and_traffic(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(flops, min_bytes) per row as float arrays.
-
-    The row's own ``flops``/``min_bytes`` are kept where present; missing ones are
-    computed by the ``perfscope.features`` function of the row's kernel family (NaN when
-    that family has none yet).
-    """
-    return _work_and_traffic(rows, _Codes(rows))
-
-
-class _Codes:
-    """``kernel`` and ``dtype`` factorised once (string comparisons on 1M rows are slow)."""
+class _Columns:
+    """``rows`` read once: ``kernel`` and ``dtype`` factorised (string comparisons on 1M
+    rows are slow), other columns converted to float64 on first use and shared (reading a
+    pandas column costs ~40 us even for one row, and the work and the grid read the same)."""
 
     def __init__(self, rows: pd.DataFrame) -> None:
+        self.rows = rows
         self.size = len(rows)
-        self.kernel_codes, self.kernels = self._factorize(rows, "kernel")
-        self.dtype_codes, self.dtypes = self._factorize(rows, "dtype")
+        self.kernel_codes, self.kernels = self._factorize("kernel")
+        self.dtype_codes, self.dtypes = self._factorize("dtype")
+        self._floats: dict[str, np.ndarray] = {}
 
-    def _factorize(self, rows: pd.DataFrame, name: str) -> tuple[np.ndarray, list[Any]]:
+    def _factorize(self, name: str) -> tuple[np.ndarray, list[Any]]:
         import pandas as pd
 
-        if name not in rows:
+        if name not in self.rows:
             return np.full(self.size, -1, dtype=np.intp), []
-        codes, uniques = pd.factorize(rows[name])
+        if self.size <= _SMALL_FRAME_ROWS:  # pd.factorize costs ~0.2 ms even for one row (an estimate)
+            values = self.rows[name].to_numpy(dtype=object)
+            uniques = list(dict.fromkeys(v for v in values if isinstance(v, str)))
+            index = {v: i for i, v in enumerate(uniques)}
+            return np.array([index.get(v, -1) if isinstance(v, str) else -1 for v in values], dtype=np.intp), uniques
+        codes, uniques = pd.factorize(self.rows[name])
         return np.asarray(codes), list(uniques)
+
+    def floats(self, name: str, default: float = math.nan) -> np.ndarray:
+        """Column ``name`` as float64 (missing column or cell -> ``default``). Read-only."""
+        if name not in self._floats:
+            values = _float_column(self.rows, name, self.size)
+            values.flags.writeable = False
+            self._floats[name] = values
+        values = self._floats[name]
+        return values if math.isnan(default) else np.where(np.isnan(values), default, values)
 
     def is_kernel(self, kernel: str) -> np.ndarray:
         if kernel not in self.kernels:
@@ -233,111 +240,114 @@ class _Codes:
         return table[self.dtype_codes]  # code -1 (missing) picks the trailing NaN
 
 
-def _work_and_traffic(rows: pd.DataFrame, codes: _Codes) -> tuple[np.ndarray, np.ndarray]:
-    size = len(rows)
-    flops = _float_column(rows, "flops", size)
-    min_bytes = _float_column(rows, "min_bytes", size)
+class _Config:
+    """Configuration columns of the rows at ``target`` (one kernel family and dtype).
+
+    ``valid`` returns the named columns as int64 arrays (missing cells filled from
+    ``_COLUMN_DEFAULTS``), restricted to the rows where every one is known and an integer
+    and that the family's ``*_is_valid`` accepts; ``used`` marks those rows (the others
+    get NaN work). ``flag`` and ``text`` return other columns restricted to the same rows,
+    so call them after ``valid``.
+    """
+
+    def __init__(self, columns: _Columns, target: np.ndarray) -> None:
+        self.columns, self.rows, self.target = columns, columns.rows, target
+        self.used = np.ones(len(target), dtype=bool)
+
+    def size(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(int64 values, usable) of column ``name`` at the target rows, defaults applied."""
+        series = self.rows[name] if name in self.rows else None
+        if series is not None and isinstance(series.dtype, np.dtype) and series.dtype.kind == "i":
+            return series.to_numpy()[self.target].astype(np.int64, copy=False), np.ones(len(self.target), bool)
+        values = self.columns.floats(name)[self.target]  # missing -> NaN
+        usable = (np.abs(values) < 2.0**63) & (values == np.floor(values))  # False for NaN, inf, 2.5
+        ints = np.where(usable, values, 1).astype(np.int64)  # 1: a placeholder, never used
+        default = _COLUMN_DEFAULTS.get(name)
+        missing = np.isnan(values)
+        if default is not None and missing.any():
+            fill, fill_usable = self.size(default) if isinstance(default, str) else (default, True)
+            ints = np.where(missing, fill, ints)
+            usable = np.where(missing, fill_usable, usable)
+        return ints, usable
+
+    def valid(self, is_valid: Callable[..., np.ndarray], *names: str) -> list[np.ndarray]:
+        sizes = []
+        for name in names:
+            ints, usable = self.size(name)
+            self.used &= usable
+            sizes.append(ints)
+        self.used &= is_valid(*sizes)
+        return [s[self.used] for s in sizes]
+
+    def flag(self, name: str, default: bool) -> np.ndarray:
+        if name not in self.rows:
+            return np.full(int(self.used.sum()), default)
+        return self.rows[name].iloc[self.target[self.used]].fillna(default).to_numpy(dtype=bool)
+
+    def text(self, name: str) -> np.ndarray:
+        if name not in self.rows:
+            return np.full(int(self.used.sum()), None, dtype=object)
+        return self.rows[name].iloc[self.target[self.used]].to_numpy(dtype=object)
+
+
+def _gemm_work(config: _Config, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    batch, m, n, k = config.valid(features.gemm_is_valid, "batch", "m", "n", "k")
+    return features.gemm_flops(batch, m, n, k), features.gemm_min_bytes(batch, m, n, k, dtype)
+
+
+def _conv_work(config: _Config, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    args = config.valid(features.conv2d_is_valid, "conv_n", "conv_c", "conv_h", "conv_w", "conv_k", "conv_r",
+                        "conv_s", "stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "groups")
+    return features.conv2d_flops(*args), features.conv2d_min_bytes(*args, dtype=dtype)
+
+
+def _attention_work(config: _Config, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    batch, heads, kv_heads, seq_q, seq_k, head_dim = config.valid(
+        features.attention_is_valid, "batch", "heads", "kv_heads", "seq_q", "seq_k", "head_dim")
+    causal = config.flag("causal", default=False)
+    fused = config.text("backend") != "math"  # torch's math backend materialises the scores; the others fuse
+    return (features.attention_flops(batch, heads, seq_q, seq_k, head_dim, causal),
+            features.attention_min_bytes(batch, heads, kv_heads, seq_q, seq_k, head_dim, dtype, fused))
+
+
+_WORK: dict[str, Callable[[_Config, str], tuple[np.ndarray, np.ndarray]]] = {
+    "gemm": _gemm_work, "conv": _conv_work, "attention": _attention_work,
+}
+
+
+def work_and_traffic(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(flops, min_bytes) per row as float arrays.
+
+    The row's own ``flops``/``min_bytes`` are kept where present; missing ones are
+    computed by the ``perfscope.features`` functions of the row's kernel family (NaN for
+    an unknown family or dtype, a missing size, or a configuration the family rejects).
+    """
+    return _work_and_traffic(_Columns(rows))
+
+
+def _work_and_traffic(columns: _Columns) -> tuple[np.ndarray, np.ndarray]:
+    flops = columns.floats("flops").copy()
+    min_bytes = columns.floats("min_bytes").copy()
     missing = np.isnan(flops) | np.isnan(min_bytes)
     if not missing.any():
         return flops, min_bytes
-    group = codes.kernel_codes * (len(codes.dtypes) + 1) + codes.dtype_codes
-    for key in np.unique(group[missing]):
-        kcode, dcode = divmod(int(key), len(codes.dtypes) + 1)
-        if kcode < 0 or dcode < 0 or dcode >= len(codes.dtypes):
+    stride = len(columns.dtypes) + 1
+    group = (columns.kernel_codes + 1) * stride + (columns.dtype_codes + 1)  # >= 0; 0 codes "missing"
+    keys = np.flatnonzero(np.bincount(group[missing]))
+    for key in keys:
+        kcode, dcode = divmod(int(key), stride)
+        if kcode == 0 or dcode == 0:
             continue  # no kernel or no dtype: nothing to compute from
-        target = np.flatnonzero(missing & (group == key))
-        computed = _compute_work(str(codes.kernels[kcode]), str(codes.dtypes[dcode]), rows.iloc[target])
-        if computed is None:
-            continue
-        f, b = computed
-        flops[target] = np.where(np.isnan(flops[target]), f, flops[target])
-        min_bytes[target] = np.where(np.isnan(min_bytes[target]), b, min_bytes[target])
+        kernel, dtype = columns.kernels[kcode - 1], columns.dtypes[dcode - 1]
+        if kernel not in _WORK or dtype not in DTYPES:
+            continue  # a family or dtype perfscope has no formula for: not guessed
+        target = np.flatnonzero(missing if len(keys) == 1 else missing & (group == key))
+        config = _Config(columns, target)
+        f, b = _WORK[kernel](config, dtype)
+        done = target[config.used]
+        flops[done] = np.where(np.isnan(flops[done]), f, flops[done])
+        min_bytes[done] = np.where(np.isnan(min_bytes[done]), b, min_bytes[done])
     return flops, min_bytes
-
-
-def _compute_work(kernel: str, dtype: str, part: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
-    if kernel not in _WORK_FUNCTIONS or dtype not in DTYPES:
-        return None
-    flops_names, bytes_names = _WORK_FUNCTIONS[kernel]
-    flops_fn = _first_attr(features, flops_names)
-    bytes_fn = _first_attr(features, bytes_names)
-    if flops_fn is None or bytes_fn is None:
-        return None
-    out = []
-    for fn in (flops_fn, bytes_fn):
-        kwargs = _call_arguments(fn, kernel, dtype, part)
-        if kwargs is None:
-            return None
-        out.append(_call_vectorised(fn, kwargs, len(part)))
-    return out[0], out[1]
-
-
-def _first_attr(module: Any, names: tuple[str, ...]) -> Callable[..., Any] | None:
-    for name in names:
-        fn = getattr(module, name, None)
-        if callable(fn):
-            return fn
-    return None
-
-
-def _call_arguments(fn: Callable[..., Any], kernel: str, dtype: str, part: pd.DataFrame) -> dict[str, Any] | None:
-    """Keyword arguments for ``fn`` from the configuration columns (None if one is missing)."""
-    import pandas as pd
-
-    aliases = _PARAM_ALIASES.get(kernel, {})
-    kwargs: dict[str, Any] = {}
-    for name, param in inspect.signature(fn).parameters.items():
-        if name == "dtype":
-            kwargs[name] = dtype
-            continue
-        if kernel == "attention" and name == "fused" and "backend" in part.columns:
-            # torch's math backend materialises the score matrix; every other backend is fused
-            kwargs[name] = part["backend"].ne("math").fillna(True).to_numpy(dtype=bool)
-            continue
-        column = aliases.get(name, name)  # family aliases first: conv's `n` is conv_n, not gemm's n
-        if column in part.columns:
-            values = part[column]
-            if column == "causal":
-                kwargs[name] = values.fillna(False).to_numpy(dtype=bool)
-                continue
-            array = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-            if column in _COLUMN_DEFAULTS:
-                array = np.where(np.isnan(array), _COLUMN_DEFAULTS[column], array)
-            if column in _FILL_FROM and _FILL_FROM[column] in part.columns:
-                other = pd.to_numeric(part[_FILL_FROM[column]], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-                array = np.where(np.isnan(array), other, array)
-            if np.isnan(array).any():
-                return None  # a required size is missing: leave these rows to the stored columns
-            kwargs[name] = array.astype(np.int64)
-        elif column in _COLUMN_DEFAULTS:
-            kwargs[name] = np.full(len(part), _COLUMN_DEFAULTS[column])
-        elif param.default is inspect.Parameter.empty:
-            return None
-    return kwargs
-
-
-def _call_vectorised(fn: Callable[..., Any], kwargs: dict[str, Any], size: int) -> np.ndarray:
-    try:
-        result = np.asarray(fn(**kwargs), dtype=float)
-        if result.shape == (size,):
-            return result
-    except (TypeError, ValueError):  # UserInputError is a ValueError
-        pass  # a scalar-only function (integer checks, Python `if` on a size): call it row by row
-    keys = list(kwargs)
-    columns = [kwargs[k] if isinstance(kwargs[k], np.ndarray) else [kwargs[k]] * size for k in keys]
-    return np.array([_call_one(fn, {k: _scalar(v) for k, v in zip(keys, values)}) for values in zip(*columns)],
-                    dtype=float)
-
-
-def _call_one(fn: Callable[..., Any], kwargs: dict[str, Any]) -> float:
-    try:
-        return float(fn(**kwargs))
-    except (TypeError, ValueError):  # an impossible configuration (empty conv output, ...): no work known
-        return math.nan
-
-
-def _scalar(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 # ---- the feature frame ---------------------------------------------------------------
@@ -355,11 +365,11 @@ def feature_frame(rows: pd.DataFrame, device: RooflineDevice, *, blocks_per_sm: 
     import pandas as pd
 
     size = len(rows)
-    codes = _Codes(rows)
-    flops, min_bytes = _work_and_traffic(rows, codes)
-    dtype_bytes = codes.per_dtype({d: info.bytes_per_element for d, info in DTYPES.items()})
+    source = _Columns(rows)
+    flops, min_bytes = _work_and_traffic(source)
+    dtype_bytes = source.per_dtype({d: info.bytes_per_element for d, info in DTYPES.items()})
     peaks = dict(device.peaks_flops_per_s)
-    peak = codes.per_dtype(peaks)
+    peak = source.per_dtype(peaks)
     bandwidth = float(device.mem_bandwidth_bytes_per_s) if device.mem_bandwidth_bytes_per_s else math.nan
     if launch_overhead_s is None:
         launch, launch_source = float(device.launch_overhead_s), device.launch_overhead_source
@@ -368,7 +378,7 @@ def feature_frame(rows: pd.DataFrame, device: RooflineDevice, *, blocks_per_sm: 
     intensity = arithmetic_intensity(flops, min_bytes)
     ridge = ridge_point(peak, bandwidth)
     bound = roofline_bound(flops, min_bytes, peak, bandwidth, launch)
-    grid_batch, grid_m, grid_n, tile_m, tile_n = _output_grid(rows, codes, default_tile)
+    grid_batch, grid_m, grid_n, tile_m, tile_n = _output_grid(source, default_tile)
     sm_count = float(device.sm_count) if device.sm_count else math.nan
     tw = tile_wave(grid_m, grid_n, sm_count=sm_count, batch=grid_batch, tile_m=tile_m, tile_n=tile_n,
                    blocks_per_sm=blocks_per_sm)
@@ -413,7 +423,9 @@ def feature_frame(rows: pd.DataFrame, device: RooflineDevice, *, blocks_per_sm: 
             columns["roofline_attainment"] = bound.bound_time_s / measured_s
     if size <= _CONCAT_MAX_ROWS:  # small frames: one concat beats ~40 column inserts
         added = pd.DataFrame(columns, index=rows.index)
-        return pd.concat([rows.drop(columns=[c for c in columns if c in rows.columns]), added], axis=1)
+        replaced = [c for c in columns if c in rows.columns]
+        kept = rows.drop(columns=replaced) if replaced else rows  # drop() costs ~0.3 ms even when empty
+        return pd.concat([kept, added], axis=1)
     # large frames: one block per column, because building one consolidated frame would
     # copy every float column again (seconds on a 1,000,000-row dashboard)
     with warnings.catch_warnings():
@@ -424,14 +436,14 @@ def feature_frame(rows: pd.DataFrame, device: RooflineDevice, *, blocks_per_sm: 
 def _constant_category(value: str, size: int) -> pd.Categorical:
     import pandas as pd
 
-    return pd.Categorical.from_codes(np.zeros(size, dtype=np.int8), categories=[value])
+    return pd.Categorical.from_codes(np.zeros(size, dtype=np.int8), dtype=_category_dtype((value,)))
 
 
-def _output_grid(rows: pd.DataFrame, codes: _Codes, default_tile: tuple[int, int]) -> tuple[np.ndarray, ...]:
+def _output_grid(columns: _Columns, default_tile: tuple[int, int]) -> tuple[np.ndarray, ...]:
     """(batch, m, n, tile_m, tile_n) of each row's output grid (NaN for unknown kernels)."""
-    size = len(rows)
-    col = lambda name, default=math.nan: _float_column(rows, name, size, default)  # noqa: E731
-    is_gemm, is_conv, is_attn = (codes.is_kernel(k) for k in ("gemm", "conv", "attention"))
+    size = columns.size
+    col = columns.floats
+    is_gemm, is_conv, is_attn = (columns.is_kernel(k) for k in ("gemm", "conv", "attention"))
     nan = np.full(size, np.nan)
     # GEMM: batch x m x n
     batch = np.where(is_gemm, col("batch", 1.0), nan)
@@ -459,23 +471,20 @@ def _output_grid(rows: pd.DataFrame, codes: _Codes, default_tile: tuple[int, int
     return batch, m, n, tile_m, tile_n
 
 
-def _float_column(rows: pd.DataFrame, name: str, size: int, default: float = math.nan) -> np.ndarray:
-    """A column as float64 (None/NA -> ``default``); all ``default`` when absent. Always a copy."""
+def _float_column(rows: pd.DataFrame, name: str, size: int) -> np.ndarray:
+    """A column as a new float64 array (None/NA -> NaN); all NaN when absent."""
     import pandas as pd
 
     if name not in rows:
-        return np.full(size, default, dtype=float)
+        return np.full(size, np.nan)
     series = rows[name]
     if series.dtype.kind in "iuf":
-        values = series.to_numpy(dtype=float, copy=True)
-    else:
-        values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    if not math.isnan(default):
-        values[np.isnan(values)] = default
-    return values
+        return series.to_numpy(dtype=float, copy=True)
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 def _log10(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(values > 0, np.log10(np.where(values > 0, values, 1.0)), np.nan)
+    out = np.full(values.shape, np.nan)
+    np.log10(values, out=out, where=values > 0)  # NaN where not positive
+    return out

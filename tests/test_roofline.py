@@ -168,14 +168,51 @@ def test_conv_and_attention_work_comes_from_the_features_module():
     assert out["tiles"][1] == 2 * 8 * 8 and out["tile_efficiency"][1] == 1.0
 
 
-def test_a_family_missing_from_features_is_tolerated(monkeypatch):
-    monkeypatch.delattr(features, "conv2d_flops")
-    rows = pd.DataFrame([{"kernel": "conv", "dtype": "fp16", "conv_n": 1, "conv_c": 3, "conv_h": 8, "conv_w": 8,
-                          "conv_k": 4, "conv_r": 3, "conv_s": 3},
-                         {"kernel": "conv", "dtype": "fp16", "conv_n": 1, "conv_c": 3, "conv_h": 8, "conv_w": 8,
-                          "conv_k": 4, "conv_r": 3, "conv_s": 3, "flops": 1e6, "min_bytes": 1e4}])
-    out = feature_frame(rows, H100)
-    assert math.isnan(out["flops"][0]) and out["flops"][1] == 1e6
+def test_a_row_missing_a_size_gets_no_work_without_spoiling_its_group():
+    conv = {"kernel": "conv", "dtype": "fp16", "conv_n": 1, "conv_c": 3, "conv_h": 8, "conv_w": 8, "conv_k": 4,
+            "conv_r": 3, "conv_s": 3}
+    rows = pd.DataFrame([conv, {**conv, "conv_r": None}, {**conv, "conv_r": None, "flops": 1e6, "min_bytes": 1e4},
+                         {**conv, "conv_h": 8.5}])
+    flops, min_bytes = work_and_traffic(rows)
+    assert flops[0] == features.conv2d_flops(1, 3, 8, 8, 4, 3, 3) == 2 * 4 * 6 * 6 * 3 * 3 * 3
+    assert min_bytes[0] == features.conv2d_min_bytes(1, 3, 8, 8, 4, 3, 3, dtype="fp16")
+    assert math.isnan(flops[1]) and math.isnan(min_bytes[1])  # no filter size: not guessed
+    assert (flops[2], min_bytes[2]) == (1e6, 1e4)  # stored work is kept
+    assert math.isnan(flops[3])  # a fractional size is not truncated into a configuration
+
+
+def test_vectorised_work_matches_the_scalar_features_calls_row_by_row():
+    rng = np.random.default_rng(3)
+    size = 300
+    kv = rng.choice([1, 2, 4], size)
+    rows = pd.DataFrame({"kernel": "attention", "dtype": rng.choice(["fp16", "fp32"], size),
+                         "batch": rng.integers(1, 5, size), "heads": kv * rng.integers(1, 4, size),
+                         "kv_heads": np.where(rng.random(size) < 0.2, np.nan, kv),
+                         "seq_q": rng.integers(1, 300, size), "seq_k": rng.integers(1, 300, size),
+                         "head_dim": rng.choice([32, 64], size), "causal": rng.random(size) < 0.5,
+                         "backend": rng.choice(["flash", "math", None], size)})
+    flops, min_bytes = work_and_traffic(rows)
+    for i, row in enumerate(rows.itertuples()):
+        kv_heads = row.heads if math.isnan(row.kv_heads) else int(row.kv_heads)
+        assert flops[i] == features.attention_flops(row.batch, row.heads, row.seq_q, row.seq_k, row.head_dim,
+                                                    row.causal)
+        assert min_bytes[i] == features.attention_min_bytes(row.batch, row.heads, kv_heads, row.seq_q, row.seq_k,
+                                                            row.head_dim, row.dtype, fused=row.backend != "math")
+
+
+def test_a_large_frame_and_its_rows_one_by_one_give_the_same_features():
+    rng = np.random.default_rng(4)
+    rows = gemm_rows([tuple(s) for s in rng.integers(1, 4096, size=(400, 4))], dtype="bf16")
+    rows.loc[::7, "dtype"] = "fp32"
+    rows.loc[::11, "kernel"] = None  # no family: no work, in both paths
+    rows.loc[::13, "kernel"] = "mystery"
+    whole = feature_frame(rows, H100)
+    for i in range(0, len(rows), 37):
+        one = feature_frame(rows.iloc[[i]], H100)
+        for column in ("flops", "min_bytes", "dtype_bytes", "peak_flops_per_s", "bound_time_s", "tiles"):
+            np.testing.assert_array_equal(one[column].to_numpy(), whole[column].to_numpy()[[i]])
+        assert str(one["bound"].iloc[0]) == str(whole["bound"].iloc[i])
+    assert whole["flops"].isna().sum() == rows["kernel"].ne("gemm").sum()
 
 
 def test_a_calibrated_profile_works_like_a_spec():
