@@ -16,6 +16,7 @@ def calibrate_command(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     dtype: Annotated[list[str] | None, typer.Option(help="Precisions to measure (default: all the device runs).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Profile file (default: the profile cache).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch (match the sweeps you model).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the profile as JSON.")] = False,
 ) -> None:
@@ -26,6 +27,14 @@ def calibrate_command(
     from perfscope.collectors.calibrate import calibrate, save_profile
 
     err = Console(stderr=True)
+    if threads is not None:
+        if threads < 1:
+            from perfscope.errors import UserInputError
+
+            raise UserInputError(f"--threads must be >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
     dtypes = [d.strip() for value in dtype or [] for d in value.split(",") if d.strip()] or None
     profile = calibrate(device, dtypes=dtypes, notify=None if quiet or as_json else err.print)
     path = save_profile(profile, out)

@@ -24,6 +24,8 @@ def estimate_command(
     stride: Int = None, pad: Int = None, dil: Int = None, groups: Int = None,
     heads: Int = None, kv_heads: Int = None, seq: Int = None, seq_q: Int = None, seq_k: Int = None,
     head_dim: Int = None,
+    tile: Annotated[int | None, typer.Option(help="Square tile edge (sets tile m, n and k).")] = None,
+    tile_m: Int = None, tile_n: Int = None, tile_k: Int = None,
     causal: Annotated[bool, typer.Option(help="Causal attention.")] = False,
     implementation: Annotated[str | None, typer.Option(help="e.g. torch.matmul, triton.matmul, numba.tiled.")] = None,
     model: Annotated[Path | None, typer.Option(help="A trained model bundle (perfscope train --out).")] = None,
@@ -39,6 +41,9 @@ def estimate_command(
     from perfscope.estimate import estimate
 
     shape = _shape(kernel, locals())
+    for column, value in (("tile_m", tile_m), ("tile_n", tile_n), ("tile_k", tile_k)):
+        if value is not None or tile is not None:
+            shape[column] = value if value is not None else tile
     result = estimate(kernel, device, dtype, model=model, best_tile=best_tile, region=region,
                       intensity_gco2e_per_kwh=intensity, pue=pue, implementation=implementation, **shape)
     if as_json:
