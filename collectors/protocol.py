@@ -9,6 +9,7 @@ with a status and a reason so that a sweep goes on.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -67,6 +68,7 @@ def case_config_id(case: Case) -> str:
 def measure_case(case: Case, ctx: RunContext) -> tuple[Measurement, TimingResult | None]:
     """Measure one case and return its row (and the raw timing when it was timed)."""
     device = ctx.device
+    torch_threads = _torch_threads()
     before = device.read_state()
     status, reason = "ok", None
     timing = energy = None
@@ -90,9 +92,23 @@ def measure_case(case: Case, ctx: RunContext) -> tuple[Measurement, TimingResult
     finally:
         if workload is not None:
             workload.release()
+        _restore_torch_threads(torch_threads)
     after = device.read_state()
     row = _row(case, ctx, status, reason, workload, error, timing, energy, before, after)
     return row, timing
+
+
+def _torch_threads() -> int | None:
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else None
+
+
+def _restore_torch_threads(threads: int | None) -> None:
+    """Put torch's intra-op thread count back: numba's OpenMP layer resets the shared
+    libgomp setting when it starts its pool, which would silently change every later row."""
+    torch = sys.modules.get("torch")
+    if threads is not None and torch is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

@@ -219,3 +219,26 @@ def test_cases_from_axes_defaults_drops_repeats_and_takes_threads():
 def test_cases_from_axes_rejects_bad_axes(axes, match):
     with pytest.raises(UserInputError, match=match):
         cases_from_axes(axes)
+
+
+def test_a_numba_case_leaves_torch_thread_count_as_it_found_it():
+    """numba's OpenMP pool resets libgomp's thread count; rows after it must keep --threads."""
+    import torch
+
+    from perfscope.collectors.cpu_tiled import CpuTiledGemmCase
+    from perfscope.collectors.gemm import GemmCase
+    from perfscope.collectors.protocol import RunContext, measure_case
+    from perfscope.devices.cpu import CpuDevice
+    from perfscope.meters.null import NullMeter
+    from perfscope.timing import TimingPolicy
+
+    before = torch.get_num_threads()
+    ctx = RunContext(run_id="t", device=CpuDevice(), meter=NullMeter("test"),
+                     policy=TimingPolicy(warmup_s=0.01, min_time_s=0.01, budget_s=0.03))
+    torch.set_num_threads(1)
+    try:
+        measure_case(CpuTiledGemmCase(m=64, n=64, k=64, tile=8), ctx)
+        row, _ = measure_case(GemmCase(batch=1, m=64, n=64, k=64, dtype="fp32"), ctx)
+        assert torch.get_num_threads() == 1 and row.threads == 1
+    finally:
+        torch.set_num_threads(before)
