@@ -187,14 +187,12 @@ def _float_or_none(text: str) -> float | None:
 
 
 def normalise_device_name(text: str) -> str:
-    """Case-, space- and punctuation-insensitive form of a device name or alias."""
-    out: list[str] = []
-    for ch in text.lower():
-        if ch.isascii() and ch.isalnum():
-            out.append(ch)
-        elif out and out[-1] != "-":
-            out.append("-")
-    return "".join(out).strip("-")
+    """Case-, space- and punctuation-insensitive form of a device name or alias
+    (the same slug that names dataset partitions; empty for an empty name)."""
+    from perfscope.devices.base import slugify
+
+    slug = slugify(text)
+    return "" if slug == "unknown" and "unknown" not in text.lower() else slug
 
 
 @lru_cache(maxsize=1)
