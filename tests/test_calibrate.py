@@ -108,13 +108,28 @@ def test_a_failed_result_check_is_recorded_and_not_timed():
     assert m.status == "check_failed" and m.value is None and calls == []
 
 
-def test_resolve_cpu_needs_a_calibrated_profile(cpu_profile):
+def test_resolve_cpu_needs_a_calibrated_profile(cpu_profile, monkeypatch, tmp_path):
+    import perfscope.collectors.calibrate as calibrate_module
+
+    # the sample profile's machine ships its profile: pretend this is another machine
+    monkeypatch.setattr(calibrate_module, "shipped_profile_dir", lambda: tmp_path / "none")
     with pytest.raises(UserInputError, match="perfscope calibrate"):
         resolve_device("cpu")
     save_profile(cpu_profile)
     device, source = resolve_device("CPU")
     assert source == "calibrated" and device == cpu_profile
     assert resolve_device(cpu_profile.device_key) == (cpu_profile, "calibrated")
+
+
+def test_a_shipped_profile_backs_up_the_users(monkeypatch, tmp_path):
+    from perfscope.collectors.calibrate import find_profile, shipped_profile_dir
+
+    shipped = sorted(shipped_profile_dir().glob("*.json"))
+    assert shipped, "the sample profile's calibrated device profile is shipped"
+    key = shipped[0].stem
+    monkeypatch.setenv("PERFSCOPE_HOME", str(tmp_path))
+    assert find_profile(key).device_key == key
+    assert find_profile(key, directory=tmp_path) is None  # an explicit directory is searched alone
 
 
 def test_resolve_prefers_a_calibrated_gpu_profile_over_the_spec_sheet(cpu_profile):
