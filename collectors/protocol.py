@@ -197,6 +197,7 @@ def _timing_columns(t: TimingResult) -> dict[str, Any]:
         "samples_ms": [s * 1e3 for s in t.samples_s],
         "stopped_by": t.stopped_by,
         "noisy": t.noisy,
+        "foreign_cpu_share": t.foreign_cpu_share,
     }
 
 

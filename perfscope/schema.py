@@ -104,7 +104,8 @@ class Measurement:
     samples_ms: list[float] | None = None  # raw per-call time of each sample
     input_sets: int | None = None  # rotated input sets (cold mode uses > 1)
     stopped_by: str | None = None  # ci (target reached) or budget
-    noisy: bool | None = None
+    noisy: bool | None = None  # CI target missed, or others used > 5% of the CPUs while timing
+    foreign_cpu_share: float | None = None  # other processes' share of the host CPUs while timing
     # work and rates
     flops: int | None = None
     min_bytes: int | None = None

@@ -16,6 +16,7 @@ import numpy as np
 
 from perfscope.devices.base import Device, Kernel
 from perfscope.errors import UserInputError
+from perfscope.hostload import ForeignLoad
 
 _Z95 = 1.959964
 
@@ -31,6 +32,7 @@ class TimingPolicy:
     min_samples: int = 10
     max_samples: int = 100_000
     sample_s: float = 1e-3  # batch calls so one sample lasts this long (timer resolution)
+    max_foreign_share: float = 0.05  # others using more of the CPUs than this: noisy
 
     def __post_init__(self) -> None:
         for name in ("warmup_s", "min_time_s", "budget_s", "sample_s", "target_ci_rel"):
@@ -55,6 +57,8 @@ class TimingResult:
     target_ci_rel: float
     method: str
     calls_made: int = 0  # every kernel call, warm-up included (next free call index)
+    foreign_cpu_share: float | None = None  # other processes' share of the CPUs while timing
+    max_foreign_share: float = 0.05
     _sorted: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -87,8 +91,10 @@ class TimingResult:
 
     @property
     def noisy(self) -> bool:
-        """True when the median's interval did not reach the target precision."""
-        return self.ci_rel > self.target_ci_rel
+        """True when the median's interval did not reach the target precision, or other
+        processes took more than ``max_foreign_share`` of the CPUs while it was timed."""
+        contended = self.foreign_cpu_share is not None and self.foreign_cpu_share > self.max_foreign_share
+        return self.ci_rel > self.target_ci_rel or contended
 
 
 def median_ci(sorted_samples: np.ndarray) -> tuple[float, float]:
@@ -135,6 +141,8 @@ def measure(device: Device, kernel: Kernel, policy: TimingPolicy = TimingPolicy(
     samples: list[float] = []
     timed_s = 0.0
     stopped_by = "max_samples"
+    load = ForeignLoad()
+    load.start()
     while len(samples) < policy.max_samples:
         # never plan past the budget (a slow kernel gets fewer samples and a wide interval)
         fits = math.floor((policy.budget_s - timed_s) / sample_est_s)
@@ -164,4 +172,6 @@ def measure(device: Device, kernel: Kernel, policy: TimingPolicy = TimingPolicy(
         target_ci_rel=policy.target_ci_rel,
         method=device.timing_method,
         calls_made=calls,
+        foreign_cpu_share=load.share(),
+        max_foreign_share=policy.max_foreign_share,
     )
