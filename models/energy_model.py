@@ -23,11 +23,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, RegressorMixin, clone
-from sklearn.utils.validation import check_is_fitted
 
 from perfscope.errors import UserInputError
 from perfscope.models.efficiency import measured_energy_j, measured_latency_s, ok_rows
+from perfscope.models.persistence import LightEstimator, LightRegressorMixin, check_is_fitted
 
 DEFAULT_ENERGY_LEVELS: tuple[tuple[str, ...], ...] = (("device_key", "dtype"), ("device_key",), ())
 COEFFICIENTS = ("idle_power_w", "j_per_flop", "j_per_byte")
@@ -63,7 +62,7 @@ def _keys(rows: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     return key
 
 
-class EnergyModel(RegressorMixin, BaseEstimator):
+class EnergyModel(LightRegressorMixin, LightEstimator):
     """Energy per call (J) from time, FLOPs and bytes with fitted non-negative coefficients.
 
     Parameters: ``latency_model`` (an unfitted latency model, or None), ``include_doubtful_energy``,
@@ -84,6 +83,8 @@ class EnergyModel(RegressorMixin, BaseEstimator):
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> EnergyModel:
         """Fit on the ok rows of ``X`` with usable measured energy (``y``: energy in J, default measured)."""
+        from sklearn.base import clone
+
         if not isinstance(X, pd.DataFrame):
             raise UserInputError("X must be a pandas DataFrame of profile rows")
         rows = ok_rows(X) if y is None else X

@@ -22,6 +22,11 @@ trees (more trees only lower the variance).
 ``RandomForestRegressor(n_estimators=100, max_depth=6)`` per target on the raw features
 m, n, k, blocksize1..3 (GPPerf's ignored profiler options, read from ``params_json``),
 FLOPs, bytes and arithmetic intensity, predicting raw runtime and raw power.
+
+Both fit with scikit-learn and keep each fitted forest as ``ForestArrays``
+(``perfscope.models.tree_arrays``): the same predictions to the last bit, made with
+numpy alone, so that a saved model loads and predicts without importing scikit-learn
+(seconds of start-up for ``perfscope estimate``).
 """
 
 from __future__ import annotations
@@ -32,13 +37,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils.validation import check_is_fitted
+from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
 from perfscope.devicespecs import RooflineDevice
 from perfscope.errors import UserInputError
 from perfscope.models.efficiency import DeviceFigures, measured_energy_j
+from perfscope.models.persistence import LightEstimator, LightRegressorMixin, ModelFileError, check_is_fitted
 from perfscope.models.roofline_model import DeviceFeaturesMixin, training_rows
+from perfscope.models.tree_arrays import ForestArrays, export_forest
 
 KERNEL_CODES = {"gemm": 0, "conv": 1, "attention": 2}
 REGIME_CODES = {"launch": 0, "memory": 1, "compute": 2}
@@ -62,16 +68,34 @@ def forest_design(frame: pd.DataFrame) -> np.ndarray:
     columns = []
     for name in FOREST_FEATURES:
         if name == "regime":
-            values = frame["bound"].astype(object).map(REGIME_CODES).to_numpy(dtype=float, na_value=np.nan)
+            values = _codes(frame["bound"], REGIME_CODES)
         elif name == "kernel_code":
-            values = frame["kernel"].astype(object).map(KERNEL_CODES).to_numpy(dtype=float, na_value=np.nan)
+            values = _codes(frame["kernel"], KERNEL_CODES)
         elif name in frame:
-            values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            column = frame[name]
+            if is_numeric_dtype(column.dtype) and not is_bool_dtype(column.dtype):
+                values = column.to_numpy(dtype=float, na_value=np.nan)
+            else:
+                values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
         else:
             values = np.full(len(frame), np.nan)
         columns.append(values)
     design = np.column_stack(columns)
     return np.where(np.isfinite(design), design, -1.0)
+
+
+def _codes(values: pd.Series, table: Mapping[str, int]) -> np.ndarray:
+    """``table[value]`` per row as float (NaN for a value not in it), looked up once per distinct value."""
+    def lookup(distinct: Any) -> np.ndarray:
+        return np.array([float(table.get(v, np.nan)) if isinstance(v, str) else np.nan for v in distinct]
+                        + [np.nan])  # the last entry answers code -1 (missing)
+
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return lookup(values.cat.categories)[values.cat.codes.to_numpy()]
+    if len(values) <= 64:  # factorizing costs more than a few lookups
+        return lookup(values)[:-1]
+    codes, distinct = pd.factorize(values, use_na_sentinel=True)
+    return lookup(distinct)[codes]
 
 
 def _new_forest(params: Mapping[str, Any], random_state: Any) -> Any:
@@ -82,7 +106,17 @@ def _new_forest(params: Mapping[str, Any], random_state: Any) -> Any:
                                  n_jobs=params["n_jobs"])
 
 
-class ForestModel(DeviceFeaturesMixin, RegressorMixin, BaseEstimator):
+def _forest_objects(objects: Mapping[str, Any], names: tuple[str, ...], required: str) -> dict[str, Any]:
+    """The saved forests of a model state (``ModelFileError`` if one is missing or not ``ForestArrays``)."""
+    if required not in objects:
+        raise ModelFileError(f"the saved model has no {required!r} arrays: the bundle is incomplete")
+    unknown = sorted(set(objects) - set(names))
+    if unknown or not all(isinstance(objects[name], ForestArrays) for name in objects):
+        raise ModelFileError(f"the saved model holds unexpected objects ({', '.join(unknown) or 'not forests'})")
+    return {name: objects.get(name) for name in names}
+
+
+class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
     """Random forest on roofline features predicting latency (s) and, when learnt, energy (J).
 
     ``target``: ``"efficiency"`` (default: learn log(time / bound), multiply back) or
@@ -94,8 +128,8 @@ class ForestModel(DeviceFeaturesMixin, RegressorMixin, BaseEstimator):
     power on those, so that latency keeps every row.
 
     Fitted: ``forest_`` (latency, or both), ``energy_forest_`` (None when ``forest_``
-    is multi-output or energy was not learnt), ``targets_``, ``devices_``,
-    ``feature_names_``, ``n_rows_``, ``n_energy_rows_``.
+    is multi-output or energy was not learnt), both ``ForestArrays``; ``targets_``,
+    ``devices_``, ``feature_names_``, ``n_rows_``, ``n_energy_rows_``.
     """
 
     def __init__(self, n_estimators: int = 300, min_samples_leaf: int = 5, max_features: float = 1.0,
@@ -138,15 +172,15 @@ class ForestModel(DeviceFeaturesMixin, RegressorMixin, BaseEstimator):
         params = self.get_params()
         self.energy_forest_ = None
         if has_energy.sum() >= max(self.min_energy_rows, 2) and has_energy.sum() == keep.sum():
-            self.forest_ = _new_forest(params, self.random_state).fit(
-                design[keep], np.column_stack([target[keep], log_power[keep]]))
+            self.forest_ = export_forest(_new_forest(params, self.random_state).fit(
+                design[keep], np.column_stack([target[keep], log_power[keep]])))
             self.targets_ = ("latency", "energy")
         else:
-            self.forest_ = _new_forest(params, self.random_state).fit(design[keep], target[keep])
+            self.forest_ = export_forest(_new_forest(params, self.random_state).fit(design[keep], target[keep]))
             self.targets_ = ("latency",)
             if has_energy.sum() >= max(self.min_energy_rows, 2):
-                self.energy_forest_ = _new_forest(params, self.random_state).fit(design[has_energy],
-                                                                                  log_power[has_energy])
+                self.energy_forest_ = export_forest(_new_forest(params, self.random_state).fit(
+                    design[has_energy], log_power[has_energy]))
                 self.targets_ = ("latency", "energy")
         self.feature_names_ = list(FOREST_FEATURES)
         self.n_rows_ = int(keep.sum())
@@ -161,12 +195,20 @@ class ForestModel(DeviceFeaturesMixin, RegressorMixin, BaseEstimator):
         frame = self._features(X)
         design = forest_design(frame)
         bound = frame["bound_time_s"].to_numpy(dtype=float)
+        # Callers ask for latency, then its interval, then energy of the same rows: the
+        # outputs of these forests for the last design are kept (compared in full: exact).
+        forests = (self.forest_, self.energy_forest_)
+        last = self.__dict__.get("_last_outputs")
+        if (last is not None and last[0][0] is forests[0] and last[0][1] is forests[1]
+                and last[1].shape == design.shape and np.array_equal(last[1], design)):
+            return bound, last[2], last[3]
         out = self.forest_.predict(design)
         log_power = None
         if out.ndim == 2:
             out, log_power = out[:, 0], out[:, 1]
         elif self.energy_forest_ is not None:
             log_power = self.energy_forest_.predict(design)
+        self._last_outputs = (forests, design, out, log_power)
         return bound, out, log_power
 
     def _latency(self, bound: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -188,10 +230,18 @@ class ForestModel(DeviceFeaturesMixin, RegressorMixin, BaseEstimator):
             raise UserInputError("this forest learnt no energy: its training rows had no usable measured energy")
         return np.exp(log_power) * self._latency(bound, out)
 
+    def predict_targets(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Every learnt target from one pass over the features: ``latency`` (s) and ``energy`` (J) when learnt."""
+        bound, out, log_power = self._predict_logs(X)
+        latency = self._latency(bound, out)
+        if log_power is None:
+            return {"latency": latency}
+        return {"latency": latency, "energy": np.exp(log_power) * latency}
+
     def feature_importances(self) -> pd.Series:
         """Impurity importance of each feature in the latency forest, largest first."""
         check_is_fitted(self)
-        return pd.Series(self.forest_.feature_importances_, index=self.feature_names_).sort_values(ascending=False)
+        return pd.Series(self.forest_.feature_importances, index=self.feature_names_).sort_values(ascending=False)
 
     # -- persistence ---------------------------------------------------------------------
     def _to_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -211,8 +261,9 @@ class ForestModel(DeviceFeaturesMixin, RegressorMixin, BaseEstimator):
             raise UserInputError("the saved forest was trained on other features than this perfscope computes: "
                                  "retrain it with this version")
         model = cls(**state["params"])
-        model.forest_ = objects["forest"]
-        model.energy_forest_ = objects.get("energy_forest")
+        forests = _forest_objects(objects, ("forest", "energy_forest"), "forest")
+        model.forest_ = forests["forest"]
+        model.energy_forest_ = forests["energy_forest"]
         model.targets_ = tuple(state["targets"])
         model.feature_names_ = list(state["features"])
         model.n_rows_ = int(state["n_rows"])
@@ -251,7 +302,7 @@ def _params(text: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-class PaperBaselineModel(RegressorMixin, BaseEstimator):
+class PaperBaselineModel(LightRegressorMixin, LightEstimator):
     """The GPPerf paper's model: random forests (100 trees, depth 6) on raw features.
 
     Predicts raw runtime and raw power (W) from ``PAPER_FEATURES``, as published. The
@@ -260,7 +311,8 @@ class PaperBaselineModel(RegressorMixin, BaseEstimator):
     every row and power only the rows with usable measured power. Energy = power x
     predicted runtime. No device figures are used (the paper has none).
 
-    Fitted: ``latency_forest_``, ``power_forest_`` (None without energy rows), ``targets_``.
+    Fitted: ``latency_forest_``, ``power_forest_`` (None without energy rows), both
+    ``ForestArrays``; ``targets_``.
     """
 
     def __init__(self, n_estimators: int = 100, max_depth: int = 6, include_doubtful_energy: bool = False,
@@ -283,11 +335,12 @@ class PaperBaselineModel(RegressorMixin, BaseEstimator):
         if len(rows) < 2:
             raise UserInputError("too few ok rows to fit the paper baseline")
         design = paper_design(rows)
-        self.latency_forest_ = self._forest().fit(design, latency_s)
+        self.latency_forest_ = export_forest(self._forest().fit(design, latency_s))
         energy_j = measured_energy_j(rows, self.include_doubtful_energy)
         power_w = energy_j / latency_s
         has_power = np.isfinite(power_w)
-        self.power_forest_ = self._forest().fit(design[has_power], power_w[has_power]) if has_power.sum() >= 2 else None
+        self.power_forest_ = (export_forest(self._forest().fit(design[has_power], power_w[has_power]))
+                              if has_power.sum() >= 2 else None)
         self.targets_ = ("latency", "energy") if self.power_forest_ is not None else ("latency",)
         return self
 
@@ -321,7 +374,8 @@ class PaperBaselineModel(RegressorMixin, BaseEstimator):
     @classmethod
     def _from_state(cls, state: Mapping[str, Any], objects: Mapping[str, Any]) -> PaperBaselineModel:
         model = cls(**state["params"])
-        model.latency_forest_ = objects["latency_forest"]
-        model.power_forest_ = objects.get("power_forest")
+        forests = _forest_objects(objects, ("latency_forest", "power_forest"), "latency_forest")
+        model.latency_forest_ = forests["latency_forest"]
+        model.power_forest_ = forests["power_forest"]
         model.targets_ = tuple(state["targets"])
         return model

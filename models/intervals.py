@@ -29,11 +29,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, clone
-from sklearn.utils.validation import check_is_fitted
 
 from perfscope.errors import UserInputError
 from perfscope.models.efficiency import measured_energy_j, measured_latency_s, ok_rows
+from perfscope.models.persistence import LightEstimator, check_is_fitted
 
 METHODS = ("cv", "split")
 GROUPINGS = ("shape", "device", "row")
@@ -109,7 +108,7 @@ def group_labels(rows: pd.DataFrame, groups: Any) -> np.ndarray:
     return pd.factorize(labels)[0]
 
 
-class ConformalWrapper(BaseEstimator):
+class ConformalWrapper(LightEstimator):
     """Any perfscope model plus split-conformal intervals in log space (see module docstring).
 
     Parameters: ``model`` (an unfitted perfscope model), ``alpha`` (miscoverage: 0.1 for
@@ -135,6 +134,7 @@ class ConformalWrapper(BaseEstimator):
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> ConformalWrapper:
         """Fit the model and calibrate its intervals on unseen-group residuals of ``X``'s ok rows."""
+        from sklearn.base import clone
         from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 
         if not 0 < self.alpha < 1:
@@ -207,6 +207,21 @@ class ConformalWrapper(BaseEstimator):
         prediction = predict_target(self.model_, X, target)
         q = self.quantiles_[target]
         return prediction * math.exp(-q) if math.isfinite(q) else np.zeros_like(prediction), prediction * math.exp(q)
+
+    def predict_with_intervals(self, X: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(prediction, low, high) of every target, predicting each once (one feature pass when the
+        wrapped model has ``predict_targets``, as ``ForestModel`` does)."""
+        check_is_fitted(self)
+        if hasattr(self.model_, "predict_targets"):
+            predictions = self.model_.predict_targets(X)
+        else:
+            predictions = {target: predict_target(self.model_, X, target) for target in self.quantiles_}
+        out = {}
+        for target, prediction in predictions.items():
+            q = self.quantiles_.get(target, math.inf)
+            low = prediction * math.exp(-q) if math.isfinite(q) else np.zeros_like(prediction)
+            out[target] = (prediction, low, prediction * math.exp(q))
+        return out
 
     def coverage(self, X: pd.DataFrame, target: str = "latency") -> float:
         """Share of ``X``'s rows with a measured ``target`` that fall inside their interval

@@ -1,34 +1,45 @@
-"""Save and load model bundles without pickle: JSON for analytical parts, skops for forests.
+"""Save and load model bundles without pickle: JSON for analytical parts, numpy arrays for forests.
 
 A bundle is one directory::
 
     MODEL/manifest.json        what the bundle holds, metadata, a SHA-256 of every file
     MODEL/<name>.json          one per model: its JSON state, metadata and content hash
-    MODEL/<name>.skops         one per model that holds scikit-learn estimators
+    MODEL/<name>.npz           one per model that holds forests: their trees as arrays
 
 Every JSON file is ``{"format", "format_version", "kind", "metadata", "state",
 "content_sha256"}`` where the hash covers the canonical JSON of everything else; the
-manifest lists the SHA-256 of each file's bytes, and the skops archive also carries the
-metadata. Metadata: model kind, features, training-data fingerprint (a hash of the
-config ids, device keys and times used), library versions, evaluation figures,
-creation time, perfscope and schema versions.
+manifest lists the SHA-256 of each file's bytes, and the npz archive also carries the
+format marker and the metadata. Metadata: model kind, features, training-data
+fingerprint (a hash of the config ids, device keys and times used), library versions,
+evaluation figures, creation time, perfscope and schema versions.
+
+A forest is stored as the arrays of ``perfscope.models.tree_arrays.ForestArrays``
+(``<object>/<array>`` in the archive, written by ``np.savez``, read with
+``np.load(allow_pickle=False)``: no object is ever unpickled), and loading predicts
+through those arrays: neither scikit-learn nor skops is imported (importing them took
+seconds). The model classes derive from ``LightEstimator`` (below), scikit-learn's
+estimator API without importing scikit-learn, for the same reason.
 
 Loading refuses, with ``ModelFileError``: a directory or file that is not a perfscope
-model (foreign), any file whose hash does not match (tampered or corrupted), a newer
-format, and a skops file holding a type outside ``TRUSTED_SKOPS_TYPES``. The hashes
-detect accidental or careless changes; they are not a signature (whoever can write the
-files can rewrite the hashes), so load bundles from sources you trust. As a second
-line, every loaded decision tree is checked for out-of-range node indices (skops'
-stated risk of ``sklearn.tree._tree.Tree``) before it is used.
+model (foreign), any file whose hash does not match (tampered or corrupted), an older
+format (format 1 kept forests in skops files: retrain) or a newer one, an archive with
+pickled or unexpected arrays, and trees whose arrays are inconsistent (node indices
+out of range, leaves half-marked, split features out of range: ``ForestArrays``
+checks them before use). The hashes detect accidental or careless changes; they are
+not a signature (whoever can write the files can rewrite the hashes), so load bundles
+from sources you trust.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import inspect
+import io
 import json
 import math
 import platform
-import sys
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -42,13 +53,11 @@ from perfscope.errors import PerfscopeError
 
 FORMAT = "perfscope-model"
 BUNDLE_FORMAT = "perfscope-model-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: forests as numpy arrays (``.npz``); 1 (refused: retrain): forests as skops files."""
 MANIFEST = "manifest.json"
-
-TRUSTED_SKOPS_TYPES = ("sklearn.tree._tree.Tree",)
-"""Types skops does not trust by default that a perfscope forest needs. skops flags the
-tree storage because a crafted file can hold out-of-range node indices; perfscope
-checks those indices after loading (``_check_trees``)."""
+FORMAT_KEY = "__perfscope_format__"
+METADATA_KEY = "__metadata_json__"
 
 
 class ModelFileError(PerfscopeError):
@@ -57,54 +66,122 @@ class ModelFileError(PerfscopeError):
     exit_code = 2
 
 
-class _NoTorch:
-    """Meta-path finder that refuses to import torch (see ``_skops_io``)."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name == "torch" or name.startswith("torch."):
-            raise ModuleNotFoundError("perfscope imports skops without torch", name=name)
-        return None
-
-
-def _skops_io() -> Any:
-    """``skops.io``, imported without importing torch.
-
-    Importing skops.io walks every scikit-learn package to list the estimators it
-    trusts; walking imports scikit-learn's torch array-API shim, hence torch (seconds,
-    and ``perfscope estimate`` must not import torch). While skops is imported, torch
-    is made unimportable: the walk skips that package (an ImportError there is ignored
-    by ``pkgutil.walk_packages``) and the trusted list is unchanged (it leaves out
-    ``externals`` anyway). torch imports normally afterwards.
-    """
-    if "skops.io" in sys.modules or "torch" in sys.modules:
-        import skops.io
-
-        return skops.io
-    blocker = _NoTorch()
-    sys.meta_path.insert(0, blocker)
-    try:
-        import skops.io
-    finally:
-        sys.meta_path.remove(blocker)
-    return skops.io
+_KINDS: dict[str, tuple[str, str]] = {
+    "roofline": ("perfscope.models.roofline_model", "RooflineModel"),
+    "log_linear": ("perfscope.models.roofline_model", "LogLinearModel"),
+    "forest": ("perfscope.models.forest", "ForestModel"),
+    "paper_baseline": ("perfscope.models.forest", "PaperBaselineModel"),
+    "energy": ("perfscope.models.energy_model", "EnergyModel"),
+    "conformal": ("perfscope.models.intervals", "ConformalWrapper"),
+}
+"""Model kinds by registry name: (module, class), imported only when a bundle holds that kind."""
 
 
-def _registry() -> dict[str, type]:
-    from perfscope.models.energy_model import EnergyModel
-    from perfscope.models.forest import ForestModel, PaperBaselineModel
-    from perfscope.models.intervals import ConformalWrapper
-    from perfscope.models.roofline_model import LogLinearModel, RooflineModel
-
-    return {"roofline": RooflineModel, "log_linear": LogLinearModel, "forest": ForestModel,
-            "paper_baseline": PaperBaselineModel, "energy": EnergyModel, "conformal": ConformalWrapper}
+def _model_class(kind: str) -> type:
+    module, name = _KINDS[kind]
+    return getattr(importlib.import_module(module), name)
 
 
 def model_kind(model: Any) -> str:
     """The registry name of a perfscope model's class (``ModelFileError`` for any other object)."""
-    for kind, cls in _registry().items():
-        if type(model) is cls:
+    cls = type(model)
+    for kind, (module, name) in _KINDS.items():
+        if cls.__module__ == module and cls.__qualname__ == name and _model_class(kind) is cls:
             return kind
     raise ModelFileError(f"cannot save a {type(model).__name__}: only perfscope's own models are saved")
+
+
+# ---- a scikit-learn estimator base that does not import scikit-learn -----------------
+
+class LightEstimator:
+    """Base of perfscope's models: scikit-learn's estimator API without importing scikit-learn.
+
+    ``get_params`` and ``set_params`` (nested ``name__param`` included), the repr and the
+    tags behave as in ``sklearn.base.BaseEstimator``, so scikit-learn's ``clone``, model
+    selection and scorers take these models. scikit-learn is imported only by what
+    needs it (fitting, the tags, ``score``, raising ``NotFittedError``): a loaded bundle
+    predicts without it, and importing it costs seconds.
+    """
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        if cls.__init__ is object.__init__:
+            return []
+        parameters = [p for p in inspect.signature(cls.__init__).parameters.values()
+                      if p.name != "self" and p.kind != p.VAR_KEYWORD]
+        if any(p.kind == p.VAR_POSITIONAL for p in parameters):
+            raise RuntimeError(f"{cls.__name__}: estimators name every parameter in __init__ (no *args)")
+        return sorted(p.name for p in parameters)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Parameters by name; with ``deep``, those of nested estimators as ``name__param`` too."""
+        out: dict[str, Any] = {}
+        for key in self._get_param_names():
+            value = getattr(self, key)
+            if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                out.update((f"{key}__{k}", v) for k, v in value.get_params().items())
+            out[key] = value
+        return out
+
+    def set_params(self, **params: Any) -> Any:
+        """Set parameters (``name__param`` for a nested estimator's); returns self."""
+        if not params:
+            return self
+        valid = self.get_params(deep=True)
+        nested: dict[str, dict[str, Any]] = defaultdict(dict)
+        for key, value in params.items():
+            key, delimiter, sub_key = key.partition("__")
+            if key not in valid:
+                raise ValueError(f"invalid parameter {key!r} for estimator {type(self).__name__}; valid parameters "
+                                 f"are {self._get_param_names()!r}")
+            if delimiter:
+                nested[key][sub_key] = value
+            else:
+                setattr(self, key, value)
+                valid[key] = value
+        for key, sub_params in nested.items():
+            valid[key].set_params(**sub_params)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+        changed = [f"{k}={v!r}" for k, v in self.get_params(deep=False).items() if repr(v) != repr(defaults.get(k))]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __sklearn_tags__(self) -> Any:
+        from sklearn.utils import Tags, TargetTags
+
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False), transformer_tags=None,
+                    regressor_tags=None, classifier_tags=None)
+
+
+class LightRegressorMixin:
+    """``sklearn.base.RegressorMixin`` without importing scikit-learn: regressor tags and R² ``score``."""
+
+    _estimator_type = "regressor"  # what scikit-learn before 1.6 reads instead of the tags
+
+    def __sklearn_tags__(self) -> Any:
+        from sklearn.utils import RegressorTags
+
+        tags = super().__sklearn_tags__()  # type: ignore[misc]
+        tags.estimator_type = "regressor"
+        tags.regressor_tags = RegressorTags()
+        tags.target_tags.required = True
+        return tags
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Coefficient of determination R² of ``predict(X)`` against ``y``."""
+        from sklearn.metrics import r2_score
+
+        return float(r2_score(y, self.predict(X), sample_weight=sample_weight))  # type: ignore[attr-defined]
+
+
+def check_is_fitted(model: Any) -> None:
+    """Raise scikit-learn's ``NotFittedError`` unless ``model`` has a fitted attribute (a name ending in ``_``)."""
+    if not any(name.endswith("_") and not name.startswith("__") for name in vars(model)):
+        from sklearn.exceptions import NotFittedError
+
+        raise NotFittedError(f"This {type(model).__name__} instance is not fitted yet: call fit first")
 
 
 # ---- metadata -------------------------------------------------------------------------
@@ -114,7 +191,7 @@ def library_versions() -> dict[str, str | None]:
     from importlib.metadata import PackageNotFoundError, version
 
     out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in ("perfscope", "scikit-learn", "numpy", "scipy", "pandas", "skops"):
+    for name in ("perfscope", "scikit-learn", "numpy", "scipy", "pandas"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -194,6 +271,10 @@ def _read_sealed(path: Path, expected_format: str) -> dict[str, Any]:
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ModelFileError(f"{path} has model format version {version}; this perfscope reads up to "
                              f"{FORMAT_VERSION}: upgrade perfscope")
+    if version < FORMAT_VERSION:
+        raise ModelFileError(f"{path} was written by an older perfscope (model format {version}, forests saved "
+                             f"with skops); this perfscope reads format {FORMAT_VERSION}: retrain the model "
+                             "(perfscope train)")
     claimed = data.pop("content_sha256", None)
     if claimed != _sha256(_canonical(data)):
         raise ModelFileError(f"{path} was modified after it was saved (content hash mismatch): retrain the model "
@@ -204,7 +285,7 @@ def _read_sealed(path: Path, expected_format: str) -> dict[str, Any]:
 # ---- model states ---------------------------------------------------------------------
 
 def _model_state(model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(JSON state with the kind, sklearn objects by dotted name) of a model, nested models included."""
+    """(JSON state with the kind, forests by dotted name) of a model, nested models included."""
     kind = model_kind(model)
     state, objects = model._to_state()
     state = {"kind": kind, **state}
@@ -217,44 +298,57 @@ def _model_state(model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _model_from_state(state: Mapping[str, Any], objects: Mapping[str, Any]) -> Any:
-    registry = _registry()
     kind = state.get("kind")
-    if kind not in registry:
+    if kind not in _KINDS:
         raise ModelFileError(f"unknown model kind {kind!r} in the bundle: upgrade perfscope")
     own = {k: v for k, v in objects.items() if not k.startswith("inner.")}
     inner = None
     if "inner" in state:
         inner = _model_from_state(state["inner"], {k[len("inner."):]: v for k, v in objects.items()
                                                    if k.startswith("inner.")})
-    cls = registry[kind]
-    if kind == "conformal":
-        return cls._from_state(state, own, inner)
-    if kind == "energy":
+    cls = _model_class(kind)
+    if kind in ("conformal", "energy"):
         return cls._from_state(state, own, inner)
     return cls._from_state(state, own)
 
 
-def _trees(obj: Any) -> list[Any]:
-    """Every fitted decision tree inside ``obj`` (a tree, a forest, or nested ensembles)."""
-    if hasattr(obj, "tree_"):
-        return [obj]
-    return [tree for inner in (getattr(obj, "estimators_", None) or []) for tree in _trees(inner)]
+def _npz_bytes(objects: Mapping[str, Any], metadata: Mapping[str, Any]) -> bytes:
+    """An npz archive of every forest's arrays (``<object>/<array>``) with the format marker and metadata."""
+    from perfscope.models.tree_arrays import ForestArrays
 
-
-def _check_trees(objects: Mapping[str, Any]) -> None:
-    """Refuse decision trees whose node indices point outside the tree (crafted files)."""
+    arrays: dict[str, np.ndarray] = {FORMAT_KEY: np.array(FORMAT),
+                                     METADATA_KEY: np.array(json.dumps(to_jsonable(metadata), sort_keys=True))}
     for name, obj in objects.items():
-        for tree in _trees(obj):
-            t = tree.tree_
-            count = t.node_count
-            n_features = getattr(tree, "n_features_in_", t.n_features)
-            left, right, feature = t.children_left, t.children_right, t.feature
-            leaf = left == -1
-            bad = ((left < -1) | (left >= count) | (right < -1) | (right >= count) | (leaf != (right == -1))
-                   | (~leaf & ((feature < 0) | (feature >= n_features))))
-            if len(left) != count or len(right) != count or t.value.shape[0] != count or bad.any():
-                raise ModelFileError(f"{name}: a decision tree has out-of-range node indices: the file is corrupt "
-                                     "or crafted; do not use it")
+        if not isinstance(obj, ForestArrays):
+            raise ModelFileError(f"cannot save {name!r}, a {type(obj).__name__}: only forests as ForestArrays")
+        arrays.update({f"{name}/{field}": array for field, array in obj.to_arrays().items()})
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _objects_from_npz(path: Path, data: bytes) -> dict[str, Any]:
+    """The forests of an npz archive (the bytes whose hash was checked), each validated."""
+    from perfscope.models.tree_arrays import ForestArrays
+
+    grouped: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            if FORMAT_KEY not in archive.files or str(archive[FORMAT_KEY]) != FORMAT:
+                raise ModelFileError(f"{path} is not a perfscope model file (no {FORMAT} marker)")
+            for key in archive.files:
+                if key in (FORMAT_KEY, METADATA_KEY):
+                    continue
+                name, _, field = key.rpartition("/")
+                if not name:
+                    raise ModelFileError(f"{path} holds an unexpected array {key!r}: it was not written by perfscope")
+                grouped[name][field] = archive[key]
+    except ModelFileError:
+        raise
+    except Exception as exc:  # zipfile and numpy raise many types on malformed archives
+        raise ModelFileError(f"{path} is not a readable perfscope array archive ({type(exc).__name__}: {exc}); "
+                             "pickled objects are never loaded") from None
+    return {name: ForestArrays.from_arrays(arrays, name=f"{path.name}: {name}") for name, arrays in grouped.items()}
 
 
 # ---- bundles --------------------------------------------------------------------------
@@ -285,7 +379,6 @@ def save_bundle(out_dir: str | Path, models: Mapping[str, Any], *, rows: pd.Data
     model's files (for example its own figures). The directory is created; files of a
     previous bundle there are replaced.
     """
-    sio = _skops_io()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ModelFileError(f"{out} exists and is not a directory: choose another --out")
@@ -303,12 +396,9 @@ def save_bundle(out_dir: str | Path, models: Mapping[str, Any], *, rows: pd.Data
                 **dict((model_metadata or {}).get(name, {}))}
         files: dict[str, str] = {}
         if objects:
-            skops_path = out / f"{name}.skops"
-            payload = {"perfscope_format": FORMAT, "metadata_json": json.dumps(to_jsonable(meta), sort_keys=True),
-                       "objects": dict(objects)}
-            data = sio.dumps(payload)
-            _write_bytes(skops_path, data)
-            files[skops_path.name] = _sha256(data)
+            data = _npz_bytes(objects, meta)
+            _write_bytes(out / f"{name}.npz", data)
+            files[f"{name}.npz"] = _sha256(data)
         document = _sealed({"format": FORMAT, "format_version": FORMAT_VERSION, "kind": state["kind"],
                             "metadata": meta, "state": state})
         json_bytes = (json.dumps(document, indent=1, sort_keys=True) + "\n").encode()
@@ -360,10 +450,10 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
 
 def load_bundle(path: str | Path) -> ModelBundle:
-    """Load a bundle written by ``save_bundle``, verifying every hash and skops type first."""
-    sio = _skops_io()
-    from skops.io.exceptions import UntrustedTypesFoundException
+    """Load a bundle written by ``save_bundle``, verifying every hash and tree array first.
 
+    Needs numpy and pandas only: forests predict through their arrays (no scikit-learn).
+    """
     root = Path(path)
     if not root.is_dir():
         raise ModelFileError(f"no perfscope model at {root}: a model is a directory with a {MANIFEST}")
@@ -375,6 +465,7 @@ def load_bundle(path: str | Path) -> ModelBundle:
     model_metadata: dict[str, dict[str, Any]] = {}
     for name, entry in manifest.get("models", {}).items():
         files = entry.get("files", {})
+        contents: dict[str, bytes] = {}
         for file_name, digest in files.items():
             file_path = root / file_name
             if Path(file_name).name != file_name:
@@ -386,26 +477,10 @@ def load_bundle(path: str | Path) -> ModelBundle:
             if _sha256(data) != digest:
                 raise ModelFileError(f"{file_path} was modified after it was saved (SHA-256 differs from "
                                      f"{MANIFEST}): retrain the model or restore the file")
+            contents[file_name] = data
         document = _read_sealed(root / f"{name}.json", FORMAT)
-        objects: dict[str, Any] = {}
-        skops_name = f"{name}.skops"
-        if skops_name in files:
-            skops_path = root / skops_name
-            untrusted = sio.get_untrusted_types(file=skops_path)
-            refused = sorted(set(untrusted) - set(TRUSTED_SKOPS_TYPES))
-            if refused:
-                raise ModelFileError(f"{skops_path} holds types perfscope does not trust: {', '.join(refused)}; "
-                                     "it was not written by perfscope: do not load it")
-            try:
-                payload = sio.load(skops_path, trusted=sorted(set(untrusted)))
-            except UntrustedTypesFoundException as exc:
-                raise ModelFileError(f"{skops_path}: {exc}") from None
-            except Exception as exc:  # skops raises many types on malformed archives
-                raise ModelFileError(f"{skops_path} is not a readable skops file: {exc}") from None
-            if not isinstance(payload, dict) or payload.get("perfscope_format") != FORMAT:
-                raise ModelFileError(f"{skops_path} is not a perfscope model file")
-            objects = dict(payload.get("objects", {}))
-            _check_trees(objects)
+        npz_name = f"{name}.npz"
+        objects = _objects_from_npz(root / npz_name, contents[npz_name]) if npz_name in contents else {}
         models[name] = _model_from_state(document["state"], objects)
         model_metadata[name] = document.get("metadata", {})
     return ModelBundle(models=models, metadata=manifest.get("metadata", {}), path=root,

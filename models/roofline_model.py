@@ -24,12 +24,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils.validation import check_is_fitted
 
 from perfscope.devicespecs import RooflineDevice
 from perfscope.errors import UserInputError
 from perfscope.models.efficiency import DeviceFigures, measured_latency_s, ok_rows, resolve_devices, roofline_features
+from perfscope.models.persistence import LightEstimator, LightRegressorMixin, check_is_fitted
 
 DEFAULT_LEVELS: tuple[tuple[str, ...], ...] = (
     ("device_key", "kernel", "dtype", "bound"),
@@ -88,7 +87,7 @@ def _key_index(frame: pd.DataFrame, columns: Sequence[str]) -> pd.MultiIndex:
                                      names=list(columns))
 
 
-class RooflineModel(DeviceFeaturesMixin, RegressorMixin, BaseEstimator):
+class RooflineModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
     """Latency = roofline bound / fitted efficiency of the row's group (see module docstring).
 
     Parameters: ``levels`` (grouping columns, finest first), ``min_group_rows`` (rows a
@@ -207,7 +206,7 @@ class RooflineModel(DeviceFeaturesMixin, RegressorMixin, BaseEstimator):
 LOG_LINEAR_FEATURES = ("flops", "min_bytes", "waves")
 
 
-class LogLinearModel(DeviceFeaturesMixin, RegressorMixin, BaseEstimator):
+class LogLinearModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
     """log10 time = a + b·log10 FLOPs + c·log10 bytes + d·log10 waves (ordinary least squares).
 
     The plain baseline that the GPPerf README and the issue compare against. ``waves``

@@ -206,16 +206,15 @@ def estimate_rows(bundle: Any, rows: pd.DataFrame) -> pd.DataFrame:
     """
     forest = bundle["forest"]
     roofline = bundle["roofline"]
-    latency = forest.predict_latency(rows)
-    low, high = forest.predict_interval(rows, "latency")
+    predicted = forest.predict_with_intervals(rows)  # every target in one pass over the features
+    latency, low, high = predicted["latency"]
     explained = roofline.model_.explain(rows)
     out = pd.DataFrame({"latency_s": latency, "latency_low_s": low, "latency_high_s": high,
                         "roofline_latency_s": explained["latency_s"].to_numpy(),
                         "bound_time_s": explained["bound_time_s"].to_numpy(), "bound": explained["bound"].to_numpy(),
                         "efficiency": explained["efficiency"].to_numpy()}, index=rows.index)
-    if "energy" in forest.targets_:
-        out["energy_j"] = forest.predict_energy(rows)
-        out["energy_low_j"], out["energy_high_j"] = forest.predict_interval(rows, "energy")
+    if "energy" in predicted:
+        out["energy_j"], out["energy_low_j"], out["energy_high_j"] = predicted["energy"]
     elif "energy" in bundle.models:
         out["energy_j"] = bundle["energy"].predict(rows, time_s=latency)
     return out

@@ -7,8 +7,8 @@ fallback says so: the bound comes from the calibrated profile when the device ha
 (``perfscope calibrate``) and from the spec sheet otherwise, and latency is the bound
 over an *assumed* efficiency. Every result names its method and device source.
 
-Light path: no torch, triton or dash; pandas and numpy only (scikit-learn and skops
-only when a model is given).
+Light path: no torch, triton or dash; pandas and numpy only (a loaded model predicts with numpy;
+scikit-learn is not imported).
 """
 
 from __future__ import annotations

@@ -344,7 +344,7 @@ def test_tile_explorer_shows_model_predictions_next_to_measurements(dataset, mon
     assert "predicted (model)" in [a.text for a in fig.layout.annotations]
 
 
-@pytest.mark.slow  # loading a bundle imports skops (seconds)
+@pytest.mark.slow  # trains a bundle first
 def test_a_directory_that_is_not_a_model_is_reported(tmp_path, dataset):
     from perfscope.dashboards.adapters import load_model
 

@@ -212,7 +212,7 @@ def test_forest_learns_energy_as_a_second_output():
     rows = synthetic_rows(sizes=(256, 512, 1024, 2048), batches=(1,), tiles=(64,))
     model = ForestModel(n_estimators=30).fit(rows)
     assert model.targets_ == ("latency", "energy")
-    assert model.forest_.n_outputs_ == 2 and model.energy_forest_ is None
+    assert model.forest_.n_outputs == 2 and model.energy_forest_ is None
     test = synthetic_rows(sizes=(768,), batches=(1,), tiles=(64,))
     error = np.abs(model.predict_energy(test) / test["energy_gross_j"].to_numpy() - 1)
     assert np.median(error) < 0.10
@@ -222,7 +222,7 @@ def test_forest_uses_a_second_forest_when_only_some_rows_have_energy():
     rows = synthetic_rows(sizes=(256, 512, 1024), batches=(1,), tiles=(64,))
     rows.loc[rows.index[::2], "energy_gross_j"] = np.nan
     model = ForestModel(n_estimators=10, min_energy_rows=5).fit(rows)
-    assert model.forest_.n_outputs_ == 1 and model.energy_forest_ is not None
+    assert model.forest_.n_outputs == 1 and model.energy_forest_ is not None
     assert model.n_rows_ == len(rows) and model.n_energy_rows_ == len(rows) - len(rows.index[::2])
 
 
@@ -235,13 +235,45 @@ def test_forest_leaves_out_doubtful_energy_unless_asked():
         ForestModel(n_estimators=5).fit(rows).predict_energy(rows)
 
 
+def test_forest_predictions_follow_refits_and_changed_rows():
+    """The forest keeps its last outputs for repeated calls on the same rows: never stale."""
+    rows = synthetic_rows(sizes=(256, 512, 1024), batches=(1,), tiles=(64,))
+    test = synthetic_rows(sizes=(768, 1536), batches=(1,), tiles=(64,))
+    model = ForestModel(n_estimators=5).fit(rows)
+    first = model.predict(test)
+    assert np.array_equal(model.predict(test), first)
+    slower = rows.assign(time_median_ms=rows["time_median_ms"] * 3)
+    fresh = ForestModel(n_estimators=5).fit(slower)
+    refitted = model.fit(slower).predict(test)  # the same rows to predict, a new forest
+    assert np.array_equal(refitted, fresh.predict(test)) and not np.allclose(refitted, first)
+    before = fresh._predict_logs(test)[1]
+    test.loc[test.index[0], ["m", "n", "k"]] = 256  # changed in place, to a shape the forest rates differently
+    assert fresh._predict_logs(test)[1][0] != before[0]
+    assert np.array_equal(model.predict(test), ForestModel(n_estimators=5).fit(slower).predict(test))
+
+
+def test_conformal_forest_gives_every_target_with_its_interval_in_one_call():
+    rows = synthetic_rows(sizes=(256, 512, 1024), batches=(1,), tiles=(64,))
+    test = synthetic_rows(sizes=(768,), batches=(1,), tiles=(64,))
+    model = ConformalWrapper(ForestModel(n_estimators=5), n_splits=3).fit(rows)
+    both = model.predict_with_intervals(test)
+    assert set(both) == {"latency", "energy"}
+    assert np.array_equal(both["latency"][0], model.predict_latency(test))
+    assert np.array_equal(both["energy"][0], model.predict_energy(test))
+    for target in both:
+        for got, expected in zip(both[target][1:], model.predict_interval(test, target)):
+            assert np.array_equal(got, expected)
+    roofline = ConformalWrapper(RooflineModel(), n_splits=3).fit(rows).predict_with_intervals(test)
+    assert set(roofline) == {"latency"} and (roofline["latency"][1] <= roofline["latency"][2]).all()
+
+
 def test_paper_baseline_reads_blocksizes_from_params_json():
     rows = synthetic_rows(sizes=(256, 512), dtypes=("fp32",), batches=(1,), tiles=(64, 128))
     design = paper_design(rows)
     assert list(design[:, PAPER_FEATURES.index("blocksize1")]) == list(rows["tile_m"].astype(float))
     assert (design[:, PAPER_FEATURES.index("blocksize2")] == -1).all()  # absent: -1
     model = PaperBaselineModel(n_estimators=10).fit(rows)
-    assert model.latency_forest_.max_depth == 6
+    assert model._forest().max_depth == 6 and model.latency_forest_.max_depth <= 6
     assert model.targets_ == ("latency", "energy")
 
 

@@ -1,4 +1,5 @@
-"""Model bundles: round trips, metadata, and refusal of tampered, foreign or untrusted files."""
+"""Model bundles: round trips, metadata, refusal of tampered, foreign, corrupt or old files,
+and the scikit-learn-free estimator base."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from perfscope.errors import PerfscopeError
 from perfscope.models.energy_model import EnergyModel
 from perfscope.models.forest import ForestModel, PaperBaselineModel
 from perfscope.models.intervals import ConformalWrapper
-from perfscope.models.persistence import (MANIFEST, ModelFileError, _sealed, data_fingerprint, load_bundle,
-                                          save_bundle)
+from perfscope.models.persistence import (MANIFEST, LightEstimator, LightRegressorMixin, ModelFileError, _sealed,
+                                          data_fingerprint, load_bundle, save_bundle)
 from perfscope.models.roofline_model import LogLinearModel, RooflineModel
 from perfscope.models.training import estimate_rows, train
+from perfscope.models.tree_arrays import ForestArrays
 from perfscope.roofline import feature_frame
 
 H100 = "NVIDIA H100 80GB HBM3"
@@ -82,22 +84,27 @@ def test_round_trip_gives_identical_predictions(bundle, fitted):
     assert np.array_equal(models["energy"].predict(test), loaded["energy"].predict(test))
     assert np.array_equal(models["paper"].predict_energy(test), loaded["paper"].predict_energy(test))
     assert loaded["roofline"].report().equals(models["roofline"].report())
+    assert isinstance(again.model_.forest_, ForestArrays) and again.model_.forest_.n_outputs == 2
+    assert again.model_.feature_importances().equals(forest.model_.feature_importances())
 
 
 def test_bundle_layout_and_metadata(bundle, fitted):
     rows, _ = fitted
-    assert sorted(os.listdir(bundle)) == ["energy.json", "forest.json", "forest.skops", MANIFEST, "paper.json",
-                                          "paper.skops", "roofline.json"]
+    assert sorted(os.listdir(bundle)) == ["energy.json", "forest.json", "forest.npz", MANIFEST, "paper.json",
+                                          "paper.npz", "roofline.json"]
     loaded = load_bundle(bundle)
     meta = loaded.model_metadata["forest"]
     assert meta["kind"] == "conformal" and meta["note"] == "test"
     assert "log10_bound_time_s" in meta["features"] and meta["targets"] == ["latency", "energy"]
     assert meta["training_data"] == {"fingerprint": data_fingerprint(rows), "n_rows": len(rows)}
-    assert meta["libraries"]["scikit-learn"] and meta["libraries"]["skops"]
+    assert meta["libraries"]["scikit-learn"] and meta["libraries"]["numpy"]
     assert meta["schema_version"] >= 1 and meta["created_at"]
     assert loaded.metadata["evaluation"] == [{"model": "forest", "r2": 0.9}]
     document = json.loads((bundle / "roofline.json").read_text())
     assert document["format"] == "perfscope-model" and len(document["content_sha256"]) == 64
+    with np.load(bundle / "paper.npz", allow_pickle=False) as archive:
+        assert json.loads(str(archive["__metadata_json__"]))["kind"] == "paper_baseline"
+        assert {"latency_forest/children_left", "power_forest/value"} <= set(archive.files)
 
 
 def test_data_fingerprint_follows_the_configs_and_times():
@@ -128,12 +135,12 @@ def test_a_json_file_with_a_recomputed_manifest_hash_still_fails_its_own_hash(bu
         load_bundle(bundle)
 
 
-def test_a_tampered_skops_file_is_refused(bundle):
-    path = bundle / "forest.skops"
+def test_a_tampered_array_file_is_refused(bundle):
+    path = bundle / "forest.npz"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(ModelFileError, match="forest.skops was modified"):
+    with pytest.raises(ModelFileError, match="forest.npz was modified"):
         load_bundle(bundle)
 
 
@@ -163,34 +170,72 @@ def test_foreign_files_are_refused(tmp_path):
     assert issubclass(ModelFileError, PerfscopeError)
 
 
-def test_a_skops_file_with_an_untrusted_type_is_refused_even_with_consistent_hashes(bundle):
-    import skops.io as sio
-    from sklearn.preprocessing import FunctionTransformer
+def _npz(**arrays) -> bytes:
+    import io
 
-    payload = {"perfscope_format": "perfscope-model", "metadata_json": "{}",
-               "objects": {"forest": FunctionTransformer(func=os.getcwd)}}
-    data = sio.dumps(payload)
-    (bundle / "forest.skops").write_bytes(data)
-    _rewrite_manifest(bundle, {"forest.skops": data})
-    with pytest.raises(ModelFileError, match="does not trust: posix.getcwd"):
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _replace_file(bundle, name: str, data: bytes) -> None:
+    (bundle / name).write_bytes(data)
+    _rewrite_manifest(bundle, {name: data})
+
+
+def _paper_arrays(bundle) -> dict[str, np.ndarray]:
+    with np.load(bundle / "paper.npz", allow_pickle=False) as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+def test_an_array_file_with_pickled_objects_is_refused_even_with_consistent_hashes(bundle):
+    arrays = _paper_arrays(bundle)
+    arrays["latency_forest/value"] = np.array([os.getcwd], dtype=object)  # np.savez pickles object arrays
+    _replace_file(bundle, "paper.npz", _npz(**arrays))
+    with pytest.raises(ModelFileError, match="pickled objects are never loaded"):
         load_bundle(bundle)
 
 
-def test_a_tree_with_out_of_range_nodes_is_refused(bundle, fitted):
-    import skops.io as sio
+def test_a_foreign_array_file_is_refused(bundle):
+    arrays = _paper_arrays(bundle)
+    del arrays["__perfscope_format__"]
+    _replace_file(bundle, "paper.npz", _npz(**arrays))
+    with pytest.raises(ModelFileError, match="paper.npz is not a perfscope model file"):
+        load_bundle(bundle)
+    _replace_file(bundle, "paper.npz", b"PK\x03\x04 not really a zip archive")
+    with pytest.raises(ModelFileError, match="not a readable perfscope array archive"):
+        load_bundle(bundle)
 
-    forest = fitted[1]["paper"].latency_forest_
-    broken = sio.loads(sio.dumps(forest), trusted=["sklearn.tree._tree.Tree"])
-    tree = broken.estimators_[0].tree_
-    state = tree.__getstate__()
-    state["nodes"] = state["nodes"].copy()
-    state["nodes"]["left_child"][0] = 10**6
-    tree.__setstate__(state)
-    data = sio.dumps({"perfscope_format": "perfscope-model", "metadata_json": "{}",
-                      "objects": {"latency_forest": broken, "power_forest": fitted[1]["paper"].power_forest_}})
-    (bundle / "paper.skops").write_bytes(data)
-    _rewrite_manifest(bundle, {"paper.skops": data})
-    with pytest.raises(ModelFileError, match="out-of-range node"):
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a["latency_forest/children_left"].__setitem__(0, 10**6), "out-of-range node"),
+    (lambda a: a["latency_forest/feature"].__setitem__(0, 99), "feature out of range"),
+    (lambda a: a.pop("power_forest/threshold"), "missing arrays threshold"),
+    (lambda a: a.__setitem__("power_forest/extra", np.zeros(3)), "unexpected arrays extra"),
+    (lambda a: a.__setitem__("latency_forest/value", a["latency_forest/value"][:-1]), "different lengths"),
+])
+def test_corrupt_tree_arrays_are_refused_even_with_consistent_hashes(bundle, change, message):
+    arrays = _paper_arrays(bundle)
+    arrays = {k: v.copy() for k, v in arrays.items()}
+    change(arrays)
+    _replace_file(bundle, "paper.npz", _npz(**arrays))
+    with pytest.raises(ModelFileError, match=message):
+        load_bundle(bundle)
+
+
+def test_a_model_missing_its_forest_is_refused(bundle):
+    arrays = {k: v for k, v in _paper_arrays(bundle).items() if not k.startswith("latency_forest/")}
+    _replace_file(bundle, "paper.npz", _npz(**arrays))
+    with pytest.raises(ModelFileError, match="no 'latency_forest' arrays"):
+        load_bundle(bundle)
+
+
+def test_a_bundle_of_the_older_skops_format_is_refused_with_a_retrain_message(bundle):
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    manifest.pop("content_sha256")
+    manifest["format_version"] = 1
+    (bundle / MANIFEST).write_text(json.dumps(_sealed(manifest)))
+    with pytest.raises(ModelFileError, match="older perfscope .*format 1.*retrain"):
         load_bundle(bundle)
 
 
@@ -235,6 +280,63 @@ def test_loading_a_forest_bundle_does_not_import_torch(bundle):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_loading_and_estimating_does_not_import_scikit_learn(bundle, fitted):
+    import subprocess
+
+    rows, _ = fitted
+    test = rows_with_energy(sizes=(384,), seed=3).drop(columns=["time_median_ms", "energy_gross_j"])
+    test_path = bundle.parent / "test_rows.json"
+    test.to_json(test_path, orient="records")
+    code = ("import sys; import pandas as pd; from perfscope.models.persistence import load_bundle; "
+            f"b = load_bundle({str(bundle)!r}); rows = pd.read_json({str(test_path)!r}, orient='records'); "
+            "low, high = b['forest'].predict_interval(rows, 'energy'); "
+            "out = [b['forest'].predict_latency(rows), b['forest'].predict_energy(rows), low, high, "
+            "b['roofline'].predict(rows), b['energy'].predict(rows), b['paper'].predict_energy(rows)]; "
+            "assert all((o > 0).all() for o in out); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'skops', 'torch'}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PERFSCOPE_HOME": str(bundle.parent / "home")})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+# ---- the estimator base: scikit-learn's API without importing it ----------------------
+
+class _Toy(LightRegressorMixin, LightEstimator):
+    def __init__(self, alpha: float = 1.0, inner: object = None) -> None:
+        self.alpha = alpha
+        self.inner = inner
+
+    def fit(self, X, y=None):
+        self.mean_ = float(np.mean(y))
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.mean_ * self.alpha)
+
+
+def test_light_estimators_follow_scikit_learns_conventions():
+    from sklearn.base import clone, is_regressor
+    from sklearn.exceptions import NotFittedError
+
+    model = _Toy(alpha=2.0, inner=_Toy())
+    assert model.get_params(deep=False) == {"alpha": 2.0, "inner": model.inner}
+    assert model.get_params()["inner__alpha"] == 1.0
+    assert model.set_params(inner__alpha=3.0, alpha=0.5) is model and model.inner.alpha == 3.0 and model.alpha == 0.5
+    with pytest.raises(ValueError, match="invalid parameter 'beta'"):
+        model.set_params(beta=1)
+    twin = clone(model)
+    assert twin is not model and twin.inner is not model.inner and twin.inner.alpha == 3.0
+    assert repr(_Toy(alpha=0.5)) == "_Toy(alpha=0.5)" and repr(_Toy()) == "_Toy()"
+    assert is_regressor(model) and not is_regressor(ConformalWrapper(RooflineModel()))
+    assert model.fit(np.zeros((4, 1)), np.array([1.0, 2.0, 3.0, 4.0])).score(np.zeros((2, 1)), [1.0, 2.0]) == \
+        pytest.approx(1 - ((1 - 1.25) ** 2 + (2 - 1.25) ** 2) / 0.5)  # mean 2.5 x alpha 0.5
+    from perfscope.models.persistence import check_is_fitted
+
+    with pytest.raises(NotFittedError):
+        check_is_fitted(_Toy())
 
 
 # ---- train: the whole path ------------------------------------------------------------
