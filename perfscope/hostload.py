@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 _PROC_STAT = Path("/proc/stat")
+MIN_TICKS = 20  # CPU-ticks of capacity a window needs before its share means anything
 
 
 def _busy_ticks(proc_stat: Path) -> int | None:
@@ -49,7 +50,8 @@ class ForeignLoad:
         busy0, own0, wall0 = self._start
         t = os.times()
         wall_s = time.perf_counter() - wall0
-        if wall_s <= 0:
-            return None
+        if wall_s * self._hz * self._cpus < MIN_TICKS:
+            return None  # /proc/stat counts whole ticks (10 ms): too short a window to judge
+
         foreign_s = (busy - busy0) / self._hz - ((t.user + t.system) - own0)
         return min(1.0, max(0.0, foreign_s / (wall_s * self._cpus)))

@@ -38,3 +38,12 @@ def test_a_tight_median_on_a_contended_machine_is_still_noisy():
     busy = TimingResult(samples_s=samples, calls_per_sample=1, warmup_s=0, timed_s=1, stopped_by="ci",
                         target_ci_rel=0.01, method="x", foreign_cpu_share=0.4)
     assert not quiet.noisy and busy.noisy
+
+
+def test_a_window_shorter_than_the_tick_resolution_gives_no_figure(tmp_path):
+    stat = tmp_path / "stat"
+    _write_stat(stat, 1000)
+    load = ForeignLoad(proc_stat=stat)
+    load.start()
+    _write_stat(stat, 1001)  # one tick within microseconds: not evidence of anything
+    assert load.share() is None
