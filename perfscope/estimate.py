@@ -14,7 +14,6 @@ scikit-learn is not imported).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from perfscope.errors import UserInputError
@@ -201,4 +200,4 @@ def _plain(value: Any) -> Any:
     return value
 
 
-__all__ = ["estimate", "estimate_many", "config_frame", "Path"]
+__all__ = ["estimate", "estimate_many", "config_frame"]

@@ -7,7 +7,6 @@ import sys
 import pytest
 
 from perfscope.collectors.filters import Filter
-from perfscope.collectors.gemm import GemmCase
 from perfscope.collectors.protocol import case_config_id
 from perfscope.collectors.spec import expand, load_spec, parse_shard, parse_spec, plan, shard
 from perfscope.collectors.specs import preset_names
