@@ -107,20 +107,31 @@ def add_gap(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def resolve_device(device_key: str, device_name: str, *, sm_count: float | None = None) -> DeviceInfo:
-    """The roofline device for a dataset device: calibrated profile, else spec row, else none."""
+    """The roofline device for a dataset device: calibrated profile, else spec row, else none.
+
+    The lookup is ``perfscope.collectors.calibrate.resolve_device`` (by key, then by name);
+    the spec row is kept beside a calibrated profile so pages can draw both ceilings.
+    """
+    from perfscope.collectors.calibrate import resolve_device as resolve
     from perfscope.devicespecs import find_device_spec
 
-    spec = None
-    for name in (device_name, device_key, device_key.removeprefix("cuda-")):
-        if name:
-            spec = find_device_spec(str(name))
-            if spec is not None:
-                break
-    calibrated = _calibrated_profile(device_key, device_name)
-    if calibrated is not None:
+    found = None
+    for query in (device_key, device_name):
+        if not query:
+            continue
+        try:
+            found = resolve(str(query))
+            break
+        except PerfscopeError as exc:
+            log.debug("no device figures for %s: %s", query, exc)
+    if found is not None and found[1] == "calibrated":
+        calibrated = found[0]
+        spec = find_device_spec(str(device_name)) if device_name else None
+        spec = spec or find_device_spec(device_key.removeprefix("cuda-"))
         return DeviceInfo(device_key, device_name, calibrated, spec, calibrated,
                           f"{device_key}: calibrated peaks (perfscope calibrate)")
-    if spec is not None:
+    if found is not None:
+        spec = found[0]
         return DeviceInfo(device_key, device_name, spec, spec, None,
                           f"{device_key}: spec-sheet peaks of {spec.device_id} (not calibrated)")
     sms = int(sm_count) if sm_count is not None and not math.isnan(sm_count) else None
@@ -128,23 +139,6 @@ def resolve_device(device_key: str, device_name: str, *, sm_count: float | None 
     return DeviceInfo(device_key, device_name, none, None, None,
                       f"{device_key}: no peaks (not in the spec table, not calibrated), so no roofline bound: "
                       "run `perfscope calibrate` on that machine")
-
-
-def _calibrated_profile(device_key: str, device_name: str) -> Any | None:
-    """The calibrated ``DeviceProfile`` of a device when ``perfscope calibrate`` saved one."""
-    from perfscope.collectors.calibrate import resolve_device as calibrate_resolve
-
-    for query in (device_key, device_name):
-        if not query:
-            continue
-        try:
-            device, source = calibrate_resolve(query)
-        except PerfscopeError as exc:
-            log.debug("no calibrated profile for %s: %s", query, exc)
-            continue
-        if source == "calibrated":
-            return device
-    return None
 
 
 def find_sample_datasets() -> list[Path]:

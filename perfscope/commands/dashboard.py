@@ -25,8 +25,8 @@ def dashboard_command(
 
         data = DashboardData.load(datasets or None)
         print(f"dashboard data: {len(data.rows)} rows from {', '.join(data.datasets) or 'no dataset'}")
-        for key, info in sorted(data.devices.items()):
-            print(f"  {key}: {info.note}")
+        for _key, info in sorted(data.devices.items()):
+            print(f"  {info.note}")
         for line in [*data.notes, *data.problems]:
             print(f"  note: {line}")
         return
