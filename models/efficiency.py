@@ -25,6 +25,7 @@ import pandas as pd
 
 from perfscope.devicespecs import RooflineDevice
 from perfscope.errors import UserInputError
+from perfscope.schema import CONTENDED_STATUS
 
 TIME_COLUMN = "time_median_ms"
 ENERGY_COLUMN = "energy_gross_j"
@@ -195,6 +196,21 @@ def ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
     if "status" in rows:
         mask &= (rows["status"].astype(str) == "ok").to_numpy()
     return rows[mask]
+
+
+def admit_contended(rows: pd.DataFrame) -> pd.DataFrame:
+    """A copy with ``contended`` rows (timed while another workload shared the device, see
+    ``perfscope.importers.gpperf``) relabelled ``ok``: for figures over every timed row."""
+    if "status" not in rows or not (rows["status"].astype(str) == CONTENDED_STATUS).any():
+        return rows
+    out = rows.copy()
+    out.loc[out["status"].astype(str) == CONTENDED_STATUS, "status"] = "ok"
+    return out
+
+
+def count_contended(rows: pd.DataFrame) -> int:
+    """Rows timed while another workload shared the device (left out of training by default)."""
+    return int((rows["status"].astype(str) == CONTENDED_STATUS).sum()) if "status" in rows else 0
 
 
 # ---- the gap --------------------------------------------------------------------------

@@ -96,6 +96,21 @@ def select_rows(rows: pd.DataFrame, *, kernels: Sequence[str] | None = None, dev
     return rows[mask]
 
 
+def _learnable_rows(rows: RowsOrPaths, kernels: Sequence[str] | None, devices: Sequence[str] | None,
+                    dtypes: Sequence[str] | None, include_contended: bool, progress: Progress | None) -> pd.DataFrame:
+    """The selected ok rows with a time; contended rows too when asked, and said when left out."""
+    from perfscope.models.efficiency import admit_contended, count_contended, ok_rows
+
+    selected = select_rows(_as_rows(rows), kernels=kernels, devices=devices, dtypes=dtypes)
+    n_contended = count_contended(selected)
+    if include_contended:
+        selected = admit_contended(selected)
+    elif n_contended and progress is not None:
+        progress(f"left out {n_contended} rows timed while another workload shared the device "
+                 "(status contended; --include-contended keeps them)")
+    return ok_rows(selected)
+
+
 def default_models(seed: int = 0, n_jobs: int | None = None, *, energy: bool = True) -> dict[str, Any]:
     """The models ``perfscope evaluate`` compares: forest, roofline, log-linear, paper baseline
     (and roofline-timed energy when ``energy``)."""
@@ -115,16 +130,17 @@ def evaluate_datasets(rows: RowsOrPaths, *, split: str = "shape", n_splits: int 
                       kernels: Sequence[str] | None = None, devices: Sequence[str] | None = None,
                       dtypes: Sequence[str] | None = None, include_doubtful_energy: bool = False,
                       models: Mapping[str, Any] | None = None, n_jobs: int | None = None,
-                      progress: Progress | None = None) -> pd.DataFrame:
+                      include_contended: bool = False, progress: Progress | None = None) -> pd.DataFrame:
     """``perfscope evaluate``: ``evaluate`` of ``default_models`` (or ``models``) on the selected rows.
 
     Returns the DataFrame of ``perfscope.models.evaluation.evaluate`` (one row per model
-    and target); ``.to_dict(orient="records")`` is its JSON form.
+    and target); ``.to_dict(orient="records")`` is its JSON form. ``include_contended``
+    also judges on rows timed while another workload shared the device.
     """
-    from perfscope.models.efficiency import usable_energy_mask, ok_rows
     from perfscope.models.evaluation import evaluate
+    from perfscope.models.efficiency import usable_energy_mask
 
-    data = ok_rows(select_rows(_as_rows(rows), kernels=kernels, devices=devices, dtypes=dtypes))
+    data = _learnable_rows(rows, kernels, devices, dtypes, include_contended, progress)
     if len(data) < 2:
         raise UserInputError("fewer than two ok rows match: nothing to evaluate")
     if models is None:
@@ -137,15 +153,17 @@ def evaluate_datasets(rows: RowsOrPaths, *, split: str = "shape", n_splits: int 
 def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequence[str] | None = None,
           devices: Sequence[str] | None = None, dtypes: Sequence[str] | None = None, seed: int = 0,
           n_splits: int = 5, alpha: float = 0.1, include_doubtful_energy: bool = False,
-          n_jobs: int | None = None, progress: Progress | None = None) -> TrainReport:
+          n_jobs: int | None = None, include_contended: bool = False,
+          progress: Progress | None = None) -> TrainReport:
     """Fit perfscope's models on the selected ok rows, evaluate them on unseen shapes, save a bundle.
 
     ``rows``: a DataFrame of profile rows or dataset path(s). ``kernels``, ``devices``
     (key or name) and ``dtypes`` select rows. ``n_splits`` folds of the grouped shape
     split serve both the evaluation and the conformal calibration; ``alpha`` = 0.1 gives
-    90% intervals. ``include_doubtful_energy`` admits energy marked doubtful (imports).
+    90% intervals. ``include_doubtful_energy`` admits energy marked doubtful (imports);
+    ``include_contended`` rows timed while another workload shared the device.
     """
-    from perfscope.models.efficiency import ok_rows, usable_energy_mask
+    from perfscope.models.efficiency import usable_energy_mask
     from perfscope.models.energy_model import EnergyModel
     from perfscope.models.evaluation import evaluate, shape_groups
     from perfscope.models.forest import ForestModel
@@ -154,7 +172,7 @@ def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequen
     from perfscope.models.roofline_model import RooflineModel
 
     notify = progress or (lambda message: None)
-    data = ok_rows(select_rows(_as_rows(rows), kernels=kernels, devices=devices, dtypes=dtypes))
+    data = _learnable_rows(rows, kernels, devices, dtypes, include_contended, progress)
     if len(data) == 0:
         raise UserInputError("no ok rows with a time match the selection: nothing to train on")
     n_shapes = int(len(np.unique(shape_groups(data))))
@@ -183,8 +201,8 @@ def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequen
         per_model["energy"]["coefficients"] = final["energy"].report().to_dict(orient="records")
     per_model["roofline"]["efficiencies"] = final["roofline"].model_.report().to_dict(orient="records")
     selection = {"kernels": list(kernels or []), "devices": list(devices or []), "dtypes": list(dtypes or []),
-                 "include_doubtful_energy": include_doubtful_energy, "seed": seed, "n_splits": n_splits,
-                 "alpha": alpha}
+                 "include_doubtful_energy": include_doubtful_energy, "include_contended": include_contended,
+                 "seed": seed, "n_splits": n_splits, "alpha": alpha}
     out = save_bundle(out_dir, final, rows=data, model_metadata=per_model,
                       metadata={"evaluation": table.to_dict(orient="records"), "evaluation_split": "shape",
                                 "selection": selection, "n_shapes": n_shapes, "n_energy_rows": n_energy})

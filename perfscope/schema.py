@@ -34,6 +34,10 @@ CONFIG_COLUMNS = (
 )
 
 
+# timed, but while another workload shared the device (evidence in reason): kept, not learnt from
+CONTENDED_STATUS = "contended"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Measurement:
     """One measured (or refused) configuration on one device."""
@@ -84,7 +88,7 @@ class Measurement:
     tile_num_stages: int | None = None
     params_json: str | None = None  # anything else that defines the configuration
     # outcome
-    status: str  # ok, unsupported, check_failed, error, oom, skipped
+    status: str  # ok, unsupported, check_failed, error, oom, skipped, contended (see CONTENDED_STATUS)
     reason: str | None = None
     check_max_abs_err: float | None = None  # normalised: max |out - ref| / sqrt(k)
     check_tolerance: float | None = None

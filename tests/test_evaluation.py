@@ -185,3 +185,22 @@ def test_evaluate_judges_a_wrapper_on_its_own_intervals():
     assert methods["roofline"] == "wrapper" and methods["plain"] == "cross-fold"
     assert (table["interval_factor_median"] > 1).all()
     assert (table["interval_coverage"] > 0.5).all()
+
+
+def test_contended_rows_are_left_out_unless_asked_for():
+    from perfscope.models.training import evaluate_datasets
+
+    rows = law_rows(sizes=(512, 1024, 2048), replicates=2)
+    slowed = rows.index[::4]
+    rows.loc[slowed, "status"] = "contended"  # timed while another workload shared the GPU: 2x slower
+    rows.loc[slowed, "time_median_ms"] *= 2
+    models = {"roofline": RooflineModel()}
+    messages: list[str] = []
+    clean = evaluate_datasets(rows, models=models, n_splits=3, progress=messages.append).iloc[0]
+    assert clean["n_rows"] == len(rows) - len(slowed)
+    assert clean["median_abs_pct_error"] < 1
+    assert any(f"left out {len(slowed)} rows" in m and "--include-contended" in m for m in messages)
+    everything = evaluate_datasets(rows, models=models, n_splits=3, include_contended=True).iloc[0]
+    assert everything["n_rows"] == len(rows)
+    assert everything["mean_abs_pct_error"] > clean["mean_abs_pct_error"] + 5
+    assert (rows.loc[slowed, "status"] == "contended").all()  # the caller's frame is untouched

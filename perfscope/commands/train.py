@@ -16,6 +16,8 @@ Device = Annotated[list[str] | None, typer.Option(help="Only these device keys."
 Dtype = Annotated[list[str] | None, typer.Option(help="Only these dtypes.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")]
+IncludeContended = Annotated[bool, typer.Option(
+    "--include-contended", help="Also use rows timed while another workload shared the device (status contended).")]
 
 
 @app.command("train")
@@ -26,6 +28,7 @@ def train_command(
     device: Device = None,
     dtype: Dtype = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    include_contended: IncludeContended = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -33,7 +36,7 @@ def train_command(
     from perfscope.models.training import train
 
     report = train(datasets, out_dir=out, kernels=kernel, devices=device, dtypes=dtype, seed=seed,
-                   progress=None if quiet or as_json else _progress)
+                   include_contended=include_contended, progress=None if quiet or as_json else _progress)
     if as_json:
         print(json.dumps(report.to_dict()))
         return
@@ -52,6 +55,7 @@ def evaluate_command(
     device: Device = None,
     dtype: Dtype = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    include_contended: IncludeContended = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -60,7 +64,7 @@ def evaluate_command(
     from perfscope.models.training import evaluate_datasets
 
     table = evaluate_datasets(datasets, split=split, n_splits=None if folds == 0 else folds, seed=seed,
-                              kernels=kernel, devices=device, dtypes=dtype,
+                              kernels=kernel, devices=device, dtypes=dtype, include_contended=include_contended,
                               progress=None if quiet or as_json else _progress)
     if as_json:
         print(json.dumps({"split": split, "results": to_records(table)}))

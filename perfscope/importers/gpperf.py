@@ -14,6 +14,14 @@ GPPerf (pavlyhalim/GPPerf) published three CSVs measured on one GPU:
   with no warm-up; ``tiled_power_usage.csv`` holds the same runs' power averaged over
   the whole process (nvidia-smi every 100 ms), joined on (M, N, K, Tile Size) and also
   marked doubtful.
+
+The same after-run nvidia-smi reading is the only sign of what else the GPU was doing.
+It normally reads 0% utilisation (the profiler had finished); a run followed by a busy
+reading shared the GPU with another workload, and such runs are 1.1-2x slower than the
+same configuration's idle-read runs (all runs of 128256x2048x{1024,2048} and most of
+128256x2048x512 were read at 100%, at 51-82 C). Those rows keep their time but get
+``status="contended"`` with the reading in ``reason``: models learn from ``ok`` rows
+only, unless told to include contended ones.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from typing import Any
 import pyarrow as pa
 
 from perfscope.errors import UserInputError
+from perfscope.schema import CONTENDED_STATUS
 from perfscope.importers.common import (
     UNKNOWN,
     assemble_table,
@@ -185,10 +194,24 @@ def _cutlass_rows(path: Path) -> list[dict[str, Any]]:
             continue
         # the profiler reports one mean time per run: one sample of unknown call count
         row["status"] = "ok"
+        busy = _busy_reading(rec)
+        if busy is not None:
+            row.update(status=CONTENDED_STATUS, reason=busy)
         row.update(timing_columns([runtime_ms], "import:cutlass_profiler"))
         row.update(_cutlass_energy(rec, runtime_ms))
         rows.append(finish_row(row))
     return rows
+
+
+def _busy_reading(rec: dict[str, str]) -> str | None:
+    """Why a run counts as contended (a busy GPU read after it finished), or None."""
+    util = to_float(rec.get("gpu_util"))
+    if util is None or util <= 0:
+        return None
+    temp = to_float(rec.get("temp"))
+    at = f", {temp:.0f} C" if temp is not None else ""
+    return (f"GPU read {util:.0f}% busy{at} by nvidia-smi after the profiler run had finished: another workload "
+            "likely shared the GPU while it ran")
 
 
 def _cutlass_options(raw: tuple[str | None, ...]) -> tuple[dict[str, Any], str | None]:
