@@ -6,21 +6,23 @@ For CPU fp32 GEMM shapes from ~10 us to ~50 ms per call, time the *same* call
 
 * perfscope: ``perfscope.timing.measure(CpuDevice(), kernel, policy).median_s``
 * torch:     ``Timer(stmt, globals, num_threads=torch.get_num_threads())
-               .blocked_autorange(min_run_time=...).median``
+               .blocked_autorange(min_run_time=...).median``, where ``min_run_time`` is by
+             default the time the harness spent in timed samples on that shape (so both
+             look at the machine for as long: on a VM whose speed level switches every few
+             seconds, a 0.5 s Timer window and a 2 s harness window see different levels)
 
 interleaved: in every round each shape is measured by both, alternating which goes
 first from round to round, so drifts of the machine (clocks, neighbours) hit both
 alike. The figure of merit is the median over rounds of harness / Timer per shape;
 a shape passes when it lies in [0.95, 1.05]. Exit status 1 when any shape fails.
 
-Run:  python bench/bench_harness_vs_torch_benchmark.py [--rounds 5] [--min-run-time-s 0.5] [--quick]
+Run:  python bench/bench_harness_vs_torch_benchmark.py [--rounds 9] [--min-run-time-s S] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import os
 import statistics
 import sys
 import time
@@ -31,6 +33,7 @@ import torch.utils.benchmark as tb
 
 from perfscope.collectors.gemm import GemmCase
 from perfscope.devices.cpu import CpuDevice, cpu_model_name
+from perfscope.hostload import ForeignLoad
 from perfscope.timing import TimingPolicy, measure
 
 # (m, n, k): square and rectangular; ~10 us (32^3) up to ~50 ms (1024x2048x1024) per call
@@ -108,45 +111,16 @@ def build_call(shape: tuple[int, int, int], mode: str, device: CpuDevice):
     return (lambda i: matmul(a, b, out=c)), "matmul(a, b, out=c)", {"matmul": matmul, "a": a, "b": b, "c": c}
 
 
-def time_harness(device: CpuDevice, kernel, policy: TimingPolicy) -> tuple[float, str]:
+def time_harness(device: CpuDevice, kernel, policy: TimingPolicy) -> tuple[float, str, float]:
+    """(median s per call, sampling details, seconds spent in timed samples)."""
     r = measure(device, kernel, policy)
-    return r.median_s, f"{r.calls_per_sample}x{len(r.samples_s)} {r.stopped_by} ci{100 * r.ci_rel:.1f}%"
+    return r.median_s, f"{r.calls_per_sample}x{len(r.samples_s)} {r.stopped_by} ci{100 * r.ci_rel:.1f}%", r.timed_s
 
 
 def time_timer(stmt: str, globs: dict, threads: int, min_run_time: float) -> tuple[float, str]:
     timer = tb.Timer(stmt=stmt, globals=globs, num_threads=threads)
     m = timer.blocked_autorange(min_run_time=min_run_time)
     return m.median, f"{m.number_per_run}x{len(m.raw_times)}"
-
-
-def _busy_ticks() -> tuple[int, int]:
-    """(all CPUs' busy ticks from /proc/stat, this process's user+system ticks)."""
-    try:
-        with open("/proc/stat") as f:
-            vals = [int(v) for v in f.readline().split()[1:]]
-        busy = sum(vals) - vals[3] - (vals[4] if len(vals) > 4 else 0)  # minus idle and iowait
-        with open("/proc/self/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return busy, int(fields[11]) + int(fields[12])
-    except (OSError, ValueError, IndexError):
-        return 0, 0
-
-
-class ForeignLoad:
-    """Share of the machine's CPU time used by *other* processes between start() and stop()."""
-
-    def __init__(self) -> None:
-        self._hz = os.sysconf("SC_CLK_TCK")
-        self._ncpu = os.cpu_count() or 1
-
-    def start(self) -> None:
-        self._t0, (self._b0, self._s0) = time.perf_counter(), _busy_ticks()
-
-    def stop(self) -> float:
-        wall = time.perf_counter() - self._t0
-        busy, own = _busy_ticks()
-        foreign = max(0, (busy - self._b0) - (own - self._s0)) / self._hz
-        return foreign / max(wall * self._ncpu, 1e-9)
 
 
 def wait_for_idle(threshold: float, max_wait_s: float) -> None:
@@ -156,7 +130,7 @@ def wait_for_idle(threshold: float, max_wait_s: float) -> None:
     while time.monotonic() < deadline:
         probe.start()
         time.sleep(1.0)
-        if probe.stop() <= threshold:
+        if (probe.share() or 0.0) <= threshold:
             return
 
 
@@ -167,9 +141,10 @@ def fmt_us(seconds: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5, 3 with --quick)")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 9, 3 with --quick)")
     p.add_argument("--min-run-time-s", type=float, default=None,
-                   help="Timer.blocked_autorange min_run_time (default 0.5, 0.2 with --quick)")
+                   help="Timer.blocked_autorange min_run_time (default: the harness's timed seconds on the "
+                        "same shape in its latest measurement, at least 0.2)")
     p.add_argument("--quick", action="store_true",
                    help="fewer shapes, 3 rounds by default, the 'quick' preset's timing policy")
     p.add_argument("--call", choices=("workload", "direct"), default="workload",
@@ -187,10 +162,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    rounds = args.rounds if args.rounds is not None else (3 if args.quick else 5)
+    rounds = args.rounds if args.rounds is not None else (3 if args.quick else 9)
     if rounds < 1:
         p.error("--rounds must be >= 1")
-    min_run_time = args.min_run_time_s if args.min_run_time_s is not None else (0.2 if args.quick else 0.5)
     if args.quick:
         policy = TimingPolicy(warmup_s=0.05, min_time_s=0.1, budget_s=0.5, target_ci_rel=0.02)
         shapes = QUICK_SHAPES
@@ -203,13 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}  threads {threads} (harness and Timer)  "
           f"CPU: {cpu_model_name()}  ({device.describe().last_level_cache_bytes or 0} B LLC)")
     print(f"harness policy: {policy}")
-    print(f"Timer: blocked_autorange(min_run_time={min_run_time})  call: {args.call}  rounds: {rounds}")
+    window = f"{args.min_run_time_s}" if args.min_run_time_s is not None else "the harness's latest timed s"
+    print(f"Timer: blocked_autorange(min_run_time={window})  call: {args.call}  rounds: {rounds}")
     print(f"PASS when {LOW} <= median(harness / Timer) <= {HIGH}\n", flush=True)
 
     calls = {s: build_call(s, args.call, device) for s in shapes}
     results = {s: ShapeResult(s, threshold=args.busy_threshold) for s in shapes}
     start = time.perf_counter()
     load = ForeignLoad()
+    # one discarded harness run per shape: warms it up and gives Timer its first window
+    harness_timed_s = {s: time_harness(device, calls[s][0], policy)[2] for s in shapes}
     for rnd in range(rounds):
         harness_first = rnd % 2 == 0
         round_loads = []
@@ -225,10 +202,12 @@ def main(argv: list[str] | None = None) -> int:
                 got = {}
                 for who in order:
                     if who == "harness":
-                        got[who] = time_harness(device, kernel, policy)
+                        median_s, info, harness_timed_s[shape] = time_harness(device, kernel, policy)
+                        got[who] = median_s, info
                     else:
-                        got[who] = time_timer(stmt, globs, threads, min_run_time)
-                busy = load.stop()
+                        window_s = args.min_run_time_s or max(0.2, harness_timed_s[shape])
+                        got[who] = time_timer(stmt, globs, threads, window_s)
+                busy = load.share() or 0.0  # None: window too short to judge (or no /proc/stat)
                 if busy <= args.busy_threshold:
                     break
             (h, hinfo), (t, tinfo) = got["harness"], got["timer"]
