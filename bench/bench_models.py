@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +125,9 @@ def run_cpu(path: Path, n_jobs: int | None, trees: int) -> None:
 
     rows = read_datasets(path)
     rows = rows[rows["status"] == "ok"].reset_index(drop=True)
+    if len(rows) < 2:
+        print(f"\nCPU dataset {path}: skipped: fewer than two ok rows")
+        return
     try:
         devices = resolve_devices(rows)
     except PerfscopeError as exc:
@@ -156,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trees", type=int, default=300, help="ForestModel trees (default: its own default)")
     parser.add_argument("--skip-gpperf", action="store_true")
     args = parser.parse_args(argv)
+    # scikit-learn's forest warns once per tree when its joblib workers run under n_jobs > 1
+    warnings.filterwarnings("ignore", message=".*sklearn.utils.parallel.delayed.*")
     if not args.skip_gpperf:
         run_gpperf(args.gpperf, args.n_jobs, args.trees)
     if args.cpu_dataset is not None:
