@@ -19,14 +19,19 @@ be estimated), else the rows' measured time.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from perfscope.errors import UserInputError
-from perfscope.models.efficiency import measured_energy_j, measured_latency_s, ok_rows
-from perfscope.models.persistence import LightEstimator, LightRegressorMixin, check_is_fitted
+from perfscope.models.persistence import LightEstimator, LightRegressorMixin, RecordsFrame, check_is_fitted
+from perfscope.roofline import Rows, columns_size, is_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas and perfscope.models.efficiency are imported by the functions that need them:
+# a loaded model predicts on column arrays (``perfscope estimate``) without them.
 
 DEFAULT_ENERGY_LEVELS: tuple[tuple[str, ...], ...] = (("device_key", "dtype"), ("device_key",), ())
 COEFFICIENTS = ("idle_power_w", "j_per_flop", "j_per_byte")
@@ -46,18 +51,32 @@ def fit_energy_coefficients(time_s: Any, flops: Any, min_bytes: Any, energy_j: A
     return solution / scale
 
 
-def _work(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _work(rows: Rows) -> tuple[np.ndarray, np.ndarray]:
     from perfscope.roofline import work_and_traffic
 
     return work_and_traffic(rows)
 
 
-def _keys(rows: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
-    """One string key per row: the values of ``columns`` joined (\"\" for no columns)."""
-    key = np.full(len(rows), "", dtype=object)
+def _size(rows: Rows) -> int:
+    return len(rows) if is_frame(rows) else columns_size(rows)
+
+
+def _keys(rows: Rows, columns: Sequence[str]) -> np.ndarray:
+    """One string key per row: the values of ``columns`` joined (\"\" for no columns), a
+    missing cell as \"\"; ``rows`` a DataFrame or a column mapping."""
+    size = _size(rows)
+    key = np.full(size, "", dtype=object)
     for i, c in enumerate(columns):
-        values = rows[c].astype(object).where(rows[c].notna(), "").astype(str).to_numpy(dtype=object) \
-            if c in rows else np.full(len(rows), "", dtype=object)
+        if c not in rows:
+            values = np.full(size, "", dtype=object)
+        elif is_frame(rows):
+            values = rows[c].astype(object).where(rows[c].notna(), "").astype(str).to_numpy(dtype=object)
+        else:  # each distinct cell converted once (a column is mostly one device, one dtype)
+            cells = np.asarray(rows[c], dtype=object)
+            text = {v: "" if v is None or (isinstance(v, float) and v != v) else str(v)
+                    for v in dict.fromkeys(cells.tolist())}
+            values = (np.full(size, text[cells[0]], dtype=object) if len(text) == 1
+                      else np.array([text[v] for v in cells.tolist()], dtype=object))
         key = values if i == 0 else key + "\x00" + values
     return key
 
@@ -74,6 +93,8 @@ class EnergyModel(LightRegressorMixin, LightEstimator):
     latency model's own figures belong to it).
     """
 
+    coefficients_ = RecordsFrame()
+
     def __init__(self, latency_model: Any = None, include_doubtful_energy: bool = False,
                  levels: Sequence[Sequence[str]] = DEFAULT_ENERGY_LEVELS, min_group_rows: int = 8) -> None:
         self.latency_model = latency_model
@@ -83,9 +104,12 @@ class EnergyModel(LightRegressorMixin, LightEstimator):
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> EnergyModel:
         """Fit on the ok rows of ``X`` with usable measured energy (``y``: energy in J, default measured)."""
+        import pandas as pd
         from sklearn.base import clone
 
-        if not isinstance(X, pd.DataFrame):
+        from perfscope.models.efficiency import measured_energy_j, measured_latency_s, ok_rows
+
+        if not is_frame(X):
             raise UserInputError("X must be a pandas DataFrame of profile rows")
         rows = ok_rows(X) if y is None else X
         energy = measured_energy_j(rows, self.include_doubtful_energy) if y is None else np.asarray(y, dtype=float)
@@ -119,35 +143,66 @@ class EnergyModel(LightRegressorMixin, LightEstimator):
         self.targets_ = ("energy",)
         return self
 
-    def _coefficients_for(self, rows: pd.DataFrame) -> np.ndarray:
-        out = np.full((len(rows), 3), np.nan)
+    def _tables(self) -> dict[int, dict[str, tuple[float, float, float]]]:
+        """The fitted coefficients by level and group key (keyed by ``_keys``, as rows are),
+        built once per fitted table."""
+        fitted = self.__dict__["coefficients_"]
+        cached = self.__dict__.get("_tables_of")
+        if cached is not None and cached[0] is fitted:
+            return cached[1]
+        by_level: dict[int, list[dict[str, Any]]] = {}
+        for record in RecordsFrame.records_of(self, "coefficients_"):
+            by_level.setdefault(int(record["level"]), []).append(record)
+        tables = {}
+        for level, records in by_level.items():
+            columns = self.levels[level]
+            keys = _keys({c: np.array([r[c] for r in records] + [None], dtype=object)[:-1] for c in columns}
+                         if columns else {"level": np.zeros(len(records))}, columns)
+            tables[level] = {key: tuple(float(r[c]) for c in COEFFICIENTS) for key, r in zip(keys.tolist(), records)}
+        self.__dict__["_tables_of"] = (fitted, tables)  # rebuilt when fit (or reading the frame) replaces it
+        return tables
+
+    def _coefficients_for(self, rows: Rows) -> np.ndarray:
+        """(idle_power_w, j_per_flop, j_per_byte) per row: its finest level's group that was fitted."""
+        size = _size(rows)
+        out = np.full((size, 3), np.nan)
+        tables = self._tables()
+        unknown = (np.nan, np.nan, np.nan)
         for level, columns in enumerate(self.levels):
             todo = np.isnan(out[:, 0])
             if not todo.any():
                 break
-            table = self.coefficients_[self.coefficients_["level"] == level]
-            if table.empty:
+            table = tables.get(level)
+            if not table:
                 continue
-            lookup = pd.DataFrame(table[list(COEFFICIENTS)].to_numpy(dtype=float), index=_keys(table, columns))
-            found = lookup.reindex(_keys(rows, columns)).to_numpy(dtype=float)
+            found = np.array([table.get(k, unknown) for k in _keys(rows, columns).tolist()],
+                             dtype=float).reshape(size, 3)
             fill = todo & np.isfinite(found[:, 0])
             out[fill] = found[fill]
         return out
 
-    def predict(self, X: pd.DataFrame, time_s: Any = None) -> np.ndarray:
-        """Energy per call (J) per row; time from ``time_s``, else the latency model, else measured."""
+    def predict(self, X: Rows, time_s: Any = None) -> np.ndarray:
+        """Energy per call (J) per row; time from ``time_s``, else the latency model, else measured.
+
+        ``X``: profile rows (a DataFrame) or, with ``time_s``, a mapping of column arrays."""
         check_is_fitted(self)
-        if not isinstance(X, pd.DataFrame):
-            raise UserInputError("X must be a pandas DataFrame of profile rows")
+        if not (is_frame(X) or isinstance(X, Mapping)):
+            raise UserInputError("X must be a pandas DataFrame of profile rows, or a mapping of column arrays")
         if time_s is not None:
-            time_s = np.broadcast_to(np.asarray(time_s, dtype=float), (len(X),))
-        elif self.latency_model_ is not None:
-            time_s = np.asarray(self.latency_model_.predict(X), dtype=float)
+            time_s = np.broadcast_to(np.asarray(time_s, dtype=float), (_size(X),))
         else:
-            time_s = measured_latency_s(X)
-            if np.isnan(time_s).all() and len(X):
-                raise UserInputError("no time to predict energy from: give time_s, fit with a latency_model, "
-                                     "or pass rows with a measured time_median_ms")
+            import pandas as pd
+
+            from perfscope.models.efficiency import measured_latency_s
+
+            frame = X if is_frame(X) else pd.DataFrame(X)
+            if self.latency_model_ is not None:
+                time_s = np.asarray(self.latency_model_.predict(frame), dtype=float)
+            else:
+                time_s = measured_latency_s(frame)
+                if np.isnan(time_s).all() and len(frame):
+                    raise UserInputError("no time to predict energy from: give time_s, fit with a latency_model, "
+                                         "or pass rows with a measured time_median_ms")
         flops, min_bytes = _work(X)
         coef = self._coefficients_for(X)
         return coef[:, 0] * time_s + coef[:, 1] * flops + coef[:, 2] * min_bytes
@@ -193,7 +248,7 @@ class EnergyModel(LightRegressorMixin, LightEstimator):
             rows.append({"level": record["level"], **dict(zip(columns, record["keys"])),
                          **{c: record[c] for c in COEFFICIENTS}, "n_rows": record["n_rows"],
                          "median_abs_pct_error": record["median_abs_pct_error"]})
-        model.coefficients_ = pd.DataFrame(rows)
+        model.coefficients_ = RecordsFrame.records(rows)  # a DataFrame on first use
         model.latency_model_ = latency_model
         model.n_rows_ = int(state["n_rows"])
         model.targets_ = ("energy",)

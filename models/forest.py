@@ -26,25 +26,31 @@ FLOPs, bytes and arithmetic intensity, predicting raw runtime and raw power.
 Both fit with scikit-learn and keep each fitted forest as ``ForestArrays``
 (``perfscope.models.tree_arrays``): the same predictions to the last bit, made with
 numpy alone, so that a saved model loads and predicts without importing scikit-learn
-(seconds of start-up for ``perfscope estimate``).
+(seconds of start-up for ``perfscope estimate``). ``ForestModel`` predicts on profile
+rows (a DataFrame) or on a mapping of column arrays: its features then come from
+``perfscope.roofline.feature_columns`` (the same formulas) and pandas is not imported.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
-from perfscope.devicespecs import RooflineDevice
+from perfscope.devicespecs import DeviceFigures, RooflineDevice
 from perfscope.errors import UserInputError
-from perfscope.models.efficiency import DeviceFigures, measured_energy_j
 from perfscope.models.persistence import LightEstimator, LightRegressorMixin, ModelFileError, check_is_fitted
-from perfscope.models.roofline_model import DeviceFeaturesMixin, training_rows
+from perfscope.models.roofline_model import Computed, DeviceFeaturesMixin, training_rows
 from perfscope.models.tree_arrays import ForestArrays, export_forest
+from perfscope.roofline import Rows, float_column, is_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas is imported by the functions that take frames: a loaded forest predicts on
+# column arrays (``perfscope estimate``) with numpy alone.
 
 KERNEL_CODES = {"gemm": 0, "conv": 1, "attention": 2}
 REGIME_CODES = {"launch": 0, "memory": 1, "compute": 2}
@@ -63,8 +69,10 @@ on order, so taking logs or not changes nothing."""
 TARGETS = ("efficiency", "log_time")
 
 
-def forest_design(frame: pd.DataFrame) -> np.ndarray:
-    """The ``FOREST_FEATURES`` matrix of a ``feature_frame`` output (-1 for absent tile columns)."""
+def forest_design(frame: Rows) -> np.ndarray:
+    """The ``FOREST_FEATURES`` matrix of a ``feature_frame`` output, or of the column mapping
+    of ``feature_columns`` (-1 for absent tile columns)."""
+    size = len(frame) if is_frame(frame) else len(frame["bound"])
     columns = []
     for name in FOREST_FEATURES:
         if name == "regime":
@@ -72,23 +80,43 @@ def forest_design(frame: pd.DataFrame) -> np.ndarray:
         elif name == "kernel_code":
             values = _codes(frame["kernel"], KERNEL_CODES)
         elif name in frame:
-            column = frame[name]
-            if is_numeric_dtype(column.dtype) and not is_bool_dtype(column.dtype):
-                values = column.to_numpy(dtype=float, na_value=np.nan)
-            else:
-                values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            values = _numbers(frame, name, size)
         else:
-            values = np.full(len(frame), np.nan)
+            values = np.full(size, np.nan)
         columns.append(values)
     design = np.column_stack(columns)
     return np.where(np.isfinite(design), design, -1.0)
 
 
-def _codes(values: pd.Series, table: Mapping[str, int]) -> np.ndarray:
-    """``table[value]`` per row as float (NaN for a value not in it), looked up once per distinct value."""
+def _numbers(frame: Rows, name: str, size: int) -> np.ndarray:
+    """A feature column as float64 (not-a-number cells -> NaN)."""
+    if not is_frame(frame):
+        return float_column(frame, name, size)
+    import pandas as pd
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    column = frame[name]
+    if is_numeric_dtype(column.dtype) and not is_bool_dtype(column.dtype):
+        return column.to_numpy(dtype=float, na_value=np.nan)
+    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _codes(values: Any, table: Mapping[str, int]) -> np.ndarray:
+    """``table[value]`` per row as float (NaN for a value not in it), looked up once per distinct
+    value; ``values`` a pandas Series or a numpy array."""
     def lookup(distinct: Any) -> np.ndarray:
         return np.array([float(table.get(v, np.nan)) if isinstance(v, str) else np.nan for v in distinct]
                         + [np.nan])  # the last entry answers code -1 (missing)
+
+    if isinstance(values, np.ndarray):
+        if len(values) <= 64:
+            return lookup(values)[:-1]
+        out = np.full(len(values), np.nan)  # one comparison pass per distinct value (few: regimes, families)
+        for value in dict.fromkeys(values.tolist()):
+            if isinstance(value, str) and value in table:
+                out[values == value] = float(table[value])
+        return out
+    import pandas as pd  # a Series: pandas is loaded already
 
     if isinstance(values.dtype, pd.CategoricalDtype):
         return lookup(values.cat.categories)[values.cat.codes.to_numpy()]
@@ -153,6 +181,8 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> ForestModel:
         """Fit on the ok rows of ``X`` (``y``: latency in seconds, default the measured time)."""
+        from perfscope.models.efficiency import measured_energy_j
+
         if self.target not in TARGETS:
             raise UserInputError(f"target must be one of {TARGETS}, got {self.target!r}")
         rows, latency_s = training_rows(X, y)
@@ -187,14 +217,15 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
         self.n_energy_rows_ = int(has_energy.sum()) if "energy" in self.targets_ else 0
         return self
 
-    def _predict_logs(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def _predict_logs(self, X: Rows, computed: Computed | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(bound s, predicted latency target, predicted log power or None)."""
         check_is_fitted(self)
-        if not isinstance(X, pd.DataFrame):
-            raise UserInputError("X must be a pandas DataFrame of profile rows")
-        frame = self._features(X)
+        if not (is_frame(X) or isinstance(X, Mapping)):
+            raise UserInputError("X must be a pandas DataFrame of profile rows, or a mapping of column arrays")
+        frame = self._features(X, computed)  # a frame, or a column mapping for a mapping (same formulas)
         design = forest_design(frame)
-        bound = frame["bound_time_s"].to_numpy(dtype=float)
+        bound = np.asarray(frame["bound_time_s"], dtype=float)
         # Callers ask for latency, then its interval, then energy of the same rows: the
         # outputs of these forests for the last design are kept (compared in full: exact).
         forests = (self.forest_, self.energy_forest_)
@@ -214,25 +245,31 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
     def _latency(self, bound: np.ndarray, out: np.ndarray) -> np.ndarray:
         return bound * np.exp(out) if self.target == "efficiency" else np.exp(out)
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """Predicted latency per row in seconds (NaN where the device has no bound for the dtype)."""
+    def predict(self, X: Rows) -> np.ndarray:
+        """Predicted latency per row in seconds (NaN where the device has no bound for the dtype).
+
+        ``X``: profile rows (a DataFrame) or a mapping of column name -> array (no pandas needed)."""
         bound, out, _ = self._predict_logs(X)
         return self._latency(bound, out)
 
-    def predict_latency(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_latency(self, X: Rows) -> np.ndarray:
         """Same as ``predict``: latency in seconds."""
         return self.predict(X)
 
-    def predict_energy(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_energy(self, X: Rows) -> np.ndarray:
         """Predicted energy per call (J): predicted average power x predicted latency."""
         bound, out, log_power = self._predict_logs(X)
         if log_power is None:
             raise UserInputError("this forest learnt no energy: its training rows had no usable measured energy")
         return np.exp(log_power) * self._latency(bound, out)
 
-    def predict_targets(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Every learnt target from one pass over the features: ``latency`` (s) and ``energy`` (J) when learnt."""
-        bound, out, log_power = self._predict_logs(X)
+    def predict_targets(self, X: Rows, *, computed: Computed | None = None) -> dict[str, np.ndarray]:
+        """Every learnt target from one pass over the features: ``latency`` (s) and ``energy`` (J) when learnt.
+
+        ``computed``: ``(device, feature_columns(X, device))`` already computed by the caller
+        for a column mapping ``X`` (see ``roofline_columns``), used when the model's device
+        for the rows has the same figures."""
+        bound, out, log_power = self._predict_logs(X, computed)
         latency = self._latency(bound, out)
         if log_power is None:
             return {"latency": latency}
@@ -240,6 +277,8 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
 
     def feature_importances(self) -> pd.Series:
         """Impurity importance of each feature in the latency forest, largest first."""
+        import pandas as pd
+
         check_is_fitted(self)
         return pd.Series(self.forest_.feature_importances, index=self.feature_names_).sort_values(ascending=False)
 
@@ -278,6 +317,8 @@ PAPER_FEATURES = ("m", "n", "k", "blocksize1", "blocksize2", "blocksize3", "flop
 
 def paper_design(rows: pd.DataFrame) -> np.ndarray:
     """The GPPerf paper's raw features (``PAPER_FEATURES``); -1 where a row lacks one."""
+    import pandas as pd
+
     from perfscope.roofline import arithmetic_intensity, work_and_traffic
 
     flops, min_bytes = work_and_traffic(rows)
@@ -331,6 +372,8 @@ class PaperBaselineModel(LightRegressorMixin, LightEstimator):
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> PaperBaselineModel:
         """Fit runtime on every ok row and power on the rows with usable measured energy."""
+        from perfscope.models.efficiency import measured_energy_j
+
         rows, latency_s = training_rows(X, y)
         if len(rows) < 2:
             raise UserInputError("too few ok rows to fit the paper baseline")

@@ -25,14 +25,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from perfscope.errors import UserInputError
-from perfscope.models.efficiency import measured_energy_j, measured_latency_s, ok_rows
 from perfscope.models.persistence import LightEstimator, check_is_fitted
+from perfscope.roofline import is_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas and perfscope.models.efficiency are imported by the functions that need them:
+# a loaded wrapper predicts with its intervals on column arrays without them.
 
 METHODS = ("cv", "split")
 GROUPINGS = ("shape", "device", "row")
@@ -68,6 +73,8 @@ def predict_target(model: Any, X: pd.DataFrame, target: str) -> np.ndarray:
 
 def measured_target(rows: pd.DataFrame, target: str, include_doubtful_energy: bool = False) -> np.ndarray:
     """The measured ``target`` of each row (NaN where it has none usable)."""
+    from perfscope.models.efficiency import measured_energy_j, measured_latency_s
+
     if target == "latency":
         return measured_latency_s(rows)
     energy = measured_energy_j(rows, include_doubtful_energy)
@@ -91,6 +98,8 @@ def log_scores(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 def group_labels(rows: pd.DataFrame, groups: Any) -> np.ndarray:
     """Integer group labels of ``rows``: ``"shape"``, ``"device"``, ``"row"`` (each row alone),
     a callable ``rows -> labels``, or labels aligned with the rows."""
+    import pandas as pd
+
     from perfscope.models.evaluation import shape_groups
 
     if isinstance(groups, str):
@@ -137,11 +146,13 @@ class ConformalWrapper(LightEstimator):
         from sklearn.base import clone
         from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 
+        from perfscope.models.efficiency import measured_latency_s
+
         if not 0 < self.alpha < 1:
             raise UserInputError(f"alpha must be between 0 and 1, got {self.alpha}")
         if self.method not in METHODS:
             raise UserInputError(f"method must be one of {METHODS}, got {self.method!r}")
-        if not isinstance(X, pd.DataFrame):
+        if not is_frame(X):
             raise UserInputError("X must be a pandas DataFrame of profile rows")
         labels_all = group_labels(X, self.groups) if not isinstance(self.groups, str) else None
         keep = np.isfinite(measured_latency_s(X))
@@ -208,12 +219,14 @@ class ConformalWrapper(LightEstimator):
         q = self.quantiles_[target]
         return prediction * math.exp(-q) if math.isfinite(q) else np.zeros_like(prediction), prediction * math.exp(q)
 
-    def predict_with_intervals(self, X: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def predict_with_intervals(self, X: Any, **options: Any) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(prediction, low, high) of every target, predicting each once (one feature pass when the
-        wrapped model has ``predict_targets``, as ``ForestModel`` does)."""
+        wrapped model has ``predict_targets``, as ``ForestModel`` does). ``X``: profile rows, or a
+        mapping of column arrays for a wrapped model that takes one (``ForestModel``: no pandas);
+        ``options`` (``computed=``) go to its ``predict_targets``."""
         check_is_fitted(self)
         if hasattr(self.model_, "predict_targets"):
-            predictions = self.model_.predict_targets(X)
+            predictions = self.model_.predict_targets(X, **options)
         else:
             predictions = {target: predict_target(self.model_, X, target) for target in self.quantiles_}
         out = {}
@@ -226,6 +239,8 @@ class ConformalWrapper(LightEstimator):
     def coverage(self, X: pd.DataFrame, target: str = "latency") -> float:
         """Share of ``X``'s rows with a measured ``target`` that fall inside their interval
         (use held-out shapes: on training rows it is optimistic)."""
+        from perfscope.models.efficiency import ok_rows
+
         rows = ok_rows(X)
         truth = measured_target(rows, target, bool(getattr(self.model_, "include_doubtful_energy", False)))
         low, high = self.predict_interval(rows, target)

@@ -44,12 +44,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from perfscope.errors import PerfscopeError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# No pandas at import: loading a bundle and predicting on column arrays
+# (``perfscope estimate``) must not pay its import time (see ``RecordsFrame``).
 
 FORMAT = "perfscope-model"
 BUNDLE_FORMAT = "perfscope-model-bundle"
@@ -176,6 +181,50 @@ class LightRegressorMixin:
         return float(r2_score(y, self.predict(X), sample_weight=sample_weight))  # type: ignore[attr-defined]
 
 
+class RecordsFrame:
+    """A fitted DataFrame attribute (a class attribute of the model) that a loaded model
+    keeps as its JSON records until first read, so that loading a bundle needs no pandas.
+
+    Assign a DataFrame (``fit``) or ``RecordsFrame.records(list of dicts)`` (``_from_state``);
+    reading the attribute gives a DataFrame (built once). ``records_of`` gives the records
+    without building one. The value lives in the instance ``__dict__`` under the
+    attribute's own name, so ``check_is_fitted`` and ``vars`` see it.
+    """
+
+    class _Records(list):
+        """Rows not yet framed."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @classmethod
+    def records(cls, rows: list[dict[str, Any]]) -> Any:
+        """``rows`` marked as not yet framed (assign this to the attribute)."""
+        return cls._Records(rows)
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        try:
+            value = obj.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(f"{type(obj).__name__!r} object has no attribute {self.name!r}") from None
+        if isinstance(value, RecordsFrame._Records):
+            import pandas as pd
+
+            value = obj.__dict__[self.name] = pd.DataFrame(list(value))
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.name] = value
+
+    @staticmethod
+    def records_of(obj: Any, name: str) -> list[dict[str, Any]]:
+        """The rows of ``obj``'s attribute ``name`` as dicts, without building a DataFrame."""
+        value = obj.__dict__[name]
+        return list(value) if isinstance(value, RecordsFrame._Records) else value.to_dict(orient="records")
+
+
 def check_is_fitted(model: Any) -> None:
     """Raise scikit-learn's ``NotFittedError`` unless ``model`` has a fitted attribute (a name ending in ``_``)."""
     if not any(name.endswith("_") and not name.startswith("__") for name in vars(model)):
@@ -238,7 +287,7 @@ def to_jsonable(value: Any) -> Any:
         return float(value) if math.isfinite(value) else None
     if value is None or isinstance(value, (int, str)):
         return value
-    if isinstance(value, (pd.Timestamp, datetime)):
+    if isinstance(value, datetime):  # pandas' Timestamp included (a datetime subclass)
         return value.isoformat()
     return str(value)
 
@@ -452,7 +501,8 @@ def _write_bytes(path: Path, data: bytes) -> None:
 def load_bundle(path: str | Path) -> ModelBundle:
     """Load a bundle written by ``save_bundle``, verifying every hash and tree array first.
 
-    Needs numpy and pandas only: forests predict through their arrays (no scikit-learn).
+    Needs numpy only: forests predict through their arrays (no scikit-learn), and the
+    tables of the analytical models stay JSON records until used as frames (no pandas).
     """
     root = Path(path)
     if not root.is_dir():

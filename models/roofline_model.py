@@ -20,15 +20,20 @@ given, is the latency in seconds (default: the rows' ``time_median_ms``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from perfscope.devicespecs import RooflineDevice
+from perfscope.devicespecs import NO_DEVICE, DeviceFigures, RooflineDevice
 from perfscope.errors import UserInputError
-from perfscope.models.efficiency import DeviceFigures, measured_latency_s, ok_rows, resolve_devices, roofline_features
-from perfscope.models.persistence import LightEstimator, LightRegressorMixin, check_is_fitted
+from perfscope.models.persistence import LightEstimator, LightRegressorMixin, RecordsFrame, check_is_fitted
+from perfscope.roofline import Rows, columns_size, feature_columns, is_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas and perfscope.models.efficiency (which imports it) are imported inside the
+# functions that take frames: a loaded model predicts on column arrays without them.
 
 DEFAULT_LEVELS: tuple[tuple[str, ...], ...] = (
     ("device_key", "kernel", "dtype", "bound"),
@@ -50,18 +55,91 @@ class DeviceFeaturesMixin:
     devices: Mapping[str, RooflineDevice] | None
 
     def _snapshot_devices(self, rows: pd.DataFrame) -> dict[str, DeviceFigures]:
+        from perfscope.models.efficiency import resolve_devices
+
         resolved = resolve_devices(rows, self.devices)
         return {key: DeviceFigures.of(device) for key, device in resolved.items()}
 
-    def _features(self, rows: pd.DataFrame) -> pd.DataFrame:
+    def _features(self, rows: Rows, computed: Computed | None = None) -> Any:
+        """Roofline features of ``rows`` on their devices: a frame for a DataFrame
+        (``roofline_features``), a column mapping for a column mapping (``roofline_columns``,
+        which takes ``computed``)."""
         known: dict[str, RooflineDevice] = dict(self.devices or {})
         known.update(getattr(self, "devices_", {}))
-        return roofline_features(rows, known)
+        if is_frame(rows):
+            from perfscope.models.efficiency import roofline_features
+
+            return roofline_features(rows, known)
+        return roofline_columns(rows, known, computed=computed)
+
+
+Computed = tuple[RooflineDevice, Mapping[str, Any]]
+"""``(device, feature_columns(rows, device))``: features a caller has already computed for the rows."""
+
+
+def roofline_columns(rows: Mapping[str, Any], devices: Mapping[str, RooflineDevice] | None = None, *,
+                     computed: Computed | None = None) -> dict[str, np.ndarray]:
+    """``perfscope.models.efficiency.roofline_features`` for a column mapping, without pandas:
+    ``perfscope.roofline.feature_columns`` of each row on its own device (``device_key``,
+    then ``device_name``, resolved as ``resolve_devices`` does; ``devices`` by key first).
+
+    ``computed``: ``(device, feature_columns(rows, device))`` when the caller has them (an
+    estimate computes them for its output): returned as they are when every row resolves
+    to a device with the same figures (``DeviceFigures``), since features depend on the
+    rows and those figures only.
+    """
+    size = columns_size(rows)
+    if size == 0:
+        return feature_columns(rows, NO_DEVICE)
+    if "device_key" not in rows:
+        raise UserInputError("rows have no device_key column: pass perfscope profile rows")
+    keys = np.asarray(rows["device_key"]).astype(str)
+    names = np.asarray(rows["device_name"], dtype=object) if "device_name" in rows else np.empty(size, dtype=object)
+    unique = list(dict.fromkeys(keys.tolist()))
+    first = {key: names[int(np.argmax(keys == key))] for key in unique} if len(unique) > 1 else {unique[0]: names[0]}
+    given = dict(devices or {})
+    resolved: dict[str, RooflineDevice] = {}
+    missing = []
+    for key in unique:
+        device = given.get(key) or _resolve_device(key, first[key])
+        if device is None:
+            missing.append(f"{key} ({first[key]})" if isinstance(first[key], str) else key)
+        resolved[key] = device
+    if missing:
+        raise UserInputError(f"no roofline figures for device(s) {', '.join(missing)}: run `perfscope calibrate` "
+                             "on them (a CPU always needs it) or name a spec-table GPU")
+    if len(unique) == 1:
+        device = resolved[unique[0]]
+        if computed is not None and DeviceFigures.of(computed[0]) == DeviceFigures.of(device):
+            return dict(computed[1])
+        return feature_columns(rows, device)
+    positions = [np.flatnonzero(keys == key) for key in unique]
+    parts = [feature_columns({c: np.asarray(v)[where] for c, v in rows.items()}, resolved[key])
+             for key, where in zip(unique, positions)]
+    order = np.argsort(np.concatenate(positions), kind="stable")
+    return {column: np.concatenate([part[column] for part in parts])[order] for column in parts[0]}
+
+
+def _resolve_device(key: str, name: Any) -> RooflineDevice | None:
+    """The device of a row's key, else of its name (``resolve_device``: a calibrated profile
+    beats the spec table), or None."""
+    from perfscope.collectors.calibrate import resolve_device
+
+    for query in (key, name):
+        if not isinstance(query, str) or not query.strip():
+            continue
+        try:
+            return resolve_device(query)[0]
+        except UserInputError:
+            continue
+    return None
 
 
 def training_rows(X: pd.DataFrame, y: Any = None) -> tuple[pd.DataFrame, np.ndarray]:
     """(ok rows, latency in seconds) for ``fit``: ``y`` when given (aligned to ``X``), else measured."""
-    if not isinstance(X, pd.DataFrame):
+    from perfscope.models.efficiency import measured_latency_s, ok_rows
+
+    if not is_frame(X):
         raise UserInputError("X must be a pandas DataFrame of profile rows (ProfileStore(...).read().table.to_pandas())")
     if y is not None:
         y = np.asarray(y, dtype=float)
@@ -76,12 +154,14 @@ def training_rows(X: pd.DataFrame, y: Any = None) -> tuple[pd.DataFrame, np.ndar
 
 
 def _check_rows(X: Any) -> pd.DataFrame:
-    if not isinstance(X, pd.DataFrame):
+    if not is_frame(X):
         raise UserInputError("X must be a pandas DataFrame of profile rows")
     return X
 
 
 def _key_index(frame: pd.DataFrame, columns: Sequence[str]) -> pd.MultiIndex:
+    import pandas as pd
+
     return pd.MultiIndex.from_arrays([frame[c].astype(object).where(frame[c].notna(), "").astype(str).to_numpy()
                                       if c in frame else np.full(len(frame), "") for c in columns],
                                      names=list(columns))
@@ -98,6 +178,8 @@ class RooflineModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
     ``n_rows``), ``global_efficiency_``, ``devices_``, ``n_rows_``, ``targets_``.
     """
 
+    efficiencies_ = RecordsFrame()
+
     def __init__(self, levels: Sequence[Sequence[str]] = DEFAULT_LEVELS, min_group_rows: int = 5,
                  default_efficiency: float | None = None,
                  devices: Mapping[str, RooflineDevice] | None = None) -> None:
@@ -108,6 +190,8 @@ class RooflineModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> RooflineModel:
         """Fit the group efficiencies (median of bound / measured time) on the ok rows of ``X``."""
+        import pandas as pd
+
         rows, latency_s = training_rows(X, y)
         self.devices_ = self._snapshot_devices(rows)
         frame = self._features(rows)
@@ -136,6 +220,8 @@ class RooflineModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
     def explain(self, X: pd.DataFrame) -> pd.DataFrame:
         """Per row: ``bound_time_s``, ``bound``, ``efficiency``, ``efficiency_level`` (-1: global) and
         ``latency_s`` (= bound / efficiency)."""
+        import pandas as pd
+
         check_is_fitted(self)
         frame = self._features(_check_rows(X))
         efficiency = np.full(len(frame), np.nan)
@@ -167,6 +253,8 @@ class RooflineModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
 
     def report(self) -> pd.DataFrame:
         """The fitted efficiencies, finest level first, with the global default as level -1."""
+        import pandas as pd
+
         check_is_fitted(self)
         default = pd.DataFrame([{"level": -1, "efficiency": self.global_efficiency_, "n_rows": self.n_rows_}])
         return pd.concat([self.efficiencies_, default], ignore_index=True)
@@ -195,7 +283,7 @@ class RooflineModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
             columns = model.levels[record["level"]]
             rows.append({"level": record["level"], **dict(zip(columns, record["keys"])),
                          "efficiency": record["efficiency"], "n_rows": record["n_rows"]})
-        model.efficiencies_ = pd.DataFrame(rows)
+        model.efficiencies_ = RecordsFrame.records(rows)  # a DataFrame on first use
         model.global_efficiency_ = float(state["global_efficiency"])
         model.n_rows_ = int(state["n_rows"])
         model.devices_ = {k: DeviceFigures.from_json_dict(d) for k, d in state["devices"].items()}

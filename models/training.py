@@ -19,14 +19,20 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
-import pandas as pd
 
 from perfscope.errors import UserInputError
+from perfscope.roofline import is_frame
 
-RowsOrPaths = Union[pd.DataFrame, str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas is imported by the functions that build or read frames: ``bundle_predictions``
+# (what ``perfscope estimate`` calls) predicts on column arrays without it.
+
+RowsOrPaths = Union["pd.DataFrame", str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]
 Progress = Callable[[str], None]
 
 MIN_ENERGY_ROWS = 8
@@ -74,7 +80,7 @@ def read_datasets(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str
 
 
 def _as_rows(rows: RowsOrPaths) -> pd.DataFrame:
-    return rows if isinstance(rows, pd.DataFrame) else read_datasets(rows)
+    return rows if is_frame(rows) else read_datasets(rows)
 
 
 def select_rows(rows: pd.DataFrame, *, kernels: Sequence[str] | None = None, devices: Sequence[str] | None = None,
@@ -214,25 +220,46 @@ def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequen
                        fingerprint=data_fingerprint(data), interval_quantiles=quantiles)
 
 
+def bundle_predictions(bundle: Any, rows: Any, *, computed: Any = None) -> dict[str, np.ndarray]:
+    """What a loaded bundle predicts for configuration rows (no times needed), as arrays.
+
+    ``rows``: a DataFrame, or a mapping of column name -> array (then no pandas is
+    imported; ``computed`` may then give ``(device, feature_columns(rows, device))`` that the
+    caller already has, see ``perfscope.models.roofline_model.roofline_columns``). Keys:
+    ``latency_s``, ``latency_low_s``, ``latency_high_s`` (the forest with its conformal
+    interval), and ``energy_j`` (+ ``energy_low_j``, ``energy_high_j`` when the forest
+    learnt energy; otherwise the energy model at the forest's latency, no interval; absent
+    when the bundle has neither).
+    """
+    forest = bundle["forest"]
+    # every target in one pass over the features
+    predicted = (forest.predict_with_intervals(rows) if computed is None
+                 else forest.predict_with_intervals(rows, computed=computed))
+    latency, low, high = predicted["latency"]
+    out = {"latency_s": latency, "latency_low_s": low, "latency_high_s": high}
+    if "energy" in predicted:
+        out["energy_j"], out["energy_low_j"], out["energy_high_j"] = predicted["energy"]
+    elif "energy" in bundle.models:
+        out["energy_j"] = bundle["energy"].predict(rows, time_s=latency)
+    return out
+
+
 def estimate_rows(bundle: Any, rows: pd.DataFrame) -> pd.DataFrame:
     """Predictions of a loaded bundle (``load_bundle``) for configuration rows (no times needed).
 
     Columns: ``latency_s``, ``latency_low_s``, ``latency_high_s`` (forest with its
     interval), ``roofline_latency_s``, ``bound_time_s``, ``bound``, ``efficiency``
     (roofline), and ``energy_j`` (+ ``energy_low_j``, ``energy_high_j`` when the forest
-    learnt energy; otherwise the energy model at the forest's latency, no interval).
+    learnt energy; otherwise the energy model at the forest's latency, no interval):
+    ``bundle_predictions`` with the roofline model's explanation.
     """
-    forest = bundle["forest"]
-    roofline = bundle["roofline"]
-    predicted = forest.predict_with_intervals(rows)  # every target in one pass over the features
-    latency, low, high = predicted["latency"]
-    explained = roofline.model_.explain(rows)
-    out = pd.DataFrame({"latency_s": latency, "latency_low_s": low, "latency_high_s": high,
-                        "roofline_latency_s": explained["latency_s"].to_numpy(),
-                        "bound_time_s": explained["bound_time_s"].to_numpy(), "bound": explained["bound"].to_numpy(),
-                        "efficiency": explained["efficiency"].to_numpy()}, index=rows.index)
-    if "energy" in predicted:
-        out["energy_j"], out["energy_low_j"], out["energy_high_j"] = predicted["energy"]
-    elif "energy" in bundle.models:
-        out["energy_j"] = bundle["energy"].predict(rows, time_s=latency)
-    return out
+    import pandas as pd
+
+    predicted = bundle_predictions(bundle, rows)
+    explained = bundle["roofline"].model_.explain(rows)
+    columns = {name: predicted[name] for name in ("latency_s", "latency_low_s", "latency_high_s")}
+    columns.update({"roofline_latency_s": explained["latency_s"].to_numpy(),
+                    "bound_time_s": explained["bound_time_s"].to_numpy(), "bound": explained["bound"].to_numpy(),
+                    "efficiency": explained["efficiency"].to_numpy()})
+    columns.update({name: value for name, value in predicted.items() if name.startswith("energy")})
+    return pd.DataFrame(columns, index=rows.index)

@@ -1,7 +1,8 @@
 """perfscope: performance modelling and profiling of GPU kernels.
 
 Importing perfscope is light: names load on first use (pyarrow with the store,
-pandas with the estimates), and torch, triton and dash only where they are needed.
+pandas only with ``estimate_many``, whose result is a DataFrame; a single ``estimate``
+is numpy only), and torch, triton and dash only where they are needed.
 """
 
 from __future__ import annotations

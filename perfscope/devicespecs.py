@@ -17,7 +17,7 @@ import io
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Mapping, Protocol, runtime_checkable
+from typing import Any, Mapping, Protocol, runtime_checkable
 
 from perfscope.dtypes import DTYPES, dtype_info
 from perfscope.errors import UnsupportedConfigError, UserInputError
@@ -225,3 +225,61 @@ def device_spec(name_or_id: str) -> DeviceSpec:
         raise UserInputError(f"unknown device {name_or_id!r}: use one of {known} "
                              "(or calibrate this machine with `perfscope calibrate`)")
     return spec
+
+
+@dataclass(frozen=True)
+class DeviceFigures:
+    """A frozen copy of the roofline figures of one device (spec row or calibrated profile).
+
+    Models keep one per device they were fitted on, so that a saved model predicts with
+    the figures it was trained with even if the spec table changes or the device is
+    recalibrated later. Implements ``RooflineDevice``. Defined here, with the spec rows,
+    so that loading a saved model needs neither pandas nor the model modules' imports.
+    """
+
+    key: str
+    name: str
+    source_kind: str
+    sm_count: int | None
+    l2_bytes: int | None
+    mem_bandwidth_bytes_per_s: float | None
+    launch_overhead_s: float
+    launch_overhead_source: str
+    peaks: tuple[tuple[str, float], ...]
+
+    @property
+    def peaks_flops_per_s(self) -> dict[str, float]:
+        """Peak FLOP/s per perfscope dtype."""
+        return dict(self.peaks)
+
+    @classmethod
+    def of(cls, device: RooflineDevice) -> DeviceFigures:
+        """Snapshot any ``RooflineDevice`` (``DeviceSpec``, ``DeviceProfile``, ``DeviceFigures``)."""
+        return cls(key=str(device.key), name=str(device.name), source_kind=str(device.source_kind),
+                   sm_count=int(device.sm_count) if device.sm_count else None,
+                   l2_bytes=int(device.l2_bytes) if device.l2_bytes else None,
+                   mem_bandwidth_bytes_per_s=(float(device.mem_bandwidth_bytes_per_s)
+                                              if device.mem_bandwidth_bytes_per_s else None),
+                   launch_overhead_s=float(device.launch_overhead_s),
+                   launch_overhead_source=str(device.launch_overhead_source),
+                   peaks=tuple(sorted((str(k), float(v)) for k, v in dict(device.peaks_flops_per_s).items())))
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """JSON-ready data (``from_json_dict`` reads it back)."""
+        return {"key": self.key, "name": self.name, "source_kind": self.source_kind, "sm_count": self.sm_count,
+                "l2_bytes": self.l2_bytes, "mem_bandwidth_bytes_per_s": self.mem_bandwidth_bytes_per_s,
+                "launch_overhead_s": self.launch_overhead_s, "launch_overhead_source": self.launch_overhead_source,
+                "peaks_flops_per_s": dict(self.peaks)}
+
+    @classmethod
+    def from_json_dict(cls, data: Mapping[str, Any]) -> DeviceFigures:
+        """Rebuild from ``to_json_dict`` data."""
+        values = dict(data)
+        peaks = values.pop("peaks_flops_per_s")
+        return cls(peaks=tuple(sorted((str(k), float(v)) for k, v in peaks.items())), **values)
+
+
+NO_DEVICE = DeviceFigures(key="none", name="none", source_kind="spec", sm_count=None, l2_bytes=None,
+                          mem_bandwidth_bytes_per_s=None, launch_overhead_s=float("nan"),
+                          launch_overhead_source="assumed", peaks=())
+"""A device with no figures, for computing the (empty) features of no rows."""

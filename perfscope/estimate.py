@@ -7,16 +7,25 @@ fallback says so: the bound comes from the calibrated profile when the device ha
 (``perfscope calibrate``) and from the spec sheet otherwise, and latency is the bound
 over an *assumed* efficiency. Every result names its method and device source.
 
-Light path: no torch, triton or dash; pandas and numpy only (a loaded model predicts with numpy;
-scikit-learn is not imported).
+Light path: numpy only. Configurations become columns (a dict of column name -> numpy
+array: ``config_columns``), features come from ``perfscope.roofline.feature_columns``
+(the formulas ``feature_frame`` frames for training and the dashboard), a loaded model
+predicts on those arrays (``perfscope.models.training.bundle_predictions``), and so do
+the interval, energy and carbon. ``estimate`` (one configuration) never builds a
+DataFrame; ``estimate_many`` frames the columns at the end. pandas, scikit-learn,
+torch, triton and dash are not imported.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from perfscope.errors import UserInputError
+from perfscope.roofline import columns_size, feature_columns, float_column, is_frame
 
 # Efficiency assumed by the roofline fallback on spec-sheet peaks: tuned library
 # kernels typically reach 50-90% of peak on large problems (an assumption, labelled so).
@@ -38,94 +47,158 @@ GPU_TILE_CANDIDATES = tuple((tm, tn, tk) for tm in (32, 64, 128, 256) for tn in 
 CPU_TILE_CANDIDATES = tuple((t, t, t) for t in (1, 2, 4, 8, 16, 32, 64))
 
 
-def config_frame(kernel: str, configs: list[Mapping[str, Any]] | Any, dtype: str | None = None) -> Any:
-    """A frame of configuration rows (``kernel``, ``dtype``, ``implementation`` and the
-    family's shape columns) from dicts or a DataFrame; checks the columns it needs."""
-    import pandas as pd
-
+def config_columns(kernel: str, configs: list[Mapping[str, Any]] | Mapping[str, Any] | Any,
+                   dtype: str | None = None) -> dict[str, np.ndarray]:
+    """Configuration rows as columns (a dict of column name -> 1-D numpy array): ``kernel``,
+    ``dtype``, ``implementation`` and the family's shape columns (defaults filled), plus
+    every column given. ``configs``: a list of dicts, a mapping of column -> values (arrays,
+    lists or scalars) or a DataFrame. Checks the columns it needs (``UserInputError``)."""
     from perfscope.dtypes import dtype_info
 
     if kernel not in SHAPE_COLUMNS:
         raise UserInputError(f"unknown kernel family {kernel!r}: use {', '.join(SHAPE_COLUMNS)}")
-    frame = pd.DataFrame(configs).copy() if not isinstance(configs, pd.DataFrame) else configs.copy()
-    frame["kernel"] = kernel
+    columns = _columns_of(configs)
+    size = columns_size(columns)
+    columns["kernel"] = _repeat(kernel, size)
     if dtype is not None:
-        frame["dtype"] = dtype
-    if "dtype" not in frame:
-        frame["dtype"] = "fp32"
-    for name in frame["dtype"].unique():
+        columns["dtype"] = _repeat(dtype, size)
+    if "dtype" not in columns:
+        columns["dtype"] = _repeat("fp32", size)
+    for name in dict.fromkeys(columns["dtype"].tolist()):
         dtype_info(str(name))
-    frame["implementation"] = frame.get("implementation", DEFAULT_IMPLEMENTATION[kernel])
-    defaults = {"batch": 1, "stride_h": 1, "stride_w": 1, "pad_h": 0, "pad_w": 0, "dil_h": 1, "dil_w": 1,
-                "groups": 1, "causal": False}
+    if "implementation" not in columns:
+        columns["implementation"] = _repeat(DEFAULT_IMPLEMENTATION[kernel], size)
     for column in SHAPE_COLUMNS[kernel]:
-        if column not in frame or frame[column].isna().all():
-            if column == "kv_heads" and "heads" in frame:
-                frame[column] = frame["heads"]
-            elif column in defaults:
-                frame[column] = defaults[column]
+        if column not in columns or _all_missing(columns[column]):
+            if column == "kv_heads" and "heads" in columns:
+                columns[column] = columns["heads"]
+            elif column in _SHAPE_DEFAULTS:
+                columns[column] = np.full(size, _SHAPE_DEFAULTS[column])
             else:
                 raise UserInputError(f"a {kernel} estimate needs {column}")
-        values = frame[column]
-        if column != "causal" and (pd.to_numeric(values, errors="coerce").isna().any() or (values < 0).any()
-                                   or (column not in ("pad_h", "pad_w") and (values < 1).any())):
-            raise UserInputError(f"{column} must be a positive integer" + (" or 0" if column.startswith("pad") else ""))
-    return frame
+        if column != "causal":
+            values = float_column(columns, column, size)
+            lowest = 0 if column in ("pad_h", "pad_w") else 1
+            if np.isnan(values).any() or (values < lowest).any():
+                raise UserInputError(f"{column} must be a positive integer" + (" or 0" if lowest == 0 else ""))
+    return columns
 
 
-def estimate_many(kernel: str, configs: list[Mapping[str, Any]] | Any, device: str, *, dtype: str | None = None,
-                  model: Any = None, region: str = DEFAULT_REGION, intensity_gco2e_per_kwh: float | None = None,
-                  pue: float = 1.0) -> Any:
-    """Vectorised estimates: one output row per configuration (a pandas DataFrame).
+_SHAPE_DEFAULTS = {"batch": 1, "stride_h": 1, "stride_w": 1, "pad_h": 0, "pad_w": 0, "dil_h": 1, "dil_w": 1,
+                   "groups": 1, "causal": False}
 
-    ``model`` is a bundle path or a loaded bundle; ``device`` a device id, name or
-    dataset device key (``h100-sxm``, ``NVIDIA H100 80GB HBM3``, ``cpu-amd-epyc``).
-    """
-    import numpy as np
 
-    from perfscope.carbon import grid_intensity, operational_gco2e
-    from perfscope.collectors.calibrate import resolve_device
-    from perfscope.roofline import feature_frame
+def _columns_of(configs: Any) -> dict[str, np.ndarray]:
+    """``configs`` as a new dict of equal-length 1-D arrays (the cells as ``pd.DataFrame`` would
+    hold them: whole numbers as int64, numbers with a missing cell as float64 with NaN)."""
+    if is_frame(configs):
+        return {str(name): configs[name].to_numpy() for name in configs.columns}
+    if isinstance(configs, Mapping):
+        given = {str(name): _as_column(values) for name, values in configs.items()}
+        sizes = {len(v) for v in given.values() if v.ndim == 1}
+        size = sizes.pop() if len(sizes) == 1 else (1 if not sizes else columns_size(given))
+        return {name: v if v.ndim == 1 else _repeat(v.item(), size) if v.dtype.kind == "O"
+                else np.full(size, v.item(), dtype=v.dtype) for name, v in given.items()}
+    if isinstance(configs, (list, tuple)) and all(isinstance(c, Mapping) for c in configs):
+        names = dict.fromkeys(name for config in configs for name in config)
+        return {str(name): _as_column([config.get(name) for config in configs]) for name in names}
+    raise UserInputError("configurations must be a list of dicts, a mapping of column -> values, or a DataFrame")
 
+
+def _as_column(values: Any) -> np.ndarray:
+    """A list of cells, an array (kept as it is unless it holds text) or a scalar (a 0-d
+    array) as a numpy array typed as pandas would type it: text as objects."""
+    if not isinstance(values, (list, tuple)):
+        array = np.asarray(values)
+        return array.astype(object) if array.dtype.kind in "US" else array
+    missing = [_is_missing(v) for v in values]
+    if any(missing):
+        present = [v for v, gone in zip(values, missing) if not gone]
+        if present and all(isinstance(v, (int, float, np.integer, np.floating))
+                           and not isinstance(v, (bool, np.bool_)) for v in present):
+            return np.array([math.nan if gone else float(v) for v, gone in zip(values, missing)])
+        return np.array([math.nan if gone else v for v, gone in zip(values, missing)] + [None],
+                        dtype=object)[:-1]  # the None keeps numpy from nesting sequences
+    array = np.asarray(values)
+    if array.dtype.kind in "USO" or array.ndim != 1:
+        return np.array([*values, None], dtype=object)[:-1]
+    return array
+
+
+def _repeat(value: Any, size: int) -> np.ndarray:
+    """An object array holding ``value`` ``size`` times (``np.full`` would convert a string
+    into a new str object per cell: ~20 ms per 100,000-row column)."""
+    out = np.empty(size, dtype=object)
+    out.fill(value)
+    return out
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _all_missing(values: np.ndarray) -> bool:
+    if values.dtype.kind == "f":
+        return bool(np.isnan(values).all())
+    if values.dtype.kind == "O":
+        return all(_is_missing(v) for v in values.tolist())
+    return len(values) == 0
+
+
+def config_frame(kernel: str, configs: list[Mapping[str, Any]] | Any, dtype: str | None = None) -> Any:
+    """``config_columns`` as a pandas DataFrame."""
     import pandas as pd
 
-    rows = config_frame(kernel, configs, dtype)
+    return pd.DataFrame(config_columns(kernel, configs, dtype))
+
+
+def estimate_columns(kernel: str, configs: list[Mapping[str, Any]] | Any, device: str, *,
+                     dtype: str | None = None, model: Any = None, region: str = DEFAULT_REGION,
+                     intensity_gco2e_per_kwh: float | None = None, pue: float = 1.0) -> dict[str, np.ndarray]:
+    """``estimate_many`` as columns (a dict of column name -> array, in the frame's column
+    order), without pandas: what both ``estimate_many`` and ``estimate`` compute."""
+    from perfscope.carbon import grid_intensity, operational_gco2e
+    from perfscope.collectors.calibrate import resolve_device
+
+    rows = config_columns(kernel, configs, dtype)
+    n = columns_size(rows)
     spec, source = resolve_device(device)
-    rows["device_key"] = getattr(spec, "device_key", None) or device
-    rows["device_name"] = spec.name
-    features = feature_frame(rows, spec)
-    n = len(features)
-    # columns gathered as arrays and framed once: setting DataFrame columns one by one
-    # cost ~0.6 ms each, most of a single estimate's time
-    out: dict[str, Any] = {c: features[c].to_numpy() for c in ("kernel", "dtype", *SHAPE_COLUMNS[kernel], *TILE_COLUMNS)
+    rows["device_key"] = _repeat(getattr(spec, "device_key", None) or device, n)
+    rows["device_name"] = _repeat(spec.name, n)
+    features = feature_columns(rows, spec)
+    out: dict[str, Any] = {c: features[c] for c in ("kernel", "dtype", *SHAPE_COLUMNS[kernel], *TILE_COLUMNS)
                            if c in features}
-    out["device"] = np.full(n, spec.name, dtype=object)
-    out["device_source"] = np.full(n, source, dtype=object)
-    out["flops"] = features["flops"].to_numpy()
-    out["min_bytes"] = features["min_bytes"].to_numpy()
-    bound = features["bound_time_s"].to_numpy(dtype=float)
+    out["device"] = _repeat(spec.name, n)
+    out["device_source"] = _repeat(source, n)
+    out["flops"] = features["flops"]
+    out["min_bytes"] = features["min_bytes"]
+    bound = np.asarray(features["bound_time_s"], dtype=float)
     out["bound_time_s"] = bound
-    out["bound"] = features["bound"].astype(str).to_numpy()
+    regime = features["bound"]
+    out["bound"] = np.where(regime != None, regime, np.nan).astype(object)  # noqa: E711 (elementwise)
     energy_j = energy_method = None
     if model is not None:
         from perfscope.models.persistence import ModelBundle, load_bundle
-        from perfscope.models.training import estimate_rows
+        from perfscope.models.training import bundle_predictions
 
         bundle = model if isinstance(model, ModelBundle) else load_bundle(model)
-        predicted = estimate_rows(bundle, rows)
-        latency = predicted["latency_s"].to_numpy()
+        # the work (FLOPs, bytes) does not depend on the device, and all the features are
+        # reused when the model's figures for this device are the resolved ones
+        predicted = bundle_predictions(bundle, {**rows, "flops": features["flops"], "min_bytes": features["min_bytes"]},
+                                       computed=(spec, features))
+        latency = predicted["latency_s"]
         out["latency_s"] = latency
-        out["latency_low_s"] = predicted["latency_low_s"].to_numpy()
-        out["latency_high_s"] = predicted["latency_high_s"].to_numpy()
+        out["latency_low_s"] = predicted["latency_low_s"]
+        out["latency_high_s"] = predicted["latency_high_s"]
         method = "model:forest (conformal 90% interval)"
         if "energy_j" in predicted:
-            energy_j, energy_method = predicted["energy_j"].to_numpy(), "model"
+            energy_j, energy_method = predicted["energy_j"], "model"
     else:
         efficiency = 1.0 if source == "calibrated" else ASSUMED_SPEC_EFFICIENCY
         # compute-bound tiled work also pays for the padded tiles and the last partial wave
         quantisation = np.where(out["bound"] == "compute",
-                                np.nan_to_num(features["tile_efficiency"].to_numpy(dtype=float), nan=1.0)
-                                * np.nan_to_num(features["wave_efficiency"].to_numpy(dtype=float), nan=1.0), 1.0)
+                                np.nan_to_num(np.asarray(features["tile_efficiency"], dtype=float), nan=1.0)
+                                * np.nan_to_num(np.asarray(features["wave_efficiency"], dtype=float), nan=1.0), 1.0)
         latency = bound / (efficiency * quantisation)
         out["latency_s"] = latency
         out["latency_low_s"] = bound / ASSUMED_EFFICIENCY_RANGE[1]
@@ -135,14 +208,14 @@ def estimate_many(kernel: str, configs: list[Mapping[str, Any]] | Any, device: s
                   + " / tile and wave quantisation when compute-bound"
                   + f"; interval assumes {ASSUMED_EFFICIENCY_RANGE[0]:.0%}-{ASSUMED_EFFICIENCY_RANGE[1]:.0%}"
                   " of the bound")
-    out["method"] = np.full(n, method, dtype=object)
+    out["method"] = _repeat(method, n)
     out["efficiency"] = bound / latency
     if energy_j is None:
         tdp_w = getattr(spec, "tdp_w", None)
         energy_j = latency * tdp_w if tdp_w else np.full(n, np.nan)
         energy_method = "estimate-tdp (TDP x latency: an upper-end estimate)" if tdp_w else "none (no TDP known)"
     out["energy_j"] = energy_j
-    out["energy_method"] = np.full(n, energy_method, dtype=object)
+    out["energy_method"] = _repeat(energy_method, n)
     out["power_w"] = energy_j / latency
     intensity = intensity_gco2e_per_kwh
     if intensity is None:
@@ -150,25 +223,46 @@ def estimate_many(kernel: str, configs: list[Mapping[str, Any]] | Any, device: s
         intensity, intensity_source = grid.intensity_gco2e_per_kwh, f"{grid.region} {grid.year}: {grid.source}"
     else:
         intensity_source = "given"
-    out["carbon_intensity_source"] = np.full(n, intensity_source, dtype=object)
+    out["carbon_intensity_source"] = _repeat(intensity_source, n)
     out["carbon_intensity_gco2e_per_kwh"] = np.full(n, float(intensity))
     out["pue"] = np.full(n, float(pue))
     out["carbon_gco2e"] = operational_gco2e(energy_j, intensity, pue)
+    return out
+
+
+def estimate_many(kernel: str, configs: list[Mapping[str, Any]] | Any, device: str, *, dtype: str | None = None,
+                  model: Any = None, region: str = DEFAULT_REGION, intensity_gco2e_per_kwh: float | None = None,
+                  pue: float = 1.0) -> Any:
+    """Vectorised estimates: one output row per configuration (a pandas DataFrame).
+
+    ``configs``: a list of dicts, a mapping of column -> values, or a DataFrame;
+    ``model`` a bundle path or a loaded bundle; ``device`` a device id, name or
+    dataset device key (``h100-sxm``, ``NVIDIA H100 80GB HBM3``, ``cpu-amd-epyc``).
+    The estimates are computed on numpy arrays (``estimate_columns``); pandas only frames them.
+    """
+    out = estimate_columns(kernel, configs, device, dtype=dtype, model=model, region=region,
+                           intensity_gco2e_per_kwh=intensity_gco2e_per_kwh, pue=pue)
+    import pandas as pd
+
     return pd.DataFrame(out)
 
 
 def estimate(kernel: str, device: str, dtype: str = "fp32", *, model: Any = None, best_tile: bool = False,
              region: str = DEFAULT_REGION, intensity_gco2e_per_kwh: float | None = None, pue: float = 1.0,
              implementation: str | None = None, **shape: Any) -> dict[str, Any]:
-    """One estimate as a dict (see ``estimate_many``); ``best_tile`` adds the predicted best
-    tile among ``GPU_TILE_CANDIDATES`` (or ``CPU_TILE_CANDIDATES`` on a CPU) and its gain
-    over the given (or default) configuration."""
+    """One estimate as a dict (see ``estimate_many``; no pandas); ``best_tile`` adds the
+    predicted best tile among ``GPU_TILE_CANDIDATES`` (or ``CPU_TILE_CANDIDATES`` on a
+    CPU) and its gain over the given (or default) configuration."""
     config = dict(shape)
     if implementation is not None:
         config["implementation"] = implementation
-    frame = estimate_many(kernel, [config], device, dtype=dtype, model=model, region=region,
-                          intensity_gco2e_per_kwh=intensity_gco2e_per_kwh, pue=pue)
-    result = {k: _plain(v) for k, v in frame.iloc[0].to_dict().items()}
+    if model is not None and best_tile:
+        from perfscope.models.persistence import ModelBundle, load_bundle
+
+        model = model if isinstance(model, ModelBundle) else load_bundle(model)  # loaded once for both
+    out = estimate_columns(kernel, [config], device, dtype=dtype, model=model, region=region,
+                           intensity_gco2e_per_kwh=intensity_gco2e_per_kwh, pue=pue)
+    result = {name: _plain(values[0]) for name, values in out.items()}
     if best_tile:
         result["best_tile"] = _best_tile(kernel, device, dtype, config, model, result["latency_s"])
     return result
@@ -186,11 +280,14 @@ def _best_tile(kernel: str, device: str, dtype: str, config: dict[str, Any], mod
     implementation = config.get("implementation") or ("numba.tiled" if on_cpu else "triton.matmul")
     configs = [{**config, "implementation": implementation, "tile_m": tm, "tile_n": tn, "tile_k": tk}
                for tm, tn, tk in candidates]
-    frame = estimate_many(kernel, configs, device, dtype=dtype, model=model)
-    best = frame.loc[frame["latency_s"].idxmin()]
-    return {"tile_m": int(best["tile_m"]), "tile_n": int(best["tile_n"]), "tile_k": int(best["tile_k"]),
-            "implementation": implementation, "latency_s": float(best["latency_s"]),
-            "gain_over_default": float(default_latency_s / best["latency_s"]), "method": best["method"]}
+    out = estimate_columns(kernel, configs, device, dtype=dtype, model=model)
+    latency = np.asarray(out["latency_s"], dtype=float)
+    if np.isnan(latency).all():
+        raise UserInputError(f"no tile has a latency estimate on {device} for {dtype}")
+    best = int(np.nanargmin(latency))  # the first of equal minima, as pandas' idxmin
+    return {"tile_m": int(out["tile_m"][best]), "tile_n": int(out["tile_n"][best]), "tile_k": int(out["tile_k"][best]),
+            "implementation": implementation, "latency_s": float(latency[best]),
+            "gain_over_default": float(default_latency_s / latency[best]), "method": out["method"][best]}
 
 
 def _plain(value: Any) -> Any:
@@ -200,4 +297,4 @@ def _plain(value: Any) -> Any:
     return value
 
 
-__all__ = ["estimate", "estimate_many", "config_frame"]
+__all__ = ["estimate", "estimate_many", "estimate_columns", "config_columns", "config_frame"]

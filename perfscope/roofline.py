@@ -4,6 +4,13 @@ Pure and vectorised: numpy arrays / pandas columns in, arrays out (no per-row Py
 on the GEMM path). Work and traffic come from ``perfscope.features`` (DESIGN.md
 section 5); this module adds the roofline and the quantisation features.
 
+Rows come as a pandas DataFrame or as "columns": a mapping of column name -> 1-D
+numpy array of one length. Every formula below is computed once, on arrays
+(``_features``); ``feature_columns`` returns them as a dict of arrays without importing
+pandas (what ``perfscope estimate`` uses) and ``feature_frame`` adds them to a frame
+(training, evaluation, the dashboard). Only reading a frame's cells differs
+(``pd.to_numeric`` there, ``float()`` per cell for a column mapping's text or objects).
+
 Formulas (per row; ``s`` = bytes per element of the dtype):
 
 * ``flops``, ``min_bytes``: the row's own columns where present (collectors fill them
@@ -55,8 +62,10 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Union
 
 import numpy as np
 
@@ -67,9 +76,12 @@ from perfscope.dtypes import DTYPES
 if TYPE_CHECKING:
     import pandas as pd
 
-# pandas is imported inside the functions that take frames: the array functions
-# (roofline_bound, tile_wave, ridge_point, arithmetic_intensity) need only numpy, so a
-# light caller (one `perfscope estimate`) does not pay pandas' import time.
+# pandas is imported only by the functions that build frames: everything else, the
+# feature computation included (``feature_columns``), needs only numpy, so a light
+# caller (one `perfscope estimate`) does not pay pandas' import time.
+
+Rows = Union["pd.DataFrame", Mapping[str, Any]]
+"""Configuration rows: a DataFrame, or a mapping of column name -> 1-D array ("columns")."""
 
 DEFAULT_TILE_M = 128  # default output tile of untiled library kernels (see module doc)
 DEFAULT_TILE_N = 128
@@ -93,7 +105,8 @@ FEATURE_COLUMNS = (
     "device_key", "device_source", "device_sm_count", "device_l2_bytes",
     *(f"device_peak_{d.split('_')[0]}_flops_per_s" for d in DEVICE_PEAK_DTYPES),
 )
-"""Columns ``feature_frame`` adds (plus ``roofline_attainment`` when times are present)."""
+"""Columns ``feature_frame`` and ``feature_columns`` add (plus ``roofline_attainment`` when
+times are present)."""
 
 
 class RooflineBound(NamedTuple):
@@ -195,39 +208,95 @@ _COLUMN_DEFAULTS: dict[str, int | str] = {
 }
 
 
-class _Columns:
-    """``rows`` read once: ``kernel`` and ``dtype`` factorised (string comparisons on 1M
-    rows are slow), other columns converted to float64 on first use and shared (reading a
-    pandas column costs ~40 us even for one row, and the work and the grid read the same)."""
+def is_frame(rows: Any) -> bool:
+    """True for a pandas DataFrame (checked without importing pandas: no frame exists before it is imported)."""
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(rows, pandas.DataFrame)
 
-    def __init__(self, rows: pd.DataFrame) -> None:
+
+def columns_size(rows: Mapping[str, Any]) -> int:
+    """The number of rows of a column mapping (``UserInputError`` when the columns differ in length)."""
+    sizes = {len(v) for v in rows.values()}
+    if len(sizes) > 1:
+        from perfscope.errors import UserInputError
+
+        raise UserInputError(f"columns of different lengths ({', '.join(map(str, sorted(sizes)))}): one value per "
+                             "row in every column")
+    return sizes.pop() if sizes else 0
+
+
+class _Columns:
+    """``rows`` (a DataFrame or a column mapping) read once: ``kernel`` and ``dtype``
+    factorised (string comparisons on 1M rows are slow), other columns converted to
+    float64 on first use and shared (reading a pandas column costs ~40 us even for one
+    row, and the work and the grid read the same)."""
+
+    def __init__(self, rows: Rows) -> None:
         self.rows = rows
-        self.size = len(rows)
+        self.frame = is_frame(rows)
+        self.size = len(rows) if self.frame else columns_size(rows)
         self.kernel_codes, self.kernels = self._factorize("kernel")
         self.dtype_codes, self.dtypes = self._factorize("dtype")
         self._floats: dict[str, np.ndarray] = {}
 
     def _factorize(self, name: str) -> tuple[np.ndarray, list[Any]]:
-        import pandas as pd
-
         if name not in self.rows:
             return np.full(self.size, -1, dtype=np.intp), []
+        if self.frame and self.size > _SMALL_FRAME_ROWS:
+            import pandas as pd
+
+            codes, uniques = pd.factorize(self.rows[name])
+            return np.asarray(codes), list(uniques)
+        values = self.objects(name)
         if self.size <= _SMALL_FRAME_ROWS:  # pd.factorize costs ~0.2 ms even for one row (an estimate)
-            values = self.rows[name].to_numpy(dtype=object)
             uniques = list(dict.fromkeys(v for v in values if isinstance(v, str)))
             index = {v: i for i, v in enumerate(uniques)}
             return np.array([index.get(v, -1) if isinstance(v, str) else -1 for v in values], dtype=np.intp), uniques
-        codes, uniques = pd.factorize(self.rows[name])
-        return np.asarray(codes), list(uniques)
+        # a long column mapping: one comparison pass per distinct value (few: kernel families, dtypes)
+        uniques = [v for v in dict.fromkeys(values.tolist()) if isinstance(v, str)]
+        codes = np.full(self.size, -1, dtype=np.intp)
+        for i, value in enumerate(uniques):
+            codes[values == value] = i
+        return codes, uniques
+
+    def objects(self, name: str, at: np.ndarray | None = None) -> np.ndarray:
+        """Column ``name`` (at positions ``at``, default all) as an object array of its cells."""
+        if self.frame:
+            series = self.rows[name] if at is None else self.rows[name].iloc[at]
+            return series.to_numpy(dtype=object)
+        values = np.asarray(self.rows[name], dtype=object)
+        return values if at is None else values[at]
 
     def floats(self, name: str, default: float = math.nan) -> np.ndarray:
         """Column ``name`` as float64 (missing column or cell -> ``default``). Read-only."""
         if name not in self._floats:
-            values = _float_column(self.rows, name, self.size)
+            read = _float_column if self.frame else _float_array
+            values = read(self.rows, name, self.size)
             values.flags.writeable = False
             self._floats[name] = values
         values = self._floats[name]
         return values if math.isnan(default) else np.where(np.isnan(values), default, values)
+
+    def integers(self, name: str) -> np.ndarray | None:
+        """Column ``name`` as int64 when it is stored as signed integers (no missing cells), else None."""
+        if name not in self.rows:
+            return None
+        values = self.rows[name]
+        dtype = values.dtype if hasattr(values, "dtype") else np.asarray(values).dtype
+        if not (isinstance(dtype, np.dtype) and dtype.kind == "i"):
+            return None
+        return values.to_numpy() if self.frame else np.asarray(values)
+
+    def flags(self, name: str, default: bool, at: np.ndarray) -> np.ndarray:
+        """Column ``name`` at positions ``at`` as bool (missing cells -> ``default``)."""
+        if self.frame:
+            return self.rows[name].iloc[at].fillna(default).to_numpy(dtype=bool)
+        values = np.asarray(self.rows[name])[at]
+        if values.dtype.kind == "b":
+            return values
+        if values.dtype.kind == "f":
+            return np.where(np.isnan(values), default, values != 0)
+        return np.array([default if _missing(v) else bool(v) for v in values.tolist()], dtype=bool)
 
     def is_kernel(self, kernel: str) -> np.ndarray:
         if kernel not in self.kernels:
@@ -256,9 +325,9 @@ class _Config:
 
     def size(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(int64 values, usable) of column ``name`` at the target rows, defaults applied."""
-        series = self.rows[name] if name in self.rows else None
-        if series is not None and isinstance(series.dtype, np.dtype) and series.dtype.kind == "i":
-            return series.to_numpy()[self.target].astype(np.int64, copy=False), np.ones(len(self.target), bool)
+        stored = self.columns.integers(name)
+        if stored is not None:
+            return stored[self.target].astype(np.int64, copy=False), np.ones(len(self.target), bool)
         values = self.columns.floats(name)[self.target]  # missing -> NaN
         usable = (np.abs(values) < 2.0**63) & (values == np.floor(values))  # False for NaN, inf, 2.5
         ints = np.where(usable, values, 1).astype(np.int64)  # 1: a placeholder, never used
@@ -282,12 +351,12 @@ class _Config:
     def flag(self, name: str, default: bool) -> np.ndarray:
         if name not in self.rows:
             return np.full(int(self.used.sum()), default)
-        return self.rows[name].iloc[self.target[self.used]].fillna(default).to_numpy(dtype=bool)
+        return self.columns.flags(name, default, self.target[self.used])
 
     def text(self, name: str) -> np.ndarray:
         if name not in self.rows:
             return np.full(int(self.used.sum()), None, dtype=object)
-        return self.rows[name].iloc[self.target[self.used]].to_numpy(dtype=object)
+        return self.columns.objects(name, self.target[self.used])
 
 
 def _gemm_work(config: _Config, dtype: str) -> tuple[np.ndarray, np.ndarray]:
@@ -315,8 +384,8 @@ _WORK: dict[str, Callable[[_Config, str], tuple[np.ndarray, np.ndarray]]] = {
 }
 
 
-def work_and_traffic(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(flops, min_bytes) per row as float arrays.
+def work_and_traffic(rows: Rows) -> tuple[np.ndarray, np.ndarray]:
+    """(flops, min_bytes) per row as float arrays (``rows``: a DataFrame or a column mapping).
 
     The row's own ``flops``/``min_bytes`` are kept where present; missing ones are
     computed by the ``perfscope.features`` functions of the row's kernel family (NaN for
@@ -350,22 +419,29 @@ def _work_and_traffic(columns: _Columns) -> tuple[np.ndarray, np.ndarray]:
     return flops, min_bytes
 
 
-# ---- the feature frame ---------------------------------------------------------------
+# ---- the features: arrays, and the frame around them ----------------------------------
 
-def feature_frame(rows: pd.DataFrame, device: RooflineDevice, *, blocks_per_sm: int = DEFAULT_BLOCKS_PER_SM,
-                  default_tile: tuple[int, int] = (DEFAULT_TILE_M, DEFAULT_TILE_N),
-                  launch_overhead_s: float | None = None) -> pd.DataFrame:
-    """``rows`` with the roofline features of ``FEATURE_COLUMNS`` added for ``device``.
+class _Coded(NamedTuple):
+    """A categorical feature column before it is materialised: int8 codes into
+    ``categories`` (-1: unknown). ``feature_frame`` makes it a pandas Categorical,
+    ``feature_columns`` an object array of the names."""
 
-    ``rows`` needs ``kernel`` and ``dtype`` and the configuration columns of its kernel
-    family (or its own ``flops``/``min_bytes``). ``device`` is a ``DeviceSpec`` or a
-    calibrated ``DeviceProfile``. ``launch_overhead_s`` overrides the device's floor.
-    The input frame is not modified. See the module docstring for every formula.
-    """
-    import pandas as pd
+    codes: np.ndarray
+    categories: tuple[str, ...]
 
-    size = len(rows)
-    source = _Columns(rows)
+    def names(self) -> np.ndarray:
+        return np.array([*self.categories, None], dtype=object)[self.codes]  # code -1 picks None
+
+
+def _constant(value: str, size: int) -> _Coded:
+    return _Coded(np.zeros(size, dtype=np.int8), (value,))
+
+
+def _features(source: _Columns, device: RooflineDevice, blocks_per_sm: int, default_tile: tuple[int, int],
+              launch_overhead_s: float | None) -> dict[str, Any]:
+    """The feature columns of ``FEATURE_COLUMNS`` (and ``roofline_attainment`` when the rows
+    carry times) as arrays, categorical ones as ``_Coded``. Every formula is here."""
+    size = source.size
     flops, min_bytes = _work_and_traffic(source)
     dtype_bytes = source.per_dtype({d: info.bytes_per_element for d, info in DTYPES.items()})
     peaks = dict(device.peaks_flops_per_s)
@@ -395,14 +471,14 @@ def feature_frame(rows: pd.DataFrame, device: RooflineDevice, *, blocks_per_sm: 
             "peak_flops_per_s": peak,
             "mem_bandwidth_bytes_per_s": np.full(size, bandwidth),
             "launch_overhead_s": np.full(size, launch),
-            "launch_overhead_source": _constant_category(launch_source, size),
+            "launch_overhead_source": _constant(launch_source, size),
             "ridge_point_flops_per_byte": ridge,
             "intensity_over_ridge": intensity / ridge,
             "compute_time_s": bound.compute_time_s,
             "memory_time_s": bound.memory_time_s,
             "bound_time_s": bound.bound_time_s,
             "log10_bound_time_s": _log10(bound.bound_time_s),
-            "bound": regime_names(bound.regime),
+            "bound": _Coded(np.asarray(bound.regime, dtype=np.int8), REGIMES),
             "tile_m_used": tile_m,
             "tile_n_used": tile_n,
             "tiles": tw.tiles,
@@ -410,17 +486,57 @@ def feature_frame(rows: pd.DataFrame, device: RooflineDevice, *, blocks_per_sm: 
             "tile_efficiency": tw.tile_efficiency,
             "wave_efficiency": tw.wave_efficiency,
             "min_bytes_over_l2": min_bytes / l2,
-            "device_key": _constant_category(device.key, size),
-            "device_source": _constant_category(device.source_kind, size),
+            "device_key": _constant(device.key, size),
+            "device_source": _constant(device.source_kind, size),
             "device_sm_count": np.full(size, sm_count),
             "device_l2_bytes": np.full(size, l2),
         }
         for d in DEVICE_PEAK_DTYPES:
             columns[f"device_peak_{d.split('_')[0]}_flops_per_s"] = np.full(size, float(peaks.get(d, math.nan)))
-        if "time_median_ms" in rows:
-            measured_s = pd.to_numeric(rows["time_median_ms"], errors="coerce").to_numpy(
-                dtype=float, na_value=np.nan) / 1e3
-            columns["roofline_attainment"] = bound.bound_time_s / measured_s
+        if "time_median_ms" in source.rows:
+            columns["roofline_attainment"] = bound.bound_time_s / (source.floats("time_median_ms") / 1e3)
+    return columns
+
+
+def feature_columns(rows: Rows, device: RooflineDevice, *, blocks_per_sm: int = DEFAULT_BLOCKS_PER_SM,
+                    default_tile: tuple[int, int] = (DEFAULT_TILE_M, DEFAULT_TILE_N),
+                    launch_overhead_s: float | None = None) -> dict[str, np.ndarray]:
+    """``feature_frame`` without pandas: the columns of ``rows`` (a mapping of column name ->
+    1-D array, or a DataFrame) with the ``FEATURE_COLUMNS`` arrays added, as a new dict.
+
+    The same formulas as ``feature_frame`` (it is a frame around this computation);
+    ``bound``, ``launch_overhead_source``, ``device_key`` and ``device_source`` are object
+    arrays of names (``bound`` None where unknown) instead of Categoricals. The input
+    arrays are shared, not copied.
+    """
+    source = _Columns(rows)
+    added = _features(source, device, blocks_per_sm, default_tile, launch_overhead_s)
+    if source.frame:
+        out = {name: rows[name].to_numpy() for name in rows.columns}
+    else:
+        out = {name: np.asarray(values) for name, values in rows.items()}
+    out.update({name: value.names() if isinstance(value, _Coded) else value for name, value in added.items()})
+    return out
+
+
+def feature_frame(rows: pd.DataFrame, device: RooflineDevice, *, blocks_per_sm: int = DEFAULT_BLOCKS_PER_SM,
+                  default_tile: tuple[int, int] = (DEFAULT_TILE_M, DEFAULT_TILE_N),
+                  launch_overhead_s: float | None = None) -> pd.DataFrame:
+    """``rows`` with the roofline features of ``FEATURE_COLUMNS`` added for ``device``.
+
+    ``rows`` needs ``kernel`` and ``dtype`` and the configuration columns of its kernel
+    family (or its own ``flops``/``min_bytes``). ``device`` is a ``DeviceSpec`` or a
+    calibrated ``DeviceProfile``. ``launch_overhead_s`` overrides the device's floor.
+    The input frame is not modified. See the module docstring for every formula
+    (``feature_columns`` computes the same columns as arrays, without pandas).
+    """
+    import pandas as pd
+
+    size = len(rows)
+    columns = {name: pd.Categorical.from_codes(value.codes, dtype=_category_dtype(value.categories))
+               if isinstance(value, _Coded) else value
+               for name, value in _features(_Columns(rows), device, blocks_per_sm, default_tile,
+                                            launch_overhead_s).items()}
     if size <= _CONCAT_MAX_ROWS:  # small frames: one concat beats ~40 column inserts
         added = pd.DataFrame(columns, index=rows.index)
         replaced = [c for c in columns if c in rows.columns]
@@ -431,12 +547,6 @@ def feature_frame(rows: pd.DataFrame, device: RooflineDevice, *, blocks_per_sm: 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
         return rows.assign(**columns)
-
-
-def _constant_category(value: str, size: int) -> pd.Categorical:
-    import pandas as pd
-
-    return pd.Categorical.from_codes(np.zeros(size, dtype=np.int8), dtype=_category_dtype((value,)))
 
 
 def _output_grid(columns: _Columns, default_tile: tuple[int, int]) -> tuple[np.ndarray, ...]:
@@ -481,6 +591,40 @@ def _float_column(rows: pd.DataFrame, name: str, size: int) -> np.ndarray:
     if series.dtype.kind in "iuf":
         return series.to_numpy(dtype=float, copy=True)
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def float_column(rows: Rows, name: str, size: int | None = None) -> np.ndarray:
+    """Column ``name`` of a DataFrame or a column mapping as a new float64 array: numbers as
+    they are, numeric text parsed, anything else (None, NA, other text) NaN; all NaN (of
+    ``size`` rows, default the rows') when there is no such column."""
+    if is_frame(rows):
+        return _float_column(rows, name, len(rows))
+    return _float_array(rows, name, columns_size(rows) if size is None else size)
+
+
+def _float_array(rows: Mapping[str, Any], name: str, size: int) -> np.ndarray:
+    """``_float_column`` for a column mapping: numbers as float64; other cells as ``float()``
+    reads them (numeric text included), else NaN, like ``pd.to_numeric(errors="coerce")``."""
+    if name not in rows:
+        return np.full(size, np.nan)
+    values = np.asarray(rows[name])
+    if values.dtype.kind in "iufb":
+        return values.astype(float)
+    return np.array([_to_float(v) for v in values.tolist()], dtype=float).reshape(size)
+
+
+def _to_float(value: Any) -> float:
+    if value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _missing(value: Any) -> bool:
+    """None or a float NaN (a missing cell)."""
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def _log10(values: np.ndarray) -> np.ndarray:
