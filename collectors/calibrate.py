@@ -510,6 +510,20 @@ def resolve_device(name_or_key: str, *, directory: Path | str | None = None
         + ", or run `perfscope calibrate` on it")
 
 
+def resolve_row_device(device_key: str | None, device_name: str | None, *, directory: Path | str | None = None
+                       ) -> tuple[DeviceSpec | DeviceProfile, str] | None:
+    """``resolve_device`` for a profile row's device: by its key, then by its name; None
+    when neither is known (rows name their device both ways, imports sometimes only one)."""
+    for query in (device_key, device_name):
+        if not isinstance(query, str) or not query.strip():
+            continue
+        try:
+            return resolve_device(query, directory=directory)
+        except UserInputError:
+            continue
+    return None
+
+
 def _spec_id_of(name: str) -> str | None:
     spec = find_device_spec(name)
     return spec.device_id if spec else None

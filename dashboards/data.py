@@ -109,21 +109,13 @@ def add_gap(frame: pd.DataFrame) -> pd.DataFrame:
 def resolve_device(device_key: str, device_name: str, *, sm_count: float | None = None) -> DeviceInfo:
     """The roofline device for a dataset device: calibrated profile, else spec row, else none.
 
-    The lookup is ``perfscope.collectors.calibrate.resolve_device`` (by key, then by name);
+    The lookup is ``perfscope.collectors.calibrate.resolve_row_device`` (by key, then by name);
     the spec row is kept beside a calibrated profile so pages can draw both ceilings.
     """
-    from perfscope.collectors.calibrate import resolve_device as resolve
+    from perfscope.collectors.calibrate import resolve_row_device
     from perfscope.devicespecs import find_device_spec
 
-    found = None
-    for query in (device_key, device_name):
-        if not query:
-            continue
-        try:
-            found = resolve(str(query))
-            break
-        except PerfscopeError as exc:
-            log.debug("no device figures for %s: %s", query, exc)
+    found = resolve_row_device(str(device_key) if device_key else None, str(device_name) if device_name else None)
     if found is not None and found[1] == "calibrated":
         calibrated = found[0]
         spec = find_device_spec(str(device_name)) if device_name else None

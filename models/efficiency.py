@@ -38,11 +38,11 @@ def resolve_devices(rows: pd.DataFrame, devices: Mapping[str, RooflineDevice] | 
     """The device of every ``device_key`` in ``rows``: ``{device_key: device}``.
 
     ``devices`` (keyed by device key) wins; otherwise ``perfscope.collectors.calibrate.
-    resolve_device`` is asked for the key, then for the row's ``device_name`` (a
-    calibrated profile beats the spec table). ``UserInputError`` names the devices that
+    resolve_row_device`` finds it by key, then by ``device_name`` (a calibrated profile
+    beats the spec table). ``UserInputError`` names the devices that
     have neither, and what to do.
     """
-    from perfscope.collectors.calibrate import resolve_device
+    from perfscope.collectors.calibrate import resolve_row_device
 
     given = dict(devices or {})
     if "device_key" not in rows:
@@ -55,19 +55,11 @@ def resolve_devices(rows: pd.DataFrame, devices: Mapping[str, RooflineDevice] | 
         if key in given:
             out[key] = given[key]
             continue
-        device = None
-        for query in (key, name):
-            if not isinstance(query, str) or not query.strip():
-                continue
-            try:
-                device, _source = resolve_device(query)
-                break
-            except UserInputError:
-                continue
-        if device is None:
+        found = resolve_row_device(key, name if isinstance(name, str) else None)
+        if found is None:
             missing.append(f"{key} ({name})" if isinstance(name, str) else key)
         else:
-            out[key] = device
+            out[key] = found[0]
     if missing:
         raise UserInputError(f"no roofline figures for device(s) {', '.join(missing)}: run `perfscope calibrate` "
                              "on them (a CPU always needs it) or name a spec-table GPU")

@@ -8,14 +8,14 @@ error near 10 % or below.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from perfscope.errors import MeasurementError, UserInputError
-from perfscope.meters.base import EnergyMeter, EnergyReading
-from perfscope.nvml import load_nvml, nvml_call
+from perfscope.errors import MeasurementError
+from perfscope.meters.base import EnergyReading
+from perfscope.meters.nvml_base import NvmlMeter
+from perfscope.nvml import nvml_call
 
 MIN_COUNTER_UPDATES = 10
 """A window must span this many counter updates to be trusted."""
@@ -30,7 +30,7 @@ class _CounterToken:
     time_s: float
 
 
-class NvmlCounterMeter(EnergyMeter):
+class NvmlCounterMeter(NvmlMeter):
     """Energy of one GPU from NVML's total-energy counter.
 
     ``nvml`` defaults to the lazily loaded ``pynvml`` and ``clock`` (seconds) to
@@ -50,16 +50,9 @@ class NvmlCounterMeter(EnergyMeter):
         clock: Callable[[], float] | None = None,
         counter_update_s: float = 0.1,
     ) -> None:
-        if not counter_update_s > 0:
-            raise UserInputError(
-                f"counter_update_s must be a positive number of seconds, got {counter_update_s!r}"
-            )
-        self.handle_index = handle_index
+        super().__init__(handle_index, nvml, clock, counter_update_s, "counter_update_s")
         self.counter_update_s = float(counter_update_s)
         self.min_window_s = MIN_COUNTER_UPDATES * self.counter_update_s
-        self._clock: Callable[[], float] = clock if clock is not None else time.monotonic
-        self._nvml = load_nvml(nvml)
-        self._handle = nvml_call(self._nvml, "nvmlDeviceGetHandleByIndex", handle_index)
         self._read_mj()  # support check: NvmlNotSupportedError propagates
 
     def _read_mj(self) -> int:

@@ -9,18 +9,13 @@ smears short windows; ``power_source`` says which one a meter uses.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from perfscope.errors import (
-    MeasurementError,
-    NvmlNotSupportedError,
-    PerfscopeError,
-    UserInputError,
-)
-from perfscope.meters.base import EnergyMeter, EnergyReading
-from perfscope.nvml import load_nvml, nvml_call
+from perfscope.errors import MeasurementError, NvmlNotSupportedError, PerfscopeError
+from perfscope.meters.base import EnergyReading
+from perfscope.meters.nvml_base import NvmlMeter
+from perfscope.nvml import nvml_call
 
 NVML_FI_DEV_POWER_INSTANT = 186
 NVML_SUCCESS = 0
@@ -71,7 +66,7 @@ class _Window:
         self.finished = False
 
 
-class NvmlSampledMeter(EnergyMeter):
+class NvmlSampledMeter(NvmlMeter):
     """Energy of one GPU by sampling its power every ``interval_s`` in a daemon thread.
 
     ``nvml`` defaults to the lazily loaded ``pynvml`` and ``clock`` (seconds) to
@@ -91,16 +86,9 @@ class NvmlSampledMeter(EnergyMeter):
         clock: Callable[[], float] | None = None,
         interval_s: float = 0.01,
     ) -> None:
-        if not interval_s > 0:
-            raise UserInputError(
-                f"interval_s must be a positive number of seconds, got {interval_s!r}"
-            )
-        self.handle_index = handle_index
+        super().__init__(handle_index, nvml, clock, interval_s, "interval_s")
         self.interval_s = float(interval_s)
         self.min_window_s = max(MIN_WINDOW_FLOOR_S, MIN_SAMPLES_PER_WINDOW * self.interval_s)
-        self._clock: Callable[[], float] = clock if clock is not None else time.monotonic
-        self._nvml = load_nvml(nvml)
-        self._handle = nvml_call(self._nvml, "nvmlDeviceGetHandleByIndex", handle_index)
         self.power_source = self._detect_power_source()
         self.last_sample_count = 0
         self._windows: set[_Window] = set()
