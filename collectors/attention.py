@@ -1,4 +1,9 @@
-"""Attention through PyTorch's ``scaled_dot_product_attention`` with one forced backend."""
+"""Attention through PyTorch's ``scaled_dot_product_attention`` with one forced backend.
+
+``AttentionShape`` is what every attention implementation shares (fields, validation,
+work, configuration columns, inputs); ``AttentionCase`` and the Triton attention case
+build on it.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +17,9 @@ from perfscope.devices.base import Device
 from perfscope.dtypes import dtype_info
 from perfscope.errors import UnsupportedConfigError, UserInputError
 from perfscope.features import attention_flops, attention_min_bytes
-from perfscope.collectors.conv import one_line, check_dtype_supported, expand_axes
+from perfscope.collectors.conv import check_dtype_supported, describe_point, expand_axes, one_line
 from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_dtype
-from perfscope.collectors.protocol import Workload
+from perfscope.collectors.protocol import Case, Workload, check_cache_mode
 
 # perfscope's backend names -> torch.nn.attention.SDPBackend members
 BACKENDS = {"math": "MATH", "flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION",
@@ -26,12 +31,15 @@ _REFUSALS = ("no available kernel", "no viable backend", "not supported", "only 
 
 
 @dataclass(frozen=True, kw_only=True)
-class AttentionCase:
-    """O = softmax(Q K^T / sqrt(d) [+ causal mask]) V with Q (B, H, Nq, d) and K, V (B, Hkv, Nk, d).
+class AttentionShape(Case):
+    """The configuration every attention implementation shares:
+    O = softmax(Q K^T / sqrt(d) [+ causal mask]) V with Q (B, H, Nq, d) and K, V (B, Hkv, Nk, d).
 
     ``kv_heads`` defaults to ``heads``; fewer kv heads is grouped-query attention (query
     head h reads kv head h // (H / Hkv)). ``causal`` is torch's ``is_causal``: a
-    top-left-aligned mask (query i sees keys 0..i), also when Nq != Nk.
+    top-left-aligned mask (query i sees keys 0..i), also when Nq != Nk. Validates the
+    fields; gives the work, the configuration columns and the inputs. An implementation
+    adds ``implementation``, ``build`` and its own fields.
     """
 
     batch: int
@@ -41,25 +49,23 @@ class AttentionCase:
     head_dim: int
     kv_heads: int | None = None
     causal: bool = False
-    backend: str = "math"
     dtype: str = "fp32"
     cache_mode: str = "warm"
     seed: int = 0
     kernel: str = "attention"
 
-    implementation = "torch.sdpa"
-
     def __post_init__(self) -> None:
         if self.kv_heads is None:
             object.__setattr__(self, "kv_heads", self.heads)
-        # validates sizes and heads % kv_heads (UserInputError)
-        attention_min_bytes(self.batch, self.heads, self.kv_heads, self.seq_q, self.seq_k, self.head_dim, self.dtype)
+        _ = self.fused_min_bytes  # validates sizes, heads % kv_heads and the dtype (UserInputError)
         if not isinstance(self.causal, bool):
             raise UserInputError(f"attention causal must be true or false, got {self.causal!r}")
-        if self.backend not in BACKENDS:
-            raise UserInputError(f"unknown attention backend {self.backend!r}: use one of {', '.join(BACKENDS)}")
-        if self.cache_mode not in ("warm", "cold"):
-            raise UserInputError(f"cache mode must be warm or cold, got {self.cache_mode!r}")
+        check_cache_mode(self.cache_mode)
+
+    @property
+    def fused(self) -> bool:
+        """Whether the scores stay on chip (a fused, flash-style kernel); ``min_bytes`` counts them otherwise."""
+        return True
 
     @property
     def flops(self) -> int:
@@ -67,15 +73,57 @@ class AttentionCase:
 
     @property
     def min_bytes(self) -> int:
-        """Fused traffic for flash, efficient and cuDNN; the math backend materialises the scores."""
+        return self._min_bytes(fused=self.fused)
+
+    @property
+    def fused_min_bytes(self) -> int:
+        """Bytes of Q, K, V and O, what a fused kernel moves at least; cold-cache input sets are sized by it."""
+        return self._min_bytes(fused=True)
+
+    def _min_bytes(self, fused: bool) -> int:
         return attention_min_bytes(self.batch, self.heads, self.kv_heads, self.seq_q, self.seq_k, self.head_dim,
-                                   self.dtype, fused=self.backend in FUSED_BACKENDS)
+                                   self.dtype, fused=fused)
 
     def config_columns(self) -> dict[str, Any]:
         return {"kernel": self.kernel, "implementation": self.implementation, "dtype": self.dtype,
                 "cache_mode": self.cache_mode, "batch": self.batch, "heads": self.heads,
                 "kv_heads": self.kv_heads, "seq_q": self.seq_q, "seq_k": self.seq_k, "head_dim": self.head_dim,
-                "causal": self.causal, "backend": self.backend}
+                "causal": self.causal}
+
+    def make_inputs(self, device: Device) -> list[tuple[Any, Any, Any]]:
+        """Input sets (Q, K, V) on ``device``: one warm, enough to outgrow the cache cold."""
+        storage, dev = torch_dtype(dtype_info(self.dtype)), device.torch_device
+        q_shape = (self.batch, self.heads, self.seq_q, self.head_dim)
+        kv_shape = (self.batch, self.kv_heads, self.seq_k, self.head_dim)
+        inputs = []
+        for i in range(input_set_count(self.cache_mode, self.fused_min_bytes, device)):
+            base = self.seed * 1000 + 3 * i
+            inputs.append((seeded_uniform(q_shape, storage, dev, seed=base),
+                           seeded_uniform(kv_shape, storage, dev, seed=base + 1),
+                           seeded_uniform(kv_shape, storage, dev, seed=base + 2)))
+        return inputs
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttentionCase(AttentionShape):
+    """Attention through PyTorch's ``scaled_dot_product_attention`` with one forced ``backend``."""
+
+    backend: str = "math"
+
+    implementation = "torch.sdpa"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.backend not in BACKENDS:
+            raise UserInputError(f"unknown attention backend {self.backend!r}: use one of {', '.join(BACKENDS)}")
+
+    @property
+    def fused(self) -> bool:
+        """Fused for flash, efficient and cuDNN; the math backend materialises the scores."""
+        return self.backend in FUSED_BACKENDS
+
+    def config_columns(self) -> dict[str, Any]:
+        return {**super().config_columns(), "backend": self.backend}
 
     def build(self, device: Device) -> Workload:
         """Inputs on ``device`` and one probe call under the forced backend, so that a backend
@@ -97,19 +145,8 @@ class AttentionCase:
         member = getattr(SDPBackend, BACKENDS[self.backend], None)
         if member is None:
             raise UnsupportedConfigError(f"torch {torch.__version__} has no SDPA backend {BACKENDS[self.backend]}")
-        storage = torch_dtype(info)
-        fused_bytes = attention_min_bytes(self.batch, self.heads, self.kv_heads, self.seq_q, self.seq_k,
-                                          self.head_dim, self.dtype, fused=True)
-        sets = input_set_count(self.cache_mode, fused_bytes, device)
-        dev = device.torch_device
-        q_shape = (self.batch, self.heads, self.seq_q, self.head_dim)
-        kv_shape = (self.batch, self.kv_heads, self.seq_k, self.head_dim)
-        inputs = []
-        for i in range(sets):
-            base = self.seed * 1000 + 3 * i
-            inputs.append((seeded_uniform(q_shape, storage, dev, seed=base),
-                           seeded_uniform(kv_shape, storage, dev, seed=base + 1),
-                           seeded_uniform(kv_shape, storage, dev, seed=base + 2)))
+        inputs = self.make_inputs(device)
+        sets = len(inputs)
         causal, gqa = self.causal, self.kv_heads < self.heads
 
         def call(i: int) -> Any:
@@ -195,10 +232,28 @@ def _normalised_error(q: Any, k: Any, v: Any, out: Any, causal: bool) -> float:
     return worst
 
 
+# the grid keys of the fields every attention implementation shares (AttentionShape)
+ATTENTION_SHAPE_AXES = ("batch", "heads", "kv_heads", "seq_q", "seq_k", "seq", "head_dim", "causal", "dtype", "cache")
+ATTENTION_SHAPE_DEFAULTS = {"batch": [1], "causal": [False], "dtype": ["fp32"], "cache": ["warm"]}
+# the order of the keys is the order in which the grid varies, slowest first
 _ATTENTION_AXES = ("batch", "heads", "kv_heads", "seq_q", "seq_k", "seq", "head_dim", "causal", "backend", "dtype",
                    "cache")
 _ATTENTION_DEFAULTS = {"batch": [1], "causal": [False], "backend": list(BACKENDS), "dtype": ["fp32"],
                        "cache": ["warm"]}
+
+
+def attention_shape_fields(point: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``AttentionShape`` fields (all but the seed) of one point of an attention grid
+    (``expand_axes`` with ``ATTENTION_SHAPE_DEFAULTS``): seq sets seq_q and seq_k unless they
+    are given; a missing size is a ``UserInputError``."""
+    seq_q, seq_k = point.get("seq_q", point.get("seq")), point.get("seq_k", point.get("seq"))
+    missing = [name for name, value in (("heads", point.get("heads")), ("head_dim", point.get("head_dim")),
+                                        ("seq_q (or seq)", seq_q), ("seq_k (or seq)", seq_k)) if value is None]
+    if missing:
+        raise UserInputError(f"attention grid needs {', '.join(missing)} (as axes or in every shape)")
+    return {"batch": point["batch"], "heads": point["heads"], "kv_heads": point.get("kv_heads"), "seq_q": seq_q,
+            "seq_k": seq_k, "head_dim": point["head_dim"], "causal": point["causal"], "dtype": point["dtype"],
+            "cache_mode": point["cache"]}
 
 
 def cases_from_axes(axes: Mapping[str, Any], *, seed: int = 0) -> list[AttentionCase]:
@@ -214,17 +269,10 @@ def cases_from_axes(axes: Mapping[str, Any], *, seed: int = 0) -> list[Attention
     cases = []
     for point in expand_axes("attention", axes, axis_keys=_ATTENTION_AXES, shape_keys=_ATTENTION_AXES,
                              defaults=_ATTENTION_DEFAULTS):
-        seq_q, seq_k = point.get("seq_q", point.get("seq")), point.get("seq_k", point.get("seq"))
-        missing = [name for name, value in (("heads", point.get("heads")), ("head_dim", point.get("head_dim")),
-                                            ("seq_q (or seq)", seq_q), ("seq_k (or seq)", seq_k)) if value is None]
-        if missing:
-            raise UserInputError(f"attention grid needs {', '.join(missing)} (as axes or in every shape)")
+        fields = attention_shape_fields(point)
         try:
-            case = AttentionCase(batch=point["batch"], heads=point["heads"], kv_heads=point.get("kv_heads"),
-                                 seq_q=seq_q, seq_k=seq_k, head_dim=point["head_dim"], causal=point["causal"],
-                                 backend=point["backend"], dtype=point["dtype"], cache_mode=point["cache"], seed=seed)
+            case = AttentionCase(**fields, backend=point["backend"], seed=seed)
         except UserInputError as exc:
-            raise UserInputError(f"attention grid point {', '.join(f'{k}={v}' for k, v in point.items())}: "
-                                 f"{exc}") from None
+            raise UserInputError(f"attention grid point {describe_point(point)}: {exc}") from None
         cases.append(case)
     return list(dict.fromkeys(cases))

@@ -1,5 +1,7 @@
 """2-D convolution through PyTorch (``torch.nn.functional.conv2d``), NCHW or channels-last.
 
+``ConvShape`` is what every conv2d implementation shares (fields, validation, work,
+configuration columns, inputs, check); ``ConvCase`` and the Triton conv case build on it.
 Also home of ``expand_axes``, the grid expansion (cartesian product of axes, optionally
 multiplied by a list of fixed ``shapes``) that the conv and attention grids share.
 """
@@ -19,19 +21,21 @@ from perfscope.dtypes import DtypeInfo, dtype_info
 from perfscope.errors import UnsupportedConfigError, UserInputError
 from perfscope.features import conv2d_flops, conv2d_min_bytes, conv2d_output_hw
 from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_dtype
-from perfscope.collectors.protocol import Workload
+from perfscope.collectors.gemm import check_device_supports
+from perfscope.collectors.protocol import Case, Workload, check_cache_mode
 
 CHECK_FILTERS = 64  # output channels of the first image compared with the float64 reference
 LAYOUTS = ("nchw", "channels_last")
 
 
 @dataclass(frozen=True, kw_only=True)
-class ConvCase:
-    """out = conv2d(x, w): x (N, C, H, W), w (K, C/groups, R, S), no bias, inputs uniform in [-1, 1].
+class ConvShape(Case):
+    """The configuration every conv2d implementation shares: out = conv2d(x, w) with
+    x (N, C, H, W), w (K, C/groups, R, S), no bias, inputs uniform in [-1, 1].
 
-    Depthwise when ``groups == c == k``. ``cudnn_benchmark`` is a CUDA setting: True or
-    False on CUDA (recorded in ``params_json``), None elsewhere (``cases_from_axes`` with
-    ``device_kind`` sets it so); a mismatch is recorded as an unsupported row.
+    Depthwise when ``groups == c == k``. Validates the fields; gives the work (``flops``,
+    ``min_bytes``), the configuration columns, the inputs and the check. An
+    implementation adds ``implementation``, ``build`` and its own fields.
     """
 
     n: int
@@ -51,21 +55,15 @@ class ConvCase:
     layout: str = "nchw"
     dtype: str = "fp32"
     cache_mode: str = "warm"
-    cudnn_benchmark: bool | None = None
     seed: int = 0
     kernel: str = "conv"
-
-    implementation = "torch.conv2d"
 
     def __post_init__(self) -> None:
         _ = self.flops  # validates sizes, groups and the output shape (UserInputError)
         dtype_info(self.dtype)
         if self.layout not in LAYOUTS:
             raise UserInputError(f"conv layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
-        if self.cache_mode not in ("warm", "cold"):
-            raise UserInputError(f"cache mode must be warm or cold, got {self.cache_mode!r}")
-        if self.cudnn_benchmark is not None and not isinstance(self.cudnn_benchmark, bool):
-            raise UserInputError(f"cudnn_benchmark must be true, false or null, got {self.cudnn_benchmark!r}")
+        check_cache_mode(self.cache_mode)
 
     @property
     def depthwise(self) -> bool:
@@ -88,15 +86,75 @@ class ConvCase:
     def _geometry(self) -> tuple[int, int, int, int, int, int]:
         return self.stride_h, self.stride_w, self.pad_h, self.pad_w, self.dil_h, self.dil_w
 
+    @property
+    def conv2d_options(self) -> dict[str, tuple[int, int]]:
+        """Stride, padding and dilation as ``torch.nn.functional.conv2d`` takes them."""
+        return {"stride": (self.stride_h, self.stride_w), "padding": (self.pad_h, self.pad_w),
+                "dilation": (self.dil_h, self.dil_w)}
+
     def config_columns(self) -> dict[str, Any]:
-        params = None if self.cudnn_benchmark is None else json.dumps({"cudnn_benchmark": self.cudnn_benchmark})
         return {"kernel": self.kernel, "implementation": self.implementation, "dtype": self.dtype,
                 "cache_mode": self.cache_mode, "batch": self.n,
                 "conv_n": self.n, "conv_c": self.c, "conv_h": self.h, "conv_w": self.w,
                 "conv_k": self.k, "conv_r": self.r, "conv_s": self.s,
                 "stride_h": self.stride_h, "stride_w": self.stride_w, "pad_h": self.pad_h, "pad_w": self.pad_w,
-                "dil_h": self.dil_h, "dil_w": self.dil_w, "groups": self.groups, "layout": self.layout,
-                "params_json": params}
+                "dil_h": self.dil_h, "dil_w": self.dil_w, "groups": self.groups, "layout": self.layout}
+
+    def memory_format(self) -> Any:
+        """The torch memory format of ``layout``."""
+        import torch
+
+        return torch.channels_last if self.layout == "channels_last" else torch.contiguous_format
+
+    def make_inputs(self, device: Device) -> list[tuple[Any, Any]]:
+        """Input sets (x, w) on ``device`` in ``layout``: one warm, enough to outgrow the cache cold."""
+        storage, fmt, dev = torch_dtype(dtype_info(self.dtype)), self.memory_format(), device.torch_device
+        inputs = []
+        for i in range(input_set_count(self.cache_mode, self.min_bytes, device)):
+            x = seeded_uniform((self.n, self.c, self.h, self.w), storage, dev, seed=self.seed * 1000 + 2 * i)
+            wt = seeded_uniform((self.k, self.c // self.groups, self.r, self.s), storage, dev,
+                                seed=self.seed * 1000 + 2 * i + 1)
+            inputs.append((x.contiguous(memory_format=fmt), wt.contiguous(memory_format=fmt)))
+        return inputs
+
+    def normalised_error(self, x: Any, wt: Any, out: Any) -> float:
+        """max |out - ref| / sqrt(C/groups * R * S) over the first image and its first
+        ``CHECK_FILTERS`` filters (whole groups), against float64 on the CPU."""
+        import torch.nn.functional as F
+
+        groups = self.groups
+        # the first image, and only the first filters (whole groups) to keep float64 cheap
+        per_group_k, per_group_c = self.k // groups, self.c // groups
+        check_groups = 1 if groups == 1 else max(1, min(groups, CHECK_FILTERS // per_group_k))
+        filters = min(self.k, CHECK_FILTERS) if groups == 1 else check_groups * per_group_k
+        channels = self.c if groups == 1 else check_groups * per_group_c
+        ref = F.conv2d(x[:1, :channels].double().cpu(), wt[:filters].double().cpu(),
+                       groups=check_groups, **self.conv2d_options)
+        got = out[:1, :filters].double().cpu()
+        return float((got - ref).abs().max()) / math.sqrt(per_group_c * self.r * self.s)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvCase(ConvShape):
+    """conv2d through PyTorch (``torch.nn.functional.conv2d``).
+
+    ``cudnn_benchmark`` is a CUDA setting: True or False on CUDA (recorded in
+    ``params_json``), None elsewhere (``cases_from_axes`` with ``device_kind`` and
+    ``for_device`` set it so); a mismatch is recorded as an unsupported row.
+    """
+
+    cudnn_benchmark: bool | None = None
+
+    implementation = "torch.conv2d"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.cudnn_benchmark is not None and not isinstance(self.cudnn_benchmark, bool):
+            raise UserInputError(f"cudnn_benchmark must be true, false or null, got {self.cudnn_benchmark!r}")
+
+    def config_columns(self) -> dict[str, Any]:
+        params = None if self.cudnn_benchmark is None else json.dumps({"cudnn_benchmark": self.cudnn_benchmark})
+        return {**super().config_columns(), "params_json": params}
 
     def for_device(self, device_kind: str) -> ConvCase:
         """This case with the cuDNN setting dropped where it does not apply (not CUDA)."""
@@ -105,7 +163,6 @@ class ConvCase:
         return dataclasses.replace(self, cudnn_benchmark=None)
 
     def build(self, device: Device) -> Workload:
-        import torch
         import torch.nn.functional as F
 
         info = dtype_info(self.dtype)
@@ -116,19 +173,8 @@ class ConvCase:
         if device.kind != "cuda" and self.cudnn_benchmark is not None:
             raise UnsupportedConfigError(f"cudnn_benchmark is a cuDNN (CUDA) setting; on a {device.kind} leave it "
                                          "unset (cases_from_axes(..., device_kind=...) does)")
-        storage = torch_dtype(info)
-        fmt = torch.channels_last if self.layout == "channels_last" else torch.contiguous_format
-        sets = input_set_count(self.cache_mode, self.min_bytes, device)
-        dev = device.torch_device
-        inputs = []
-        for i in range(sets):
-            x = seeded_uniform((self.n, self.c, self.h, self.w), storage, dev, seed=self.seed * 1000 + 2 * i)
-            wt = seeded_uniform((self.k, self.c // self.groups, self.r, self.s), storage, dev,
-                                seed=self.seed * 1000 + 2 * i + 1)
-            inputs.append((x.contiguous(memory_format=fmt), wt.contiguous(memory_format=fmt)))
-        options = {"stride": (self.stride_h, self.stride_w), "padding": (self.pad_h, self.pad_w),
-                   "dilation": (self.dil_h, self.dil_w)}
-        groups = self.groups
+        inputs = self.make_inputs(device)
+        sets, options, groups = len(inputs), self.conv2d_options, self.groups
 
         def call(i: int) -> Any:
             x, wt = inputs[i % sets]
@@ -144,15 +190,7 @@ class ConvCase:
                                                  f"{one_line(exc)}") from None
                 raise
             device.synchronize()
-            # the first image, and only the first filters (whole groups) to keep float64 cheap
-            per_group_k, per_group_c = self.k // groups, self.c // groups
-            check_groups = 1 if groups == 1 else max(1, min(groups, CHECK_FILTERS // per_group_k))
-            filters = min(self.k, CHECK_FILTERS) if groups == 1 else check_groups * per_group_k
-            channels = self.c if groups == 1 else check_groups * per_group_c
-            ref = F.conv2d(x[:1, :channels].double().cpu(), wt[:filters].double().cpu(),
-                           groups=check_groups, **options)
-            got = out[:1, :filters].double().cpu()
-            return float((got - ref).abs().max()) / math.sqrt(per_group_c * self.r * self.s)
+            return self.normalised_error(x, wt, out)
 
         # set last, so that a failed allocation above leaves the global flags alone
         restore_flags = _set_cudnn_flags(self.cudnn_benchmark, self.dtype) if device.kind == "cuda" else None
@@ -185,14 +223,7 @@ def check_dtype_supported(info: DtypeInfo, device: Device, what: str) -> None:
     """``UnsupportedConfigError`` for a dtype this device (or collector) cannot run."""
     if info.name.startswith("fp8"):
         raise UnsupportedConfigError(f"fp8 {what} is not collected (torch has no plain fp8 {what})")
-    if info.cuda_only and device.kind != "cuda":
-        raise UnsupportedConfigError(f"{info.name} needs a CUDA GPU (compute capability >= "
-                                     f"{'.'.join(map(str, info.min_compute_capability))}); this is a {device.kind}")
-    if device.kind == "cuda" and info.min_compute_capability:
-        cc = device.describe().compute_capability
-        if cc and tuple(int(x) for x in cc.split(".")) < info.min_compute_capability:
-            raise UnsupportedConfigError(f"{info.name} needs compute capability >= "
-                                         f"{'.'.join(map(str, info.min_compute_capability))}; this GPU has {cc}")
+    check_device_supports(info, device)
 
 
 def one_line(exc: BaseException | str, limit: int = 400) -> str:
@@ -248,12 +279,30 @@ def expand_axes(family: str, axes: Mapping[str, Any], *, axis_keys: Iterable[str
     return points
 
 
-_CONV_AXES = ("n", "c", "h", "w", "k", "r", "s", "stride", "pad", "dil", "groups", "layout", "dtype", "cache",
-              "cudnn_benchmark")
-_CONV_SHAPE_KEYS = _CONV_AXES + ("stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w")
-_CONV_DEFAULTS = {"stride": [1], "pad": [0], "dil": [1], "groups": [1], "layout": ["nchw"], "dtype": ["fp32"],
-                  "cache": ["warm"], "cudnn_benchmark": [True]}
+# the grid keys of the fields every conv2d implementation shares (ConvShape)
+CONV_SHAPE_AXES = ("n", "c", "h", "w", "k", "r", "s", "stride", "pad", "dil", "groups", "layout", "dtype", "cache")
+CONV_SHAPE_DEFAULTS = {"stride": [1], "pad": [0], "dil": [1], "groups": [1], "layout": ["nchw"], "dtype": ["fp32"],
+                       "cache": ["warm"]}
+PER_DIMENSION_KEYS = ("stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w")  # shapes only
 _CONV_REQUIRED = ("n", "c", "h", "w", "k", "r", "s")
+_CONV_AXES = CONV_SHAPE_AXES + ("cudnn_benchmark",)
+_CONV_SHAPE_KEYS = _CONV_AXES + PER_DIMENSION_KEYS
+_CONV_DEFAULTS = {**CONV_SHAPE_DEFAULTS, "cudnn_benchmark": [True]}
+
+
+def conv_shape_fields(point: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``ConvShape`` fields (all but the seed) of one point of a conv grid (``expand_axes``
+    with ``CONV_SHAPE_DEFAULTS``): stride, pad and dil set both dimensions unless a shape gives
+    stride_h, pad_w, ...; a missing size is a ``UserInputError``."""
+    missing = [key for key in _CONV_REQUIRED if key not in point]
+    if missing:
+        raise UserInputError(f"conv grid needs {', '.join(missing)} (as axes or in every shape)")
+    fields = {key: point[key] for key in (*_CONV_REQUIRED, "groups", "layout", "dtype")}
+    for name in ("stride", "pad", "dil"):
+        fields[f"{name}_h"] = point.get(f"{name}_h", point[name])
+        fields[f"{name}_w"] = point.get(f"{name}_w", point[name])
+    fields["cache_mode"] = point["cache"]
+    return fields
 
 
 def cases_from_axes(axes: Mapping[str, Any], *, seed: int = 0, device_kind: str | None = None) -> list[ConvCase]:
@@ -271,21 +320,15 @@ def cases_from_axes(axes: Mapping[str, Any], *, seed: int = 0, device_kind: str 
     cases = []
     for point in expand_axes("conv", axes, axis_keys=_CONV_AXES, shape_keys=_CONV_SHAPE_KEYS,
                              defaults=_CONV_DEFAULTS):
-        missing = [key for key in _CONV_REQUIRED if key not in point]
-        if missing:
-            raise UserInputError(f"conv grid needs {', '.join(missing)} (as axes or in every shape)")
-        fields = {key: point[key] for key in _CONV_REQUIRED}
-        for name in ("stride", "pad", "dil"):
-            fields[f"{name}_h"] = point.get(f"{name}_h", point[name])
-            fields[f"{name}_w"] = point.get(f"{name}_w", point[name])
+        fields = conv_shape_fields(point)
         try:
-            case = ConvCase(**fields, groups=point["groups"], layout=point["layout"], dtype=point["dtype"],
-                            cache_mode=point["cache"], cudnn_benchmark=point["cudnn_benchmark"], seed=seed)
+            case = ConvCase(**fields, cudnn_benchmark=point["cudnn_benchmark"], seed=seed)
         except UserInputError as exc:
-            raise UserInputError(f"conv grid point {_describe(point)}: {exc}") from None
+            raise UserInputError(f"conv grid point {describe_point(point)}: {exc}") from None
         cases.append(case if device_kind is None else case.for_device(device_kind))
     return list(dict.fromkeys(cases))
 
 
-def _describe(point: Mapping[str, Any]) -> str:
+def describe_point(point: Mapping[str, Any]) -> str:
+    """A grid point as ``key=value, ...`` (for error messages)."""
     return ", ".join(f"{k}={v}" for k, v in point.items())

@@ -62,7 +62,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_dtype
-from perfscope.collectors.protocol import Workload
+from perfscope.collectors.protocol import Case, Workload, check_cache_mode, restore_torch_threads, torch_threads
 from perfscope.devices.base import Device
 from perfscope.dtypes import dtype_info
 from perfscope.errors import UnsupportedConfigError, UserInputError
@@ -144,7 +144,7 @@ def numba_default_threads() -> int:
 
 
 @dataclass(frozen=True)
-class CpuTiledGemmCase:
+class CpuTiledGemmCase(Case):
     """C = A @ B (A m x k, B k x n, uniform in [-1, 1]) by the numba tiled kernel with a square tile.
 
     ``threads``: numba threads for the call; None means numba's whole pool.
@@ -166,8 +166,7 @@ class CpuTiledGemmCase:
         if self.threads is not None:
             _positive_int("threads", self.threads)
         dtype_info(self.dtype)  # unknown names are user errors; known but unsupported ones become rows
-        if self.cache_mode not in ("warm", "cold"):
-            raise UserInputError(f"cache mode must be warm or cold, got {self.cache_mode!r}")
+        check_cache_mode(self.cache_mode)
 
     @property
     def implementation(self) -> str:
@@ -191,7 +190,9 @@ class CpuTiledGemmCase:
                                          f"not {self.dtype}")
         import numba
         import numpy as np
+        import torch  # noqa: F401  (the inputs are torch's; imported here so its thread count can be read)
 
+        torch_before = torch_threads()
         threads = self.resolved_threads()
         pool = numba_default_threads()
         if threads > pool:
@@ -223,9 +224,15 @@ class CpuTiledGemmCase:
             ref = a[:rows].astype(np.float64) @ b.astype(np.float64)
             return float(np.abs(c[:rows].astype(np.float64) - ref).max()) / math.sqrt(k)
 
+        def release() -> None:
+            inputs.clear()
+            # numba's OpenMP pool, started by the first call, resets libgomp's thread count,
+            # which torch shares: leave torch's as this case found it
+            restore_torch_threads(torch_before)
+
         return Workload(kernel=call, check=check, check_tolerance=info.check_tolerance,
                         flops=gemm_flops(1, m, n, k), min_bytes=gemm_min_bytes(1, m, n, k, self.dtype),
-                        input_sets=sets, release=inputs.clear)
+                        input_sets=sets, release=release)
 
 
 _AXES = ("sizes", "shapes", "m", "n", "k", "tile", "dtype", "cache", "threads")

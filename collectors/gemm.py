@@ -1,4 +1,8 @@
-"""GEMM through PyTorch: ``torch.matmul`` (batch 1) and ``torch.bmm`` (batch > 1)."""
+"""GEMM through PyTorch: ``torch.matmul`` (batch 1) and ``torch.bmm`` (batch > 1).
+
+``GemmShape`` is what every GEMM implementation shares (fields, validation, FLOPs,
+configuration columns, inputs, check); ``GemmCase`` and the Triton GEMM case build on it.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from perfscope.devices.base import Device
-from perfscope.dtypes import dtype_info
+from perfscope.dtypes import DtypeInfo, dtype_info
 from perfscope.errors import UnsupportedConfigError, UserInputError
 from perfscope.features import gemm_flops, gemm_min_bytes
 from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_dtype
-from perfscope.collectors.protocol import Workload
+from perfscope.collectors.protocol import Case, Workload, check_cache_mode
 
 CHECK_ROWS = 64  # rows of C compared with the float64 reference (keeps the check cheap)
 
 
 @dataclass(frozen=True)
-class GemmCase:
-    """C[b] = A[b] @ B[b] with A (m x k), B (k x n), inputs uniform in [-1, 1]."""
+class GemmShape(Case):
+    """The configuration every GEMM implementation shares: C[b] = A[b] @ B[b] with A (m x k),
+    B (k x n), inputs uniform in [-1, 1].
+
+    Validates the fields and gives the FLOPs and the configuration columns; an
+    implementation adds ``implementation``, ``build`` and its own fields (tiles).
+    """
 
     batch: int
     m: int
@@ -30,13 +39,47 @@ class GemmCase:
     kernel: str = "gemm"
 
     def __post_init__(self) -> None:
-        for name in ("batch", "m", "n", "k"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise UserInputError(f"gemm {name} must be a positive integer, got {value!r}")
+        _ = self.flops  # validates the sizes (UserInputError)
         dtype_info(self.dtype)
-        if self.cache_mode not in ("warm", "cold"):
-            raise UserInputError(f"cache mode must be warm or cold, got {self.cache_mode!r}")
+        check_cache_mode(self.cache_mode)
+
+    @property
+    def flops(self) -> int:
+        return gemm_flops(self.batch, self.m, self.n, self.k)
+
+    def config_columns(self) -> dict[str, Any]:
+        return {"kernel": self.kernel, "implementation": self.implementation, "dtype": self.dtype,
+                "cache_mode": self.cache_mode, "batch": self.batch, "m": self.m, "n": self.n, "k": self.k}
+
+    def make_inputs(self, device: Device) -> list[tuple[Any, Any, Any]]:
+        """Input sets (A, B, C) on ``device``, C uninitialised, 2-D for batch 1 and 3-D above:
+        one set warm, enough to outgrow the cache cold."""
+        import torch
+
+        info = dtype_info(self.dtype)
+        storage, dev = torch_dtype(info), device.torch_device
+        b, m, n, k = self.batch, self.m, self.n, self.k
+        set_bytes = info.bytes_per_element * b * (m * k + k * n + m * n)
+        lead = () if b == 1 else (b,)
+        inputs = []
+        for s in range(input_set_count(self.cache_mode, set_bytes, device)):
+            a = seeded_uniform((*lead, m, k), storage, dev, seed=self.seed * 1000 + 2 * s)
+            bb = seeded_uniform((*lead, k, n), storage, dev, seed=self.seed * 1000 + 2 * s + 1)
+            inputs.append((a, bb, torch.empty((*lead, m, n), dtype=storage, device=dev)))
+        return inputs
+
+    def normalised_error(self, a: Any, b: Any, c: Any) -> float:
+        """max |C - A @ B| / sqrt(k) over the first ``CHECK_ROWS`` rows of every matrix of the
+        batch, against float64 on the CPU."""
+        rows = min(self.m, CHECK_ROWS)
+        ref = a[..., :rows, :].double().cpu() @ b.double().cpu()
+        got = c[..., :rows, :].double().cpu()
+        return float((got - ref).abs().max()) / math.sqrt(self.k)
+
+
+@dataclass(frozen=True)
+class GemmCase(GemmShape):
+    """GEMM through PyTorch: ``torch.matmul`` (batch 1), ``torch.bmm`` (batch > 1), fp8 by ``torch._scaled_mm``."""
 
     @property
     def implementation(self) -> str:
@@ -44,15 +87,11 @@ class GemmCase:
             return "torch._scaled_mm"
         return "torch.matmul" if self.batch == 1 else "torch.bmm"
 
-    def config_columns(self) -> dict[str, Any]:
-        return {"kernel": self.kernel, "implementation": self.implementation, "dtype": self.dtype,
-                "cache_mode": self.cache_mode, "batch": self.batch, "m": self.m, "n": self.n, "k": self.k}
-
     def build(self, device: Device) -> Workload:
         import torch
 
         info = dtype_info(self.dtype)
-        _check_supported(info, device)
+        check_device_supports(info, device)
         if info.name.startswith("fp8"):
             from perfscope.collectors.fp8 import build_fp8_gemm
 
@@ -60,41 +99,26 @@ class GemmCase:
         if device.kind == "cuda":
             # tf32 is fp32 storage with tensor-core multiplies; plain fp32 must not use it
             torch.backends.cuda.matmul.allow_tf32 = self.dtype == "tf32"
-        storage = torch_dtype(info)
-        b, m, n, k = self.batch, self.m, self.n, self.k
-        set_bytes = info.bytes_per_element * b * (m * k + k * n + m * n)
-        sets = input_set_count(self.cache_mode, set_bytes, device)
-        shape_a = (m, k) if b == 1 else (b, m, k)
-        shape_b = (k, n) if b == 1 else (b, k, n)
-        shape_c = (m, n) if b == 1 else (b, m, n)
-        dev = device.torch_device
-        inputs = []
-        for s in range(sets):
-            a = seeded_uniform(shape_a, storage, dev, seed=self.seed * 1000 + 2 * s)
-            bb = seeded_uniform(shape_b, storage, dev, seed=self.seed * 1000 + 2 * s + 1)
-            c = torch.empty(shape_c, dtype=storage, device=dev)
-            inputs.append((a, bb, c))
-        op = torch.matmul if b == 1 else torch.bmm
+        inputs = self.make_inputs(device)
+        sets = len(inputs)
+        op = torch.matmul if self.batch == 1 else torch.bmm
 
         def call(i: int) -> None:
-            a, bb, c = inputs[i % sets]
-            op(a, bb, out=c)
+            a, b, c = inputs[i % sets]
+            op(a, b, out=c)
 
         def check() -> float:
-            a, bb, c = inputs[0]
             call(0)
             device.synchronize()
-            rows = min(m, CHECK_ROWS)
-            ref = a[..., :rows, :].double().cpu() @ bb.double().cpu()
-            got = c[..., :rows, :].double().cpu()
-            return float((got - ref).abs().max()) / math.sqrt(k)
+            return self.normalised_error(*inputs[0])
 
-        return Workload(kernel=call, check=check, check_tolerance=info.check_tolerance,
-                        flops=gemm_flops(b, m, n, k), min_bytes=gemm_min_bytes(b, m, n, k, self.dtype),
+        return Workload(kernel=call, check=check, check_tolerance=info.check_tolerance, flops=self.flops,
+                        min_bytes=gemm_min_bytes(self.batch, self.m, self.n, self.k, self.dtype),
                         input_sets=sets, release=inputs.clear)
 
 
-def _check_supported(info: Any, device: Device) -> None:
+def check_device_supports(info: DtypeInfo, device: Device) -> None:
+    """``UnsupportedConfigError`` for a dtype that needs CUDA, or a newer GPU, than ``device``."""
     if info.cuda_only and device.kind != "cuda":
         raise UnsupportedConfigError(f"{info.name} needs a CUDA GPU (compute capability >= "
                                      f"{'.'.join(map(str, info.min_compute_capability))}); this is a {device.kind}")

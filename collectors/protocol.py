@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from perfscope.devices.base import Device, DeviceState, Kernel
-from perfscope.errors import UnsupportedConfigError
+from perfscope.errors import UnsupportedConfigError, UserInputError
 from perfscope.meters.base import EnergyMeter
 from perfscope.meters.window import measure_energy
 from perfscope.provenance import host_provenance
@@ -38,7 +38,11 @@ class Workload:
 
 
 class Case(Protocol):
-    """One configuration of a kernel family."""
+    """One configuration of a kernel family.
+
+    A collector's case subclasses this explicitly (``class GemmCase(Case)``) to inherit
+    the defaults of the methods that have one (``for_device``).
+    """
 
     kernel: str
 
@@ -47,6 +51,24 @@ class Case(Protocol):
 
     def build(self, device: Device) -> Workload:
         """Allocate inputs on ``device``; raise ``UnsupportedConfigError`` if it cannot run."""
+
+    def for_device(self, device_kind: str) -> Case:
+        """This case as measured on a ``device_kind`` device (``Device.kind``).
+
+        A case with settings that apply on some devices only (cuDNN's autotuner) drops
+        them elsewhere, so that two cases which run alike there get one config id.
+        By default a case is the same everywhere: itself.
+        """
+        return self
+
+
+CACHE_MODES = ("warm", "cold")  # inputs reused, or rotated through sets that outgrow the last-level cache
+
+
+def check_cache_mode(cache_mode: str) -> None:
+    """``UserInputError`` unless ``cache_mode`` is one of ``CACHE_MODES``."""
+    if cache_mode not in CACHE_MODES:
+        raise UserInputError(f"cache mode must be warm or cold, got {cache_mode!r}")
 
 
 @dataclass(frozen=True)
@@ -68,7 +90,7 @@ def case_config_id(case: Case) -> str:
 def measure_case(case: Case, ctx: RunContext) -> tuple[Measurement, TimingResult | None]:
     """Measure one case and return its row (and the raw timing when it was timed)."""
     device = ctx.device
-    torch_threads = _torch_threads()
+    threads = torch_threads()
     before = device.read_state()
     status, reason = "ok", None
     timing = energy = None
@@ -92,20 +114,23 @@ def measure_case(case: Case, ctx: RunContext) -> tuple[Measurement, TimingResult
     finally:
         if workload is not None:
             workload.release()
-        _restore_torch_threads(torch_threads)
+        restore_torch_threads(threads)
     after = device.read_state()
     row = _row(case, ctx, status, reason, workload, error, timing, energy, before, after)
     return row, timing
 
 
-def _torch_threads() -> int | None:
+def torch_threads() -> int | None:
+    """torch's intra-op thread count, or None when torch is not imported."""
     torch = sys.modules.get("torch")
     return torch.get_num_threads() if torch is not None else None
 
 
-def _restore_torch_threads(threads: int | None) -> None:
-    """Put torch's intra-op thread count back: numba's OpenMP layer resets the shared
-    libgomp setting when it starts its pool, which would silently change every later row."""
+def restore_torch_threads(threads: int | None) -> None:
+    """Put torch's intra-op thread count back to ``threads`` (from ``torch_threads()``):
+    numba's OpenMP layer resets the shared libgomp setting when it starts its pool, which
+    would silently change every later row. ``measure_case`` does this after every case;
+    a case that starts numba also does it in its workload's ``release``."""
     torch = sys.modules.get("torch")
     if threads is not None and torch is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)

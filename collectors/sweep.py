@@ -60,8 +60,7 @@ def run_sweep(cases: Sequence[Case], store: ProfileStore, ctx: RunContext, *, re
     start = time.perf_counter()
     # settings that only apply on some devices (cuDNN's autotuner) drop out elsewhere,
     # which can make two cases one
-    kind = ctx.device.kind
-    cases = unique_cases([c.for_device(kind) if hasattr(c, "for_device") else c for c in cases])
+    cases = unique_cases([c.for_device(ctx.device.kind) for c in cases])
     device_key = ctx.device.key
     done = {cid for dev, cid in store.measured_keys(device_key)} if resume else set()
     todo = [c for c in cases if case_config_id(c) not in done]

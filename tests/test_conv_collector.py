@@ -126,6 +126,20 @@ def test_cudnn_benchmark_on_a_cpu_is_an_unsupported_row_and_dropped_for_cpu_case
     assert measure_case(cpu_case, _ctx())[0].status == "ok"
 
 
+def test_a_cpu_sweep_measures_cases_that_differ_only_in_the_cudnn_setting_once(tmp_path):
+    from perfscope.collectors.gemm import GemmCase
+    from perfscope.collectors.sweep import run_sweep
+    from perfscope.store import ProfileStore
+
+    gemm = GemmCase(batch=1, m=8, n=8, k=8, dtype="fp32")
+    assert gemm.for_device("cpu") is gemm  # the Case protocol's default: the same everywhere
+    convs = [ConvCase(n=1, c=3, h=8, w=8, k=4, r=3, s=3, cudnn_benchmark=b) for b in (True, False)]
+    report = run_sweep([*convs, gemm], ProfileStore(tmp_path / "ds", create=True), _ctx())
+    assert report.planned == 2 and report.statuses == {"ok": 2}
+    conv_row = next(row for row in report.rows if row.kernel == "conv")
+    assert conv_row.params_json is None
+
+
 def test_fp8_and_tf32_conv_on_the_cpu_are_unsupported_rows():
     for dtype in ("tf32", "fp8_e4m3"):
         row, _ = measure_case(ConvCase(n=1, c=2, h=5, w=5, k=2, r=3, s=3, dtype=dtype), _ctx())

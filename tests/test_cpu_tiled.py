@@ -242,3 +242,38 @@ def test_a_numba_case_leaves_torch_thread_count_as_it_found_it():
         assert torch.get_num_threads() == 1 and row.threads == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_release_puts_torchs_thread_count_back_as_the_build_found_it(kernel):
+    """The case keeps the invariant itself, not only through measure_case: whatever set
+    libgomp's (torch's) thread count while the workload lived, its release restores it."""
+    import torch
+
+    before = torch.get_num_threads()
+    workload = CpuTiledGemmCase(m=16, n=16, k=16, tile=4).build(CpuDevice())
+    try:
+        workload.kernel(0)
+        torch.set_num_threads(1 if before != 1 else 2)  # what numba's OpenMP pool does when it starts
+        workload.release()
+        assert torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_in_a_fresh_process_a_case_started_numbas_pool_and_its_release_undid_the_reset():
+    """Where numba's pool starts (the first call in a process), the reset happens between
+    build and release, so release alone keeps torch's thread count (~8 s: a fresh process)."""
+    code = ("import torch; torch.set_num_threads(1)\n"
+            "from perfscope.collectors.cpu_tiled import CpuTiledGemmCase, numba_default_threads\n"
+            "from perfscope.devices.cpu import CpuDevice\n"
+            "w = CpuTiledGemmCase(m=16, n=16, k=16, tile=4).build(CpuDevice())\n"
+            "w.kernel(0)\n"
+            "during = torch.get_num_threads()\n"
+            "w.release()\n"
+            "import numba; print(numba_default_threads(), during, torch.get_num_threads(), numba.threading_layer())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    pool, during, after, layer = out.stdout.split()
+    assert int(after) == 1
+    if layer == "omp" and int(pool) > 1:  # the reset shows with the OpenMP layer and a pool of several threads
+        assert int(during) == int(pool)

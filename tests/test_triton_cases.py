@@ -80,6 +80,26 @@ def test_config_columns_are_schema_columns_and_tiles_tell_cases_apart():
     assert set(_conv().config_columns()) <= set(CONFIG_COLUMNS)
 
 
+def test_a_triton_case_has_the_shape_columns_of_the_torch_case_of_its_shape():
+    from perfscope.collectors.attention import AttentionCase
+    from perfscope.collectors.conv import ConvCase
+    from perfscope.collectors.gemm import GemmCase
+
+    tile_columns = {"implementation", "tile_m", "tile_n", "tile_k", "tile_group_m", "tile_num_warps",
+                    "tile_num_stages"}
+    pairs = [(_gemm(cache_mode="cold"), GemmCase(batch=1, m=100, n=60, k=40, dtype="fp16", cache_mode="cold"), set()),
+             (_attention(), AttentionCase(batch=2, heads=4, kv_heads=2, seq_q=100, seq_k=90, head_dim=64, causal=True,
+                                          dtype="bf16"), {"backend"}),
+             (_conv(stride_w=2), ConvCase(n=2, c=8, h=14, w=14, k=16, r=3, s=3, pad_h=1, pad_w=1, stride_w=2,
+                                          dtype="fp16"), {"params_json"})]
+    for triton_case, torch_case, torch_only in pairs:
+        triton_columns, torch_columns = triton_case.config_columns(), torch_case.config_columns()
+        assert set(triton_columns) - tile_columns == set(torch_columns) - {"implementation"} - torch_only
+        assert all(triton_columns[k] == torch_columns[k] for k in set(triton_columns) - tile_columns)
+        assert triton_case.flops == torch_case.flops
+        assert triton_case.for_device("cpu") is triton_case  # the Case protocol's default
+
+
 def test_shared_memory_out_of_resources_becomes_a_one_line_reason():
     exc = OutOfResources(required=262144, limit=232448, name="shared memory")
     reason = tile_failure_reason(exc, _gemm().tiles)

@@ -8,31 +8,31 @@ sweep goes on. Importing this module imports neither torch nor triton.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from perfscope.collectors.attention import _normalised_error
-from perfscope.collectors.conv import check_dtype_supported, expand_axes
+from perfscope.collectors.attention import (
+    ATTENTION_SHAPE_AXES, ATTENTION_SHAPE_DEFAULTS, AttentionShape, _normalised_error, attention_shape_fields,
+)
+from perfscope.collectors.conv import (
+    CONV_SHAPE_AXES, CONV_SHAPE_DEFAULTS, PER_DIMENSION_KEYS, ConvShape, check_dtype_supported, conv_shape_fields,
+    expand_axes,
+)
+from perfscope.collectors.gemm import GemmShape
 from perfscope.collectors.gemm import cases_from_axes as gemm_grid
-from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_dtype
 from perfscope.collectors.protocol import Workload
 from perfscope.collectors.triton_kernels import ATTENTION_HEAD_DIMS, check_block, check_launch
 from perfscope.devices.base import Device
 from perfscope.dtypes import dtype_info
 from perfscope.errors import UnsupportedConfigError, UserInputError
-from perfscope.features import (
-    attention_flops, attention_min_bytes, conv2d_flops, conv2d_min_bytes, conv2d_output_hw, gemm_flops,
-    gemm_min_bytes,
-)
+from perfscope.features import gemm_min_bytes
 
 CPU_REASON = ("Triton kernels are timed on CUDA GPUs only; correctness is tested on the CPU "
               "under TRITON_INTERPRET=1")
 DTYPES = ("fp32", "tf32", "fp16", "bf16")
-CHECK_ROWS = 64  # GEMM rows compared with the float64 reference
-CHECK_FILTERS = 64  # conv output channels (of the first image) compared with the reference
 TILE_AXES = ("tile_m", "tile_n", "tile_k", "group_m", "num_warps", "num_stages")
 ATTENTION_TILE_AXES = ("tile_m", "tile_n", "num_warps", "num_stages")
 DEFAULT_TILES: dict[str, dict[str, list[int]]] = {
@@ -40,15 +40,6 @@ DEFAULT_TILES: dict[str, dict[str, list[int]]] = {
     "conv": {"tile_m": [128], "tile_n": [64], "tile_k": [32], "group_m": [8], "num_warps": [4], "num_stages": [3]},
     "attention": {"tile_m": [64], "tile_n": [64], "num_warps": [4], "num_stages": [2]},
 }
-
-
-def _check_common(dtype: str, cache_mode: str, num_warps: int, num_stages: int, group_m: int | None) -> None:
-    dtype_info(dtype)
-    if dtype not in DTYPES:
-        raise UserInputError(f"the Triton kernels run {', '.join(DTYPES)}; got {dtype!r}")
-    if cache_mode not in ("warm", "cold"):
-        raise UserInputError(f"cache mode must be warm or cold, got {cache_mode!r}")
-    check_launch(num_warps, num_stages, group_m)
 
 
 def _tile_columns(tile_m: int, tile_n: int, tile_k: int | None, group_m: int | None, num_warps: int,
@@ -64,91 +55,110 @@ def _tile_text(tile_m: int, tile_n: int, tile_k: int | None, group_m: int | None
     return f"{blocks}{group} num_warps={num_warps} num_stages={num_stages}"
 
 
-@dataclass(frozen=True, kw_only=True)
-class TritonGemmCase:
-    """C = A @ B, A (m x k), B (k x n), row-major, through ``triton_matmul`` with explicit tiles."""
+class _Tiled:
+    """What a tile setting adds to a family's shape case (``GemmShape``, ``ConvShape``,
+    ``AttentionShape``, the next base in the MRO): validation, configuration columns and a
+    one-line description. The case has the fields tile_m, tile_n, num_warps, num_stages,
+    and tile_k and group_m where its kernel has a K loop (``_KLoopTiles``)."""
 
-    m: int
-    n: int
-    k: int
+    tile_m: int
+    tile_n: int
+    num_warps: int
+    num_stages: int
     dtype: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()  # the shape's checks
+        if self.dtype not in DTYPES:
+            raise UserInputError(f"the Triton kernels run {', '.join(DTYPES)}; got {self.dtype!r}")
+        names = {f.name for f in dataclasses.fields(self)}
+        for name in ("tile_m", "tile_n", "tile_k"):
+            if name in names:
+                check_block(name, getattr(self, name))
+        check_launch(self.num_warps, self.num_stages, getattr(self, "group_m", None))
+
+    def _tile_values(self) -> tuple[int, int, int | None, int | None, int, int]:
+        return (self.tile_m, self.tile_n, getattr(self, "tile_k", None), getattr(self, "group_m", None),
+                self.num_warps, self.num_stages)
+
+    @property
+    def tiles(self) -> str:
+        return _tile_text(*self._tile_values())
+
+    def config_columns(self) -> dict[str, Any]:
+        return {**super().config_columns(), **_tile_columns(*self._tile_values())}
+
+    @property
+    def input_precision(self) -> str:
+        """How ``tl.dot`` multiplies: tf32 on tensor cores for the tf32 dtype, else exactly."""
+        return "tf32" if self.dtype == "tf32" else "ieee"
+
+    def _workload(self, device: Device, launchers: list[Callable[[], Any]], inputs: list[tuple[Any, ...]],
+                  error: Callable[..., float]) -> Workload:
+        """The workload of ``launchers``, one per input set, launched once here: call i runs
+        launcher i % sets; the check runs call 0 and returns ``error(*inputs[0])``, whose
+        last item is the output."""
+        sets = len(launchers)
+
+        def call(i: int) -> None:
+            launchers[i % sets]()
+
+        def check() -> float:
+            call(0)
+            device.synchronize()
+            return error(*inputs[0])
+
+        release = _clearer(inputs, launchers)
+        launch_once(call, device, self.tiles, release)
+        return Workload(kernel=call, check=check, check_tolerance=dtype_info(self.dtype).check_tolerance,
+                        flops=self.flops, min_bytes=self.min_bytes, input_sets=sets, release=release)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _KLoopTiles(_Tiled):
+    """The tile fields of the kernels with a K loop and grouped tile order (GEMM, implicit-GEMM conv)."""
+
     tile_m: int
     tile_n: int
     tile_k: int
     group_m: int
     num_warps: int
     num_stages: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class TritonGemmCase(_KLoopTiles, GemmShape):
+    """C = A @ B, A (m x k), B (k x n), row-major, through ``triton_matmul`` with explicit tiles."""
+
     batch: int = 1
-    cache_mode: str = "warm"
-    seed: int = 0
-    kernel: str = "gemm"
 
     implementation = "triton.matmul"
 
+    @property
+    def min_bytes(self) -> int:
+        return gemm_min_bytes(1, self.m, self.n, self.k, self.dtype)
+
     def __post_init__(self) -> None:
-        for name in ("m", "n", "k"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UserInputError(f"gemm {name} must be a positive integer, got {value!r}")
+        super().__post_init__()
         if self.batch != 1:
             raise UserInputError(f"the Triton GEMM multiplies one pair of matrices: batch must be 1, "
                                  f"got {self.batch!r}")
-        for name in ("tile_m", "tile_n", "tile_k"):
-            check_block(name, getattr(self, name))
-        _check_common(self.dtype, self.cache_mode, self.num_warps, self.num_stages, self.group_m)
-
-    @property
-    def tiles(self) -> str:
-        return _tile_text(self.tile_m, self.tile_n, self.tile_k, self.group_m, self.num_warps, self.num_stages)
-
-    def config_columns(self) -> dict[str, Any]:
-        return {"kernel": self.kernel, "implementation": self.implementation, "dtype": self.dtype,
-                "cache_mode": self.cache_mode, "batch": self.batch, "m": self.m, "n": self.n, "k": self.k,
-                **_tile_columns(self.tile_m, self.tile_n, self.tile_k, self.group_m, self.num_warps,
-                                self.num_stages)}
 
     def build(self, device: Device) -> Workload:
         """Inputs on the GPU, one launch (tile failures -> ``UnsupportedConfigError``)."""
         _require_cuda(device, self.dtype)
-        import torch
-
         from perfscope.collectors.triton_kernels.gemm import prepare_matmul
 
-        info = dtype_info(self.dtype)
-        storage = torch_dtype(info)
-        m, n, k = self.m, self.n, self.k
-        min_bytes = gemm_min_bytes(1, m, n, k, self.dtype)
-        sets = input_set_count(self.cache_mode, min_bytes, device)
-        dev = device.torch_device
-        inputs = []
-        for s in range(sets):
-            a = seeded_uniform((m, k), storage, dev, seed=self.seed * 1000 + 2 * s)
-            b = seeded_uniform((k, n), storage, dev, seed=self.seed * 1000 + 2 * s + 1)
-            inputs.append((a, b, torch.empty((m, n), dtype=storage, device=dev)))
+        inputs = self.make_inputs(device)
         options = {"block_m": self.tile_m, "block_n": self.tile_n, "block_k": self.tile_k, "group_m": self.group_m,
                    "num_warps": self.num_warps, "num_stages": self.num_stages,
-                   "input_precision": "tf32" if self.dtype == "tf32" else "ieee"}
+                   "input_precision": self.input_precision}
         launchers = [prepare_matmul(a, b, out=c, **options) for a, b, c in inputs]
-
-        def call(i: int) -> None:
-            launchers[i % sets]()
-
-        def check() -> float:
-            a, b, c = inputs[0]
-            call(0)
-            device.synchronize()
-            rows = min(m, CHECK_ROWS)
-            ref = a[:rows].double().cpu() @ b.double().cpu()
-            return float((c[:rows].double().cpu() - ref).abs().max()) / math.sqrt(k)
-
-        release = _clearer(inputs, launchers)
-        launch_once(call, device, self.tiles, release)
-        return Workload(kernel=call, check=check, check_tolerance=info.check_tolerance,
-                        flops=gemm_flops(1, m, n, k), min_bytes=min_bytes, input_sets=sets, release=release)
+        return self._workload(device, launchers, inputs, self.normalised_error)
 
 
 @dataclass(frozen=True, kw_only=True)
-class TritonAttentionCase:
+class TritonAttentionCase(_Tiled, AttentionShape):
     """Fused attention forward (``triton_attention_fwd``): Q (B, H, Nq, d), K and V (B, Hkv, Nk, d).
 
     Causal masking is top-left aligned, as torch's ``is_causal``. The check is the torch
@@ -156,45 +166,12 @@ class TritonAttentionCase:
     last query rows, every head, against float64 on the CPU.
     """
 
-    batch: int
-    heads: int
-    seq_q: int
-    seq_k: int
-    head_dim: int
-    dtype: str
     tile_m: int
     tile_n: int
     num_warps: int
     num_stages: int
-    kv_heads: int | None = None
-    causal: bool = False
-    cache_mode: str = "warm"
-    seed: int = 0
-    kernel: str = "attention"
 
     implementation = "triton.flash_fwd"
-
-    def __post_init__(self) -> None:
-        if self.kv_heads is None:
-            object.__setattr__(self, "kv_heads", self.heads)
-        # validates the sizes and heads % kv_heads (UserInputError)
-        attention_min_bytes(self.batch, self.heads, self.kv_heads, self.seq_q, self.seq_k, self.head_dim, self.dtype)
-        if not isinstance(self.causal, bool):
-            raise UserInputError(f"attention causal must be true or false, got {self.causal!r}")
-        check_block("tile_m", self.tile_m)
-        check_block("tile_n", self.tile_n)
-        _check_common(self.dtype, self.cache_mode, self.num_warps, self.num_stages, None)
-
-    @property
-    def tiles(self) -> str:
-        return _tile_text(self.tile_m, self.tile_n, None, None, self.num_warps, self.num_stages)
-
-    def config_columns(self) -> dict[str, Any]:
-        return {"kernel": self.kernel, "implementation": self.implementation, "dtype": self.dtype,
-                "cache_mode": self.cache_mode, "batch": self.batch, "heads": self.heads,
-                "kv_heads": self.kv_heads, "seq_q": self.seq_q, "seq_k": self.seq_k, "head_dim": self.head_dim,
-                "causal": self.causal,
-                **_tile_columns(self.tile_m, self.tile_n, None, None, self.num_warps, self.num_stages)}
 
     def build(self, device: Device) -> Workload:
         """Inputs on the GPU, one launch (tile failures -> ``UnsupportedConfigError``)."""
@@ -204,43 +181,16 @@ class TritonAttentionCase:
         _require_cuda(device, self.dtype)
         from perfscope.collectors.triton_kernels.attention import prepare_attention_fwd
 
-        info = dtype_info(self.dtype)
-        storage = torch_dtype(info)
-        min_bytes = attention_min_bytes(self.batch, self.heads, self.kv_heads, self.seq_q, self.seq_k,
-                                        self.head_dim, self.dtype, fused=True)
-        sets = input_set_count(self.cache_mode, min_bytes, device)
-        dev = device.torch_device
-        q_shape = (self.batch, self.heads, self.seq_q, self.head_dim)
-        kv_shape = (self.batch, self.kv_heads, self.seq_k, self.head_dim)
-        inputs = []
-        for i in range(sets):
-            base = self.seed * 1000 + 3 * i
-            q = seeded_uniform(q_shape, storage, dev, seed=base)
-            inputs.append((q, seeded_uniform(kv_shape, storage, dev, seed=base + 1),
-                           seeded_uniform(kv_shape, storage, dev, seed=base + 2), q.new_empty(q_shape)))
+        inputs = [(q, k, v, q.new_empty(q.shape)) for q, k, v in self.make_inputs(device)]
         options = {"causal": self.causal, "block_m": self.tile_m, "block_n": self.tile_n,
                    "num_warps": self.num_warps, "num_stages": self.num_stages,
-                   "input_precision": "tf32" if self.dtype == "tf32" else "ieee"}
+                   "input_precision": self.input_precision}
         launchers = [prepare_attention_fwd(q, k, v, out=o, **options) for q, k, v, o in inputs]
-
-        def call(i: int) -> None:
-            launchers[i % sets]()
-
-        def check() -> float:
-            q, k, v, o = inputs[0]
-            call(0)
-            device.synchronize()
-            return _normalised_error(q, k, v, o, self.causal)
-
-        release = _clearer(inputs, launchers)
-        launch_once(call, device, self.tiles, release)
-        flops = attention_flops(self.batch, self.heads, self.seq_q, self.seq_k, self.head_dim, self.causal)
-        return Workload(kernel=call, check=check, check_tolerance=info.check_tolerance, flops=flops,
-                        min_bytes=min_bytes, input_sets=sets, release=release)
+        return self._workload(device, launchers, inputs, lambda q, k, v, o: _normalised_error(q, k, v, o, self.causal))
 
 
 @dataclass(frozen=True, kw_only=True)
-class TritonConvCase:
+class TritonConvCase(_KLoopTiles, ConvShape):
     """conv2d forward as an implicit GEMM (``triton_conv2d``): x (N, C, H, W), w (K, C, R, S).
 
     ``layout`` is the memory format of input and output: nchw or channels_last (NHWC).
@@ -249,59 +199,7 @@ class TritonConvCase:
     max error over sqrt(C*R*S).
     """
 
-    n: int
-    c: int
-    h: int
-    w: int
-    k: int
-    r: int
-    s: int
-    dtype: str
-    tile_m: int
-    tile_n: int
-    tile_k: int
-    group_m: int
-    num_warps: int
-    num_stages: int
-    stride_h: int = 1
-    stride_w: int = 1
-    pad_h: int = 0
-    pad_w: int = 0
-    dil_h: int = 1
-    dil_w: int = 1
-    groups: int = 1
-    layout: str = "nchw"
-    cache_mode: str = "warm"
-    seed: int = 0
-    kernel: str = "conv"
-
     implementation = "triton.implicit_gemm"
-
-    def __post_init__(self) -> None:
-        conv2d_flops(self.n, self.c, self.h, self.w, self.k, self.r, self.s, *self._geometry, self.groups)
-        if self.layout not in ("nchw", "channels_last"):
-            raise UserInputError(f"conv layout must be nchw or channels_last, got {self.layout!r}")
-        for name in ("tile_m", "tile_n", "tile_k"):
-            check_block(name, getattr(self, name))
-        _check_common(self.dtype, self.cache_mode, self.num_warps, self.num_stages, self.group_m)
-
-    @property
-    def _geometry(self) -> tuple[int, int, int, int, int, int]:
-        return self.stride_h, self.stride_w, self.pad_h, self.pad_w, self.dil_h, self.dil_w
-
-    @property
-    def tiles(self) -> str:
-        return _tile_text(self.tile_m, self.tile_n, self.tile_k, self.group_m, self.num_warps, self.num_stages)
-
-    def config_columns(self) -> dict[str, Any]:
-        return {"kernel": self.kernel, "implementation": self.implementation, "dtype": self.dtype,
-                "cache_mode": self.cache_mode, "batch": self.n,
-                "conv_n": self.n, "conv_c": self.c, "conv_h": self.h, "conv_w": self.w,
-                "conv_k": self.k, "conv_r": self.r, "conv_s": self.s,
-                "stride_h": self.stride_h, "stride_w": self.stride_w, "pad_h": self.pad_h, "pad_w": self.pad_w,
-                "dil_h": self.dil_h, "dil_w": self.dil_w, "groups": self.groups, "layout": self.layout,
-                **_tile_columns(self.tile_m, self.tile_n, self.tile_k, self.group_m, self.num_warps,
-                                self.num_stages)}
 
     def build(self, device: Device) -> Workload:
         """Inputs on the GPU, one launch (tile failures -> ``UnsupportedConfigError``)."""
@@ -310,48 +208,17 @@ class TritonConvCase:
                                          f"got groups = {self.groups}")
         _require_cuda(device, self.dtype)
         import torch
-        import torch.nn.functional as F
 
         from perfscope.collectors.triton_kernels.conv import prepare_conv2d
 
-        info = dtype_info(self.dtype)
-        storage = torch_dtype(info)
-        fmt = torch.channels_last if self.layout == "channels_last" else torch.contiguous_format
-        min_bytes = conv2d_min_bytes(self.n, self.c, self.h, self.w, self.k, self.r, self.s, *self._geometry,
-                                     dtype=self.dtype)
-        sets = input_set_count(self.cache_mode, min_bytes, device)
-        dev = device.torch_device
-        out_shape = (self.n, self.k, *conv2d_output_hw(self.h, self.w, self.r, self.s, *self._geometry))
-        inputs = []
-        for i in range(sets):
-            x = seeded_uniform((self.n, self.c, self.h, self.w), storage, dev, seed=self.seed * 1000 + 2 * i)
-            wt = seeded_uniform((self.k, self.c, self.r, self.s), storage, dev, seed=self.seed * 1000 + 2 * i + 1)
-            out = torch.empty(out_shape, dtype=storage, device=dev, memory_format=fmt)
-            inputs.append((x.contiguous(memory_format=fmt), wt.contiguous(memory_format=fmt), out))
-        geometry = {"stride": (self.stride_h, self.stride_w), "padding": (self.pad_h, self.pad_w),
-                    "dilation": (self.dil_h, self.dil_w)}
-        options = {**geometry, "block_m": self.tile_m, "block_n": self.tile_n, "block_k": self.tile_k,
+        out_shape = (self.n, self.k, *self.output_hw)
+        inputs = [(x, wt, torch.empty(out_shape, dtype=x.dtype, device=x.device, memory_format=self.memory_format()))
+                  for x, wt in self.make_inputs(device)]
+        options = {**self.conv2d_options, "block_m": self.tile_m, "block_n": self.tile_n, "block_k": self.tile_k,
                    "group_m": self.group_m, "num_warps": self.num_warps, "num_stages": self.num_stages,
-                   "input_precision": "tf32" if self.dtype == "tf32" else "ieee"}
+                   "input_precision": self.input_precision}
         launchers = [prepare_conv2d(x, wt, out=out, **options) for x, wt, out in inputs]
-
-        def call(i: int) -> None:
-            launchers[i % sets]()
-
-        def check() -> float:
-            x, wt, out = inputs[0]
-            call(0)
-            device.synchronize()
-            filters = min(self.k, CHECK_FILTERS)
-            ref = F.conv2d(x[:1].double().cpu(), wt[:filters].double().cpu(), **geometry)
-            got = out[:1, :filters].double().cpu()
-            return float((got - ref).abs().max()) / math.sqrt(self.c * self.r * self.s)
-
-        release = _clearer(inputs, launchers)
-        launch_once(call, device, self.tiles, release)
-        flops = conv2d_flops(self.n, self.c, self.h, self.w, self.k, self.r, self.s, *self._geometry)
-        return Workload(kernel=call, check=check, check_tolerance=info.check_tolerance, flops=flops,
-                        min_bytes=min_bytes, input_sets=sets, release=release)
+        return self._workload(device, launchers, inputs, self.normalised_error)
 
 
 # ---------------------------------------------------------------- building helpers
@@ -426,12 +293,6 @@ def _first_line(text: str) -> str:
 # ---------------------------------------------------------------- grids
 
 _GEMM_SHAPE_AXES = ("sizes", "shapes", "m", "n", "k", "batch", "dtype", "cache")
-_CONV_AXES = ("n", "c", "h", "w", "k", "r", "s", "stride", "pad", "dil", "groups", "layout", "dtype", "cache")
-_CONV_SHAPE_KEYS = _CONV_AXES + ("stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w")
-_CONV_DEFAULTS = {"stride": [1], "pad": [0], "dil": [1], "groups": [1], "layout": ["nchw"], "dtype": ["fp32"],
-                  "cache": ["warm"]}
-_ATTENTION_AXES = ("batch", "heads", "kv_heads", "seq_q", "seq_k", "seq", "head_dim", "causal", "dtype", "cache")
-_ATTENTION_DEFAULTS = {"batch": [1], "causal": [False], "dtype": ["fp32"], "cache": ["warm"]}
 
 
 def cases_from_axes(kernel: str, axes: Mapping[str, Any], *, seed: int = 0) -> list[Any]:
@@ -487,38 +348,24 @@ def _gemm_cases(axes: Mapping[str, Any], tiles: list[dict[str, int]], seed: int)
     unknown = sorted(set(axes) - set(_GEMM_SHAPE_AXES))
     if unknown:
         raise UserInputError(f"unknown gemm axes {unknown}: use {', '.join(_GEMM_SHAPE_AXES + TILE_AXES)}")
-    return [TritonGemmCase(batch=g.batch, m=g.m, n=g.n, k=g.k, dtype=g.dtype, cache_mode=g.cache_mode, seed=seed,
-                           **tile)
-            for g in gemm_grid(dict(axes), seed=seed) for tile in tiles]
+    # the torch GEMM's grid: its cases have exactly the GemmShape fields
+    return [TritonGemmCase(**dataclasses.asdict(shape), **tile)
+            for shape in gemm_grid(dict(axes), seed=seed) for tile in tiles]
 
 
 def _conv_cases(axes: Mapping[str, Any], tiles: list[dict[str, int]], seed: int) -> list[TritonConvCase]:
     cases = []
-    for point in expand_axes("conv", axes, axis_keys=_CONV_AXES, shape_keys=_CONV_SHAPE_KEYS,
-                             defaults=_CONV_DEFAULTS):
-        missing = [key for key in ("n", "c", "h", "w", "k", "r", "s") if key not in point]
-        if missing:
-            raise UserInputError(f"conv grid needs {', '.join(missing)} (as axes or in every shape)")
-        fields = {key: point[key] for key in ("n", "c", "h", "w", "k", "r", "s", "groups", "layout", "dtype")}
-        for name in ("stride", "pad", "dil"):
-            fields[f"{name}_h"] = point.get(f"{name}_h", point[name])
-            fields[f"{name}_w"] = point.get(f"{name}_w", point[name])
-        cases += [TritonConvCase(**fields, cache_mode=point["cache"], seed=seed, **tile) for tile in tiles]
+    for point in expand_axes("conv", axes, axis_keys=CONV_SHAPE_AXES, shape_keys=CONV_SHAPE_AXES + PER_DIMENSION_KEYS,
+                             defaults=CONV_SHAPE_DEFAULTS):
+        fields = conv_shape_fields(point)
+        cases += [TritonConvCase(**fields, seed=seed, **tile) for tile in tiles]
     return cases
 
 
 def _attention_cases(axes: Mapping[str, Any], tiles: list[dict[str, int]], seed: int) -> list[TritonAttentionCase]:
     cases = []
-    for point in expand_axes("attention", axes, axis_keys=_ATTENTION_AXES, shape_keys=_ATTENTION_AXES,
-                             defaults=_ATTENTION_DEFAULTS):
-        seq_q, seq_k = point.get("seq_q", point.get("seq")), point.get("seq_k", point.get("seq"))
-        missing = [name for name, value in (("heads", point.get("heads")), ("head_dim", point.get("head_dim")),
-                                            ("seq_q (or seq)", seq_q), ("seq_k (or seq)", seq_k)) if value is None]
-        if missing:
-            raise UserInputError(f"attention grid needs {', '.join(missing)} (as axes or in every shape)")
-        cases += [TritonAttentionCase(batch=point["batch"], heads=point["heads"], kv_heads=point.get("kv_heads"),
-                                      seq_q=seq_q, seq_k=seq_k, head_dim=point["head_dim"], causal=point["causal"],
-                                      dtype=point["dtype"], cache_mode=point["cache"], seed=seed, **tile)
-                  for tile in tiles]
+    for point in expand_axes("attention", axes, axis_keys=ATTENTION_SHAPE_AXES, shape_keys=ATTENTION_SHAPE_AXES,
+                             defaults=ATTENTION_SHAPE_DEFAULTS):
+        fields = attention_shape_fields(point)
+        cases += [TritonAttentionCase(**fields, seed=seed, **tile) for tile in tiles]
     return cases
-

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,18 +39,46 @@ Out = Annotated[Path, typer.Option("--out", "-o", help="Dataset directory (creat
 AsJson = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
 
 
+@dataclass(frozen=True)
+class Selection:
+    """What to measure, as ``collect`` and ``plan`` take it: a family and/or a spec, and the flags
+    that override the spec's axes (each field is the command-line option of its name)."""
+
+    family: Family = None
+    spec: Spec = None
+    implementation: Implementation = None
+    axis: Axis = None
+    size: Size = None
+    shape: Shape = None
+    batch: Batch = None
+    dtype: Dtype = None
+    cache: Cache = None
+    filters: Filters = None
+
+
+def _with_selection(command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` with its ``selection: Selection`` parameter replaced, on the command line,
+    by the ``Selection`` fields as parameters (Typer reads the signature), in their order."""
+    signature = inspect.signature(command, eval_str=True)
+    hints = inspect.get_annotations(Selection, eval_str=True)  # field name -> its Annotated option type
+    shared = [inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=f.default,
+                                annotation=hints[f.name]) for f in fields(Selection)]
+    parameters = [q for p in signature.parameters.values() for q in (shared if p.name == "selection" else [p])]
+
+    @functools.wraps(command)
+    def with_selection(**options: Any) -> None:
+        selection = Selection(**{f.name: options.pop(f.name) for f in fields(Selection)})
+        command(selection=selection, **options)
+
+    with_selection.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    with_selection.__annotations__ = {p.name: p.annotation for p in parameters}
+    return with_selection
+
+
 @app.command("collect")
+@_with_selection
 def collect(
-    family: Family = None,
-    spec: Spec = None,
-    implementation: Implementation = None,
-    axis: Axis = None,
-    size: Size = None,
-    shape: Shape = None,
-    batch: Batch = None,
-    dtype: Dtype = None,
-    cache: Cache = None,
-    filters: Filters = None,
+    selection: Selection,
     out: Out = Path("profiles"),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", rich_help_panel=_RUN)] = "auto",
     energy: Annotated[str, typer.Option(help="auto, nvml-counter, nvml-sampled, rapl, estimate-tdp, none.",
@@ -80,7 +112,6 @@ def collect(
     as_json: AsJson = False,
 ) -> None:
     """Measure kernels into a dataset: `perfscope collect gemm --size 512` or `perfscope collect --spec quick`."""
-    from perfscope.collectors.spec import expand, parse_shard, shard
     from perfscope.meters import METER_CHOICES
 
     # validate everything cheap before anything runs or prints
@@ -92,28 +123,17 @@ def collect(
             raise UserInputError(f"{name} must be positive, got {value}")
     if executor not in ("local", "ray"):
         raise UserInputError(f"unknown executor {executor!r}: use local or ray")
-    sweep_spec = build_spec(family, spec, implementation, axis, size, shape, batch, dtype, cache, filters,
-                            {"warmup_s": warmup_s, "min_time_s": min_time_s, "budget_s": budget_s,
-                             "target_ci_rel": target_ci}, time_budget_s)
-    cases = expand(sweep_spec, seed=seed)
-    if shard_spec is not None:
-        cases = shard(cases, *parse_shard(shard_spec))
+    sweep_spec = build_spec(selection, {"warmup_s": warmup_s, "min_time_s": min_time_s, "budget_s": budget_s,
+                                        "target_ci_rel": target_ci}, time_budget_s)
+    cases = _cases(sweep_spec, shard_spec, seed=seed)
     _run(cases, sweep_spec, out, device, energy, tdp_w, threads, energy_window_s, resume, executor, address,
          workers, quiet, as_json)
 
 
 @app.command("plan")
+@_with_selection
 def plan_command(
-    family: Family = None,
-    spec: Spec = None,
-    implementation: Implementation = None,
-    axis: Axis = None,
-    size: Size = None,
-    shape: Shape = None,
-    batch: Batch = None,
-    dtype: Dtype = None,
-    cache: Cache = None,
-    filters: Filters = None,
+    selection: Selection,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Count what this dataset already holds.")] = None,
     device: Annotated[str, typer.Option(help="The device whose rows count as measured.")] = "auto",
     shard_spec: Shard = None,
@@ -122,12 +142,10 @@ def plan_command(
     """Print the expanded grid's size and an estimated duration; runs nothing."""
     import json
 
-    from perfscope.collectors.spec import expand, parse_shard, plan, shard
+    from perfscope.collectors.spec import plan
 
-    sweep_spec = build_spec(family, spec, implementation, axis, size, shape, batch, dtype, cache, filters, {}, None)
-    cases = expand(sweep_spec)
-    if shard_spec is not None:
-        cases = shard(cases, *parse_shard(shard_spec))
+    sweep_spec = build_spec(selection, {}, None)
+    cases = _cases(sweep_spec, shard_spec)
     measured: set[str] = set()
     if out is not None and out.exists():
         from perfscope.devices import select_device
@@ -148,19 +166,25 @@ def plan_command(
           "(from the timing policy; an estimate, not a measurement)")
 
 
-def build_spec(family: str | None, spec: str | None, implementation: str | None, axis: list[str] | None,
-               size: list[str] | None, shape: list[str] | None, batch: list[str] | None,
-               dtype: list[str] | None, cache: list[str] | None, filters: list[str] | None,
-               timing: dict[str, float | None], time_budget_s: float | None) -> Any:
+def _cases(sweep_spec: Any, shard_spec: str | None, *, seed: int = 0) -> list[Any]:
+    """The spec's cases, only shard ``shard_spec`` ("I/N") of them when given."""
+    from perfscope.collectors.spec import expand, parse_shard, shard
+
+    cases = expand(sweep_spec, seed=seed)
+    return cases if shard_spec is None else shard(cases, *parse_shard(shard_spec))
+
+
+def build_spec(selection: Selection, timing: dict[str, float | None], time_budget_s: float | None) -> Any:
     """The sweep spec that flags and/or a spec file describe (flags override the file)."""
     from dataclasses import replace
 
     from perfscope.collectors.families import FAMILIES
     from perfscope.collectors.spec import Sweep, SweepSpec, load_spec
 
+    family, spec, implementation = selection.family, selection.spec, selection.implementation
     if family is not None and family not in FAMILIES:
         raise UserInputError(f"unknown kernel family {family!r}: use {', '.join(FAMILIES)}")
-    overrides = _axes_from_flags(family, axis, size, shape, batch, dtype, cache)
+    overrides = _axes_from_flags(selection)
     if spec is not None:
         base = load_spec(spec)
         sweeps = [s for s in base.sweeps if (family is None or s.kernel == family)
@@ -179,7 +203,7 @@ def build_spec(family: str | None, spec: str | None, implementation: str | None,
             for key in ("sizes", "shapes", "m", "n", "k"):  # explicit shapes replace the spec's
                 axes.pop(key, None)
         axes.update(overrides)
-        merged.append(replace(sweep, axes=axes, filters=sweep.filters + tuple(filters or ())))
+        merged.append(replace(sweep, axes=axes, filters=sweep.filters + tuple(selection.filters or ())))
     merged_timing = dict(base.timing)
     merged_timing.update({k: v for k, v in timing.items() if v is not None})
     result = replace(base, sweeps=tuple(merged), timing=merged_timing,
@@ -188,25 +212,23 @@ def build_spec(family: str | None, spec: str | None, implementation: str | None,
     return result
 
 
-def _axes_from_flags(family: str | None, axis: list[str] | None, size: list[str] | None,
-                     shape: list[str] | None, batch: list[str] | None, dtype: list[str] | None,
-                     cache: list[str] | None) -> dict[str, list[Any]]:
+def _axes_from_flags(selection: Selection) -> dict[str, list[Any]]:
     axes: dict[str, list[Any]] = {}
-    for item in axis or []:
+    for item in selection.axis or []:
         key, sep, values = item.partition("=")
         if not sep or not key.strip():
             raise UserInputError(f"bad axis {item!r}: use KEY=V1,V2")
         axes[key.strip()] = _split([values], _scalar, f"value of {key}")
-    if size:
-        axes["sizes"] = _split(size, _positive_int, "size")
-    if shape:
-        axes["shapes"] = _split(shape, _shape, "shape (use MxNxK)")
-    if batch:
-        axes["n" if family == "conv" else "batch"] = _split(batch, _positive_int, "batch size")
-    if dtype:
-        axes["dtype"] = _split(dtype, str, "dtype")
-    if cache:
-        axes["cache"] = _split(cache, str, "cache mode")
+    if selection.size:
+        axes["sizes"] = _split(selection.size, _positive_int, "size")
+    if selection.shape:
+        axes["shapes"] = _split(selection.shape, _shape, "shape (use MxNxK)")
+    if selection.batch:
+        axes["n" if selection.family == "conv" else "batch"] = _split(selection.batch, _positive_int, "batch size")
+    if selection.dtype:
+        axes["dtype"] = _split(selection.dtype, str, "dtype")
+    if selection.cache:
+        axes["cache"] = _split(selection.cache, str, "cache mode")
     return axes
 
 
