@@ -115,7 +115,11 @@ def expand(spec: SweepSpec, *, seed: int = 0) -> list[Case]:
     for sweep in spec.sweeps:
         filters = [Filter(text) for text in sweep.filters]
         for case in cases_for(sweep.kernel, sweep.implementation, sweep.axes, seed=seed):
-            if all(f(filter_names(case)) for f in filters):
+            if not filters:
+                cases.append(case)
+                continue
+            names = filter_names(case)
+            if all(f(names) for f in filters):
                 cases.append(case)
     return unique_cases(cases)
 
@@ -125,7 +129,9 @@ def filter_names(case: Case) -> dict[str, Any]:
     configuration columns (conv_r, tile_m, ...)."""
     import dataclasses
 
-    names = dataclasses.asdict(case) if dataclasses.is_dataclass(case) else {}
+    # fields read shallowly: dataclasses.asdict deep-copies every value (80% of expanding
+    # the full preset's 3 million candidate cases)
+    names = {f.name: getattr(case, f.name) for f in dataclasses.fields(case)} if dataclasses.is_dataclass(case) else {}
     names.update(case.config_columns())
     return names
 
