@@ -40,8 +40,8 @@ class Workload:
 class Case(Protocol):
     """One configuration of a kernel family.
 
-    A collector's case subclasses this explicitly (``class GemmCase(Case)``) to inherit
-    the defaults of the methods that have one (``for_device``).
+    A collector's case must subclass this explicitly (``class GemmCase(Case)``): ``run_sweep``
+    calls ``for_device`` on every case, and the default comes from here.
     """
 
     kernel: str

@@ -110,11 +110,15 @@ def _learnable_rows(rows: RowsOrPaths, kernels: Sequence[str] | None, devices: S
     selected = select_rows(_as_rows(rows), kernels=kernels, devices=devices, dtypes=dtypes)
     n_contended = count_contended(selected)
     if include_contended:
-        selected = admit_contended(selected)
-    elif n_contended and progress is not None:
-        progress(f"left out {n_contended} rows timed while another workload shared the device "
-                 "(status contended; --include-contended keeps them)")
-    return ok_rows(selected)
+        return ok_rows(admit_contended(selected))
+    left_out = (f"left out {n_contended} rows timed while another workload shared the device "
+                "(status contended; --include-contended keeps them)")
+    if n_contended and progress is not None:
+        progress(left_out)
+    data = ok_rows(selected)
+    if n_contended and len(data) < 2:
+        raise UserInputError(f"fewer than two ok rows match: {left_out}")
+    return data
 
 
 def default_models(seed: int = 0, n_jobs: int | None = None, *, energy: bool = True) -> dict[str, Any]:

@@ -92,11 +92,15 @@ def _columns_of(configs: Any) -> dict[str, np.ndarray]:
     """``configs`` as a new dict of equal-length 1-D arrays (the cells as ``pd.DataFrame`` would
     hold them: whole numbers as int64, numbers with a missing cell as float64 with NaN)."""
     if is_frame(configs):
-        return {str(name): configs[name].to_numpy() for name in configs.columns}
+        # pandas' nullable (extension) columns hold pd.NA, which has no truth value: as objects with None
+        return {str(name): (configs[name].to_numpy() if isinstance(configs[name].dtype, np.dtype)
+                            else configs[name].to_numpy(dtype=object, na_value=None))
+                for name in configs.columns}
     if isinstance(configs, Mapping):
         given = {str(name): _as_column(values) for name, values in configs.items()}
         sizes = {len(v) for v in given.values() if v.ndim == 1}
-        size = sizes.pop() if len(sizes) == 1 else (1 if not sizes else columns_size(given))
+        size = (sizes.pop() if len(sizes) == 1 else
+                1 if not sizes else columns_size({k: v for k, v in given.items() if v.ndim == 1}))
         return {name: v if v.ndim == 1 else _repeat(v.item(), size) if v.dtype.kind == "O"
                 else np.full(size, v.item(), dtype=v.dtype) for name, v in given.items()}
     if isinstance(configs, (list, tuple)) and all(isinstance(c, Mapping) for c in configs):

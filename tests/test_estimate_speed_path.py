@@ -225,3 +225,23 @@ def test_an_in_process_estimate_and_a_loaded_bundle_need_no_pandas(bundles):
     run = _run(code, str(bundles["energy_model"][0]))
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip() == "[]"
+
+
+def test_columns_of_different_lengths_beside_a_scalar_are_a_user_error():
+    from perfscope.errors import UserInputError
+    from perfscope.estimate import config_columns
+
+    with pytest.raises(UserInputError, match="different lengths"):
+        config_columns("gemm", {"m": [1, 2], "n": [1, 2, 3], "k": 5})
+
+
+def test_nullable_frame_columns_with_missing_cells_take_the_defaults():
+    import pandas as pd
+
+    from perfscope.estimate import estimate_many
+
+    shape = {"batch": [1], "heads": [8], "seq_q": [128], "seq_k": [128], "head_dim": [64]}
+    missing = estimate_many("attention", pd.DataFrame({**shape, "causal": pd.array([pd.NA], dtype="boolean")}),
+                            "h100-sxm", dtype="fp16")
+    plain = estimate_many("attention", pd.DataFrame({**shape, "causal": [False]}), "h100-sxm", dtype="fp16")
+    assert missing["latency_s"].iloc[0] == plain["latency_s"].iloc[0]

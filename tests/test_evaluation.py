@@ -204,3 +204,12 @@ def test_contended_rows_are_left_out_unless_asked_for():
     assert everything["n_rows"] == len(rows)
     assert everything["mean_abs_pct_error"] > clean["mean_abs_pct_error"] + 5
     assert (rows.loc[slowed, "status"] == "contended").all()  # the caller's frame is untouched
+
+
+def test_when_every_row_is_contended_the_error_says_so_and_names_the_flag():
+    from perfscope.models.training import evaluate_datasets
+
+    rows = law_rows(sizes=(512, 1024), replicates=1)
+    rows["status"] = "contended"
+    with pytest.raises(UserInputError, match=r"left out 8 rows .*--include-contended"):
+        evaluate_datasets(rows, models={"roofline": RooflineModel()}, n_splits=2)

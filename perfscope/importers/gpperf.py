@@ -236,7 +236,9 @@ def _cutlass_energy(rec: dict[str, str], runtime_ms: float) -> dict[str, Any]:
         return {"energy_reason": "no power reading in the source"}
     util = to_float(rec.get("gpu_util"))
     at = f" at {util:.0f}% GPU utilisation" if util is not None else ""
-    idle = "an idle reading: " if util == 0 else ""
+    temp = to_float(rec.get("temp"))
+    # a hot GPU reading 0% had just been busy (see _busy_reading): not an idle reading
+    idle = "an idle reading: " if util == 0 and not (temp is not None and temp > HOT_AFTER_RUN_C) else ""
     out = {"energy_method": CUTLASS_ENERGY_METHOD, "energy_is_estimate": False, "energy_quality": DOUBTFUL,
            "energy_reason": f"{idle}nvidia-smi power read after the kernel ran, not during it{at}; "
                             "energy = that power x runtime"}
