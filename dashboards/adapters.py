@@ -20,14 +20,9 @@ import numpy as np
 import pandas as pd
 
 from perfscope.errors import PerfscopeError, UserInputError
+from perfscope.estimate import SHAPE_COLUMNS
 
 ESTIMATE_MISSING = "estimates need perfscope.estimate (not installed in this perfscope yet)"
-SHAPE_KEYS = {
-    "gemm": ("batch", "m", "n", "k"),
-    "conv": ("conv_n", "conv_c", "conv_h", "conv_w", "conv_k", "conv_r", "conv_s", "stride_h", "stride_w",
-             "pad_h", "pad_w", "dil_h", "dil_w", "groups"),
-    "attention": ("batch", "heads", "kv_heads", "seq_q", "seq_k", "head_dim", "causal"),
-}
 SHAPE_EXAMPLES = {
     "gemm": "batch=1 m=4096 n=4096 k=4096",
     "conv": "conv_n=32 conv_c=64 conv_h=56 conv_w=56 conv_k=64 conv_r=3 conv_s=3 pad_h=1 pad_w=1",
@@ -57,16 +52,16 @@ def estimate_function() -> Callable[..., Any] | None:
 def parse_shape(kernel: str, text: str | None) -> dict[str, int | bool]:
     """"m=1024 n=512 k=256" (spaces or commas) -> {"m": 1024, ...}; ``UserInputError`` for
     unknown keys or values that are not positive integers (``causal`` takes true/false)."""
-    if kernel not in SHAPE_KEYS:
-        raise UserInputError(f"unknown kernel family {kernel!r}: use one of {', '.join(SHAPE_KEYS)}")
+    if kernel not in SHAPE_COLUMNS:
+        raise UserInputError(f"unknown kernel family {kernel!r}: use one of {', '.join(SHAPE_COLUMNS)}")
     out: dict[str, int | bool] = {}
     for part in (text or "").replace(",", " ").split():
         key, sep, value = part.partition("=")
         key = key.strip()
         if not sep or not key:
             raise UserInputError(f"{part!r}: write key=value, for example {SHAPE_EXAMPLES[kernel]}")
-        if key not in SHAPE_KEYS[kernel]:
-            raise UserInputError(f"{key!r} is not a {kernel} size: use {', '.join(SHAPE_KEYS[kernel])}")
+        if key not in SHAPE_COLUMNS[kernel]:
+            raise UserInputError(f"{key!r} is not a {kernel} size: use {', '.join(SHAPE_COLUMNS[kernel])}")
         if key == "causal":
             if value.lower() not in ("true", "false", "1", "0"):
                 raise UserInputError(f"causal must be true or false, got {value!r}")

@@ -10,7 +10,6 @@ the CLI nor an in-process estimate imports pandas, scikit-learn, torch or dash.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
@@ -25,31 +24,13 @@ from perfscope.devicespecs import DeviceFigures, device_spec
 from perfscope.estimate import config_columns, estimate, estimate_many
 from perfscope.roofline import FEATURE_COLUMNS, feature_columns, feature_frame
 
-H100 = "NVIDIA H100 80GB HBM3"
+from synthetic_rows import H100, rows_with_energy  # tests/ is on sys.path (rootdir import mode)
 HEAVY = ("pandas", "torch", "dash", "sklearn", "scipy", "pyarrow", "triton", "plotly")
 
 
 @pytest.fixture(autouse=True)
 def _no_calibrated_profiles(tmp_path, monkeypatch):
     monkeypatch.setenv("PERFSCOPE_HOME", str(tmp_path / "home"))
-
-
-def _rows(seed: int = 0) -> pd.DataFrame:
-    """Measured-looking GEMM rows on an H100 (times at 60% of the bound, energy from a linear law)."""
-    rng = np.random.default_rng(seed)
-    records = [{"kernel": "gemm", "implementation": "triton", "dtype": dtype, "batch": 1, "m": m, "n": n, "k": k,
-                "tile_m": tile, "tile_n": 64, "status": "ok", "device_key": "cuda-h100", "device_name": H100,
-                "run_id": "r", "config_id": f"{dtype}-{m}-{n}-{k}-{tile}"}
-               for (m, n, k), dtype, tile in itertools.product(itertools.product((256, 512, 1024), repeat=3),
-                                                               ("fp16", "fp32"), (64, 128))]
-    rows = pd.DataFrame(records)
-    frame = feature_frame(rows, device_spec(H100))
-    time_s = frame["bound_time_s"].to_numpy() / 0.6 * np.exp(0.05 * rng.standard_normal(len(rows)))
-    rows["time_median_ms"] = time_s * 1e3
-    rows["energy_gross_j"] = 80 * time_s + 1e-12 * frame["flops"] + 3e-10 * frame["min_bytes"]
-    rows["energy_method"] = "nvml-counter"
-    rows["energy_is_estimate"] = False
-    return rows
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +43,7 @@ def bundles(tmp_path_factory):
     from perfscope.models.persistence import load_bundle, save_bundle
     from perfscope.models.roofline_model import RooflineModel
 
-    rows = _rows()
+    rows = rows_with_energy(sizes=(256, 512, 1024))
     spec = DeviceFigures.of(device_spec(H100))
     slower = DeviceFigures(**{**vars(spec), "peaks": tuple((d, p / 2) for d, p in spec.peaks)})
     root = tmp_path_factory.mktemp("bundles")

@@ -3,7 +3,6 @@ and the scikit-learn-free estimator base."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import sys
@@ -12,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perfscope.devicespecs import device_spec
 from perfscope.errors import PerfscopeError
 from perfscope.models.energy_model import EnergyModel
 from perfscope.models.forest import ForestModel, PaperBaselineModel
@@ -22,31 +20,13 @@ from perfscope.models.persistence import (MANIFEST, LightEstimator, LightRegress
 from perfscope.models.roofline_model import LogLinearModel, RooflineModel
 from perfscope.models.training import estimate_rows, train
 from perfscope.models.tree_arrays import ForestArrays
-from perfscope.roofline import feature_frame
 
-H100 = "NVIDIA H100 80GB HBM3"
+from synthetic_rows import rows_with_energy  # tests/ is on sys.path (rootdir import mode)
 
 
 @pytest.fixture(autouse=True)
 def _no_calibrated_profiles(tmp_path, monkeypatch):
     monkeypatch.setenv("PERFSCOPE_HOME", str(tmp_path / "home"))
-
-
-def rows_with_energy(sizes=(256, 512, 1024, 2048), seed=0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    records = [{"kernel": "gemm", "implementation": "triton", "dtype": dtype, "batch": 1, "m": m, "n": n, "k": k,
-                "tile_m": tile, "tile_n": 64, "status": "ok", "device_key": "cuda-h100", "device_name": H100,
-                "run_id": "r", "config_id": f"{dtype}-{m}-{n}-{k}-{tile}", "params_json": '{"blocksize1": 64}'}
-               for (m, n, k), dtype, tile in itertools.product(itertools.product(sizes, repeat=3), ("fp16", "fp32"),
-                                                               (64, 128))]
-    rows = pd.DataFrame(records)
-    frame = feature_frame(rows, device_spec(H100))
-    time_s = frame["bound_time_s"].to_numpy() / 0.6 * np.exp(0.05 * rng.standard_normal(len(rows)))
-    rows["time_median_ms"] = time_s * 1e3
-    rows["energy_gross_j"] = 80 * time_s + 1e-12 * frame["flops"] + 3e-10 * frame["min_bytes"]
-    rows["energy_method"] = "nvml-counter"
-    rows["energy_is_estimate"] = False
-    return rows
 
 
 @pytest.fixture(scope="module")
