@@ -9,7 +9,7 @@ published figures).
 
     python bench/bench_models.py [--gpperf DIR] [--cpu-dataset PATH] [--n-jobs 2]
 
-GPPerf data is read from ../shared/anchors/gpperf (skipped with a message when absent).
+GPPerf data is read from --gpperf DIR (skipped with a message when absent).
 Its power was read by nvidia-smi after each run, often at idle: energy and power
 figures are reported on that weak ground truth, never tuned to. The CPU profile needs
 a calibrated profile of its CPU (`perfscope calibrate --device cpu`, found through

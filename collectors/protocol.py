@@ -1,4 +1,4 @@
-"""Measuring one configuration (DESIGN.md section 4), the same for every kernel family.
+"""Measuring one configuration (docs/measurement.md), the same for every kernel family.
 
 A family provides a *case* (its configuration columns and how to build a
 ``Workload`` on a device); this module checks the result, times it, meters its

@@ -1,4 +1,4 @@
-"""The Dash dashboard: see issue 5.
+"""The Dash dashboard.
 
 ``create_app(datasets, model_path)`` builds the app (pages: overview, roofline,
 waterline / efficiency gap, scaling laws, carbon cost, tile explorer, estimate);

@@ -1,1 +1,1 @@
-"""Predictors (roofline, efficiency gap, forest): see issue 4."""
+"""Predictors (roofline, efficiency gap, forest): docs/models.md describes them."""

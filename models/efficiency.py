@@ -1,4 +1,4 @@
-"""Efficiency gap: how far measured kernels run from their roofline bound (DESIGN.md sections 5, 6).
+"""Efficiency gap: how far measured kernels run from their roofline bound (docs/formulas.md).
 
 The base layer of the models: it resolves each row's device, computes the roofline
 features with ``perfscope.roofline.feature_frame`` (the one features module) and reads

@@ -1,4 +1,4 @@
-"""Honest evaluation of latency and energy models: grouped splits, side by side (DESIGN.md section 6).
+"""Honest evaluation of latency and energy models: grouped splits, side by side (docs/models.md).
 
 ``split="shape"`` (the default) keeps every row of one shape (kernel family, shape
 columns, dtype, batch; *not* the tile, layout or implementation: variants of a shape

@@ -1,6 +1,6 @@
 """Analytical latency models: the roofline with fitted efficiencies, and a log-linear baseline.
 
-``RooflineModel`` (DESIGN.md sections 5 and 6, Lavin's efficiency): latency =
+``RooflineModel`` (docs/formulas.md, Lavin's efficiency): latency =
 bound time / efficiency, where the bound comes from ``perfscope.roofline.feature_frame``
 (max of FLOPs/peak, bytes/bandwidth and the launch floor) and the efficiency is the
 median measured ``bound / time`` of the row's group. Groups go from fine to coarse

@@ -1,4 +1,4 @@
-"""Carbon cost of energy (DESIGN.md section 5): pure functions, scalars or numpy arrays.
+"""Carbon cost of energy (docs/formulas.md): pure functions, scalars or numpy arrays.
 
 * kWh = J / 3.6e6
 * operational gCO2e = kWh · PUE · grid intensity (gCO2e/kWh)

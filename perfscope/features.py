@@ -1,4 +1,4 @@
-"""Work and minimum traffic of kernels (DESIGN.md section 5). Pure functions.
+"""Work and minimum traffic of kernels (docs/formulas.md). Pure functions.
 
 Each formula is written once and serves both callers:
 
@@ -310,7 +310,7 @@ def attention_flops(batch: IntArg, heads: IntArg, seq_q: IntArg, seq_k: IntArg, 
     A = Nq*Nk without a mask. With torch's causal mask (``is_causal``: top-left aligned,
     query i sees keys 0..i) A is the area of the kept triangle: Nq^2/2 when Nq <= Nk and
     Nq*Nk - Nk^2/2 when Nq > Nk. For Nq == Nk this is exactly half the dense count (the
-    convention of DESIGN.md and of FlashAttention's benchmarks); it differs from the exact
+    convention of FlashAttention's benchmarks, kept in docs/formulas.md); it differs from the exact
     count of unmasked pairs by the half-diagonal, min(Nq, Nk)/2 pairs.
     """
     sizes = _integers("attention", "a positive integer", batch=batch, heads=heads, seq_q=seq_q, seq_k=seq_k,

@@ -1,4 +1,4 @@
-"""Scaling fits: time(x) = t0 + c·x^b over problem size or batch size (DESIGN.md section 5).
+"""Scaling fits: time(x) = t0 + c·x^b over problem size or batch size (docs/formulas.md).
 
 A power law plus a constant, as in the scaling-law papers: ``t0`` is the fixed cost
 (launch, synchronisation), ``c·x^b`` the part that grows with ``x``. Pure functions.

@@ -1,4 +1,4 @@
-"""The energy protocol of one configuration (DESIGN.md section 4, step 5).
+"""The energy protocol of one configuration (docs/measurement.md, step 5).
 
 Idle power is measured first (device synchronised, sleeping), then the kernel runs back
 to back through ``device.run_untimed`` for a window long enough for the meter, and the
