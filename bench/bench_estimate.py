@@ -78,7 +78,7 @@ def single_p50_ms(call: Callable[[int, int, int], Any], repeats: int) -> float:
 
 
 def vectorised_per_s(device: str, model: Any, n: int = 100_000) -> float:
-    from perfscope.estimate import estimate_many
+    from perfscope.workflows.estimate import estimate_many
 
     rng = np.random.default_rng(0)
     configs = {"m": rng.integers(64, 8192, n), "n": rng.integers(64, 8192, n), "k": rng.integers(64, 8192, n)}
@@ -97,7 +97,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5, help="cold starts per figure (median)")
     p.add_argument("--calls", type=int, default=500, help="in-process estimates per p50")
     args = p.parse_args()
-    from perfscope.estimate import estimate
+    from perfscope.workflows.estimate import estimate
 
     shape = ["--m", "4096", "--n", "4096", "--k", "4096"]
     cli = ["-m", "perfscope", "estimate", "gemm", *shape]

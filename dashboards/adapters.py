@@ -1,6 +1,6 @@
 """Adapters to the parts of perfscope the dashboard calls but does not own.
 
-* ``run_estimate``: ``perfscope.estimate.estimate(kernel, device, dtype, **shape) -> dict``,
+* ``run_estimate``: ``perfscope.workflows.estimate.estimate(kernel, device, dtype, **shape) -> dict``,
   imported when first used; until that module exists the Estimate page says
   ``ESTIMATE_MISSING`` instead of failing.
 * ``load_model`` / ``predict_latency_s``: a model bundle saved by ``perfscope train``
@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from perfscope.errors import PerfscopeError, UserInputError
-from perfscope.estimate import SHAPE_COLUMNS
+from perfscope.workflows.estimate import SHAPE_COLUMNS
 
-ESTIMATE_MISSING = "estimates need perfscope.estimate (not installed in this perfscope yet)"
+ESTIMATE_MISSING = "estimates need perfscope.workflows.estimate (not installed in this perfscope yet)"
 SHAPE_EXAMPLES = {
     "gemm": "batch=1 m=4096 n=4096 k=4096",
     "conv": "conv_n=32 conv_c=64 conv_h=56 conv_w=56 conv_k=64 conv_r=3 conv_s=3 pad_h=1 pad_w=1",
@@ -40,9 +40,9 @@ class EstimateOutcome:
 
 
 def estimate_function() -> Callable[..., Any] | None:
-    """``perfscope.estimate.estimate`` when it exists, else None."""
+    """``perfscope.workflows.estimate.estimate`` when it exists, else None."""
     try:
-        module = importlib.import_module("perfscope.estimate")
+        module = importlib.import_module("perfscope.workflows.estimate")
     except ImportError:
         return None
     fn = getattr(module, "estimate", None)
@@ -81,7 +81,7 @@ def parse_shape(kernel: str, text: str | None) -> dict[str, int | bool]:
 
 def run_estimate(kernel: str, device: str, dtype: str, shape: Mapping[str, int | bool],
                  estimate: Callable[..., Any] | None = None) -> EstimateOutcome:
-    """Call ``perfscope.estimate.estimate`` (or ``estimate`` when given); never raises for
+    """Call ``perfscope.workflows.estimate.estimate`` (or ``estimate`` when given); never raises for
     perfscope's own errors: the page shows their message."""
     fn = estimate if estimate is not None else estimate_function()
     if fn is None:
@@ -91,7 +91,7 @@ def run_estimate(kernel: str, device: str, dtype: str, shape: Mapping[str, int |
     except PerfscopeError as exc:
         return EstimateOutcome(False, str(exc))
     if not isinstance(result, Mapping):
-        return EstimateOutcome(False, f"perfscope.estimate returned {type(result).__name__}, not a dict")
+        return EstimateOutcome(False, f"perfscope.workflows.estimate returned {type(result).__name__}, not a dict")
     return EstimateOutcome(True, "", dict(result))
 
 

@@ -236,7 +236,7 @@ def test_tile_explorer_options_and_heatmap(cb):
 
 
 def test_estimate_page_without_perfscope_estimate(cb, monkeypatch):
-    monkeypatch.setitem(sys.modules, "perfscope.estimate", None)  # import fails: the module is absent
+    monkeypatch.setitem(sys.modules, "perfscope.workflows.estimate", None)  # import fails: the module is absent
     fig, status, _ = cb["update_estimate"](1, "gemm", "h100-sxm", "bf16", "m=64 n=64 k=64", "World", 1.0)
     assert is_message(fig) and ESTIMATE_MISSING in message_text(fig)
     assert ESTIMATE_MISSING in str(status)
@@ -252,9 +252,9 @@ def test_estimate_page_with_an_estimate_function(cb, monkeypatch):
         return {"latency_s": 1e-3, "latency_low_s": 8e-4, "latency_high_s": 1.3e-3, "bound_time_s": 4e-4,
                 "energy_j": 0.36}
 
-    module = types.ModuleType("perfscope.estimate")
+    module = types.ModuleType("perfscope.workflows.estimate")
     module.estimate = estimate
-    monkeypatch.setitem(sys.modules, "perfscope.estimate", module)
+    monkeypatch.setitem(sys.modules, "perfscope.workflows.estimate", module)
     fig, status, details = cb["update_estimate"](1, "gemm", "h100-sxm", "bf16", "batch=2 m=64 n=32 k=16", "World",
                                                  1.5)
     assert calls[-1] == ("gemm", "h100-sxm", "bf16", {"batch": 2, "m": 64, "n": 32, "k": 16})

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from perfscope.errors import UserInputError
-from perfscope.estimate import estimate, estimate_many
+from perfscope.workflows.estimate import estimate, estimate_many
 
 
 def test_the_roofline_fallback_says_what_it_assumed():

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from perfscope.devicespecs import DeviceFigures, device_spec
-from perfscope.estimate import config_columns, estimate, estimate_many
+from perfscope.workflows.estimate import config_columns, estimate, estimate_many
 from perfscope.roofline import FEATURE_COLUMNS, feature_columns, feature_frame
 
 from synthetic_rows import H100, rows_with_energy  # tests/ is on sys.path (rootdir import mode)
@@ -196,7 +196,7 @@ def test_the_estimate_command_imports_no_pandas_torch_dash_or_scikit_learn(model
 
 
 def test_an_in_process_estimate_and_a_loaded_bundle_need_no_pandas(bundles):
-    code = ("import sys\nfrom perfscope.estimate import estimate\n"
+    code = ("import sys\nfrom perfscope.workflows.estimate import estimate\n"
             "from perfscope.models.persistence import load_bundle\n"
             "r = estimate('conv', 'h100-sxm', 'fp16', conv_n=8, conv_c=64, conv_h=56, conv_w=56, conv_k=64, conv_r=3, "
             "conv_s=3)\nb = load_bundle(sys.argv[1])\n"
@@ -210,7 +210,7 @@ def test_an_in_process_estimate_and_a_loaded_bundle_need_no_pandas(bundles):
 
 def test_columns_of_different_lengths_beside_a_scalar_are_a_user_error():
     from perfscope.errors import UserInputError
-    from perfscope.estimate import config_columns
+    from perfscope.workflows.estimate import config_columns
 
     with pytest.raises(UserInputError, match="different lengths"):
         config_columns("gemm", {"m": [1, 2], "n": [1, 2, 3], "k": 5})
@@ -219,7 +219,7 @@ def test_columns_of_different_lengths_beside_a_scalar_are_a_user_error():
 def test_nullable_frame_columns_with_missing_cells_take_the_defaults():
     import pandas as pd
 
-    from perfscope.estimate import estimate_many
+    from perfscope.workflows.estimate import estimate_many
 
     shape = {"batch": [1], "heads": [8], "seq_q": [128], "seq_k": [128], "head_dim": [64]}
     missing = estimate_many("attention", pd.DataFrame({**shape, "causal": pd.array([pd.NA], dtype="boolean")}),

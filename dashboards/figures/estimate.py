@@ -1,6 +1,6 @@
 """Estimate page figure: the estimated latency, its interval and the roofline bound.
 
-``normalise_estimate`` reads the dict that ``perfscope.estimate.estimate`` returns,
+``normalise_estimate`` reads the dict that ``perfscope.workflows.estimate.estimate`` returns,
 accepting the key spellings listed in ``_KEYS`` (times in ms or s), so the page does
 not break while that API settles.
 """

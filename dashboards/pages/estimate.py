@@ -31,7 +31,7 @@ def layout(**_query: Any) -> html.Div:
     return html.Div([
         html.H2("Estimate"),
         html.P("Latency with its interval, the roofline bound, energy and carbon for a configuration, from "
-               "perfscope.estimate (the models trained with perfscope train)."),
+               "perfscope.workflows.estimate (the models trained with perfscope train)."),
         html.Div([
             control("Kernel", dcc.RadioItems(id="estimate-kernel", options=["gemm", "conv", "attention"],
                                              value="gemm", inline=True), width="240px"),

@@ -38,7 +38,7 @@ def estimate_command(
     """Estimate a configuration: `perfscope estimate gemm --m 4096 --n 4096 --k 4096 --dtype bf16 --device h100-sxm`."""
     import json
 
-    from perfscope.estimate import estimate
+    from perfscope.workflows.estimate import estimate
 
     shape = _shape(kernel, locals())
     for column, value in (("tile_m", tile_m), ("tile_n", tile_n), ("tile_k", tile_k)):
