@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from perfscope.collectors.conv import check_dtype_supported, describe_point, expand_axes, one_line
+from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_dtype
+from perfscope.collectors.protocol import Case, Workload, check_cache_mode
 from perfscope.devices.base import Device
 from perfscope.dtypes import dtype_info
 from perfscope.errors import UnsupportedConfigError, UserInputError
 from perfscope.features import attention_flops, attention_min_bytes
-from perfscope.collectors.conv import check_dtype_supported, describe_point, expand_axes, one_line
-from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_dtype
-from perfscope.collectors.protocol import Case, Workload, check_cache_mode
 
 # perfscope's backend names -> torch.nn.attention.SDPBackend members
 BACKENDS = {"math": "MATH", "flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION",

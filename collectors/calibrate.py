@@ -33,8 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from perfscope.devices.base import Device, slugify
-from perfscope.devicespecs import (DeviceSpec, find_device_spec, load_device_specs, normalise_device_name,
-                                   peak_flops_per_s)
+from perfscope.devicespecs import (
+    DeviceSpec,
+    find_device_spec,
+    load_device_specs,
+    normalise_device_name,
+    peak_flops_per_s,
+)
 from perfscope.dtypes import DTYPES, dtype_info
 from perfscope.errors import MeasurementError, SchemaVersionError, UnsupportedConfigError, UserInputError
 from perfscope.timing import TimingPolicy, measure

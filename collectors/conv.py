@@ -16,13 +16,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from perfscope.collectors.gemm import check_device_supports
+from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_dtype
+from perfscope.collectors.protocol import Case, Workload, check_cache_mode
 from perfscope.devices.base import Device
 from perfscope.dtypes import DtypeInfo, dtype_info
 from perfscope.errors import UnsupportedConfigError, UserInputError
 from perfscope.features import conv2d_flops, conv2d_min_bytes, conv2d_output_hw
-from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_dtype
-from perfscope.collectors.gemm import check_device_supports
-from perfscope.collectors.protocol import Case, Workload, check_cache_mode
 
 CHECK_FILTERS = 64  # output channels of the first image compared with the float64 reference
 LAYOUTS = ("nchw", "channels_last")

@@ -10,12 +10,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_dtype
+from perfscope.collectors.protocol import Case, Workload, check_cache_mode
 from perfscope.devices.base import Device
 from perfscope.dtypes import DtypeInfo, dtype_info
 from perfscope.errors import UnsupportedConfigError, UserInputError
 from perfscope.features import gemm_flops, gemm_min_bytes
-from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_dtype
-from perfscope.collectors.protocol import Case, Workload, check_cache_mode
 
 CHECK_ROWS = 64  # rows of C compared with the float64 reference (keeps the check cheap)
 

@@ -22,8 +22,15 @@ from perfscope.dashboards.components import notes_list
 from perfscope.dashboards.context import DashboardContext
 from perfscope.dashboards.data import DashboardData
 from perfscope.dashboards.figures.common import warm_up
-from perfscope.dashboards.filters import (FILTERS, FILTER_NAMES, describe_filters, empty_filters, filters_from_query,
-                                          normalise_filters, query_from_filters)
+from perfscope.dashboards.filters import (
+    FILTER_NAMES,
+    FILTERS,
+    describe_filters,
+    empty_filters,
+    filters_from_query,
+    normalise_filters,
+    query_from_filters,
+)
 from perfscope.dashboards.pages import PAGES
 
 log = logging.getLogger(__name__)

@@ -22,10 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from perfscope.dashboards.filters import FILTER_COLUMNS, FILTER_NAMES, filters_key
 from perfscope.errors import PerfscopeError
 from perfscope.schema import COLUMN_NAMES
-
-from perfscope.dashboards.filters import FILTER_COLUMNS, FILTER_NAMES, filters_key
 
 log = logging.getLogger(__name__)
 

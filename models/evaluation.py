@@ -27,8 +27,7 @@ from sklearn.base import clone
 
 from perfscope.errors import UserInputError
 from perfscope.models.efficiency import ok_rows
-from perfscope.models.intervals import (conformal_quantile, log_scores, measured_target, model_targets,
-                                        predict_target)
+from perfscope.models.intervals import conformal_quantile, log_scores, measured_target, model_targets, predict_target
 
 SPLITS = ("shape", "random", "device")
 

@@ -147,8 +147,8 @@ def evaluate_datasets(rows: RowsOrPaths, *, split: str = "shape", n_splits: int 
     and target); ``.to_dict(orient="records")`` is its JSON form. ``include_contended``
     also judges on rows timed while another workload shared the device.
     """
-    from perfscope.models.evaluation import evaluate
     from perfscope.models.efficiency import usable_energy_mask
+    from perfscope.models.evaluation import evaluate
 
     data = _learnable_rows(rows, kernels, devices, dtypes, include_contended, progress)
     if len(data) < 2:

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from perfscope.dtypes import DTYPES, dtype_info
 from perfscope.errors import UnsupportedConfigError, UserInputError

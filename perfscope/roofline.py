@@ -63,8 +63,8 @@ import functools
 import math
 import sys
 import warnings
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Union
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 import numpy as np
 

@@ -8,9 +8,18 @@ from dataclasses import replace
 
 import pytest
 
-from perfscope.collectors.calibrate import (DeviceProfile, _run, calibrate, find_profile, list_profiles,
-                                            load_profile, profile_dir, profile_path, resolve_device,
-                                            save_profile)
+from perfscope.collectors.calibrate import (
+    DeviceProfile,
+    _run,
+    calibrate,
+    find_profile,
+    list_profiles,
+    load_profile,
+    profile_dir,
+    profile_path,
+    resolve_device,
+    save_profile,
+)
 from perfscope.devices import CpuDevice
 from perfscope.devicespecs import DeviceSpec
 from perfscope.errors import SchemaVersionError, UnsupportedConfigError, UserInputError

@@ -7,8 +7,7 @@ import pytest
 from perfscope.devices.base import Device, DeviceDescription
 from perfscope.devices.cuda import CudaDevice, is_throttled
 from perfscope.errors import DeviceUnavailableError, UserInputError
-from perfscope.testing import FakeClock, FakeCuda, FakeDeviceProperties, FakeGpu, FakeNvml
-from perfscope.testing import fake_nvml
+from perfscope.testing import FakeClock, FakeCuda, FakeDeviceProperties, FakeGpu, FakeNvml, fake_nvml
 
 H100 = FakeDeviceProperties(
     name="NVIDIA H100 80GB HBM3",

@@ -14,10 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
+from test_dashboard_figures import H100_KEY, dashboard_rows  # noqa: E402 (tests/ is on sys.path)
 
 from perfscope.store import ProfileStore
-
-from test_dashboard_figures import H100_KEY, dashboard_rows  # noqa: E402 (tests/ is on sys.path)
 
 pytestmark = pytest.mark.slow
 

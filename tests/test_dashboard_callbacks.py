@@ -14,6 +14,7 @@ import pytest
 from dash._callback_context import context_value
 from dash._utils import AttributeDict
 from dash.exceptions import PreventUpdate
+from test_dashboard_figures import H100_KEY, SIZES, TILES, dashboard_rows  # noqa: E402 (tests/ is on sys.path)
 
 from perfscope.dashboards import app as app_module
 from perfscope.dashboards.adapters import ESTIMATE_MISSING, parse_shape, run_estimate
@@ -24,8 +25,6 @@ from perfscope.dashboards.filters import FILTER_NAMES, empty_filters
 from perfscope.dashboards.pages import PAGES
 from perfscope.errors import UserInputError
 from perfscope.store import ProfileStore
-
-from test_dashboard_figures import H100_KEY, SIZES, TILES, dashboard_rows  # noqa: E402 (tests/ is on sys.path)
 
 ALL = empty_filters()
 

@@ -7,8 +7,14 @@ import sys
 
 import pytest
 
-from perfscope.devicespecs import (DTYPE_PEAK_COLUMN, device_spec, find_device_spec, load_device_specs,
-                                   parse_device_specs, peak_flops_per_s)
+from perfscope.devicespecs import (
+    DTYPE_PEAK_COLUMN,
+    device_spec,
+    find_device_spec,
+    load_device_specs,
+    parse_device_specs,
+    peak_flops_per_s,
+)
 from perfscope.dtypes import DTYPES
 from perfscope.errors import UnsupportedConfigError, UserInputError
 

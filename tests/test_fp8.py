@@ -12,8 +12,15 @@ import pytest
 import torch
 
 from perfscope.collectors.fp8 import (
-    FP8_MAX, build_fp8_gemm, check_fp8_supported, dequantize, fp8_gemm_min_bytes, fp8_operand_dtypes,
-    per_tensor_scale, quantize_per_tensor, scaled_mm_violations,
+    FP8_MAX,
+    build_fp8_gemm,
+    check_fp8_supported,
+    dequantize,
+    fp8_gemm_min_bytes,
+    fp8_operand_dtypes,
+    per_tensor_scale,
+    quantize_per_tensor,
+    scaled_mm_violations,
 )
 from perfscope.collectors.gemm import GemmCase
 from perfscope.collectors.protocol import RunContext, Workload

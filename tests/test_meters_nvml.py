@@ -21,8 +21,7 @@ from perfscope.meters.nvml_sampled import (
     NvmlSampledMeter,
     integrate_power_j,
 )
-from perfscope.testing import FakeClock, FakeGpu, FakeNvml
-from perfscope.testing import fake_nvml
+from perfscope.testing import FakeClock, FakeGpu, FakeNvml, fake_nvml
 
 # ----- counter meter -------------------------------------------------------------------
 

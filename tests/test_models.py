@@ -13,8 +13,13 @@ from sklearn.exceptions import NotFittedError
 
 from perfscope.devicespecs import DeviceFigures, device_spec
 from perfscope.errors import UserInputError
-from perfscope.models.efficiency import (efficiency_gap, efficiency_summary, measured_energy_j,
-                                         resolve_devices, roofline_features)
+from perfscope.models.efficiency import (
+    efficiency_gap,
+    efficiency_summary,
+    measured_energy_j,
+    resolve_devices,
+    roofline_features,
+)
 from perfscope.models.energy_model import EnergyModel, fit_energy_coefficients
 from perfscope.models.forest import PAPER_FEATURES, ForestModel, PaperBaselineModel, paper_design
 from perfscope.models.intervals import ConformalWrapper

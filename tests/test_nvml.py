@@ -16,8 +16,7 @@ from perfscope.errors import (
     NvmlUnavailableError,
 )
 from perfscope.nvml import load_nvml, nvml_call, nvml_optional
-from perfscope.testing import FakeClock, FakeGpu, FakeNvml
-from perfscope.testing import fake_nvml
+from perfscope.testing import FakeClock, FakeGpu, FakeNvml, fake_nvml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

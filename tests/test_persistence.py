@@ -10,18 +10,25 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic_rows import rows_with_energy  # tests/ is on sys.path (rootdir import mode)
 
 from perfscope.errors import PerfscopeError
 from perfscope.models.energy_model import EnergyModel
 from perfscope.models.forest import ForestModel, PaperBaselineModel
 from perfscope.models.intervals import ConformalWrapper
-from perfscope.models.persistence import (MANIFEST, LightEstimator, LightRegressorMixin, ModelFileError, _sealed,
-                                          data_fingerprint, load_bundle, save_bundle)
+from perfscope.models.persistence import (
+    MANIFEST,
+    LightEstimator,
+    LightRegressorMixin,
+    ModelFileError,
+    _sealed,
+    data_fingerprint,
+    load_bundle,
+    save_bundle,
+)
 from perfscope.models.roofline_model import LogLinearModel, RooflineModel
 from perfscope.models.training import estimate_rows, train
 from perfscope.models.tree_arrays import ForestArrays
-
-from synthetic_rows import rows_with_energy  # tests/ is on sys.path (rootdir import mode)
 
 
 @pytest.fixture(autouse=True)

@@ -11,8 +11,16 @@ import pytest
 from perfscope import features
 from perfscope.collectors.calibrate import DeviceProfile
 from perfscope.devicespecs import device_spec
-from perfscope.roofline import (FEATURE_COLUMNS, REGIMES, arithmetic_intensity, feature_frame, ridge_point,
-                                roofline_bound, tile_wave, work_and_traffic)
+from perfscope.roofline import (
+    FEATURE_COLUMNS,
+    REGIMES,
+    arithmetic_intensity,
+    feature_frame,
+    ridge_point,
+    roofline_bound,
+    tile_wave,
+    work_and_traffic,
+)
 
 H100 = device_spec("h100-sxm")
 

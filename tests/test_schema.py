@@ -6,8 +6,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from perfscope.schema import (CONFIG_COLUMNS, COLUMN_NAMES, SCHEMA_METADATA_KEY, SCHEMA_VERSION,
-                              Measurement, arrow_schema, config_id, rows_to_table)
+from perfscope.schema import (
+    COLUMN_NAMES,
+    CONFIG_COLUMNS,
+    SCHEMA_METADATA_KEY,
+    SCHEMA_VERSION,
+    Measurement,
+    arrow_schema,
+    config_id,
+    rows_to_table,
+)
 from perfscope.store import ProfileStore
 
 

@@ -17,7 +17,13 @@ from triton.runtime.errors import OutOfResources, PTXASError
 from perfscope.collectors.protocol import RunContext, measure_case
 from perfscope.collectors.spec import expand, load_spec
 from perfscope.collectors.triton_kernels.cases import (
-    CPU_REASON, DEFAULT_TILES, TritonAttentionCase, TritonConvCase, TritonGemmCase, cases_from_axes, launch_once,
+    CPU_REASON,
+    DEFAULT_TILES,
+    TritonAttentionCase,
+    TritonConvCase,
+    TritonGemmCase,
+    cases_from_axes,
+    launch_once,
     tile_failure_reason,
 )
 from perfscope.devices.cpu import CpuDevice

@@ -23,7 +23,12 @@ import triton
 import triton.language as tl
 
 from perfscope.collectors.triton_kernels import (
-    ATTENTION_HEAD_DIMS, bind_launch, check_block, check_device, check_input_precision, check_launch,
+    ATTENTION_HEAD_DIMS,
+    bind_launch,
+    check_block,
+    check_device,
+    check_input_precision,
+    check_launch,
 )
 from perfscope.errors import UserInputError
 

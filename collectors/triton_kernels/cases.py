@@ -15,10 +15,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from perfscope.collectors.attention import (
-    ATTENTION_SHAPE_AXES, ATTENTION_SHAPE_DEFAULTS, AttentionShape, _normalised_error, attention_shape_fields,
+    ATTENTION_SHAPE_AXES,
+    ATTENTION_SHAPE_DEFAULTS,
+    AttentionShape,
+    _normalised_error,
+    attention_shape_fields,
 )
 from perfscope.collectors.conv import (
-    CONV_SHAPE_AXES, CONV_SHAPE_DEFAULTS, PER_DIMENSION_KEYS, ConvShape, check_dtype_supported, conv_shape_fields,
+    CONV_SHAPE_AXES,
+    CONV_SHAPE_DEFAULTS,
+    PER_DIMENSION_KEYS,
+    ConvShape,
+    check_dtype_supported,
+    conv_shape_fields,
     expand_axes,
 )
 from perfscope.collectors.gemm import GemmShape

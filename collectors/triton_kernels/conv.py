@@ -22,7 +22,11 @@ import triton
 import triton.language as tl
 
 from perfscope.collectors.triton_kernels import (
-    bind_launch, check_block, check_device, check_input_precision, check_launch,
+    bind_launch,
+    check_block,
+    check_device,
+    check_input_precision,
+    check_launch,
 )
 from perfscope.errors import UserInputError
 from perfscope.features import conv2d_output_hw

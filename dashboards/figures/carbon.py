@@ -16,7 +16,15 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from perfscope.dashboards.figures.common import TEMPLATE, add_note, check_rows, message_figure, numeric, shape_labels, si
+from perfscope.dashboards.figures.common import (
+    TEMPLATE,
+    add_note,
+    check_rows,
+    message_figure,
+    numeric,
+    shape_labels,
+    si,
+)
 
 COMPARE_BY = {"dtype": "dtype", "tile": "tile", "device_key": "device", "implementation": "implementation"}
 ENERGY_COLUMNS = {"gross": "energy_gross_j", "net": "energy_net_j"}

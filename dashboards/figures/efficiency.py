@@ -15,8 +15,20 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from perfscope.dashboards.figures.common import (
-    DEFAULT_MAX_POINTS, TEMPLATE, add_note, check_rows, config_labels, hover, marker_sizes, message_figure, numeric,
-    positive, seconds, si, split_by, thin_points,
+    DEFAULT_MAX_POINTS,
+    TEMPLATE,
+    add_note,
+    check_rows,
+    config_labels,
+    hover,
+    marker_sizes,
+    message_figure,
+    numeric,
+    positive,
+    seconds,
+    si,
+    split_by,
+    thin_points,
 )
 
 ISO_EFFICIENCIES = (0.5, 0.25, 0.1, 0.01)

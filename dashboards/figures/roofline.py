@@ -14,8 +14,18 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from perfscope.dashboards.figures.common import (
-    DEFAULT_MAX_POINTS, TEMPLATE, add_note, check_rows, hover, marker_sizes, message_figure, numeric, positive, si,
-    split_by, thin_points,
+    DEFAULT_MAX_POINTS,
+    TEMPLATE,
+    add_note,
+    check_rows,
+    hover,
+    marker_sizes,
+    message_figure,
+    numeric,
+    positive,
+    si,
+    split_by,
+    thin_points,
 )
 
 HOVER = (

@@ -9,7 +9,13 @@ from dash import Input, Output, dcc, html
 from perfscope.carbon import grid_intensity, load_intensity_table
 from perfscope.dashboards.components import control, data_table, figure_id, figure_panel, guard, notes_list
 from perfscope.dashboards.context import DashboardContext
-from perfscope.dashboards.figures.carbon import COMPARE_BY, carbon_figure, carbon_frame, carbon_summary, energy_per_config
+from perfscope.dashboards.figures.carbon import (
+    COMPARE_BY,
+    carbon_figure,
+    carbon_frame,
+    carbon_summary,
+    energy_per_config,
+)
 from perfscope.dashboards.filters import filters_key
 from perfscope.errors import UserInputError
 

@@ -14,8 +14,13 @@ from perfscope.dashboards.context import DashboardContext
 from perfscope.dashboards.data import distinct
 from perfscope.dashboards.figures.common import config_labels, message_figure, numeric, seconds, si
 from perfscope.dashboards.figures.efficiency import gap_figure, gap_table, latency_flops_figure, waterline_figure
-from perfscope.dashboards.waterline import (describe_totals, layers_from_rows, load_sequences, sequence_by_name,
-                                            waterline)
+from perfscope.dashboards.waterline import (
+    describe_totals,
+    layers_from_rows,
+    load_sequences,
+    sequence_by_name,
+    waterline,
+)
 from perfscope.dtypes import DTYPES
 
 KEY = "efficiency"

@@ -9,7 +9,7 @@ import pandas as pd
 from dash import Input, Output, State, dcc, html
 
 from perfscope.carbon import grid_intensity, load_intensity_table, operational_gco2e
-from perfscope.dashboards.adapters import SHAPE_EXAMPLES, estimate_function, parse_shape, run_estimate, ESTIMATE_MISSING
+from perfscope.dashboards.adapters import ESTIMATE_MISSING, SHAPE_EXAMPLES, estimate_function, parse_shape, run_estimate
 from perfscope.dashboards.components import control, data_table, figure_id, figure_panel, guard, notes_list
 from perfscope.dashboards.context import DashboardContext
 from perfscope.dashboards.figures.common import message_figure

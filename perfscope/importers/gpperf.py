@@ -37,7 +37,6 @@ from typing import Any
 import pyarrow as pa
 
 from perfscope.errors import UserInputError
-from perfscope.schema import CONTENDED_STATUS
 from perfscope.importers.common import (
     UNKNOWN,
     assemble_table,
@@ -56,6 +55,7 @@ from perfscope.importers.common import (
     to_float,
     to_int,
 )
+from perfscope.schema import CONTENDED_STATUS
 
 FORMAT = "gpperf"
 CUTLASS_FILE = "cutlass_results.csv"
