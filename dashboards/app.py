@@ -18,9 +18,10 @@ from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from perfscope.dashboards.adapters import load_model
-from perfscope.dashboards.components import notes_list
+from perfscope.dashboards.components import NO_CLOUD_CONFIG, notes_list
 from perfscope.dashboards.context import DashboardContext
 from perfscope.dashboards.data import DashboardData
+from perfscope.dashboards.exports import EXPORT_ROUTE, register_export_routes
 from perfscope.dashboards.figures.common import warm_up
 from perfscope.dashboards.filters import (
     FILTER_NAMES,
@@ -148,12 +149,15 @@ def _shell(data: DashboardData) -> html.Div:
     return html.Div([
         dcc.Location(id="url", refresh=False),
         dcc.Store(id="filters", data=empty_filters()),
-        dcc.Download(id="download-csv"),
         dcc.Download(id="download-html"),
         html.Header([html.H1("perfscope"), html.Span(data.summary_line(), className="summary")]),
         html.Nav([dcc.Link(page.NAME, href=page.PATH, id=f"nav-{page.KEY}") for page in PAGES]),
         html.Div([*filters,
-                  html.Div([html.Button("Download rows (CSV)", id="export-csv", n_clicks=0, className="export-button"),
+                  html.Div([html.Span("Download rows: ", className="muted"),
+                            html.A("CSV", id="export-csv", href=EXPORT_ROUTE + ".csv", className="export-button",
+                                   download="perfscope-rows.csv"), " ",
+                            html.A("Parquet", id="export-parquet", href=EXPORT_ROUTE + ".parquet",
+                                   className="export-button", download="perfscope-rows.parquet"),
                             html.Div(id="selection-count", className="muted")], className="control")],
                  className="filters"),
         html.Main([notes_list(warnings, kind="warning"), dash.page_container]),
@@ -164,7 +168,8 @@ def filter_sync(trigger: Any, search: str | None, values: Sequence[Any], current
                 data: DashboardData) -> tuple:
     """The URL sets the dropdowns (on load, a shared link, navigation); the dropdowns set
     the URL (without reloading). Returns (filters store, url search, one value per filter
-    dropdown, one href per navigation link, selection count); ``no_update`` where nothing
+    dropdown, one href per navigation link, the CSV and Parquet export links, selection
+    count); ``no_update`` where nothing
     changed, so the pages do not recompute for nothing.
     """
     from_url = trigger in (None, "url")
@@ -175,6 +180,7 @@ def filter_sync(trigger: Any, search: str | None, values: Sequence[Any], current
     unchanged = normalise_filters(current) == filters
     query = query_from_filters(filters)
     hrefs = [page.PATH + query for page in PAGES]
+    hrefs += [EXPORT_ROUTE + ".csv" + query, EXPORT_ROUTE + ".parquet" + query]
     count = f"{data.count(filters):,} of {len(data.rows):,} rows selected ({describe_filters(filters)})"
     if from_url:
         dropdowns = [filters[name] for name in FILTER_NAMES]
@@ -189,6 +195,8 @@ def _register_shell(app: dash.Dash, data: DashboardData) -> dict[str, Any]:
     filter_inputs = [Input(f"filter-{name}", "value") for name in FILTER_NAMES]
     filter_outputs = [Output(f"filter-{name}", "value") for name in FILTER_NAMES]
     nav_outputs = [Output(f"nav-{page.KEY}", "href") for page in PAGES]
+    nav_outputs += [Output("export-csv", "href"), Output("export-parquet", "href")]
+    register_export_routes(app.server, data, EXPORT_COLUMNS)
 
     @app.callback(Output("filters", "data"), Output("url", "search"), *filter_outputs, *nav_outputs,
                   Output("selection-count", "children"),
@@ -197,16 +205,6 @@ def _register_shell(app: dash.Dash, data: DashboardData) -> dict[str, Any]:
         """One callback owns the filters (see ``filter_sync``)."""
         *values, current = args
         return filter_sync(ctx.triggered_id, search, values, current, data)
-
-    @app.callback(Output("download-csv", "data"), Input("export-csv", "n_clicks"),
-                  State("filters", "data"), State("url", "pathname"), prevent_initial_call=True)
-    def export_csv(n_clicks: int | None, filters: dict | None, pathname: str | None) -> dict:
-        """The selected rows (every page shows these rows) as CSV."""
-        if not n_clicks:
-            raise PreventUpdate
-        rows = data.select(filters, EXPORT_COLUMNS)
-        page = (pathname or "/").strip("/") or "overview"
-        return dcc.send_data_frame(rows.to_csv, f"perfscope-{page}-rows.csv", index=False)
 
     @app.callback(Output("download-html", "data"), Input({"type": "export-html", "name": ALL}, "n_clicks"),
                   State({"type": "figure", "name": ALL}, "figure"), State({"type": "figure", "name": ALL}, "id"),
@@ -222,9 +220,10 @@ def _register_shell(app: dash.Dash, data: DashboardData) -> dict[str, Any]:
         name = trigger.get("name")
         for figure, fid in zip(figures, ids):
             if fid.get("name") == name and figure:
-                html_text = pio.to_html(go.Figure(figure), include_plotlyjs=True, full_html=True)
+                html_text = pio.to_html(go.Figure(figure), include_plotlyjs=True, full_html=True,
+                                        config=NO_CLOUD_CONFIG)
                 return {"content": html_text, "filename": f"perfscope-{name}.html", "type": "text/html"}
         raise PreventUpdate
 
-    return {"sync_filters": sync_filters, "export_csv": export_csv, "export_html": export_html}
+    return {"sync_filters": sync_filters, "export_html": export_html}
 

@@ -15,7 +15,10 @@ from perfscope.errors import PerfscopeError
 
 log = logging.getLogger(__name__)
 
-GRAPH_CONFIG_BASE = {"displaylogo": False, "responsive": True}
+# No "share chart / edit in Chart Studio" button: it offers to upload profiling data to Plotly's cloud.
+NO_CLOUD_CONFIG = {"displaylogo": False, "showSendToCloud": False, "showEditInChartStudio": False,
+                   "showLink": False, "modeBarButtonsToRemove": ["sendDataToCloud", "editInChartStudio"]}
+GRAPH_CONFIG_BASE = {**NO_CLOUD_CONFIG, "responsive": True}
 DEFAULT_HEIGHT_PX = 480
 
 

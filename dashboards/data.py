@@ -53,6 +53,8 @@ _FEATURES_KEPT = (
     "tiles", "waves", "tile_efficiency", "wave_efficiency", "device_source", "roofline_attainment",
 )
 MASK_CACHE_SIZE = 32
+# statuses whose rows hold a measured time (the others did not run and get no features)
+MEASURED_STATUSES = ("ok", "contended")
 UNTILED = "untiled"
 
 
@@ -207,8 +209,9 @@ class DashboardData:
     def from_rows(cls, rows: pd.DataFrame, *, datasets: Sequence[str] = (), problems: Sequence[str] = (),
                   notes: Sequence[str] = ()) -> DashboardData:
         """Dashboard data from a frame of rows (schema columns; missing ones become null)."""
-        rows, devices = _add_features(_prepare(rows))
-        return cls(rows=rows, datasets=list(datasets), problems=list(problems), notes=list(notes),
+        notes = list(notes)
+        rows, devices = _add_features(_prepare(rows), notes)
+        return cls(rows=rows, datasets=list(datasets), problems=list(problems), notes=notes,
                    devices=devices)
 
     # -- filtering ----------------------------------------------------------------------
@@ -369,12 +372,14 @@ _FEATURE_INPUTS = (
 )
 
 
-def _add_features(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, DeviceInfo]]:
+def _add_features(rows: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, dict[str, DeviceInfo]]:
     """Roofline features (``perfscope.roofline.feature_frame``, once per device, on the
     columns it reads) written into ``rows``, plus the gap.
 
     Each device's features are computed on a narrow copy of its rows and scattered back
-    by position: no concatenation or reordering of the full, wide frame.
+    by position: no concatenation or reordering of the full, wide frame. Only rows with a
+    measured status get features; a device whose rows cannot be featurised is reported in
+    ``notes`` and drawn without them.
     """
     from perfscope.roofline import feature_frame
 
@@ -389,23 +394,33 @@ def _add_features(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, DeviceInf
         codes, keys = pd.factorize(rows["device_key"])
         names, sms = rows["device_name"], rows["sm_count"]
         narrow = rows[[c for c in _FEATURE_INPUTS if c in rows.columns]]
+        measured = rows["status"].isin(MEASURED_STATUSES).to_numpy()
         for code, key in enumerate(keys):
-            positions = np.flatnonzero(codes == code)
-            first = positions[0]
+            of_device = codes == code
+            first = int(np.argmax(of_device))
             name, sm = names.iloc[first], sms.iloc[first]
             info = resolve_device(str(key), "" if pd.isna(name) else str(name),
                                   sm_count=None if pd.isna(sm) else float(sm))
             devices[str(key)] = info
+            if info.used.source_kind not in sources:
+                sources.append(info.used.source_kind)
+            source_codes[of_device] = sources.index(info.used.source_kind)
+            # rows that did not run (error, too large, ...) are listed, not featurised: their
+            # sizes may be the very reason they failed (a 10^8 GEMM's FLOPs overflow int64)
+            positions = np.flatnonzero(of_device & measured)
+            if not len(positions):
+                continue
             part = narrow if len(positions) == n else narrow.iloc[positions]
-            features = feature_frame(part, info.used)
+            try:
+                features = feature_frame(part, info.used)
+            except PerfscopeError as exc:
+                notes.append(f"{key}: no roofline features ({exc})")
+                continue
             for column in columns:
                 if column in features:
                     columns[column][positions] = features[column].to_numpy(dtype=float)
             bound = pd.Categorical(features["bound"], categories=["launch", "memory", "compute"])
             bound_codes[positions] = bound.codes
-            if info.used.source_kind not in sources:
-                sources.append(info.used.source_kind)
-            source_codes[positions] = sources.index(info.used.source_kind)
     frame = rows.assign(**columns)
     frame["bound"] = pd.Categorical.from_codes(bound_codes, categories=["launch", "memory", "compute"])
     frame["device_source"] = pd.Categorical.from_codes(source_codes, categories=sources or ["none"])

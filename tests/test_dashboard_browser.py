@@ -131,3 +131,12 @@ def test_filters_live_in_the_url_and_follow_navigation(server, browser):
     assert "Carbon cost" in browser.find_element("tag name", "h2").text
     assert "dtype=bf16" in browser.find_element("id", "selection-count").text
     assert severe(browser) == []
+
+
+def test_no_cloud_upload_button_on_any_toolbar(server, browser):
+    browser.get(server + "/roofline")
+    settle(browser)
+    titles = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.modebar-btn')).map(b => b.getAttribute('data-title'));")
+    assert titles, "the roofline graph has a toolbar"
+    assert not [t for t in titles if t and ("Chart Studio" in t or "Cloud" in t or "share" in t.lower())]

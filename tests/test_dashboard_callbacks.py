@@ -69,7 +69,7 @@ def test_factory_registers_every_page_from_code(app):
     assert {"/", "/roofline", "/efficiency", "/scaling", "/carbon", "/tiles", "/estimate"} <= paths
     assert app.use_pages and not app.pages_folder  # no folder scan
     names = set(app.perfscope_callbacks)
-    assert {"sync_filters", "export_csv", "export_html", "update_overview", "update_roofline", "update_gap",
+    assert {"sync_filters", "export_html", "update_overview", "update_roofline", "update_gap",
             "update_waterline", "update_scaling", "update_carbon", "update_tiles", "update_estimate"} <= names
 
 
@@ -137,10 +137,10 @@ def test_filter_sync_on_first_load_without_query_changes_nothing(app):
 
 def test_overview_counts_follow_the_filters(cb, app):
     total = len(app.perfscope_context.data.rows)
-    summary, coverage, quality, status, provenance = cb["update_overview"](ALL)
+    summary, coverage, quality, status, provenance, unmeasured = cb["update_overview"](ALL)
     assert f"{total} of {total} rows" in str(summary)
     assert not is_message(coverage) and not is_message(quality)
-    assert "unsupported" in str(status)
+    assert "unsupported" in str(status) and "unsupported" in str(unmeasured)
     bf16 = cb["update_overview"]({"dtype": ["bf16"]})
     n_bf16 = int((app.perfscope_context.data.rows["dtype"] == "bf16").sum())
     assert f"{n_bf16} of {total} rows" in str(bf16[0])
@@ -284,15 +284,33 @@ def test_adapter_parses_shapes_and_never_raises_for_perfscope_errors():
 
 # ---- exports -------------------------------------------------------------------------------
 
-def test_csv_export_holds_the_selected_rows(cb, app):
-    out = cb["export_csv"](1, {"dtype": ["bf16"]}, "/roofline")
-    assert out["filename"] == "perfscope-roofline-rows.csv"
-    rows = list(csv.DictReader(io.StringIO(out["content"])))
+def test_csv_export_holds_the_selected_rows(app):
+    response = app.server.test_client().get("/_perfscope/export.csv?dtype=bf16")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
     assert len(rows) == int((app.perfscope_context.data.rows["dtype"] == "bf16").sum())
     assert {r["dtype"] for r in rows} == {"bf16"}
     assert "gap" in rows[0] and "bound_time_s" in rows[0]
-    with pytest.raises(PreventUpdate):
-        cb["export_csv"](0, ALL, "/")
+
+
+def test_parquet_export_holds_the_selected_rows(app):
+    import pyarrow.parquet as pq
+
+    response = app.server.test_client().get(f"/_perfscope/export.parquet?device={H100_KEY}")
+    assert response.status_code == 200
+    table = pq.read_table(io.BytesIO(response.get_data()))
+    assert table.num_rows == int((app.perfscope_context.data.rows["device_key"] == H100_KEY).sum())
+    assert set(table.column("device_key").to_pylist()) == {H100_KEY}
+
+
+def test_export_links_follow_the_filters(cb):
+    token = triggered("url.search", "?dtype=bf16")
+    try:
+        out = cb["sync_filters"]("?dtype=bf16", *([[]] * len(FILTER_NAMES)), ALL)
+    finally:
+        context_value.reset(token)
+    hrefs = out[2 + len(FILTER_NAMES) + len(PAGES):-1]
+    assert list(hrefs) == ["/_perfscope/export.csv?dtype=bf16", "/_perfscope/export.parquet?dtype=bf16"]
 
 
 def test_html_export_of_the_clicked_figure(cb):

@@ -61,6 +61,23 @@ def status_counts(rows: pd.DataFrame) -> pd.DataFrame:
                          "example reason": [reasons.get(s, "") for s in counts.index]})
 
 
+UNMEASURED_COLUMNS = ("status", "reason", "device_key", "kernel", "implementation", "dtype", "shape", "tile",
+                      "run_id", "config_id")
+
+
+def unmeasured_rows(rows: pd.DataFrame, measured: tuple[str, ...] = ("ok", "contended"),
+                    limit: int = 500) -> pd.DataFrame:
+    """The rows that did not run (error, too large, unsupported, ...): first ``limit`` of them.
+
+    These rows have no time and get no roofline features; the overview lists them so a
+    failed configuration is seen rather than silently missing from the charts.
+    """
+    if "status" not in rows or rows.empty:
+        return pd.DataFrame(columns=list(UNMEASURED_COLUMNS))
+    failed = rows.loc[~rows["status"].isin(measured).to_numpy()]
+    return failed[[c for c in UNMEASURED_COLUMNS if c in failed.columns]].head(limit).astype(str)
+
+
 def dataset_summary(rows: pd.DataFrame) -> pd.DataFrame:
     """What the rows hold: counts of rows, configurations, runs, devices, kernels, dtypes, dates."""
     def nunique(column: str) -> int:

@@ -31,6 +31,9 @@ def layout(**_query: Any) -> html.Div:
                   html.Div(figure_panel("overview-quality"), className="half")], className="row"),
         html.H3("Statuses"),
         html.Div(id="overview-status"),
+        html.H3("Rows that did not run"),
+        html.P("Listed here, left out of every chart and feature (they have no time).", className="hint"),
+        html.Div(id="overview-unmeasured"),
         html.H3("Provenance"),
         html.Div(id="overview-provenance"),
     ])
@@ -43,10 +46,10 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
     @app.callback(
         Output("overview-summary", "children"), Output(figure_id("overview-coverage"), "figure"),
         Output(figure_id("overview-quality"), "figure"), Output("overview-status", "children"),
-        Output("overview-provenance", "children"),
+        Output("overview-provenance", "children"), Output("overview-unmeasured", "children"),
         Input("filters", "data"),
     )
-    @guard("children", "figure", "figure", "children", "children")
+    @guard("children", "figure", "figure", "children", "children", "children")
     def update_overview(filters: dict | None) -> tuple:
         rows = data.select(filters, _COLUMNS)
         notes = [f"{len(rows):,} of {len(data.rows):,} rows selected ({describe_filters(filters)})"]
@@ -60,7 +63,9 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
                             html.H3("Data-quality flags"), data_table(_percent(figs.quality_flags(rows), "share"))])
         return (summary, figs.coverage_figure(rows), figs.quality_figure(rows),
                 data_table(figs.status_counts(rows), empty="no rows"),
-                data_table(figs.provenance_table(rows), empty="no rows"))
+                data_table(figs.provenance_table(rows), empty="no rows"),
+                data_table(figs.unmeasured_rows(data.select(filters, figs.UNMEASURED_COLUMNS)),
+                           empty="none: every selected row was measured"))
 
     return {"update_overview": update_overview}
 

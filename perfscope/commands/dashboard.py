@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from perfscope.cli_app import app
+from perfscope.errors import UserInputError
 
 
 @app.command("dashboard")
@@ -20,6 +22,9 @@ def dashboard_command(
                                               "and exit without serving.")] = False,
 ) -> None:
     """Roofline, waterline and efficiency gap, scaling laws, carbon, tile explorer, estimates."""
+    _check_port(port)
+    if not check:
+        _check_exposure(host, port)
     if check:
         from perfscope.dashboards.data import DashboardData
 
@@ -32,4 +37,38 @@ def dashboard_command(
         return
     from perfscope.dashboards import serve
 
-    serve(datasets or None, model, host, port)
+    try:
+        serve(datasets or None, model, host, port)
+    except OSError as exc:  # the port was taken between the check and the bind
+        raise UserInputError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _check_port(port: int) -> None:
+    if not 1 <= port <= 65535:
+        raise UserInputError(f"--port must be between 1 and 65535, got {port}")
+
+
+def _check_exposure(host: str, port: int) -> None:
+    """Warn when serving beyond this machine; fail in one line when the port is taken."""
+    import ipaddress
+    import socket
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        print(f"perfscope: warning: serving on {host}: the dashboard has no authentication; anyone who can reach "
+              f"this address can read the data and download it", file=sys.stderr)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise UserInputError(f"--host {host}: cannot resolve it ({exc.strerror or exc})") from None
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server itself binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise UserInputError(f"cannot serve on {host}:{port}: {exc.strerror or exc} "
+                                 f"(choose another --port)") from None
