@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 from dash._callback_context import context_value
 from dash._utils import AttributeDict
-from dash.exceptions import PreventUpdate
 from test_dashboard_figures import H100_KEY, SIZES, TILES, dashboard_rows  # noqa: E402 (tests/ is on sys.path)
 
 from perfscope.dashboards import app as app_module

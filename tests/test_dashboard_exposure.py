@@ -10,15 +10,13 @@ import sys
 
 import numpy as np
 import pandas as pd
-import pytest
+from test_dashboard_figures import dashboard_rows, measurement  # noqa: E402 (tests/ is on sys.path)
 
 from perfscope.dashboards.components import GRAPH_CONFIG_BASE, figure_panel
 from perfscope.dashboards.data import DashboardData
 from perfscope.dashboards.exports import csv_chunks, escape_formula_cells
 from perfscope.dashboards.figures.overview import unmeasured_rows
 from perfscope.schema import rows_to_table
-
-from test_dashboard_figures import dashboard_rows, measurement  # noqa: E402 (tests/ is on sys.path)
 
 
 def perfscope(*args: str) -> subprocess.CompletedProcess:
