@@ -15,6 +15,7 @@ from typing import Any
 
 from perfscope.collectors.conv import check_dtype_supported, describe_point, expand_axes, one_line
 from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_dtype
+from perfscope.collectors.memory_guard import FLOAT32_BYTES, FLOAT64_BYTES, MemoryNeed
 from perfscope.collectors.protocol import Case, Workload, check_cache_mode
 from perfscope.devices.base import Device
 from perfscope.dtypes import dtype_info
@@ -89,6 +90,21 @@ class AttentionShape(Case):
                 "cache_mode": self.cache_mode, "batch": self.batch, "heads": self.heads,
                 "kv_heads": self.kv_heads, "seq_q": self.seq_q, "seq_k": self.seq_k, "head_dim": self.head_dim,
                 "causal": self.causal}
+
+    def memory_need(self, device: Device) -> MemoryNeed:
+        """What measuring this shape allocates: (Q, K, V) per input set, O, float32 staging,
+        the scores when the kernel is not fused, and the float64 check (one head at a time)."""
+        bpe = dtype_info(self.dtype).bytes_per_element
+        assert self.kv_heads is not None  # set in __post_init__
+        q = self.batch * self.heads * self.seq_q * self.head_dim
+        kv = self.batch * self.kv_heads * self.seq_k * self.head_dim
+        scores = 0 if self.fused else self.batch * self.heads * self.seq_q * self.seq_k * max(bpe, FLOAT32_BYTES)
+        rows = min(self.seq_q, 2 * CHECK_EDGE_ROWS)
+        return MemoryNeed(operand_bytes=bpe * (q + 2 * kv),
+                          input_sets=input_set_count(self.cache_mode, self.fused_min_bytes, device),
+                          output_bytes=bpe * q, workspace_bytes=FLOAT32_BYTES * max(q, kv) + scores,
+                          host_check_bytes=FLOAT64_BYTES * (2 * self.seq_k * self.head_dim + rows * self.seq_k
+                                                            + 2 * rows * self.head_dim))
 
     def make_inputs(self, device: Device) -> list[tuple[Any, Any, Any]]:
         """Input sets (Q, K, V) on ``device``: one warm, enough to outgrow the cache cold."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from perfscope.collectors.gemm import check_device_supports
 from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_dtype
+from perfscope.collectors.memory_guard import FLOAT32_BYTES, FLOAT64_BYTES, MemoryNeed
 from perfscope.collectors.protocol import Case, Workload, check_cache_mode
 from perfscope.devices.base import Device
 from perfscope.dtypes import DtypeInfo, dtype_info
@@ -105,6 +106,20 @@ class ConvShape(Case):
         import torch
 
         return torch.channels_last if self.layout == "channels_last" else torch.contiguous_format
+
+    def memory_need(self, device: Device) -> MemoryNeed:
+        """What measuring this shape allocates: (x, w) per input set, the output, float32
+        staging, and the float64 check of the first image's first filters on the host."""
+        bpe = dtype_info(self.dtype).bytes_per_element
+        oh, ow = self.output_hw
+        x, wt = self.n * self.c * self.h * self.w, self.k * (self.c // self.groups) * self.r * self.s
+        filters = min(self.k, CHECK_FILTERS)
+        return MemoryNeed(operand_bytes=bpe * (x + wt),
+                          input_sets=input_set_count(self.cache_mode, self.min_bytes, device),
+                          output_bytes=bpe * self.n * self.k * oh * ow, workspace_bytes=FLOAT32_BYTES * max(x, wt),
+                          host_check_bytes=FLOAT64_BYTES * (self.c * self.h * self.w
+                                                            + filters * (self.c // self.groups) * self.r * self.s
+                                                            + 2 * filters * oh * ow))
 
     def make_inputs(self, device: Device) -> list[tuple[Any, Any]]:
         """Input sets (x, w) on ``device`` in ``layout``: one warm, enough to outgrow the cache cold."""

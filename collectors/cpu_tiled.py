@@ -61,6 +61,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from perfscope.collectors.memory_guard import MemoryNeed, gemm_memory_need
 from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_dtype
 from perfscope.collectors.protocol import Case, Workload, check_cache_mode, restore_torch_threads, torch_threads
 from perfscope.devices.base import Device
@@ -181,6 +182,11 @@ class CpuTiledGemmCase(Case):
                 "cache_mode": self.cache_mode, "batch": 1, "m": self.m, "n": self.n, "k": self.k,
                 "tile_m": self.tile, "tile_n": self.tile, "tile_k": self.tile,
                 "params_json": json.dumps({"numba_threads": self.resolved_threads()}, sort_keys=True)}
+
+    def memory_need(self, device: Device) -> MemoryNeed:
+        """What measuring this shape allocates (the memory guard compares it with free memory)."""
+        return gemm_memory_need(1, self.m, self.n, self.k, dtype_info(self.dtype).bytes_per_element,
+                                self.cache_mode, device, CHECK_ROWS)
 
     def build(self, device: Device) -> Workload:
         if device.kind != "cpu":

@@ -28,6 +28,7 @@ class WorkerSettings:
     resume: bool
     time_budget_s: float | None
     threads: int | None = None
+    max_memory_share: float = 0.5
 
 
 def run_worker(cases: list[Any], settings: WorkerSettings, run_id: str) -> SweepReport:
@@ -47,7 +48,7 @@ def run_worker(cases: list[Any], settings: WorkerSettings, run_id: str) -> Sweep
     device = select_device(settings.device)
     meter = select_meter(device, settings.energy, tdp_w=settings.tdp_w)
     ctx = RunContext(run_id=run_id, device=device, meter=meter, policy=TimingPolicy(**settings.timing),
-                     energy_window_s=settings.energy_window_s)
+                     energy_window_s=settings.energy_window_s, max_memory_share=settings.max_memory_share)
     try:
         return run_sweep(cases, store, ctx, resume=settings.resume, time_budget_s=settings.time_budget_s)
     finally:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_dtype
+from perfscope.collectors.memory_guard import MemoryNeed, gemm_memory_need
 from perfscope.collectors.protocol import Case, Workload, check_cache_mode
 from perfscope.devices.base import Device
 from perfscope.dtypes import DtypeInfo, dtype_info
@@ -50,6 +51,11 @@ class GemmShape(Case):
     def config_columns(self) -> dict[str, Any]:
         return {"kernel": self.kernel, "implementation": self.implementation, "dtype": self.dtype,
                 "cache_mode": self.cache_mode, "batch": self.batch, "m": self.m, "n": self.n, "k": self.k}
+
+    def memory_need(self, device: Device) -> MemoryNeed:
+        """What measuring this shape allocates (the memory guard compares it with free memory)."""
+        return gemm_memory_need(self.batch, self.m, self.n, self.k, dtype_info(self.dtype).bytes_per_element,
+                                self.cache_mode, device, CHECK_ROWS)
 
     def make_inputs(self, device: Device) -> list[tuple[Any, Any, Any]]:
         """Input sets (A, B, C) on ``device``, C uninitialised, 2-D for batch 1 and 3-D above:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from perfscope.collectors.memory_guard import DEFAULT_MAX_MEMORY_SHARE, TOO_LARGE_STATUS, too_large_reason
 from perfscope.devices.base import Device, DeviceState, Kernel
 from perfscope.errors import UnsupportedConfigError, UserInputError
 from perfscope.meters.base import EnergyMeter
@@ -80,6 +81,7 @@ class RunContext:
     meter: EnergyMeter
     policy: TimingPolicy = TimingPolicy()
     energy_window_s: float | None = None
+    max_memory_share: float = DEFAULT_MAX_MEMORY_SHARE  # of free memory a configuration may need (memory guard)
 
 
 def case_config_id(case: Case) -> str:
@@ -97,6 +99,9 @@ def measure_case(case: Case, ctx: RunContext) -> tuple[Measurement, TimingResult
     workload: Workload | None = None
     error: float | None = None
     try:
+        too_large = too_large_reason(case, device, ctx.max_memory_share)
+        if too_large is not None:  # refused before anything is allocated; the sweep goes on
+            raise _TooLarge(too_large)
         workload = case.build(device)
         error = workload.check()
         if not error <= workload.check_tolerance:  # also catches NaN
@@ -106,6 +111,8 @@ def measure_case(case: Case, ctx: RunContext) -> tuple[Measurement, TimingResult
             timing = measure(device, workload.kernel, ctx.policy)
             energy = measure_energy(device, workload.kernel, ctx.meter, timing.median_s,
                                     first_call=timing.calls_made, window_s=ctx.energy_window_s)
+    except _TooLarge as exc:
+        status, reason = TOO_LARGE_STATUS, str(exc)
     except UnsupportedConfigError as exc:
         status, reason = "unsupported", str(exc)
     except Exception as exc:  # the sweep goes on; the row says what happened
@@ -118,6 +125,10 @@ def measure_case(case: Case, ctx: RunContext) -> tuple[Measurement, TimingResult
     after = device.read_state()
     row = _row(case, ctx, status, reason, workload, error, timing, energy, before, after)
     return row, timing
+
+
+class _TooLarge(Exception):
+    """A configuration the memory guard refused (becomes a ``too_large`` row)."""
 
 
 def torch_threads() -> int | None:

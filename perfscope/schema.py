@@ -88,7 +88,7 @@ class Measurement:
     tile_num_stages: int | None = None
     params_json: str | None = None  # anything else that defines the configuration
     # outcome
-    status: str  # ok, unsupported, check_failed, error, oom, skipped, contended (see CONTENDED_STATUS)
+    status: str  # ok, unsupported, check_failed, error, oom, too_large, skipped, contended (see CONTENDED_STATUS)
     reason: str | None = None
     check_max_abs_err: float | None = None  # normalised: max |out - ref| / sqrt(k)
     check_tolerance: float | None = None

@@ -37,6 +37,9 @@ Shard = Annotated[str | None, typer.Option("--shard", help="Measure only shard I
                                            rich_help_panel=_RUN)]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Dataset directory (created or resumed).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+MaxMemory = Annotated[str | None, typer.Option(
+    "--max-memory", help="Largest share of free memory a configuration may need, e.g. 50% or 0.5 (default 50%); "
+    "above it the row is too_large and nothing is allocated.", rich_help_panel=_RUN)]
 
 
 @dataclass(frozen=True)
@@ -108,10 +111,12 @@ def collect(
                                                 rich_help_panel=_RUN)] = None,
     workers: Annotated[int | None, typer.Option(help="Ray workers (default: one per GPU; 1 on a CPU).",
                                                 rich_help_panel=_RUN)] = None,
+    max_memory: MaxMemory = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or table.")] = False,
     as_json: AsJson = False,
 ) -> None:
     """Measure kernels into a dataset: `perfscope collect gemm --size 512` or `perfscope collect --spec quick`."""
+    from perfscope.collectors.memory_guard import parse_max_memory
     from perfscope.meters import METER_CHOICES
 
     # validate everything cheap before anything runs or prints
@@ -123,11 +128,12 @@ def collect(
             raise UserInputError(f"{name} must be positive, got {value}")
     if executor not in ("local", "ray"):
         raise UserInputError(f"unknown executor {executor!r}: use local or ray")
+    max_memory_share = parse_max_memory(max_memory)
     sweep_spec = build_spec(selection, {"warmup_s": warmup_s, "min_time_s": min_time_s, "budget_s": budget_s,
                                         "target_ci_rel": target_ci}, time_budget_s)
     cases = _cases(sweep_spec, shard_spec, seed=seed)
     _run(cases, sweep_spec, out, device, energy, tdp_w, threads, energy_window_s, resume, executor, address,
-         workers, quiet, as_json)
+         workers, quiet, as_json, max_memory_share)
 
 
 @app.command("plan")
@@ -137,31 +143,39 @@ def plan_command(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Count what this dataset already holds.")] = None,
     device: Annotated[str, typer.Option(help="The device whose rows count as measured.")] = "auto",
     shard_spec: Shard = None,
+    max_memory: MaxMemory = None,
     as_json: AsJson = False,
 ) -> None:
     """Print the expanded grid's size and an estimated duration; runs nothing."""
     import json
 
+    from perfscope.collectors.memory_guard import parse_max_memory, too_large_reason
     from perfscope.collectors.spec import plan
+    from perfscope.devices import select_device
 
+    max_memory_share = parse_max_memory(max_memory)
     sweep_spec = build_spec(selection, {}, None)
     cases = _cases(sweep_spec, shard_spec)
     measured: set[str] = set()
+    dev = select_device(device)
     if out is not None and out.exists():
-        from perfscope.devices import select_device
         from perfscope.store import ProfileStore
 
-        key = select_device(device).key
-        measured = {cid for _, cid in ProfileStore(out).measured_keys(key)}
+        measured = {cid for _, cid in ProfileStore(out).measured_keys(dev.key)}
     p = plan(sweep_spec, cases, measured)
+    too_large = sum(too_large_reason(c.for_device(dev.kind), dev, max_memory_share) is not None for c in cases)
     if as_json:
         print(json.dumps({"spec": sweep_spec.name, "configurations": p.total, "by_group": p.by_group,
-                          "already_measured": p.already_measured, "estimated_min_s": round(p.min_s, 1),
-                          "estimated_max_s": round(p.max_s, 1)}))
+                          "already_measured": p.already_measured, "too_large": too_large, "device": dev.key,
+                          "estimated_min_s": round(p.min_s, 1), "estimated_max_s": round(p.max_s, 1)},
+                         allow_nan=False))
         return
     for group, count in sorted(p.by_group.items()):
         print(f"{group:28s} {count:8d}")
     print(f"{'total':28s} {p.total:8d}  ({p.already_measured} already measured)")
+    if too_large:
+        print(f"{too_large} configuration(s) need more than {max_memory_share:.0%} of the free memory of "
+              f"{dev.key}: they will be recorded as too_large, not measured")
     print(f"estimated duration: {_duration(p.min_s)} to {_duration(p.max_s)} "
           "(from the timing policy; an estimate, not a measurement)")
 
@@ -234,7 +248,7 @@ def _axes_from_flags(selection: Selection) -> dict[str, list[Any]]:
 
 def _run(cases: list[Any], sweep_spec: Any, out: Path, device_spec: str, energy: str, tdp_w: float | None,
          threads: int | None, energy_window_s: float | None, resume: bool, executor: str,
-         address: str | None, workers: int | None, quiet: bool, as_json: bool) -> None:
+         address: str | None, workers: int | None, quiet: bool, as_json: bool, max_memory_share: float) -> None:
     from perfscope.cli_render import Renderer
     from perfscope.collectors.executors import WorkerSettings, run_ray
     from perfscope.collectors.protocol import RunContext
@@ -249,7 +263,8 @@ def _run(cases: list[Any], sweep_spec: Any, out: Path, device_spec: str, energy:
     if executor == "ray":
         settings = WorkerSettings(dataset=str(out.resolve()), device=device_spec, energy=energy, tdp_w=tdp_w,
                                   timing=dict(sweep_spec.timing), energy_window_s=energy_window_s, resume=resume,
-                                  time_budget_s=sweep_spec.time_budget_s, threads=threads)
+                                  time_budget_s=sweep_spec.time_budget_s, threads=threads,
+                                  max_memory_share=max_memory_share)
         report = run_ray(cases, settings, run_id, address=address, workers=workers)
         render.sweep_summary(report, energy_method=energy)
         return
@@ -260,7 +275,7 @@ def _run(cases: list[Any], sweep_spec: Any, out: Path, device_spec: str, energy:
         torch.set_num_threads(threads)
     meter = select_meter(dev, energy, tdp_w=tdp_w)
     ctx = RunContext(run_id=run_id, device=dev, meter=meter, policy=sweep_spec.policy,
-                     energy_window_s=energy_window_s)
+                     energy_window_s=energy_window_s, max_memory_share=max_memory_share)
     try:
         with render.progress() as progress:
             report = run_sweep(cases, store, ctx, resume=resume, time_budget_s=sweep_spec.time_budget_s,

@@ -75,6 +75,10 @@ class Device(abc.ABC):
         ``first_call`` so that input sets rotate across samples.
         """
 
+    def free_memory_bytes(self) -> int | None:
+        """Memory that a new allocation on this device can use now, in bytes; None if unknown."""
+        return None
+
     def run_untimed(self, kernel: Kernel, calls: int, first_call: int = 0) -> None:
         """Run ``calls`` calls back to back and wait for them (warm-up, energy windows)."""
         for i in range(first_call, first_call + calls):

@@ -27,6 +27,9 @@ class CpuDevice(Device):
     def torch_device(self) -> str:
         return "cpu"
 
+    def free_memory_bytes(self) -> int | None:
+        return mem_available_bytes()
+
     def describe(self) -> DeviceDescription:
         if self._description is None:
             self._description = DeviceDescription(
@@ -106,6 +109,19 @@ def _parse_size(text: str) -> int:
     if text and text[-1].upper() in units:
         return int(text[:-1]) * units[text[-1].upper()]
     return int(text)
+
+
+def mem_available_bytes(meminfo: str = "/proc/meminfo") -> int | None:
+    """The kernel's estimate of memory available to new allocations (``MemAvailable`` in
+    /proc/meminfo, kB) in bytes; None where the file or the field is missing (not Linux)."""
+    try:
+        with open(meminfo, encoding="ascii", errors="replace") as lines:
+            for line in lines:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _memory_bytes() -> int | None:

@@ -172,6 +172,14 @@ class CudaDevice(Device):
 
     # ----- Device --------------------------------------------------------------------
 
+    def free_memory_bytes(self) -> int | None:
+        """Free memory on this GPU now (``torch.cuda.mem_get_info``); None if it cannot be read."""
+        try:
+            free, _total = self._cuda.mem_get_info(self.index)
+        except (AttributeError, RuntimeError, TypeError, ValueError):
+            return None
+        return int(free)
+
     def describe(self) -> DeviceDescription:
         """Name, SM count, L2 and memory size from torch; UUID, driver, power limit from NVML."""
         if self._description is None:

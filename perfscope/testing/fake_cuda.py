@@ -101,6 +101,8 @@ class FakeCuda:
         self.sync_count = 0
         self.recorded_events = 0
         self._current = 0
+        # free bytes per device as mem_get_info reports them (default: all of total_memory)
+        self.free_memory = [d.total_memory for d in self.devices]
         self.Event: type[FakeEvent] = type("Event", (FakeEvent,), {"_owner": self})
 
     def is_available(self) -> bool:
@@ -134,6 +136,11 @@ class FakeCuda:
             yield
         finally:
             self._current = previous
+
+    def mem_get_info(self, device: int | None = None) -> tuple[int, int]:
+        """(free, total) bytes of ``device`` (the current one by default), like torch's."""
+        index = self._check(self._current if device is None else device)
+        return self.free_memory[index], self.devices[index].total_memory
 
     def synchronize(self, device: int | None = None) -> None:
         """Complete every recorded event."""
