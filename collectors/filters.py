@@ -23,4 +23,5 @@ class Filter:
         self._expression = Expression(text, "filter")
 
     def __call__(self, columns: dict[str, Any]) -> bool:
+        """Whether the configuration ``columns`` passes; ``UserInputError`` if it cannot be evaluated."""
         return bool(self._expression(columns))

@@ -44,6 +44,7 @@ class MemoryNeed:
 
     @property
     def device_bytes(self) -> int:
+        """Bytes on the measuring device: the input sets, the outputs and the workspace."""
         return self.operand_bytes * self.input_sets + self.output_bytes + self.workspace_bytes
 
 

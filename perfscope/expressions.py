@@ -126,6 +126,7 @@ class Expression:
         self._evaluator = simpleeval.EvalWithCompoundTypes(operators=_OPERATORS, functions={}, names={})
 
     def __call__(self, names: Mapping[str, Any]) -> Any:
+        """The value over ``names``; ``UserInputError`` (one line) if it cannot be evaluated."""
         missing = [n for n in self.names if n not in names]
         if missing:
             raise UserInputError(f"{self.what} {self.text!r} names {missing[0]!r}, which is not one of the "
