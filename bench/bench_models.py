@@ -116,7 +116,7 @@ def shape_breakdown(predictions: pd.DataFrame, data: pd.DataFrame) -> None:
 
 def run_cpu(path: Path, n_jobs: int | None, trees: int) -> None:
     """Leave-one-shape-out and random figures on a perfscope CPU dataset (latency only)."""
-    from perfscope.models.efficiency import resolve_devices
+    from perfscope.devices.registry import resolve_row_devices
     from perfscope.models.evaluation import evaluate
     from perfscope.models.forest import ForestModel, PaperBaselineModel
     from perfscope.models.intervals import ConformalWrapper
@@ -129,7 +129,7 @@ def run_cpu(path: Path, n_jobs: int | None, trees: int) -> None:
         print(f"\nCPU dataset {path}: skipped: fewer than two ok rows")
         return
     try:
-        devices = resolve_devices(rows)
+        devices = resolve_row_devices(rows["device_key"].astype(str).tolist(), rows["device_name"].tolist())
     except PerfscopeError as exc:
         print(f"\nCPU dataset {path}: skipped: {exc}")
         return

@@ -11,41 +11,29 @@ and each recorded with its method, raw timing statistics and status:
 * launch overhead: a 1-element ``torch.add`` into a preallocated output, the floor
   that small kernels hit (dispatch plus launch), median time per back-to-back call.
 
-The result is a ``DeviceProfile`` (``source = "calibrated"``) that the roofline
-features accept wherever they accept a ``DeviceSpec``. Profiles are JSON files under
-``$PERFSCOPE_HOME/devices`` (default ``~/.cache/perfscope/devices``), one per device key.
-``resolve_device`` prefers a calibrated profile over the spec table and says which it used.
+The result is a ``DeviceProfile`` (``source = "calibrated"``, ``perfscope.devices.profile``)
+that the roofline features accept wherever they accept a ``DeviceSpec``. This module only
+measures: ``perfscope.devices.registry`` saves the profile (``save_profile``), finds it
+again and prefers it over the spec table.
 
 The local CPU is never in the spec table: its figures must be measured here.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import math
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-from perfscope.devices.base import Device, slugify
-from perfscope.devicespecs import (
-    DeviceSpec,
-    find_device_spec,
-    load_device_specs,
-    normalise_device_name,
-    peak_flops_per_s,
-)
+from perfscope.devices.base import Device
+from perfscope.devices.profile import CalibrationMeasurement, DeviceProfile
+from perfscope.devices.registry import find_device_spec
 from perfscope.dtypes import DTYPES, dtype_info
-from perfscope.errors import MeasurementError, SchemaVersionError, UnsupportedConfigError, UserInputError
+from perfscope.errors import MeasurementError, UnsupportedConfigError, UserInputError
 from perfscope.timing import TimingPolicy, measure
-
-PROFILE_VERSION = 1
-PROFILE_SUBDIR = "devices"
 
 # Default GEMM sizes (n for an n x n x n product). On this project's 2-core CPU, fp32
 # reaches ~45 GFLOP/s at 2048 while bf16/fp16 run ~1 GFLOP/s (no native half-precision
@@ -59,98 +47,6 @@ CALIBRATE_POLICY = TimingPolicy(warmup_s=0.3, min_time_s=0.5, budget_s=4.0, targ
 """Timing policy of each calibrate measurement (a 2% interval on the median, <= 4 s each)."""
 
 Notify = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class CalibrationMeasurement:
-    """One calibrate measurement: what was run, how it was timed, and the figure it gave."""
-
-    quantity: str  # peak_flops_per_s, mem_bandwidth_bytes_per_s or launch_overhead_s
-    dtype: str | None
-    method: str
-    status: str  # ok, unsupported, check_failed, error
-    value: float | None = None
-    reason: str | None = None
-    work_per_call: float | None = None  # FLOPs (GEMM) or bytes read + written (copy)
-    timing_method: str | None = None
-    time_median_s: float | None = None
-    time_p10_s: float | None = None
-    time_p90_s: float | None = None
-    time_ci_rel: float | None = None
-    samples_n: int | None = None
-    calls_per_sample: int | None = None
-    stopped_by: str | None = None
-    noisy: bool | None = None
-    check_max_abs_err: float | None = None
-    elapsed_s: float | None = None  # wall time of the whole measurement (build, check, timing)
-
-
-@dataclass(frozen=True)
-class DeviceProfile:
-    """Measured figures of one device, usable by the roofline like a ``DeviceSpec``."""
-
-    device_key: str
-    name: str
-    kind: str  # cpu or cuda
-    peaks_flops_per_s: dict[str, float]  # achieved, per perfscope dtype
-    mem_bandwidth_bytes_per_s: float | None
-    launch_overhead_s: float
-    sm_count: int | None  # CUDA: SMs; CPU: worker threads at calibration time
-    l2_bytes: int | None  # last-level cache
-    memory_bytes: int | None
-    measured_at: str  # ISO 8601, UTC
-    calibrate_s: float  # wall time of the whole calibration
-    measurements: tuple[CalibrationMeasurement, ...] = ()
-    description: dict[str, Any] = field(default_factory=dict)  # DeviceDescription fields
-    provenance: dict[str, Any] = field(default_factory=dict)  # host, versions, threads
-    spec_id: str | None = None  # the spec-table row of the same device, if any
-    source: str = "calibrated"
-    profile_version: int = PROFILE_VERSION
-
-    source_kind = "calibrated"
-    launch_overhead_source = "calibrated"
-
-    @property
-    def key(self) -> str:
-        return self.device_key
-
-    def peak_flops_per_s(self, dtype: str) -> float:
-        """Achieved peak FLOP/s for ``dtype``; ``UnsupportedConfigError`` if not measured."""
-        return peak_flops_per_s(self, dtype)
-
-    def summary(self) -> list[dict[str, Any]]:
-        """One plain dict per measurement (quantity, dtype, value, status, method) for display."""
-        return [{"quantity": m.quantity, "dtype": m.dtype, "value": m.value, "status": m.status,
-                 "method": m.method, "reason": m.reason} for m in self.measurements]
-
-    def to_json_dict(self) -> dict[str, Any]:
-        """The profile as JSON-ready data."""
-        data = asdict(self)
-        data["measurements"] = [asdict(m) for m in self.measurements]
-        return data
-
-    @classmethod
-    def from_json_dict(cls, data: Mapping[str, Any]) -> DeviceProfile:
-        """Rebuild a profile from ``to_json_dict`` data (``UserInputError`` when malformed)."""
-        version = data.get("profile_version")
-        if not isinstance(version, int):
-            raise UserInputError("not a perfscope device profile (no profile_version)")
-        if version > PROFILE_VERSION:
-            raise SchemaVersionError(f"device profile version {version} is newer than this perfscope "
-                                     f"reads ({PROFILE_VERSION}): upgrade perfscope or recalibrate")
-        if data.get("source") != "calibrated":
-            raise UserInputError("not a calibrated device profile (source is not 'calibrated')")
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        measurement_fields = {f.name for f in fields(CalibrationMeasurement)}
-        try:
-            values["measurements"] = tuple(
-                CalibrationMeasurement(**{k: v for k, v in m.items() if k in measurement_fields})
-                for m in data.get("measurements", ()))
-            values["peaks_flops_per_s"] = {str(k): float(v) for k, v in data["peaks_flops_per_s"].items()}
-            return cls(**values)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise UserInputError(f"malformed device profile: {exc}") from None
 
 
 # ---- measuring -------------------------------------------------------------------------
@@ -377,158 +273,3 @@ def _describe(m: CalibrationMeasurement) -> str:
     else:
         text = f"{m.value * 1e6:.2f} us"
     return f"{label}: {text} (median of {m.samples_n} samples, ci +-{(m.time_ci_rel or 0) * 100:.1f}%)"
-
-
-# ---- storing and finding profiles -------------------------------------------------------
-
-def profile_dir() -> Path:
-    """Where profiles live: ``$PERFSCOPE_HOME/devices``, else ``$XDG_CACHE_HOME/perfscope/devices``
-    (``~/.cache/perfscope/devices`` by default)."""
-    home = os.environ.get("PERFSCOPE_HOME")
-    if home:
-        return Path(home).expanduser() / PROFILE_SUBDIR
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache).expanduser() / "perfscope" / PROFILE_SUBDIR
-
-
-def profile_path(device_key: str, directory: Path | str | None = None) -> Path:
-    """The file of ``device_key``'s profile in ``directory`` (default ``profile_dir()``)."""
-    folder = Path(directory) if directory is not None else profile_dir()
-    return folder / f"{slugify(device_key)}.json"
-
-
-def save_profile(profile: DeviceProfile, path: Path | str | None = None) -> Path:
-    """Write ``profile`` as JSON (atomically) to ``path`` or its default location; return the path."""
-    target = Path(path) if path is not None else profile_path(profile.device_key)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(profile.to_json_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(target)
-    return target
-
-
-def load_profile(path: Path | str) -> DeviceProfile:
-    """Read a profile written by ``save_profile`` (``UserInputError`` if missing or malformed).
-
-    The profile read last from each path is kept and returned again while the file's
-    modification time, size and inode are unchanged (``save_profile`` replaces the file,
-    so a new calibration is always read): parsing costs ~0.2 ms, a stat ~5 us, and every
-    estimate resolves its device.
-    """
-    path = Path(path)
-    try:
-        stat = path.stat()
-        version = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-        cached = _LOADED_PROFILES.get(str(path))
-        if cached is not None and cached[0] == version:
-            return cached[1]
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserInputError(f"no device profile at {path}: run `perfscope calibrate` first") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserInputError(f"cannot read device profile {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise UserInputError(f"{path} is not a perfscope device profile")
-    try:
-        profile = DeviceProfile.from_json_dict(data)
-    except UserInputError as exc:
-        raise UserInputError(f"{path}: {exc}") from None
-    _LOADED_PROFILES[str(path)] = (version, profile)
-    return profile
-
-
-_LOADED_PROFILES: dict[str, tuple[tuple[int, int, int], DeviceProfile]] = {}
-
-
-def find_profile(device_key: str, directory: Path | str | None = None) -> DeviceProfile | None:
-    """The saved profile of ``device_key``, or None when there is none. Without a
-    ``directory``, the user's profiles come first, then those shipped with the sample
-    profiles (``data/samples/devices``: measured by perfscope on the sample's machine)."""
-    path = profile_path(device_key, directory)
-    if path.is_file():
-        return load_profile(path)
-    if directory is None:
-        shipped = shipped_profile_dir() / path.name
-        if shipped.is_file():
-            return load_profile(shipped)
-    return None
-
-
-@functools.lru_cache(maxsize=1)
-def shipped_profile_dir() -> Path:
-    """Calibrated profiles of the machines the shipped sample profiles were measured on."""
-    from importlib import resources
-
-    return Path(str(resources.files("perfscope.data"))) / "samples" / "devices"
-
-
-def list_profiles(directory: Path | str | None = None) -> list[DeviceProfile]:
-    """Every readable profile in ``directory`` (unreadable files are skipped)."""
-    folder = Path(directory) if directory is not None else profile_dir()
-    out = []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
-        try:
-            out.append(load_profile(path))
-        except UserInputError:
-            continue
-    return out
-
-
-def resolve_device(name_or_key: str, *, directory: Path | str | None = None
-                   ) -> tuple[DeviceSpec | DeviceProfile, str]:
-    """The device to model and where its figures come from: ``(device, "calibrated" | "spec")``.
-
-    A calibrated profile wins over the spec table. ``name_or_key`` may be a device key
-    as rows and profiles record it (``cuda-nvidia-h100-80gb-hbm3``), a device name or alias (``H100``,
-    ``NVIDIA GeForce RTX 4070``), a spec id (``h100-sxm``) or ``cpu`` for this machine's
-    CPU, which has no spec row: it must have been calibrated.
-    """
-    query = name_or_key.strip()
-    if not query:
-        raise UserInputError("no device given: name a GPU (for example h100-sxm) or cpu")
-    if normalise_device_name(query) in ("cpu", "local-cpu", "this-cpu"):
-        from perfscope.devices.cpu import CpuDevice
-
-        key = CpuDevice().key
-        profile = find_profile(key, directory)
-        if profile is None:
-            raise UserInputError(f"no calibrated profile for this CPU ({key}): run `perfscope calibrate "
-                                 "--device cpu` first (CPU peaks are measured, never taken from a table)")
-        return profile, "calibrated"
-    profile = find_profile(query, directory)
-    if profile is not None:
-        return profile, "calibrated"
-    spec = find_device_spec(query)
-    wanted = normalise_device_name(query)
-    if spec is None and wanted.startswith("cuda-"):  # a dataset device key: cuda-<device name>
-        spec = find_device_spec(wanted[len("cuda-"):])
-    for candidate in list_profiles(directory):
-        spec_id = candidate.spec_id or _spec_id_of(candidate.name)
-        if normalise_device_name(candidate.name) == wanted or (spec is not None and spec_id == spec.device_id):
-            return candidate, "calibrated"
-    if spec is not None:
-        return spec, "spec"
-    calibrated = [p.device_key for p in list_profiles(directory)]
-    raise UserInputError(
-        f"unknown device {name_or_key!r}: use a spec-table id ({', '.join(sorted(load_device_specs()))})"
-        + (f" or a calibrated profile ({', '.join(calibrated)})" if calibrated else "")
-        + ", or run `perfscope calibrate` on it")
-
-
-def resolve_row_device(device_key: str | None, device_name: str | None, *, directory: Path | str | None = None
-                       ) -> tuple[DeviceSpec | DeviceProfile, str] | None:
-    """``resolve_device`` for a profile row's device: by its key, then by its name; None
-    when neither is known (rows name their device both ways, imports sometimes only one)."""
-    for query in (device_key, device_name):
-        if not isinstance(query, str) or not query.strip():
-            continue
-        try:
-            return resolve_device(query, directory=directory)
-        except UserInputError:
-            continue
-    return None
-
-
-def _spec_id_of(name: str) -> str | None:
-    spec = find_device_spec(name)
-    return spec.device_id if spec else None

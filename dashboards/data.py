@@ -2,7 +2,7 @@
 
 Loading reads only the columns the pages use (Arrow -> pandas, strings as categoricals),
 resolves each device to a roofline device (a calibrated profile when
-``perfscope.collectors.calibrate`` has one, else the spec table, else "no peaks") and
+``perfscope.devices.registry`` has one, else the spec table, else "no peaks") and
 adds the roofline features of ``perfscope.roofline.feature_frame`` once. Filtering is a
 cached index per filter combination, so a page's several callbacks share one mask and a
 filter change touches only the columns a figure needs.
@@ -110,17 +110,16 @@ def add_gap(frame: pd.DataFrame) -> pd.DataFrame:
 def resolve_device(device_key: str, device_name: str, *, sm_count: float | None = None) -> DeviceInfo:
     """The roofline device for a dataset device: calibrated profile, else spec row, else none.
 
-    The lookup is ``perfscope.collectors.calibrate.resolve_row_device`` (by key, then by name);
+    The lookup is ``perfscope.devices.registry.resolve_row_device`` (by key, then by name);
     the spec row is kept beside a calibrated profile so pages can draw both ceilings.
     """
-    from perfscope.collectors.calibrate import resolve_row_device
-    from perfscope.devicespecs import find_device_spec
+    from perfscope.devices.registry import find_device_spec, resolve_row_device
 
     found = resolve_row_device(str(device_key) if device_key else None, str(device_name) if device_name else None)
     if found is not None and found[1] == "calibrated":
         calibrated = found[0]
         spec = find_device_spec(str(device_name)) if device_name else None
-        spec = spec or find_device_spec(device_key.removeprefix("cuda-"))
+        spec = spec or find_device_spec(device_key)
         return DeviceInfo(device_key, device_name, calibrated, spec, calibrated,
                           f"{device_key}: calibrated peaks (perfscope calibrate)")
     if found is not None:

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from perfscope.devices.registry import resolve_row_devices
 from perfscope.devicespecs import RooflineDevice
 from perfscope.errors import UserInputError
 from perfscope.schema import CONTENDED_STATUS
@@ -33,52 +34,22 @@ SUMMARY_BY = ("device_key", "kernel", "dtype", "bound")
 
 # ---- devices --------------------------------------------------------------------------
 
-def resolve_devices(rows: pd.DataFrame, devices: Mapping[str, RooflineDevice] | None = None
-                    ) -> dict[str, RooflineDevice]:
-    """The device of every ``device_key`` in ``rows``: ``{device_key: device}``.
-
-    ``devices`` (keyed by device key) wins; otherwise ``perfscope.collectors.calibrate.
-    resolve_row_device`` finds it by key, then by ``device_name`` (a calibrated profile
-    beats the spec table). ``UserInputError`` names the devices that
-    have neither, and what to do.
-    """
-    from perfscope.collectors.calibrate import resolve_row_device
-
-    given = dict(devices or {})
-    if "device_key" not in rows:
-        raise UserInputError("rows have no device_key column: pass perfscope profile rows")
-    names = rows["device_name"] if "device_name" in rows else pd.Series([None] * len(rows), index=rows.index)
-    out: dict[str, RooflineDevice] = {}
-    missing: list[str] = []
-    pairs = pd.DataFrame({"key": rows["device_key"].astype(str), "name": names}).drop_duplicates("key")
-    for key, name in zip(pairs["key"], pairs["name"]):
-        if key in given:
-            out[key] = given[key]
-            continue
-        found = resolve_row_device(key, name if isinstance(name, str) else None)
-        if found is None:
-            missing.append(f"{key} ({name})" if isinstance(name, str) else key)
-        else:
-            out[key] = found[0]
-    if missing:
-        raise UserInputError(f"no roofline figures for device(s) {', '.join(missing)}: run `perfscope calibrate` "
-                             "on them (a CPU always needs it) or name a spec-table GPU")
-    return out
-
-
 # ---- features and targets -------------------------------------------------------------
 
 def roofline_features(rows: pd.DataFrame, devices: Mapping[str, RooflineDevice] | None = None) -> pd.DataFrame:
     """``rows`` with ``perfscope.roofline.feature_frame`` columns, each row on its own device.
 
-    ``devices`` maps device keys to devices (missing keys are resolved with
-    ``resolve_devices``). Rows keep their order and index.
+    ``devices`` maps device keys to devices (missing keys are resolved by
+    ``perfscope.devices.registry.resolve_row_devices``). Rows keep their order and index.
     """
     from perfscope.roofline import feature_frame
 
     if len(rows) == 0:
         return feature_frame(rows, _NO_DEVICE)
-    resolved = resolve_devices(rows, devices)
+    if "device_key" not in rows:
+        raise UserInputError("rows have no device_key column: pass perfscope profile rows")
+    resolved = resolve_row_devices(rows["device_key"].astype(str).tolist(),
+                                   rows["device_name"].tolist() if "device_name" in rows else None, devices)
     keys = rows["device_key"].astype(str).to_numpy()
     unique = pd.unique(keys)
     if len(unique) == 1:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from perfscope.devices.registry import resolve_row_devices
 from perfscope.devicespecs import NO_DEVICE, DeviceFigures, RooflineDevice
 from perfscope.errors import UserInputError
 from perfscope.models.persistence import LightEstimator, LightRegressorMixin, RecordsFrame, check_is_fitted
@@ -54,10 +55,11 @@ class DeviceFeaturesMixin:
 
     devices: Mapping[str, RooflineDevice] | None
 
-    def _snapshot_devices(self, rows: pd.DataFrame) -> dict[str, DeviceFigures]:
-        from perfscope.models.efficiency import resolve_devices
-
-        resolved = resolve_devices(rows, self.devices)
+    def _snapshot_devices(self, rows: Rows) -> dict[str, DeviceFigures]:
+        if "device_key" not in rows:
+            raise UserInputError("rows have no device_key column: pass perfscope profile rows")
+        resolved = resolve_row_devices(_cells(rows["device_key"]),
+                                       _cells(rows["device_name"]) if "device_name" in rows else None, self.devices)
         return {key: DeviceFigures.of(device) for key, device in resolved.items()}
 
     def _features(self, rows: Rows, computed: Computed | None = None) -> Any:
@@ -81,7 +83,8 @@ def roofline_columns(rows: Mapping[str, Any], devices: Mapping[str, RooflineDevi
                      computed: Computed | None = None) -> dict[str, np.ndarray]:
     """``perfscope.models.efficiency.roofline_features`` for a column mapping, without pandas:
     ``perfscope.roofline.feature_columns`` of each row on its own device (``device_key``,
-    then ``device_name``, resolved as ``resolve_devices`` does; ``devices`` by key first).
+    then ``device_name``, resolved by ``perfscope.devices.registry.resolve_row_devices``;
+    ``devices`` by key first).
 
     ``computed``: ``(device, feature_columns(rows, device))`` when the caller has them (an
     estimate computes them for its output): returned as they are when every row resolves
@@ -95,19 +98,10 @@ def roofline_columns(rows: Mapping[str, Any], devices: Mapping[str, RooflineDevi
         raise UserInputError("rows have no device_key column: pass perfscope profile rows")
     keys = np.asarray(rows["device_key"]).astype(str)
     names = np.asarray(rows["device_name"], dtype=object) if "device_name" in rows else np.empty(size, dtype=object)
-    unique = list(dict.fromkeys(keys.tolist()))
-    first = {key: names[int(np.argmax(keys == key))] for key in unique} if len(unique) > 1 else {unique[0]: names[0]}
-    given = dict(devices or {})
-    resolved: dict[str, RooflineDevice] = {}
-    missing = []
-    for key in unique:
-        device = given.get(key) or _resolve_device(key, first[key])
-        if device is None:
-            missing.append(f"{key} ({first[key]})" if isinstance(first[key], str) else key)
-        resolved[key] = device
-    if missing:
-        raise UserInputError(f"no roofline figures for device(s) {', '.join(missing)}: run `perfscope calibrate` "
-                             "on them (a CPU always needs it) or name a spec-table GPU")
+    _, first = np.unique(keys, return_index=True)
+    first.sort()  # each key's first row, in the order the keys appear
+    unique = keys[first].tolist()
+    resolved = resolve_row_devices(unique, names[first].tolist(), devices)
     if len(unique) == 1:
         device = resolved[unique[0]]
         if computed is not None and DeviceFigures.of(computed[0]) == DeviceFigures.of(device):
@@ -120,19 +114,9 @@ def roofline_columns(rows: Mapping[str, Any], devices: Mapping[str, RooflineDevi
     return {column: np.concatenate([part[column] for part in parts])[order] for column in parts[0]}
 
 
-def _resolve_device(key: str, name: Any) -> RooflineDevice | None:
-    """The device of a row's key, else of its name (``resolve_device``: a calibrated profile
-    beats the spec table), or None."""
-    from perfscope.collectors.calibrate import resolve_device
-
-    for query in (key, name):
-        if not isinstance(query, str) or not query.strip():
-            continue
-        try:
-            return resolve_device(query)[0]
-        except UserInputError:
-            continue
-    return None
+def _cells(values: Any) -> list[Any]:
+    """A column (array, list or pandas Series) as a list of its cells."""
+    return values.tolist() if hasattr(values, "tolist") else list(values)
 
 
 def training_rows(X: pd.DataFrame, y: Any = None) -> tuple[pd.DataFrame, np.ndarray]:

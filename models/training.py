@@ -86,7 +86,7 @@ def _as_rows(rows: RowsOrPaths) -> pd.DataFrame:
 def select_rows(rows: pd.DataFrame, *, kernels: Sequence[str] | None = None, devices: Sequence[str] | None = None,
                 dtypes: Sequence[str] | None = None) -> pd.DataFrame:
     """Rows of the given kernel families, devices (device key or name, any case) and dtypes."""
-    from perfscope.devicespecs import normalise_device_name
+    from perfscope.devices.registry import normalise_device_name
 
     mask = np.ones(len(rows), dtype=bool)
     if kernels:

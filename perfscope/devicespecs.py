@@ -7,7 +7,9 @@ are derived or missing. An empty peak means "not supported or not published": as
 for it raises ``UnsupportedConfigError``.
 
 ``RooflineDevice`` is the interface the roofline features need; ``DeviceSpec`` (here)
-and the calibrated ``DeviceProfile`` (``perfscope.collectors.calibrate``) both provide it.
+and the calibrated ``DeviceProfile`` (``perfscope.devices.profile``) both provide it.
+Finding a row by a device's name, and preferring a calibrated profile, is the job of
+``perfscope.devices.registry``.
 """
 
 from __future__ import annotations
@@ -185,47 +187,6 @@ def _int_or_none(text: str) -> int | None:
 def _float_or_none(text: str) -> float | None:
     text = text.strip()
     return float(text) if text else None
-
-
-def normalise_device_name(text: str) -> str:
-    """Case-, space- and punctuation-insensitive form of a device name or alias
-    (the same slug that names dataset partitions; empty for an empty name)."""
-    from perfscope.devices.base import slugify
-
-    slug = slugify(text)
-    return "" if slug == "unknown" and "unknown" not in text.lower() else slug
-
-
-@lru_cache(maxsize=1)
-def _alias_index() -> dict[str, str]:
-    index: dict[str, str] = {}
-    for device_id, spec in _load_specs():
-        for name in (device_id, spec.name, *spec.aliases):
-            key = normalise_device_name(name)
-            other = index.setdefault(key, device_id)
-            if other != device_id:
-                raise UserInputError(f"device spec table: alias {name!r} names both {other} and {device_id}")
-    return index
-
-
-def find_device_spec(name_or_id: str) -> DeviceSpec | None:
-    """The spec row whose id, name or alias matches (case- and punctuation-insensitive), or None."""
-    device_id = _alias_index().get(normalise_device_name(name_or_id))
-    return dict(_load_specs())[device_id] if device_id else None
-
-
-def device_spec(name_or_id: str) -> DeviceSpec:
-    """The spec row for an id or a common name ("H100", "NVIDIA GeForce RTX 4070", ...).
-
-    Raises ``UserInputError`` listing the known ids when nothing matches exactly (no
-    fuzzy matching: "H100 NVL" must not silently become the SXM part).
-    """
-    spec = find_device_spec(name_or_id)
-    if spec is None:
-        known = ", ".join(sorted(load_device_specs()))
-        raise UserInputError(f"unknown device {name_or_id!r}: use one of {known} "
-                             "(or calibrate this machine with `perfscope calibrate`)")
-    return spec
 
 
 @dataclass(frozen=True)

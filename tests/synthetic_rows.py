@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from perfscope.devicespecs import device_spec
+from perfscope.devices.registry import device_spec
 from perfscope.roofline import feature_frame
 
 H100 = "NVIDIA H100 80GB HBM3"

@@ -8,10 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from perfscope.collectors.calibrate import (
-    DeviceProfile,
-    _run,
-    calibrate,
+from perfscope.collectors.calibrate import _run, calibrate
+from perfscope.devices import CpuDevice
+from perfscope.devices.profile import DeviceProfile
+from perfscope.devices.registry import (
     find_profile,
     list_profiles,
     load_profile,
@@ -20,7 +20,6 @@ from perfscope.collectors.calibrate import (
     resolve_device,
     save_profile,
 )
-from perfscope.devices import CpuDevice
 from perfscope.devicespecs import DeviceSpec
 from perfscope.errors import SchemaVersionError, UnsupportedConfigError, UserInputError
 from perfscope.timing import TimingPolicy
@@ -83,14 +82,6 @@ def test_profiles_round_trip_through_json(cpu_profile, tmp_path):
     assert find_profile("cuda-nothing-here") is None
 
 
-def test_profile_dir_follows_perfscope_home_then_xdg(monkeypatch, tmp_path):
-    monkeypatch.setenv("PERFSCOPE_HOME", str(tmp_path / "a"))
-    assert profile_dir() == tmp_path / "a" / "devices"
-    monkeypatch.delenv("PERFSCOPE_HOME")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert profile_dir() == tmp_path / "xdg" / "perfscope" / "devices"
-
-
 def test_bad_profile_files_are_user_errors(cpu_profile, tmp_path):
     with pytest.raises(UserInputError, match="calibrate"):
         load_profile(tmp_path / "missing.json")
@@ -118,10 +109,10 @@ def test_a_failed_result_check_is_recorded_and_not_timed():
 
 
 def test_resolve_cpu_needs_a_calibrated_profile(cpu_profile, monkeypatch, tmp_path):
-    import perfscope.collectors.calibrate as calibrate_module
+    import perfscope.devices.registry as registry
 
     # the sample profile's machine ships its profile: pretend this is another machine
-    monkeypatch.setattr(calibrate_module, "shipped_profile_dir", lambda: tmp_path / "none")
+    monkeypatch.setattr(registry, "shipped_profile_dir", lambda: tmp_path / "none")
     with pytest.raises(UserInputError, match="perfscope calibrate"):
         resolve_device("cpu")
     save_profile(cpu_profile)
@@ -131,7 +122,7 @@ def test_resolve_cpu_needs_a_calibrated_profile(cpu_profile, monkeypatch, tmp_pa
 
 
 def test_a_shipped_profile_backs_up_the_users(monkeypatch, tmp_path):
-    from perfscope.collectors.calibrate import find_profile, shipped_profile_dir
+    from perfscope.devices.registry import find_profile, shipped_profile_dir
 
     shipped = sorted(shipped_profile_dir().glob("*.json"))
     assert shipped, "the sample profile's calibrated device profile is shipped"
@@ -174,7 +165,7 @@ def test_resolving_a_device_and_bounding_a_kernel_stay_off_torch_and_pandas(tmp_
     import subprocess
     import sys
 
-    code = ("import sys; from perfscope.collectors.calibrate import resolve_device; "
+    code = ("import sys; from perfscope.devices.registry import resolve_device; "
             "from perfscope.roofline import roofline_bound; "
             "d, src = resolve_device('NVIDIA GeForce RTX 4070'); "
             "b = roofline_bound(2 * 2048**3, 3 * 4 * 2048**2, d.peak_flops_per_s('fp32'), "

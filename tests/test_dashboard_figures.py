@@ -18,7 +18,7 @@ from perfscope.dashboards import filters as flt
 from perfscope.dashboards.data import DashboardData
 from perfscope.dashboards.figures import carbon, common, efficiency, estimate, overview, roofline, scaling, tiles
 from perfscope.dashboards.waterline import Layer, load_sequences, waterline
-from perfscope.devicespecs import device_spec
+from perfscope.devices.registry import device_spec
 from perfscope.schema import Measurement, config_id, rows_to_table
 
 H100_KEY = "cuda-nvidia-h100-80gb-hbm3"
@@ -165,8 +165,9 @@ def test_roofline_ceilings_are_min_of_peak_and_bandwidth(rows):
 
 
 def test_calibrated_ceilings_are_drawn_solid_next_to_the_spec(monkeypatch, tmp_path):
-    from perfscope.collectors.calibrate import DeviceProfile, save_profile
     from perfscope.dashboards.data import ceilings_frame
+    from perfscope.devices.profile import DeviceProfile
+    from perfscope.devices.registry import save_profile
 
     monkeypatch.setenv("PERFSCOPE_HOME", str(tmp_path))
     save_profile(DeviceProfile(device_key=H100_KEY, name=H100_NAME, kind="cuda",

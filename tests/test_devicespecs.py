@@ -7,14 +7,8 @@ import sys
 
 import pytest
 
-from perfscope.devicespecs import (
-    DTYPE_PEAK_COLUMN,
-    device_spec,
-    find_device_spec,
-    load_device_specs,
-    parse_device_specs,
-    peak_flops_per_s,
-)
+from perfscope.devices.registry import device_spec, find_device_spec
+from perfscope.devicespecs import DTYPE_PEAK_COLUMN, load_device_specs, parse_device_specs, peak_flops_per_s
 from perfscope.dtypes import DTYPES
 from perfscope.errors import UnsupportedConfigError, UserInputError
 
@@ -133,7 +127,7 @@ def test_parse_rejects_repeated_ids_and_bad_numbers_and_missing_columns():
 
 
 def test_resolving_a_device_stays_off_pandas_and_torch():
-    code = ("import sys, perfscope.devicespecs as d; d.device_spec('NVIDIA H100 80GB HBM3'); "
+    code = ("import sys, perfscope.devices.registry as d; d.device_spec('NVIDIA H100 80GB HBM3'); "
             "print(sorted(m for m in ('pandas', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -89,11 +89,12 @@ def test_the_estimate_command_imports_neither_torch_nor_dash():
 @pytest.mark.slow
 def test_a_trained_bundle_gives_intervals_and_a_best_tile(tmp_path, monkeypatch):
     """Real CPU measurements (numba tiled GEMM) -> calibrate -> train -> estimate."""
-    from perfscope.collectors.calibrate import calibrate, save_profile
+    from perfscope.collectors.calibrate import calibrate
     from perfscope.collectors.cpu_tiled import cases_from_axes
     from perfscope.collectors.protocol import RunContext
     from perfscope.collectors.sweep import run_sweep
     from perfscope.devices.cpu import CpuDevice
+    from perfscope.devices.registry import save_profile
     from perfscope.meters.null import NullMeter
     from perfscope.models.training import train
     from perfscope.store import ProfileStore

@@ -21,9 +21,10 @@ import pandas as pd
 import pytest
 from synthetic_rows import H100, rows_with_energy  # tests/ is on sys.path (rootdir import mode)
 
-from perfscope.devicespecs import DeviceFigures, device_spec
-from perfscope.workflows.estimate import config_columns, estimate, estimate_many
+from perfscope.devices.registry import device_spec
+from perfscope.devicespecs import DeviceFigures
 from perfscope.roofline import FEATURE_COLUMNS, feature_columns, feature_frame
+from perfscope.workflows.estimate import config_columns, estimate, estimate_many
 
 HEAVY = ("pandas", "torch", "dash", "sklearn", "scipy", "pyarrow", "triton", "plotly")
 

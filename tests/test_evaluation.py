@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perfscope.devicespecs import device_spec
+from perfscope.devices.registry import device_spec
 from perfscope.errors import UserInputError
 from perfscope.models.evaluation import METRIC_COLUMNS, evaluate, shape_groups, split_folds, to_records
 from perfscope.models.forest import ForestModel, PaperBaselineModel

@@ -11,15 +11,10 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from perfscope.devicespecs import DeviceFigures, device_spec
+from perfscope.devices.registry import device_spec, resolve_row_devices
+from perfscope.devicespecs import DeviceFigures
 from perfscope.errors import UserInputError
-from perfscope.models.efficiency import (
-    efficiency_gap,
-    efficiency_summary,
-    measured_energy_j,
-    resolve_devices,
-    roofline_features,
-)
+from perfscope.models.efficiency import efficiency_gap, efficiency_summary, measured_energy_j, roofline_features
 from perfscope.models.energy_model import EnergyModel, fit_energy_coefficients
 from perfscope.models.forest import PAPER_FEATURES, ForestModel, PaperBaselineModel, paper_design
 from perfscope.models.intervals import ConformalWrapper
@@ -105,11 +100,11 @@ def test_models_refuse_a_non_dataframe():
 
 # ---- devices and features -------------------------------------------------------------
 
-def test_resolve_devices_names_the_device_without_figures():
-    frame = pd.DataFrame({"device_key": ["cuda-mystery", H100_KEY], "device_name": ["Mystery GPU 9000", H100]})
+def test_resolve_row_devices_names_the_device_without_figures():
+    keys, names = ["cuda-mystery", H100_KEY], ["Mystery GPU 9000", H100]
     with pytest.raises(UserInputError, match="cuda-mystery.*calibrate"):
-        resolve_devices(frame)
-    given = resolve_devices(frame, {"cuda-mystery": device_spec("t4")})
+        resolve_row_devices(keys, names)
+    given = resolve_row_devices(keys, names, {"cuda-mystery": device_spec("t4")})
     assert given["cuda-mystery"].key == "t4" and given[H100_KEY].key == "h100-sxm"
 
 

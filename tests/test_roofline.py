@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from perfscope import features
-from perfscope.collectors.calibrate import DeviceProfile
-from perfscope.devicespecs import device_spec
+from perfscope.devices.profile import DeviceProfile
+from perfscope.devices.registry import device_spec
 from perfscope.roofline import (
     FEATURE_COLUMNS,
     REGIMES,

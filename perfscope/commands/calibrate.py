@@ -24,7 +24,8 @@ def calibrate_command(
     overhead (tiny kernel); models and estimates prefer this profile to the spec sheet."""
     from rich.console import Console
 
-    from perfscope.collectors.calibrate import calibrate, save_profile
+    from perfscope.collectors.calibrate import calibrate
+    from perfscope.devices.registry import save_profile
 
     err = Console(stderr=True)
     if threads is not None:

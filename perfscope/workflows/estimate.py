@@ -162,7 +162,7 @@ def estimate_columns(kernel: str, configs: list[Mapping[str, Any]] | Any, device
     """``estimate_many`` as columns (a dict of column name -> array, in the frame's column
     order), without pandas: what both ``estimate_many`` and ``estimate`` compute."""
     from perfscope.carbon import grid_intensity, operational_gco2e
-    from perfscope.collectors.calibrate import resolve_device
+    from perfscope.devices.registry import resolve_device
 
     rows = config_columns(kernel, configs, dtype)
     n = columns_size(rows)
