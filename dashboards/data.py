@@ -135,7 +135,7 @@ def resolve_device(device_key: str, device_name: str, *, sm_count: float | None 
 
 def find_sample_datasets() -> list[Path]:
     """Datasets shipped under ``perfscope.data/samples`` (directories with the dataset marker)."""
-    from perfscope.store import META_FILE
+    from perfscope.store import find_datasets
 
     try:
         root = resources.files("perfscope.data").joinpath("samples")
@@ -144,10 +144,7 @@ def find_sample_datasets() -> list[Path]:
         return []
     if not base.is_dir():
         return []
-    found = [p.parent for p in sorted(base.glob(f"*/{META_FILE}"))]
-    if (base / META_FILE).is_file():
-        found.insert(0, base)
-    return found
+    return find_datasets(base)
 
 
 @dataclass

@@ -19,7 +19,9 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: data files leave out the partition columns (device_key, kernel) and may carry
+``param_<name>`` columns; 1: files held every column. Both are read."""
 SCHEMA_METADATA_KEY = b"perfscope.schema_version"
 
 # Configuration columns: together they identify what was measured (see config_id).

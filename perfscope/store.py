@@ -2,37 +2,91 @@
 
 Layout::
 
-    DATASET/perfscope-dataset.json                      format and schema version
-    DATASET/device=<device_key>/kernel=<family>/part-<run_id>-<seq>.parquet
+    DATASET/_perfscope-dataset.json        format and schema version (``perfscope-dataset.json``
+                                           in datasets written before the rename: still read)
+    DATASET/device=<device_key>/kernel=<family>/part-<run_id>-<pid>-<seq>.parquet
     DATASET/device=<device_key>/kernel=<family>/run-<run_id>.parquet   (compacted)
+    DATASET/_locks/  DATASET/_claims/      locks of live writers (``perfscope.store_locks``)
 
-Each measured configuration is written to its own part file at once (write to a
-temporary name, then rename), so a killed sweep loses at most the configuration
-in flight. At the end of a sweep the run's part files are compacted into one file.
-Readers drop exact duplicates of (run_id, config_id), so a compaction cut short
-never duplicates rows. A corrupt or foreign file is reported by name and skipped.
+Names starting with ``_`` or ``.`` are skipped by Parquet readers, so standard tools
+read the directory as it is: ``pyarrow.dataset.dataset(DIR, format="parquet",
+partitioning="hive")``, ``polars.scan_parquet(f"{DIR}/**/*.parquet",
+hive_partitioning=True)`` or DuckDB's ``read_parquet('DIR/**/*.parquet',
+hive_partitioning=true)``. They see the device key as the partition column ``device``
+and the family as ``kernel``: those two values live only in the path, never also in the
+file, so they cannot disagree (``ProfileStore.read`` returns them as ``device_key`` and
+``kernel``). File format details: ``perfscope.store_files``.
+
+Safety:
+
+* Every value that becomes part of a path (device key, kernel family, run id) must
+  match ``[a-z0-9._-]+`` and the final path must lie inside the dataset; otherwise
+  ``UnsafeNameError`` (exit 2) before anything is written.
+* Each measured configuration is written to its own part file at once (temporary
+  name, then rename), so a killed sweep loses at most the configuration in flight. At
+  the end of a run its parts are compacted into one file. Readers and compaction drop
+  repeated ``(run_id, config_id)`` rows, so a compaction cut short never duplicates rows.
+* A writer holds its run's lock; opening a dataset removes the temporary files and
+  compacts the parts of runs whose writer is gone (a crash's leftovers).
+* A corrupt, foreign or unreadable file (page checksums are verified) is reported by
+  name in ``ReadResult.problems`` and skipped; the rest of the dataset stays readable.
+
+Parameter columns (for importers with configuration parameters of their own):
+``append_table`` takes, beside the columns of ``arrow_schema()``, any number of
+columns named ``param_<name>`` (letters, digits, ``_``) of type int64, float64, bool or
+string. They are stored as typed Parquet columns. ``read()`` returns every parameter
+column found in any file (null where a file lacks it; a parameter stored as int64 in
+one file and float64 in another reads as float64, any other mix as string);
+``read(columns=[...])`` may name them too. ``ReadResult.param_columns`` lists them.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from perfscope.errors import SchemaVersionError, StoreError
-from perfscope.schema import SCHEMA_METADATA_KEY, SCHEMA_VERSION, Measurement, arrow_schema, rows_to_table
+from perfscope.schema import SCHEMA_VERSION, Measurement, arrow_schema, rows_to_table
+from perfscope.store_files import (
+    PARAM_PREFIX,
+    TMP_PREFIX,
+    UnsafeNameError,
+    check_inside,
+    check_safe_name,
+    dedupe,
+    is_param_column,
+    param_fields,
+    read_data_file,
+    tmp_name,
+    unify_tables,
+    write_data_file,
+)
+from perfscope.store_locks import CLAIMS_DIR, LOCKS_DIR, ConfigClaims, FileLockHandle, run_lock_path, try_lock
 
-META_FILE = "perfscope-dataset.json"
+META_FILE = "_perfscope-dataset.json"
+LEGACY_META_FILE = "perfscope-dataset.json"
+MARKER_FILES = (META_FILE, LEGACY_META_FILE)
 FORMAT = "perfscope-profile-dataset"
-_TMP_PREFIX = ".tmp-"
+RUN_LOCK_WAIT_S = 120.0  # how long a writer waits for another process writing the same run
+_ALLOWED_IN_NEW_DIR = (TMP_PREFIX, LOCKS_DIR, CLAIMS_DIR)
+_PART = re.compile(r"part-(?P<run>.+)-\d+-\d{6}\.parquet")
+_RUN = re.compile(r"run-(?P<run>.+)\.parquet")
+_TMP = re.compile(re.escape(TMP_PREFIX) + r"(?P<name>.+?\.parquet)(\.(?P<pid>\d+))?")
+_seq = itertools.count(1)  # part file numbers, unique within the process
+_held_runs: dict[Path, FileLockHandle] = {}  # run locks this process holds, by lock path
+
+__all__ = ["FORMAT", "META_FILE", "LEGACY_META_FILE", "MARKER_FILES", "PARAM_PREFIX", "FileProblem",
+           "ProfileStore", "ReadResult", "UnsafeNameError", "find_datasets", "new_run_id", "read_datasets"]
 
 
 @dataclass
@@ -48,15 +102,35 @@ class FileProblem:
 
 @dataclass
 class ReadResult:
-    """Rows read from a dataset and the files that were skipped."""
+    """Rows read from one or more datasets and the files that were skipped."""
 
     table: pa.Table
     problems: list[FileProblem] = field(default_factory=list)
+    files_read: int = 0
+
+    @property
+    def param_columns(self) -> list[str]:
+        """The parameter columns (``param_<name>``) in ``table``."""
+        return [n for n in self.table.column_names if is_param_column(n)]
+
+    def skipped_files(self) -> list[dict[str, str]]:
+        """The skipped files as JSON-ready records (``--json`` outputs)."""
+        return [{"path": str(p.path), "reason": p.reason} for p in self.problems]
 
 
 def new_run_id() -> str:
-    """A sortable, unique run id: UTC time plus random suffix."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    """A sortable, unique run id (a safe file name): UTC time plus random suffix."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dt%H%M%Sz") + "-" + uuid.uuid4().hex[:8]
+
+
+def is_dataset(path: Path) -> bool:
+    return any((path / name).is_file() for name in MARKER_FILES)
+
+
+def find_datasets(base: Path) -> list[Path]:
+    """``base`` if it is a dataset, then the datasets directly under it."""
+    found = sorted({p.parent for name in MARKER_FILES for p in base.glob(f"*/{name}")})
+    return ([base] if is_dataset(base) else []) + found
 
 
 class ProfileStore:
@@ -64,26 +138,42 @@ class ProfileStore:
 
     def __init__(self, root: str | os.PathLike[str], *, create: bool = False) -> None:
         self.root = Path(root)
-        self._seq = 0
-        meta = self.root / META_FILE
-        if meta.is_file():
+        meta = next((self.root / n for n in MARKER_FILES if (self.root / n).is_file()), None)
+        if meta is not None:
             self._check_meta(meta)
-        elif self.root.is_dir() and any(self.root.iterdir()):
+            if create and meta.name == LEGACY_META_FILE:
+                self._write_meta(remove_legacy=True)
+        elif self.root.is_dir() and any(not p.name.startswith(_ALLOWED_IN_NEW_DIR) for p in self.root.iterdir()):
             raise StoreError(f"{self.root} is not a perfscope dataset (no {META_FILE}); "
                              "choose a new or empty directory")
         elif create:
             self._create()
         else:
             raise StoreError(f"no perfscope dataset at {self.root}")
+        self._recover()
 
     # -- creation and metadata --------------------------------------------------------
     def _create(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            _atomic_write_text(self.root / META_FILE, json.dumps(
-                {"format": FORMAT, "schema_version": SCHEMA_VERSION,
-                 "created_at": datetime.now(timezone.utc).isoformat()}, indent=2) + "\n")
         except OSError as exc:
+            raise StoreError(f"cannot create a dataset at {self.root}: {exc.strerror or exc}") from None
+        self._write_meta()
+
+    def _write_meta(self, *, remove_legacy: bool = False) -> None:
+        """Write the marker under a name of this process, then rename it into place:
+        processes creating one dataset at once each write a whole marker (the same)."""
+        text = json.dumps({"format": FORMAT, "schema_version": SCHEMA_VERSION,
+                           "created_at": datetime.now(timezone.utc).isoformat()}, indent=2) + "\n"
+        path = self.root / META_FILE
+        tmp = tmp_name(path)
+        try:
+            tmp.write_text(text)
+            os.replace(tmp, path)
+            if remove_legacy:
+                (self.root / LEGACY_META_FILE).unlink(missing_ok=True)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
             raise StoreError(f"cannot create a dataset at {self.root}: {exc.strerror or exc}") from None
 
     def _check_meta(self, meta: Path) -> None:
@@ -94,9 +184,9 @@ class ProfileStore:
         if not isinstance(info, dict) or info.get("format") != FORMAT:
             raise StoreError(f"{meta} does not describe a perfscope dataset")
         version = info.get("schema_version")
-        if not isinstance(version, int) or version > SCHEMA_VERSION:
+        if not isinstance(version, int) or isinstance(version, bool) or version > SCHEMA_VERSION:
             raise SchemaVersionError(
-                f"{self.root} has schema version {version}; this perfscope reads up to "
+                f"{self.root} has schema version {version!r}; this perfscope reads up to "
                 f"{SCHEMA_VERSION}: upgrade perfscope")
 
     # -- writing ----------------------------------------------------------------------
@@ -105,126 +195,214 @@ class ProfileStore:
         return self.append_table(rows_to_table(list(rows)), compression="none")
 
     def append_table(self, table: pa.Table, compression: str = "zstd") -> list[Path]:
-        """Write an Arrow table of rows (``arrow_schema()``), one file per
-        (device, kernel, run) group. Returns the files written."""
-        schema = arrow_schema()
-        if not table.schema.equals(schema, check_metadata=False):
-            missing = sorted(set(schema.names) - set(table.schema.names))
-            raise StoreError(f"table does not match the perfscope schema (missing: {missing[:5]})")
-        table = table.replace_schema_metadata(schema.metadata)
+        """Write an Arrow table of rows (the columns of ``arrow_schema()`` plus any
+        ``param_<name>`` columns), one file per (device, kernel, run) group. Every path
+        is checked before the first file is written. Returns the files written."""
+        table = _conform_for_write(table)
+        for column, what in (("device_key", "device key"), ("kernel", "kernel"), ("run_id", "run id")):
+            for value in pc.unique(table.column(column)).to_pylist():
+                check_safe_name(value, what)
         keys = pc.binary_join_element_wise(table.column("device_key"), table.column("kernel"),
                                            table.column("run_id"), "\x00")
-        written = []
+        groups = []
         for key in pc.unique(keys).to_pylist():
             device_key, kernel, run_id = key.split("\x00")
-            group = table.filter(pc.equal(keys, key))
-            self._seq += 1
-            path = self._partition(device_key, kernel) / f"part-{run_id}-{os.getpid()}-{self._seq:06d}.parquet"
-            self._write(path, group, compression=compression)
+            partition = self._partition(device_key, kernel)
+            groups.append((partition, run_id, pc.equal(keys, key)))
+        written = []
+        for partition, run_id, mask in groups:
+            self._hold_run(run_id)
+            path = partition / f"part-{run_id}-{os.getpid()}-{next(_seq):06d}.parquet"
+            write_data_file(path, table.filter(mask), compression=compression)
             written.append(path)
         return written
 
     def compact(self, run_id: str) -> int:
-        """Merge the part files of ``run_id`` into one file per partition; returns files merged."""
+        """Merge the part files of ``run_id`` into one file per partition; returns files
+        merged. Unreadable parts stay where they are (readers report them)."""
+        check_safe_name(run_id, "run id")
+        self._hold_run(run_id)
+        try:
+            return self._compact_held(run_id)
+        finally:
+            self._release_run(run_id)
+
+    def _compact_held(self, run_id: str) -> int:
         merged = 0
-        for partition in {p.parent for p in self.root.glob(f"*/*/part-{run_id}-*.parquet")}:
-            parts = sorted(partition.glob(f"part-{run_id}-*.parquet"))
-            tables = [_read_file(p)[0] for p in parts]
+        for partition in sorted({p.parent for p in self.root.glob(f"device=*/kernel=*/part-{run_id}-*.parquet")}):
+            parts = [p for p in sorted(partition.glob(f"part-{run_id}-*.parquet"))
+                     if (m := _PART.fullmatch(p.name)) and m["run"] == run_id]
             target = partition / f"run-{run_id}.parquet"
-            if target.exists():
-                tables.insert(0, _read_file(target)[0])
-            self._write(target, _dedupe(pa.concat_tables(tables)))
-            for p in parts:  # a crash here leaves duplicates that readers drop
-                p.unlink()
-            merged += len(parts)
+            tables, readable = [], []
+            try:
+                if target.exists():
+                    tables.append(read_data_file(target))
+            except StoreError:
+                continue  # never overwrite a run file we cannot read: its parts stay readable
+            for p in parts:
+                try:
+                    tables.append(read_data_file(p))
+                    readable.append(p)
+                except (StoreError, FileNotFoundError):
+                    pass
+            if not readable:
+                continue
+            write_data_file(target, dedupe(unify_tables(tables, arrow_schema())))
+            for p in readable:  # a crash here leaves duplicates that readers drop
+                p.unlink(missing_ok=True)
+            merged += len(readable)
         return merged
 
-    def _partition(self, device_key: str, kernel: str) -> Path:
-        return self.root / f"device={device_key}" / f"kernel={kernel}"
+    def claims(self, device_key: str) -> ConfigClaims:
+        """Configuration claims for ``device_key`` (concurrent collectors share a grid)."""
+        check_safe_name(device_key, "device key")
+        return ConfigClaims(self.root, device_key)
 
-    def _write(self, path: Path, table: pa.Table, compression: str = "zstd") -> None:
-        tmp = path.with_name(_TMP_PREFIX + path.name)
+    def _partition(self, device_key: str, kernel: str) -> Path:
+        path = (self.root / f"device={check_safe_name(device_key, 'device key')}"
+                / f"kernel={check_safe_name(kernel, 'kernel')}")
+        return check_inside(self.root, path)
+
+    def _hold_run(self, run_id: str) -> None:
+        path = run_lock_path(self.root, run_id).resolve()
+        if path in _held_runs:
+            return
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(table, tmp, compression=compression)
-            os.replace(tmp, path)
+            lock = try_lock(path, wait_s=RUN_LOCK_WAIT_S)
         except OSError as exc:
-            raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
+            raise StoreError(f"cannot lock run {run_id} in {self.root}: {exc.strerror or exc}") from None
+        if lock is None:
+            raise StoreError(f"another process has been writing run {run_id} into {self.root} for "
+                             f"{RUN_LOCK_WAIT_S:.0f} s: try again when it has finished")
+        _held_runs[path] = lock
+
+    def _release_run(self, run_id: str) -> None:
+        lock = _held_runs.pop(run_lock_path(self.root, run_id).resolve(), None)
+        if lock is not None:
+            lock.release()
+
+    # -- crash leftovers --------------------------------------------------------------
+    def _recover(self) -> None:
+        """Remove temporary files and compact the parts of runs whose writer is gone.
+
+        A run's writer holds its run lock until it has compacted, so a free lock means
+        the writer died (or never compacted). Best effort: a read-only dataset is left as it is.
+        """
+        leftovers: dict[str, list[Path]] = {}
+        for path in itertools.chain(self.root.glob(f"device=*/kernel=*/{TMP_PREFIX}*"),
+                                    self.root.glob("device=*/kernel=*/part-*.parquet")):
+            match = _TMP.fullmatch(path.name)
+            name = match["name"] if match else path.name
+            run = _PART.fullmatch(name) or _RUN.fullmatch(name)
+            if run is not None:
+                leftovers.setdefault(run["run"], []).append(path)
+        for run_id, paths in leftovers.items():
+            lock_path = run_lock_path(self.root, run_id).resolve()
+            if lock_path in _held_runs:
+                continue
+            try:
+                lock = try_lock(lock_path)
+            except OSError:
+                return
+            if lock is None:
+                continue  # its writer is alive
+            try:
+                for path in paths:
+                    if path.name.startswith(TMP_PREFIX):
+                        path.unlink(missing_ok=True)
+                self._compact_held(run_id)
+            except (OSError, StoreError):
+                pass
+            finally:
+                lock.release()
+        for tmp in self.root.glob(f"{TMP_PREFIX}*"):
+            pid = tmp.name.rsplit(".", 1)[-1]
+            if pid.isdigit() and not _process_alive(int(pid)):
+                tmp.unlink(missing_ok=True)
 
     # -- reading ----------------------------------------------------------------------
     def files(self, device_key: str | None = None, kernel: str | None = None) -> list[Path]:
         """Data files, optionally pruned by partition."""
-        pattern = f"device={device_key or '*'}/kernel={kernel or '*'}/*.parquet"
-        return sorted(p for p in self.root.glob(pattern) if not p.name.startswith(_TMP_PREFIX))
+        device = check_safe_name(device_key, "device key") if device_key else "*"
+        family = check_safe_name(kernel, "kernel") if kernel else "*"
+        return sorted(p for p in self.root.glob(f"device={device}/kernel={family}/*.parquet")
+                      if not p.name.startswith((".", "_")))
 
-    def read(self, columns: list[str] | None = None, *, device_key: str | None = None,
+    def read(self, columns: Sequence[str] | None = None, *, device_key: str | None = None,
              kernel: str | None = None) -> ReadResult:
-        """Read rows (all columns, or ``columns``), skipping and reporting bad files."""
+        """Read rows (all columns and parameter columns, or ``columns``), skipping and
+        reporting bad files; repeated (run_id, config_id) rows are dropped."""
+        schema = _requested_schema(columns)
         tables, problems = [], []
-        for path in self.files(device_key, kernel):
+        paths = self.files(device_key, kernel)
+        for path in paths:
             try:
-                table, _ = _read_file(path, columns)
+                tables.append(read_data_file(path, columns))
             except (StoreError, OSError, pa.ArrowException) as exc:
-                problems.append(FileProblem(path, str(exc).splitlines()[0]))
-                continue
-            tables.append(table)
-        schema = arrow_schema()
-        if columns is not None:
-            schema = pa.schema([schema.field(c) for c in columns], metadata=schema.metadata)
-        # (Schema.empty_table imports pandas; from_batches does not)
-        table = pa.concat_tables(tables) if tables else pa.Table.from_batches([], schema)
+                problems.append(FileProblem(path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+        table = unify_tables(tables, schema)
         if columns is None or {"run_id", "config_id"} <= set(columns):
-            table = _dedupe(table)
-        return ReadResult(table, problems)
+            table = dedupe(table)
+        return ReadResult(table, problems, files_read=len(tables))
 
     def measured_keys(self, device_key: str | None = None) -> set[tuple[str, str]]:
         """(device_key, config_id) pairs already in the dataset, for resuming."""
-        result = self.read(["device_key", "config_id"], device_key=device_key)
-        t = result.table
+        t = self.read(["device_key", "config_id"], device_key=device_key).table
         return set(zip(t.column("device_key").to_pylist(), t.column("config_id").to_pylist()))
 
 
-def _read_file(path: Path, columns: list[str] | None = None) -> tuple[pa.Table, int]:
-    """Read one data file, checking that perfscope wrote it with a readable schema."""
+def read_datasets(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                  columns: Sequence[str] | None = None) -> ReadResult:
+    """Rows of one or more datasets as one table, with every skipped file of each
+    (``StoreError`` for a path that is not a dataset). What ``train``, ``evaluate`` and
+    the dashboard read through."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    results = [ProfileStore(p).read(columns) for p in paths]
+    if not results:
+        return ReadResult(unify_tables([], _requested_schema(columns)))
+    tables = [r.table for r in results]
+    table = unify_tables(tables, _requested_schema(columns)) if len(tables) > 1 else tables[0]
+    return ReadResult(table, [p for r in results for p in r.problems], sum(r.files_read for r in results))
+
+
+def _requested_schema(columns: Sequence[str] | None) -> pa.Schema:
+    """The fixed columns a read returns (parameter columns are added as found)."""
+    schema = arrow_schema()
+    if columns is None:
+        return schema
+    fixed = []
+    for c in columns:
+        if schema.get_field_index(c) >= 0:
+            fixed.append(schema.field(c))
+        elif not is_param_column(c):
+            raise StoreError(f"{c!r} is not a perfscope column")
+    return pa.schema(fixed, metadata=schema.metadata)
+
+
+def _conform_for_write(table: pa.Table) -> pa.Table:
+    """``table`` with the fixed columns in schema order, then its parameter columns;
+    ``StoreError`` for a missing or mistyped column."""
+    schema = arrow_schema()
+    missing = [f.name for f in schema if f.name not in table.column_names]
+    if missing:
+        raise StoreError(f"table does not match the perfscope schema (missing: {missing[:5]})")
+    wrong = [f.name for f in schema if table.schema.field(f.name).type != f.type]
+    if wrong:
+        raise StoreError(f"table does not match the perfscope schema (wrong types: {wrong[:5]})")
+    params = param_fields(table.schema)
+    ordered = table.select(list(schema.names) + [f.name for f in params])
+    for f in schema:
+        if not f.nullable and ordered.column(f.name).null_count:
+            raise StoreError(f"column {f.name!r} must not be null")
+    return ordered
+
+
+def _process_alive(pid: int) -> bool:
     try:
-        # ParquetFile, not pq.read_table: the latter imports pandas (0.5 s) on first use
-        parquet = pq.ParquetFile(path)
-        file_schema = parquet.schema_arrow
-    except (pa.ArrowException, OSError) as exc:
-        raise StoreError(f"not a readable Parquet file ({exc})") from None
-    raw = (file_schema.metadata or {}).get(SCHEMA_METADATA_KEY)
-    if raw is None:
-        raise StoreError("not written by perfscope (no schema version in its metadata)")
-    version = int(raw)
-    if version > SCHEMA_VERSION:
-        raise SchemaVersionError(f"schema version {version} is newer than this perfscope reads "
-                                 f"({SCHEMA_VERSION})")
-    try:
-        table = parquet.read(columns=columns)
-    except (pa.ArrowException, OSError) as exc:
-        raise StoreError(f"corrupt Parquet data ({exc})") from None
-    expected = arrow_schema()
-    if columns is not None:
-        expected = pa.schema([expected.field(c) for c in columns], metadata=expected.metadata)
-    if not table.schema.equals(expected, check_metadata=False):
-        raise StoreError("columns do not match the perfscope schema")
-    return table.replace_schema_metadata(expected.metadata), version
-
-
-def _dedupe(table: pa.Table) -> pa.Table:
-    """Drop repeated (run_id, config_id) rows, keeping the first (vectorised)."""
-    n = table.num_rows
-    if n == 0:
-        return table
-    indexed = table.select(["run_id", "config_id"]).append_column("_row", pa.array(range(n), pa.int64()))
-    first = indexed.group_by(["run_id", "config_id"], use_threads=False).aggregate([("_row", "min")])
-    if first.num_rows == n:
-        return table
-    keep = first.column("_row_min")
-    return table.take(pc.take(keep, pc.sort_indices(keep)))
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(_TMP_PREFIX + path.name)
-    tmp.write_text(text)
-    os.replace(tmp, path)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from perfscope.errors import SchemaVersionError, StoreError
-from perfscope.schema import SCHEMA_METADATA_KEY
+from perfscope.schema import SCHEMA_METADATA_KEY, SCHEMA_VERSION
 from perfscope.store import META_FILE, ProfileStore
 
 
@@ -78,7 +78,7 @@ def test_dataset_metadata_is_checked_on_open(tmp_path):
     root = tmp_path / "ds"
     ProfileStore(root, create=True)
     info = json.loads((root / META_FILE).read_text())
-    assert info["schema_version"] == 1
+    assert info["schema_version"] == SCHEMA_VERSION
     info["schema_version"] = 99
     (root / META_FILE).write_text(json.dumps(info))
     with pytest.raises(SchemaVersionError, match="upgrade perfscope"):
