@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from perfscope import strict_json
 
 
 class _Progress:
@@ -78,7 +79,7 @@ class Renderer:
             "overhead": None if report.overhead is None else round(report.overhead, 3),
         }
         if self.as_json:
-            print(json.dumps(summary))
+            print(strict_json.dumps(summary))
             return
         if self.quiet:
             return
@@ -119,7 +120,7 @@ class Renderer:
         for problem in problems:
             self.err.print(f"[yellow]warning:[/yellow] skipped {problem}", highlight=False)
         if self.as_json:
-            print(json.dumps({"dataset": str(dataset), "groups": groups,
+            print(strict_json.dumps({"dataset": str(dataset), "groups": groups,
                               "skipped_files": [{"path": str(p.path), "reason": p.reason} for p in problems]}))
             return
         from rich.table import Table

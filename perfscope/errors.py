@@ -26,7 +26,12 @@ class DeviceUnavailableError(PerfscopeError):
 
 
 class MeterUnavailableError(PerfscopeError):
-    """An energy meter cannot be used here (no counter, no permission, no library)."""
+    """An energy meter cannot be used here (no counter, no permission, no library).
+
+    Exit status 2: the meter was asked for (``--energy``) and the choice cannot be honoured.
+    """
+
+    exit_code = 2
 
 
 class MeasurementError(PerfscopeError):
@@ -51,6 +56,12 @@ class NvmlNotSupportedError(NvmlError):
 
 class NvmlPermissionError(NvmlError):
     """NVML refused the query for lack of permission."""
+
+
+class Interrupted(PerfscopeError):
+    """The user stopped a command (Ctrl-C); the message says what was kept. Exit status 130."""
+
+    exit_code = 130
 
 
 class StoreError(PerfscopeError):

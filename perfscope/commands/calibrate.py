@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from perfscope import strict_json
 from perfscope.cli_app import app
 
 
@@ -40,7 +40,7 @@ def calibrate_command(
     profile = calibrate(device, dtypes=dtypes, notify=None if quiet or as_json else err.print)
     path = save_profile(profile, out)
     if as_json:
-        print(json.dumps({"profile": str(path), **profile.to_json_dict()}))
+        print(strict_json.dumps({"profile": str(path), **profile.to_json_dict()}))
         return
     for item in profile.summary():
         what = item["quantity"] + (f" {item['dtype']}" if item["dtype"] else "")

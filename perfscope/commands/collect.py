@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from perfscope.cli_app import app
-from perfscope.errors import UserInputError
+from perfscope.errors import Interrupted, UserInputError
 
 _SEL = "What to measure"
 _HOW = "How to measure"
@@ -147,8 +147,7 @@ def plan_command(
     as_json: AsJson = False,
 ) -> None:
     """Print the expanded grid's size and an estimated duration; runs nothing."""
-    import json
-
+    from perfscope import strict_json
     from perfscope.collectors.memory_guard import parse_max_memory, too_large_reason
     from perfscope.collectors.spec import plan
     from perfscope.devices import select_device
@@ -165,10 +164,10 @@ def plan_command(
     p = plan(sweep_spec, cases, measured)
     too_large = sum(too_large_reason(c.for_device(dev.kind), dev, max_memory_share) is not None for c in cases)
     if as_json:
-        print(json.dumps({"spec": sweep_spec.name, "configurations": p.total, "by_group": p.by_group,
+        print(strict_json.dumps({"spec": sweep_spec.name, "configurations": p.total, "by_group": p.by_group,
                           "already_measured": p.already_measured, "too_large": too_large, "device": dev.key,
                           "estimated_min_s": round(p.min_s, 1), "estimated_max_s": round(p.max_s, 1)},
-                         allow_nan=False))
+                         ))
         return
     for group, count in sorted(p.by_group.items()):
         print(f"{group:28s} {count:8d}")
@@ -276,10 +275,19 @@ def _run(cases: list[Any], sweep_spec: Any, out: Path, device_spec: str, energy:
     meter = select_meter(dev, energy, tdp_w=tdp_w)
     ctx = RunContext(run_id=run_id, device=dev, meter=meter, policy=sweep_spec.policy,
                      energy_window_s=energy_window_s, max_memory_share=max_memory_share)
+    saved: list[str] = []  # statuses of the rows appended so far, for the Ctrl-C message
+
+    def on_row(row: Any) -> None:
+        saved.append(row.status)
+        progress.advance(row)
+
     try:
         with render.progress() as progress:
             report = run_sweep(cases, store, ctx, resume=resume, time_budget_s=sweep_spec.time_budget_s,
-                               on_start=progress.start, on_row=progress.advance)
+                               on_start=progress.start, on_row=on_row)
+    except KeyboardInterrupt:  # Typer would exit 130 silently; say what was kept
+        raise Interrupted(f"interrupted: {len(saved)} rows saved in {out} (run the same command again to "
+                          "resume)") from None
     finally:
         meter.close()
     render.sweep_summary(report, energy_method=meter.method, energy_note=getattr(meter, "reason", None),

@@ -23,6 +23,9 @@ def dashboard_command(
 ) -> None:
     """Roofline, waterline and efficiency gap, scaling laws, carbon, tile explorer, estimates."""
     _check_port(port)
+    missing = [str(d) for d in datasets or [] if not d.exists()]
+    if missing:
+        raise UserInputError(f"no such dataset: {', '.join(missing)}")
     if not check:
         _check_exposure(host, port)
     if check:

@@ -36,8 +36,7 @@ def estimate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Estimate a configuration: `perfscope estimate gemm --m 4096 --n 4096 --k 4096 --dtype bf16 --device h100-sxm`."""
-    import json
-
+    from perfscope import strict_json
     from perfscope.workflows.estimate import estimate
 
     shape = _shape(kernel, locals())
@@ -47,7 +46,7 @@ def estimate_command(
     result = estimate(kernel, device, dtype, model=model, best_tile=best_tile, region=region,
                       intensity_gco2e_per_kwh=intensity, pue=pue, implementation=implementation, **shape)
     if as_json:
-        print(json.dumps(result))
+        print(strict_json.dumps(result))
         return
     print(_render(result))
 

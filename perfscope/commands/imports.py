@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from perfscope import strict_json
 from perfscope.cli_app import app
 
 import_app = typer.Typer(no_args_is_help=True, help="Import measurements made elsewhere into a dataset.")
@@ -73,6 +73,6 @@ def _write(table, out: Path, as_json: bool) -> None:
     summary = {"dataset": str(out), "rows": table.num_rows, "runs": runs, "sources": sources,
                "files": [str(f) for f in files]}
     if as_json:
-        print(json.dumps(summary))
+        print(strict_json.dumps(summary))
     else:
         print(f"imported {table.num_rows} rows from {', '.join(sources)} into {out} (run {', '.join(runs)})")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from perfscope import strict_json
 from perfscope.cli_app import app
+from perfscope.errors import UserInputError
 
 Datasets = Annotated[list[Path], typer.Argument(help="One or more perfscope datasets.")]
 Kernel = Annotated[list[str] | None, typer.Option(help="Only these kernel families.")]
@@ -35,15 +36,35 @@ def train_command(
     """Fit the roofline, energy and forest models, print their grouped-split figures, save them."""
     from perfscope.models.training import train
 
+    check_writable(out)  # before minutes of training, not after
     report = train(datasets, out_dir=out, kernels=kernel, devices=device, dtypes=dtype, seed=seed,
                    include_contended=include_contended, progress=None if quiet or as_json else _progress)
     if as_json:
-        print(json.dumps(report.to_dict()))
+        print(strict_json.dumps(report.to_dict()))
         return
     print(f"trained on {report.n_rows} rows, {report.n_shapes} shapes ({', '.join(report.kernels)}; "
           f"{', '.join(report.devices)}); saved to {report.out_dir}")
     print("judged on shapes held out of training (grouped 5-fold):")
     print(_table(report.evaluation))
+
+
+def check_writable(out: Path) -> None:
+    """``UserInputError`` unless a model bundle can be written at ``out``: it is a directory or
+    can become one, and a file can be created in it (or in its nearest existing parent)."""
+    import tempfile
+
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"--out {out} is a file, not a directory")
+    place = out
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    if not place.is_dir():
+        raise UserInputError(f"cannot write the model to {out}: {place} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=place):
+            pass
+    except OSError as exc:
+        raise UserInputError(f"cannot write the model to {out}: {exc.strerror or exc} ({place})") from None
 
 
 @app.command("evaluate")
@@ -67,7 +88,7 @@ def evaluate_command(
                               kernels=kernel, devices=device, dtypes=dtype, include_contended=include_contended,
                               progress=None if quiet or as_json else _progress)
     if as_json:
-        print(json.dumps({"split": split, "results": to_records(table)}))
+        print(strict_json.dumps({"split": split, "results": to_records(table)}))
         return
     print(f"split: {split}")
     print(_table(table))

@@ -257,6 +257,9 @@ def estimate(kernel: str, device: str, dtype: str = "fp32", *, model: Any = None
     """One estimate as a dict (see ``estimate_many``; no pandas); ``best_tile`` adds the
     predicted best tile among ``GPU_TILE_CANDIDATES`` (or ``CPU_TILE_CANDIDATES`` on a
     CPU) and its gain over the given (or default) configuration."""
+    for name, value in shape.items():  # numpy would turn 2**63 into a float and estimate NaN
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            raise UserInputError(f"{name} = {value} does not fit a 64-bit integer")
     config = dict(shape)
     if implementation is not None:
         config["implementation"] = implementation
