@@ -186,7 +186,8 @@ def filter_change(app: Any, filters_empty: dict, selection: dict[str, list[str]]
     steps["POST filter sync"] = time.perf_counter() - t0
     t = time.perf_counter()
     client.post(key_of(app, '"roofline","type":"figure"'),
-                {("filters", "data"): normalise_filters(selection), ("roofline-sources", "value"): ["spec", "calibrated"]},
+                {("filters", "data"): normalise_filters(selection),
+                 ("roofline-sources", "value"): ["spec", "calibrated"]},
                 ["filters.data"])
     steps["POST roofline figure"] = time.perf_counter() - t
     return time.perf_counter() - t0, steps
@@ -240,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             selected.setdefault(kind, []).append(data.count(selection))
     change_s = max(statistics.median(v) for v in changes.values())
 
-    print(f"dashboard bench: {len(data.rows):,} rows from {profile} ({data.rows['config_id'].nunique():,} configurations, "
+    configurations = data.rows['config_id'].nunique()
+    print(f"dashboard bench: {len(data.rows):,} rows from {profile} ({configurations:,} configurations, "
           f"devices: {', '.join(devices)})")
     print(f"  build frame (bench input, not the dashboard): {build_s:.2f} s")
     print(f"  startup: features for every row {load_s:.2f} s; create_app {app_s:.2f} s")
@@ -251,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     for kind, times in changes.items():
         rows_selected = statistics.median(selected[kind])
         print(f"  filter change ({kind}, about {rows_selected:,.0f} rows selected, roofline page): median "
-              f"{statistics.median(times) * 1e3:.0f} ms over {len(times)} (target <= {FILTER_CHANGE_TARGET_S * 1e3:.0f} ms);"
+              f"{statistics.median(times) * 1e3:.0f} ms over {len(times)} "
+              f"(target <= {FILTER_CHANGE_TARGET_S * 1e3:.0f} ms);"
               f" all: {', '.join(f'{c * 1e3:.0f}' for c in times)} ms")
         for step, seconds in change_steps[kind].items():
             print(f"    {step} (last): {seconds * 1e3:.0f} ms")

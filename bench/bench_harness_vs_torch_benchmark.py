@@ -73,7 +73,7 @@ class ShapeResult:
 
     @property
     def clean_ratios(self) -> list[float]:
-        return [r for r, b in zip(self.ratios, self.busy) if b <= self.threshold]
+        return [r for r, b in zip(self.ratios, self.busy, strict=True) if b <= self.threshold]
 
     @property
     def counted(self) -> list[float]:
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             kernel, stmt, globs = calls[shape]
             res = results[shape]
             order = ("harness", "timer") if harness_first else ("timer", "harness")
-            for attempt in range(args.retries + 1):
+            for attempt in range(args.retries + 1):  # noqa: B007 (read after the loop)
                 if args.busy_threshold < 1:
                     wait_for_idle(args.busy_threshold, args.idle_wait_s)
                 gc.collect()
@@ -232,10 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         res = results[shape]
         label = "x".join(map(str, shape))
         ratios = " ".join(f"{r:6.3f}" + ("*" if b > args.busy_threshold else " ")
-                          for r, b in zip(res.ratios, res.busy))
+                          for r, b in zip(res.ratios, res.busy, strict=True))
         verdict = "PASS" if res.passed else "FAIL"
         failed += not res.passed
-        print(f"{label:>18} {fmt_us(statistics.median(res.timer_s)):>12} {ratios} {res.median_ratio:7.3f} {len(res.counted):>2}  {verdict}")
+        print(f"{label:>18} {fmt_us(statistics.median(res.timer_s)):>12} {ratios} {res.median_ratio:7.3f} "
+              f"{len(res.counted):>2}  {verdict}")
     all_ratios = [r for res in results.values() for r in res.ratios]
     print(f"\n{len(shapes) - failed}/{len(shapes)} shapes pass; median of all ratios "
           f"{statistics.median(all_ratios):.3f} (min {min(all_ratios):.3f}, max {max(all_ratios):.3f}); "

@@ -70,7 +70,8 @@ def run_gpperf(folder: Path, n_jobs: int | None, trees: int) -> None:
     with_power = everything[usable_energy_mask(everything, include_doubtful=True)].reset_index(drop=True)
     print(f"# GPPerf CUTLASS sweep, {timed['device_name'].iloc[0]}: {len(timed)} timed rows, "
           f"{timed[['m', 'n', 'k']].drop_duplicates().shape[0]} shapes; {count_contended(timed)} contended (GPU read "
-          f"busy after the run: another workload shared it), {len(with_power)} with power (doubtful: read after the run)")
+          f"busy after the run: another workload shared it), {len(with_power)} with power "
+          "(doubtful: read after the run)")
     models = gpperf_models(n_jobs, trees)
     subsets = (("rows without contention (what perfscope trains on)", clean),
                ("all timed rows, contended included", everything),

@@ -70,10 +70,12 @@ class AttentionShape(Case):
 
     @property
     def flops(self) -> int:
+        """Forward FLOPs of this configuration."""
         return attention_flops(self.batch, self.heads, self.seq_q, self.seq_k, self.head_dim, self.causal)
 
     @property
     def min_bytes(self) -> int:
+        """Minimum bytes moved (fused or not, as this implementation runs)."""
         return self._min_bytes(fused=self.fused)
 
     @property
@@ -86,6 +88,7 @@ class AttentionShape(Case):
                                    self.dtype, fused=fused)
 
     def config_columns(self) -> dict[str, Any]:
+        """The configuration columns of this case's profile row."""
         return {"kernel": self.kernel, "implementation": self.implementation, "dtype": self.dtype,
                 "cache_mode": self.cache_mode, "batch": self.batch, "heads": self.heads,
                 "kv_heads": self.kv_heads, "seq_q": self.seq_q, "seq_k": self.seq_k, "head_dim": self.head_dim,
@@ -139,6 +142,7 @@ class AttentionCase(AttentionShape):
         return self.backend in FUSED_BACKENDS
 
     def config_columns(self) -> dict[str, Any]:
+        """The configuration columns, with the SDPA backend."""
         return {**super().config_columns(), "backend": self.backend}
 
     def build(self, device: Device) -> Workload:

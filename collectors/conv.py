@@ -68,18 +68,22 @@ class ConvShape(Case):
 
     @property
     def depthwise(self) -> bool:
+        """Whether this is a depthwise convolution (one group per channel)."""
         return self.groups == self.c == self.k
 
     @property
     def output_hw(self) -> tuple[int, int]:
+        """Output height and width (P, Q)."""
         return conv2d_output_hw(self.h, self.w, self.r, self.s, *self._geometry)
 
     @property
     def flops(self) -> int:
+        """FLOPs of this convolution (2 per multiply-add)."""
         return conv2d_flops(self.n, self.c, self.h, self.w, self.k, self.r, self.s, *self._geometry, self.groups)
 
     @property
     def min_bytes(self) -> int:
+        """Minimum bytes moved: input, filters and output once each."""
         return conv2d_min_bytes(self.n, self.c, self.h, self.w, self.k, self.r, self.s, *self._geometry,
                                 self.groups, dtype=self.dtype)
 
@@ -94,6 +98,7 @@ class ConvShape(Case):
                 "dilation": (self.dil_h, self.dil_w)}
 
     def config_columns(self) -> dict[str, Any]:
+        """The configuration columns of this case's profile row."""
         return {"kernel": self.kernel, "implementation": self.implementation, "dtype": self.dtype,
                 "cache_mode": self.cache_mode, "batch": self.n,
                 "conv_n": self.n, "conv_c": self.c, "conv_h": self.h, "conv_w": self.w,
@@ -168,16 +173,18 @@ class ConvCase(ConvShape):
             raise UserInputError(f"cudnn_benchmark must be true, false or null, got {self.cudnn_benchmark!r}")
 
     def config_columns(self) -> dict[str, Any]:
+        """The configuration columns, with the cuDNN autotuner setting in ``params_json``."""
         params = None if self.cudnn_benchmark is None else json.dumps({"cudnn_benchmark": self.cudnn_benchmark})
         return {**super().config_columns(), "params_json": params}
 
     def for_device(self, device_kind: str) -> ConvCase:
-        """This case with the cuDNN setting dropped where it does not apply (not CUDA)."""
+        """The same case with the cuDNN setting dropped where it does not apply (not CUDA)."""
         if device_kind == "cuda" or self.cudnn_benchmark is None:
             return self
         return dataclasses.replace(self, cudnn_benchmark=None)
 
     def build(self, device: Device) -> Workload:
+        """Inputs and the ``torch.nn.functional.conv2d`` call on ``device``."""
         import torch.nn.functional as F
 
         info = dtype_info(self.dtype)
@@ -290,7 +297,7 @@ def expand_axes(family: str, axes: Mapping[str, Any], *, axis_keys: Iterable[str
             if key not in varying and key not in shape:
                 varying[key] = list(values)
         for combo in itertools.product(*varying.values()):
-            points.append({**shape, **dict(zip(varying, combo))})
+            points.append({**shape, **dict(zip(varying, combo, strict=True))})
     return points
 
 

@@ -171,6 +171,7 @@ class CpuTiledGemmCase(Case):
 
     @property
     def implementation(self) -> str:
+        """The implementation name recorded in profile rows."""
         return IMPLEMENTATION
 
     def resolved_threads(self) -> int:
@@ -178,6 +179,7 @@ class CpuTiledGemmCase(Case):
         return self.threads if self.threads is not None else numba_default_threads()
 
     def config_columns(self) -> dict[str, Any]:
+        """The configuration columns of this case's profile row."""
         return {"kernel": self.kernel, "implementation": self.implementation, "dtype": self.dtype,
                 "cache_mode": self.cache_mode, "batch": 1, "m": self.m, "n": self.n, "k": self.k,
                 "tile_m": self.tile, "tile_n": self.tile, "tile_k": self.tile,
@@ -189,6 +191,7 @@ class CpuTiledGemmCase(Case):
                                 self.cache_mode, device, CHECK_ROWS)
 
     def build(self, device: Device) -> Workload:
+        """Inputs and the tiled numba kernel on ``device`` (the CPU only)."""
         if device.kind != "cpu":
             raise UnsupportedConfigError(f"{IMPLEMENTATION} runs on the CPU only; this is a {device.kind} device")
         if self.dtype not in SUPPORTED_DTYPES:

@@ -46,9 +46,11 @@ class GemmShape(Case):
 
     @property
     def flops(self) -> int:
+        """FLOPs of this GEMM (2·b·m·n·k)."""
         return gemm_flops(self.batch, self.m, self.n, self.k)
 
     def config_columns(self) -> dict[str, Any]:
+        """The configuration columns of this case's profile row."""
         return {"kernel": self.kernel, "implementation": self.implementation, "dtype": self.dtype,
                 "cache_mode": self.cache_mode, "batch": self.batch, "m": self.m, "n": self.n, "k": self.k}
 
@@ -89,11 +91,13 @@ class GemmCase(GemmShape):
 
     @property
     def implementation(self) -> str:
+        """The torch call that runs this case (matmul, bmm or _scaled_mm for fp8)."""
         if self.dtype.startswith("fp8"):
             return "torch._scaled_mm"
         return "torch.matmul" if self.batch == 1 else "torch.bmm"
 
     def build(self, device: Device) -> Workload:
+        """Inputs and the torch call on ``device``."""
         import torch
 
         info = dtype_info(self.dtype)

@@ -54,7 +54,7 @@ class Case(Protocol):
         """Allocate inputs on ``device``; raise ``UnsupportedConfigError`` if it cannot run."""
 
     def for_device(self, device_kind: str) -> Case:
-        """This case as measured on a ``device_kind`` device (``Device.kind``).
+        """The case as measured on a ``device_kind`` device (``Device.kind``).
 
         A case with settings that apply on some devices only (cuDNN's autotuner) drops
         them elsewhere, so that two cases which run alike there get one config id.
@@ -106,7 +106,8 @@ def measure_case(case: Case, ctx: RunContext) -> tuple[Measurement, TimingResult
         error = workload.check()
         if not error <= workload.check_tolerance:  # also catches NaN
             status = "check_failed"
-            reason = f"result differs from the float64 reference: error {error:.3g} > tolerance {workload.check_tolerance:.3g}"
+            reason = (f"result differs from the float64 reference: error {error:.3g} > "
+                      f"tolerance {workload.check_tolerance:.3g}")
         else:
             timing = measure(device, workload.kernel, ctx.policy)
             energy = measure_energy(device, workload.kernel, ctx.meter, timing.median_s,

@@ -53,6 +53,7 @@ class SweepSpec:
 
     @property
     def policy(self) -> TimingPolicy:
+        """The timing policy built from the spec's ``timing`` settings."""
         try:
             return TimingPolicy(**self.timing)
         except TypeError as exc:
@@ -105,7 +106,7 @@ def parse_spec(data: Any, origin: str = "spec") -> SweepSpec:
         raise UserInputError(f"{origin}: time_budget_s must be a positive number")
     spec = SweepSpec(name=str(data.get("name", origin)), sweeps=tuple(sweeps), timing=dict(data.get("timing") or {}),
                      time_budget_s=budget, description=str(data.get("description", "")))
-    spec.policy  # validate the timing settings now
+    _ = spec.policy  # validate the timing settings now
     return spec
 
 

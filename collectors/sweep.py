@@ -29,10 +29,12 @@ class SweepReport:
 
     @property
     def measured(self) -> int:
+        """Rows written, whatever their status."""
         return sum(self.statuses.values())
 
     @property
     def overhead(self) -> float | None:
+        """Wall time over timed time (None before anything was timed)."""
         return self.wall_s / self.timed_s if self.timed_s > 0 else None
 
 

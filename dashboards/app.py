@@ -176,7 +176,7 @@ def filter_sync(trigger: Any, search: str | None, values: Sequence[Any], current
     if from_url:
         filters = filters_from_query(search)
     else:
-        filters = normalise_filters(dict(zip(FILTER_NAMES, values)))
+        filters = normalise_filters(dict(zip(FILTER_NAMES, values, strict=True)))
     unchanged = normalise_filters(current) == filters
     query = query_from_filters(filters)
     hrefs = [page.PATH + query for page in PAGES]
@@ -218,7 +218,7 @@ def _register_shell(app: dash.Dash, data: DashboardData) -> dict[str, Any]:
         if not isinstance(trigger, dict) or not any(clicks or []):
             raise PreventUpdate
         name = trigger.get("name")
-        for figure, fid in zip(figures, ids):
+        for figure, fid in zip(figures, ids, strict=True):
             if fid.get("name") == name and figure:
                 html_text = pio.to_html(go.Figure(figure), include_plotlyjs=True, full_html=True,
                                         config=NO_CLOUD_CONFIG)

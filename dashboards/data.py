@@ -73,6 +73,7 @@ class NoPeakDevice:
 
     @property
     def peaks_flops_per_s(self) -> dict[str, float]:
+        """Peak FLOP/s per dtype: none for a device without a profile or spec."""
         return {}
 
 

@@ -43,6 +43,7 @@ class Layer:
     config: tuple[tuple[str, Any], ...]
 
     def as_dict(self) -> dict[str, Any]:
+        """The layer's configuration columns, as a new dict."""
         return dict(self.config)
 
 

@@ -62,8 +62,8 @@ def _size(rows: Rows) -> int:
 
 
 def _keys(rows: Rows, columns: Sequence[str]) -> np.ndarray:
-    """One string key per row: the values of ``columns`` joined (\"\" for no columns), a
-    missing cell as \"\"; ``rows`` a DataFrame or a column mapping."""
+    """One string key per row: the values of ``columns`` joined (the empty string for no
+    columns), a missing cell as the empty string; ``rows`` a DataFrame or a column mapping."""
     size = _size(rows)
     key = np.full(size, "", dtype=object)
     for i, c in enumerate(columns):
@@ -133,7 +133,7 @@ class EnergyModel(LightRegressorMixin, LightEstimator):
                 fitted = coef[0] * t[mine] + coef[1] * f[mine] + coef[2] * b[mine]
                 first = np.flatnonzero(mine)[0]
                 record = {"level": level, **{c: str(fit_rows[c].iloc[first]) for c in columns}}
-                record.update(dict(zip(COEFFICIENTS, map(float, coef))))
+                record.update(dict(zip(COEFFICIENTS, map(float, coef), strict=True)))
                 record.update(n_rows=int(mine.sum()),
                               median_abs_pct_error=float(np.median(np.abs(fitted / e[mine] - 1))) * 100)
                 records.append(record)
@@ -158,7 +158,8 @@ class EnergyModel(LightRegressorMixin, LightEstimator):
             columns = self.levels[level]
             keys = _keys({c: np.array([r[c] for r in records] + [None], dtype=object)[:-1] for c in columns}
                          if columns else {"level": np.zeros(len(records))}, columns)
-            tables[level] = {key: tuple(float(r[c]) for c in COEFFICIENTS) for key, r in zip(keys.tolist(), records)}
+            tables[level] = {key: tuple(float(r[c]) for c in COEFFICIENTS)
+                             for key, r in zip(keys.tolist(), records, strict=True)}
         self.__dict__["_tables_of"] = (fitted, tables)  # rebuilt when fit (or reading the frame) replaces it
         return tables
 
@@ -245,7 +246,7 @@ class EnergyModel(LightRegressorMixin, LightEstimator):
         rows = []
         for record in state["coefficients"]:
             columns = model.levels[record["level"]]
-            rows.append({"level": record["level"], **dict(zip(columns, record["keys"])),
+            rows.append({"level": record["level"], **dict(zip(columns, record["keys"], strict=True)),
                          **{c: record[c] for c in COEFFICIENTS}, "n_rows": record["n_rows"],
                          "median_abs_pct_error": record["median_abs_pct_error"]})
         model.coefficients_ = RecordsFrame.records(rows)  # a DataFrame on first use

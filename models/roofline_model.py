@@ -109,7 +109,7 @@ def roofline_columns(rows: Mapping[str, Any], devices: Mapping[str, RooflineDevi
         return feature_columns(rows, device)
     positions = [np.flatnonzero(keys == key) for key in unique]
     parts = [feature_columns({c: np.asarray(v)[where] for c, v in rows.items()}, resolved[key])
-             for key, where in zip(unique, positions)]
+             for key, where in zip(unique, positions, strict=True)]
     order = np.argsort(np.concatenate(positions), kind="stable")
     return {column: np.concatenate([part[column] for part in parts])[order] for column in parts[0]}
 
@@ -124,7 +124,8 @@ def training_rows(X: pd.DataFrame, y: Any = None) -> tuple[pd.DataFrame, np.ndar
     from perfscope.models.efficiency import measured_latency_s, ok_rows
 
     if not is_frame(X):
-        raise UserInputError("X must be a pandas DataFrame of profile rows (ProfileStore(...).read().table.to_pandas())")
+        raise UserInputError("X must be a pandas DataFrame of profile rows "
+                             "(ProfileStore(...).read().table.to_pandas())")
     if y is not None:
         y = np.asarray(y, dtype=float)
         if y.shape != (len(X),):
@@ -265,7 +266,7 @@ class RooflineModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
         rows = []
         for record in state["efficiencies"]:
             columns = model.levels[record["level"]]
-            rows.append({"level": record["level"], **dict(zip(columns, record["keys"])),
+            rows.append({"level": record["level"], **dict(zip(columns, record["keys"], strict=True)),
                          "efficiency": record["efficiency"], "n_rows": record["n_rows"]})
         model.efficiencies_ = RecordsFrame.records(rows)  # a DataFrame on first use
         model.global_efficiency_ = float(state["global_efficiency"])

@@ -39,11 +39,13 @@ class Renderer:
         self.out = Console(highlight=False)
 
     def note(self, message: str) -> None:
+        """Print a note on stderr (not when quiet)."""
         if not self.quiet:
             self.err.print(f"[yellow]note:[/yellow] {message}")
 
     @contextlib.contextmanager
     def progress(self) -> Iterator[_Progress]:
+        """A progress bar on stderr (a silent one when quiet or writing JSON)."""
         if self.quiet or self.as_json:
             yield _Progress()
             return
@@ -63,6 +65,7 @@ class Renderer:
 
     def sweep_summary(self, report: Any, energy_method: str, energy_note: str | None = None,
                       energy_is_estimate: bool = False) -> None:
+        """Print what a sweep measured: a table, or JSON."""
         summary = {
             "run_id": report.run_id,
             "dataset": report.dataset,
@@ -91,7 +94,8 @@ class Renderer:
         for row in report.rows:
             table.add_row(
                 _shape_label(row), row.dtype, row.status,
-                _fmt(row.time_median_ms, ".4g"), _fmt(None if row.time_ci_rel is None else 100 * row.time_ci_rel, ".2g"),
+                _fmt(row.time_median_ms, ".4g"),
+                _fmt(None if row.time_ci_rel is None else 100 * row.time_ci_rel, ".2g"),
                 _fmt(None if row.achieved_flops_per_s is None else row.achieved_flops_per_s / 1e9, ".4g"),
                 _fmt(row.energy_gross_j, ".3g") + (" (est.)" if row.energy_is_estimate and row.energy_gross_j else ""),
             )
@@ -107,7 +111,8 @@ class Renderer:
         if energy_is_estimate:
             energy += " (an estimate, not a measurement)"
         self.out.print(
-            f"{report.measured} measured ({', '.join(f'{k} {v}' for k, v in sorted(report.statuses.items())) or 'none'}), "
+            f"{report.measured} measured "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(report.statuses.items())) or 'none'}), "
             f"{report.skipped} already in the dataset"
             + (f", {report.left_by_time_budget} left by the time budget (run again to resume)"
                if report.left_by_time_budget else "")
@@ -117,6 +122,7 @@ class Renderer:
             + f"\ndataset: {report.dataset}")
 
     def dataset_summary(self, dataset: Path, groups: list[dict[str, Any]], problems: list[Any]) -> None:
+        """Print the summary of a dataset: a table, or JSON; skipped files are warned about."""
         for problem in problems:
             self.err.print(f"[yellow]warning:[/yellow] skipped {problem}", highlight=False)
         if self.as_json:
@@ -144,7 +150,8 @@ def _shape_label(row: Any) -> str:
         label = f"{row.batch}x{row.m}x{row.n}x{row.k}" if row.batch and row.batch > 1 else f"{row.m}x{row.n}x{row.k}"
     elif row.kernel == "conv":
         label = (f"conv n{row.conv_n} c{row.conv_c} {row.conv_h}x{row.conv_w} k{row.conv_k} "
-                 f"{row.conv_r}x{row.conv_s}/{row.stride_h}" + (f" g{row.groups}" if row.groups and row.groups > 1 else "")
+                 f"{row.conv_r}x{row.conv_s}/{row.stride_h}"
+                 + (f" g{row.groups}" if row.groups and row.groups > 1 else "")
                  + (" cl" if row.layout == "channels_last" else ""))
     elif row.kernel == "attention":
         label = (f"attn b{row.batch} h{row.heads}/{row.kv_heads} {row.seq_q}x{row.seq_k} d{row.head_dim}"

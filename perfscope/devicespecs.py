@@ -102,6 +102,7 @@ class DeviceSpec:
 
     @property
     def key(self) -> str:
+        """The device key of this spec (its id)."""
         return self.device_id
 
     @property

@@ -9,6 +9,8 @@ from perfscope.errors import UserInputError
 
 @dataclass(frozen=True)
 class DtypeInfo:
+    """What perfscope knows of one precision: storage size, check tolerance, torch name, support."""
+
     name: str
     bytes_per_element: int
     torch_name: str  # attribute of the torch module holding the storage dtype

@@ -103,7 +103,7 @@ def _enforce(rules: Iterator[_Rule]) -> None:
         if not broken.any():
             continue
         index = np.unravel_index(int(np.argmax(broken)), broken.shape)
-        at = lambda value: np.broadcast_to(value, broken.shape)[index].item()  # noqa: E731
+        at = lambda value, shape=broken.shape, index=index: np.broadcast_to(value, shape)[index].item()  # noqa: E731
         where = index[0] if len(index) == 1 else index
         raise UserInputError(f"{rule.message(at)} (at index {where})")
 

@@ -37,11 +37,13 @@ class ForeignLoad:
         self._start: tuple[int, float, float] | None = None
 
     def start(self) -> None:
+        """Start a window: read the machine's and this process's CPU times."""
         busy = _busy_ticks(self._proc_stat)
         t = os.times()
         self._start = None if busy is None else (busy, t.user + t.system, time.perf_counter())
 
     def share(self) -> float | None:
+        """Other processes' share of all CPUs since ``start`` (None when it cannot be read)."""
         if self._start is None:
             return None
         busy = _busy_ticks(self._proc_stat)

@@ -1,7 +1,8 @@
 """Roofline features: the ONE place every model and the dashboard derive features from.
 
 Pure and vectorised: numpy arrays / pandas columns in, arrays out (no per-row Python
-on the GEMM path). Work and traffic come from ``perfscope.features`` (docs/formulas.md); this module adds the roofline and the quantisation features.
+on the GEMM path). Work and traffic come from ``perfscope.features`` (docs/formulas.md);
+this module adds the roofline and the quantisation features.
 
 Rows come as a pandas DataFrame or as "columns": a mapping of column name -> 1-D
 numpy array of one length. Every formula below is computed once, on arrays

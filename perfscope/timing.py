@@ -66,17 +66,21 @@ class TimingResult:
 
     @property
     def median_s(self) -> float:
+        """Median of the samples (s)."""
         return float(np.median(self._sorted))
 
     @property
     def mean_s(self) -> float:
+        """Mean of the samples (s)."""
         return fmean(self.samples_s)
 
     def quantile_s(self, q: float) -> float:
+        """Quantile ``q`` of the samples (s)."""
         return float(np.quantile(self._sorted, q))
 
     @property
     def iqr_s(self) -> float:
+        """Interquartile range of the samples (s)."""
         return self.quantile_s(0.75) - self.quantile_s(0.25)
 
     @property
@@ -86,6 +90,7 @@ class TimingResult:
 
     @property
     def ci_rel(self) -> float:
+        """Half-width of the median's confidence interval, relative to the median."""
         low, high = self.median_ci_s
         return (high - low) / 2 / self.median_s if self.median_s > 0 else math.inf
 

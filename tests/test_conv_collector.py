@@ -89,7 +89,8 @@ def test_a_cpu_conv_is_checked_timed_and_described(case):
     assert row.flops == conv2d_flops(case.n, case.c, case.h, case.w, case.k, case.r, case.s, case.stride_h,
                                      case.stride_w, case.pad_h, case.pad_w, case.dil_h, case.dil_w, case.groups)
     assert row.min_bytes == case.min_bytes and row.time_median_ms > 0 and timing is not None
-    assert (row.kernel, row.implementation, row.layout, row.groups) == ("conv", "torch.conv2d", case.layout, case.groups)
+    assert (row.kernel, row.implementation, row.layout, row.groups) == \
+        ("conv", "torch.conv2d", case.layout, case.groups)
     assert (row.batch, row.conv_n, row.conv_c, row.conv_k, row.conv_r, row.stride_h) == \
         (case.n, case.n, case.c, case.k, case.r, case.stride_h)
     assert row.params_json is None  # no cuDNN setting on a CPU row

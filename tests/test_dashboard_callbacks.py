@@ -105,7 +105,7 @@ def test_url_sets_the_filters_and_links(app, cb):
     finally:
         context_value.reset(token)
     store, search, *rest = out
-    dropdowns = dict(zip(FILTER_NAMES, rest[:len(FILTER_NAMES)]))
+    dropdowns = dict(zip(FILTER_NAMES, rest[:len(FILTER_NAMES)], strict=True))
     hrefs = rest[len(FILTER_NAMES):len(FILTER_NAMES) + len(PAGES)]
     assert store["dtype"] == ["bf16"] and store["device"] == [H100_KEY]
     assert search is dash.no_update  # the URL already says it

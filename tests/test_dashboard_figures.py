@@ -281,7 +281,7 @@ def test_waterline_matches_measured_rows(rows):
 def test_shipped_sequences_load():
     sequences = load_sequences()
     assert len(sequences) >= 3
-    assert any(l.kernel == "conv" for s in sequences for l in s.layers)
+    assert any(layer.kernel == "conv" for s in sequences for layer in s.layers)
     assert all(s.layers for s in sequences)
 
 

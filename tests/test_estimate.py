@@ -79,7 +79,8 @@ def test_cli_json_and_bad_arguments_exit_2():
 
 def test_the_estimate_command_imports_neither_torch_nor_dash():
     code = ("import sys; sys.argv = ['perfscope', 'estimate', 'gemm', '--m', '64', '--n', '64', '--k', '64', "
-            "'--device', 'l4', '--json']\nfrom perfscope.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+            "'--device', 'l4', '--json']\nfrom perfscope.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "print([m for m in ('torch', 'triton', 'dash', 'plotly') if m in sys.modules])")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr

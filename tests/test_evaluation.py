@@ -33,14 +33,14 @@ def law_rows(sizes=(512, 1024, 2048, 4096), replicates=4, shape_sigma=0.0, noise
     lognormal effect per shape (``shape_sigma``) and per row (``noise``)."""
     rng = np.random.default_rng(seed)
     shapes = list(itertools.product(sizes, repeat=3))
-    effect = dict(zip(shapes, np.exp(shape_sigma * rng.standard_normal(len(shapes)))))
+    effect = dict(zip(shapes, np.exp(shape_sigma * rng.standard_normal(len(shapes))), strict=True))
     records = [{"kernel": "gemm", "implementation": "triton", "dtype": "fp16", "batch": 1, "m": m, "n": n, "k": k,
                 "tile_m": 32 * (r + 1), "tile_n": 64, "status": "ok", "device_key": device_key,
                 "device_name": device_name, "run_id": "r", "config_id": f"{m}-{n}-{k}-{r}"}
                for (m, n, k) in shapes for r in range(replicates)]
     rows = pd.DataFrame(records)
     bound = feature_frame(rows, device_spec(device_name))["bound_time_s"].to_numpy()
-    shape_effect = np.array([effect[(m, n, k)] for m, n, k in zip(rows["m"], rows["n"], rows["k"])])
+    shape_effect = np.array([effect[(m, n, k)] for m, n, k in zip(rows["m"], rows["n"], rows["k"], strict=True)])
     time_s = bound / EFFICIENCY * shape_effect * np.exp(noise * rng.standard_normal(len(rows)))
     rows["time_median_ms"] = time_s * 1e3
     if energy:

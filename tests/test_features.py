@@ -60,13 +60,13 @@ def test_conv2d_scalar_and_vectorised_agree_and_is_valid_says_which_are_accepted
     assert [features.conv2d_is_valid(**row) for row in rows] == accepted.tolist()
 
     good = {name: v[accepted] for name, v in cfg.items()}
-    good_rows = [row for row, ok in zip(rows, accepted) if ok]
+    good_rows = [row for row, ok in zip(rows, accepted, strict=True) if ok]
     check_same(features.conv2d_flops(**good), [f for f in scalar_flops if f is not None])
     check_same(features.conv2d_min_bytes(**good, dtype="fp16"),
                [features.conv2d_min_bytes(**row, dtype="fp16") for row in good_rows])
     hw = ("h", "w", "r", "s", "stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w")
     p, q = features.conv2d_output_hw(**{name: good[name] for name in hw})
-    assert list(zip(p.tolist(), q.tolist())) == [features.conv2d_output_hw(**{n: row[n] for n in hw})
+    assert list(zip(p.tolist(), q.tolist(), strict=True)) == [features.conv2d_output_hw(**{n: row[n] for n in hw})
                                                  for row in good_rows]
 
 
@@ -80,9 +80,10 @@ def test_attention_scalar_and_vectorised_agree():
     flops_args = ("batch", "heads", "seq_q", "seq_k", "head_dim")
     check_same(features.attention_flops(*(cfg[a] for a in flops_args), causal=causal),
                [features.attention_flops(*(row[a] for a in flops_args), causal=bool(c))
-                for row, c in zip(rows, causal)])
+                for row, c in zip(rows, causal, strict=True)])
     check_same(features.attention_min_bytes(**cfg, dtype="bf16", fused=fused),
-               [features.attention_min_bytes(**row, dtype="bf16", fused=bool(f)) for row, f in zip(rows, fused)])
+               [features.attention_min_bytes(**row, dtype="bf16", fused=bool(f))
+                for row, f in zip(rows, fused, strict=True)])
     assert features.attention_is_valid(**cfg).all()
     # both causal branches, against the formula: Nq <= Nk keeps Nq^2/2 pairs, Nq > Nk keeps Nq*Nk - Nk^2/2
     np.testing.assert_array_equal(features.attention_flops(1, 1, np.array([100, 300]), 200, 1, causal=True),

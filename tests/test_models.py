@@ -261,7 +261,7 @@ def test_conformal_forest_gives_every_target_with_its_interval_in_one_call():
     assert np.array_equal(both["latency"][0], model.predict_latency(test))
     assert np.array_equal(both["energy"][0], model.predict_energy(test))
     for target in both:
-        for got, expected in zip(both[target][1:], model.predict_interval(test, target)):
+        for got, expected in zip(both[target][1:], model.predict_interval(test, target), strict=True):
             assert np.array_equal(got, expected)
     roofline = ConformalWrapper(RooflineModel(), n_splits=3).fit(rows).predict_with_intervals(test)
     assert set(roofline) == {"latency"} and (roofline["latency"][1] <= roofline["latency"][2]).all()

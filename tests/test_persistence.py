@@ -65,7 +65,7 @@ def test_round_trip_gives_identical_predictions(bundle, fitted):
     forest, again = models["forest"], loaded["forest"]
     assert np.array_equal(forest.predict(test), again.predict(test))
     assert np.array_equal(forest.predict_energy(test), again.predict_energy(test))
-    for a, b in zip(forest.predict_interval(test), again.predict_interval(test)):
+    for a, b in zip(forest.predict_interval(test), again.predict_interval(test), strict=True):
         assert np.array_equal(a, b)
     assert np.array_equal(models["roofline"].predict(test), loaded["roofline"].predict(test))
     assert np.array_equal(models["energy"].predict(test), loaded["energy"].predict(test))

@@ -145,6 +145,7 @@ class TritonGemmCase(_KLoopTiles, GemmShape):
 
     @property
     def min_bytes(self) -> int:
+        """Minimum bytes moved by this GEMM."""
         return gemm_min_bytes(1, self.m, self.n, self.k, self.dtype)
 
     def __post_init__(self) -> None:
@@ -347,7 +348,7 @@ def _tile_grid(kernel: str, axes: Mapping[str, Any], names: tuple[str, ...]) -> 
             if name in ("tile_m", "tile_n", "tile_k"):
                 check_block(name, value)
         lists[name] = values
-    combos = [dict(zip(lists, combo)) for combo in itertools.product(*lists.values())]
+    combos = [dict(zip(lists, combo, strict=True)) for combo in itertools.product(*lists.values())]
     for combo in combos:
         check_launch(combo["num_warps"], combo["num_stages"], combo.get("group_m"))
     return combos

@@ -195,7 +195,7 @@ def split_by(frame: pd.DataFrame, column: str) -> list[tuple[str, pd.DataFrame]]
 
 
 def si(value: float, unit: str = "", digits: int = 3) -> str:
-    """Engineering notation: si(1.5e12, "FLOP/s") -> "1.5 TFLOP/s"."""
+    """Engineering notation with an SI prefix: 1.5e12 FLOP/s reads "1.5 TFLOP/s"."""
     if value is None or not math.isfinite(value):
         return "n/a"
     if value == 0:

@@ -60,8 +60,9 @@ def latency_flops_figure(rows: pd.DataFrame, *, efficiencies: tuple[float, ...] 
     grid = np.logspace(math.log10(np.nanmin(flops)) - 0.3, math.log10(np.nanmax(flops)) + 0.3, 50)
     peaks = _peaks(rows)
     if peaks.empty:
-        note = "; ".join(filter(None, [note, "no peak for these rows' device and dtype: no peak line or "
-                                              "iso-efficiency diagonals (calibrate the device or use a spec-table GPU)"]))
+        no_peak = ("no peak for these rows' device and dtype: no peak line or iso-efficiency diagonals "
+                   "(calibrate the device or use a spec-table GPU)")
+        note = "; ".join(filter(None, [note, no_peak]))
     else:
         for i, rec in enumerate(peaks.itertuples(index=False)):
             fig.add_scatter(x=grid, y=grid / rec.peak, mode="lines", name=f"peak {rec.device_key} {rec.dtype}",
@@ -145,7 +146,8 @@ def gap_table(rows: pd.DataFrame, top: int = 15) -> pd.DataFrame:
     })
 
 
-def waterline_figure(layers: pd.DataFrame, totals: dict[str, float] | None = None, title: str = "Waterline") -> go.Figure:
+def waterline_figure(layers: pd.DataFrame, totals: dict[str, float] | None = None,
+                     title: str = "Waterline") -> go.Figure:
     """Per layer: roofline bound and measured time; then the sum of bounds, the measured sum
     and the bound if the layers were fused (intermediate traffic removed).
 
@@ -176,7 +178,7 @@ def waterline_figure(layers: pd.DataFrame, totals: dict[str, float] | None = Non
     cumulative = np.nancumsum(np.where(np.isfinite(bound), bound, 0.0))
     fig.add_scatter(x=names, y=cumulative, mode="lines+markers", name="cumulative bound (waterline)",
                     line={"color": "#c05621", "dash": "dash"})
-    missing = [n for n, m in zip(names, measured) if not math.isfinite(m)]
+    missing = [n for n, m in zip(names, measured, strict=True) if not math.isfinite(m)]
     note = (f"not measured in the selection: {', '.join(missing)} (the measured sum leaves them out)"
             if missing else None)
     fig.update_layout(template=TEMPLATE, title=title, barmode="group", margin={"b": 110},

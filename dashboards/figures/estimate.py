@@ -88,7 +88,7 @@ def estimate_figure(result: Mapping[str, Any] | None) -> go.Figure:
     if math.isfinite(values["bound_s"]):
         fig.add_vline(x=values["bound_s"], line={"color": "black", "dash": "dash"},
                       annotation_text=f"roofline bound {seconds(values['bound_s'])}", annotation_position="top")
-    fig.update_layout(template=TEMPLATE, title=f"{title}: {seconds(time_s)}"
-                      + (f" (energy {si(values['energy_j'], 'J')} per call)" if math.isfinite(values["energy_j"]) else ""),
+    energy = f" (energy {si(values['energy_j'], 'J')} per call)" if math.isfinite(values["energy_j"]) else ""
+    fig.update_layout(template=TEMPLATE, title=f"{title}: {seconds(time_s)}{energy}",
                       xaxis={"title": "time per call (s)", "type": "log"}, showlegend=False)
     return fig

@@ -110,7 +110,8 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         top = counts[counts > 0].index[:MAX_CONFIG_OPTIONS]
         firsts = ok.drop_duplicates("config_id").set_index("config_id").loc[list(top)].reset_index()
         labels = config_labels(firsts)
-        return [{"label": str(label), "value": str(cid)} for label, cid in zip(labels, firsts["config_id"])]
+        return [{"label": str(label), "value": str(cid)}
+                for label, cid in zip(labels, firsts["config_id"], strict=True)]
 
     @app.callback(Output(figure_id("waterline"), "figure"), Output("waterline-totals", "children"),
                   Input("waterline-sequence", "value"), Input("waterline-dtype", "value"),

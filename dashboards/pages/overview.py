@@ -16,8 +16,8 @@ PATH = "/"
 NAME = "Overview"
 ORDER = 0
 
-_COLUMNS = ("dataset", "config_id", "run_id", "measured_at", "device_key", "kernel", "implementation", "dtype", "status",
-            "reason", "noisy", "throttled", "energy_is_estimate", "energy_quality", "energy_method",
+_COLUMNS = ("dataset", "config_id", "run_id", "measured_at", "device_key", "kernel", "implementation", "dtype",
+            "status", "reason", "noisy", "throttled", "energy_is_estimate", "energy_quality", "energy_method",
             "source", "host", "device_name", "cpu_model", "driver_version", "cuda_version", "torch_version",
             "triton_version", "perfscope_version", "timing_method", "cache_mode")
 

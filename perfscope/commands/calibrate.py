@@ -14,7 +14,8 @@ from perfscope.cli_app import app
 @app.command("calibrate")
 def calibrate_command(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    dtype: Annotated[list[str] | None, typer.Option(help="Precisions to measure (default: all the device runs).")] = None,
+    dtype: Annotated[list[str] | None,
+                     typer.Option(help="Precisions to measure (default: all the device runs).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Profile file (default: the profile cache).")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch (match the sweeps you model).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,

@@ -90,7 +90,8 @@ def collect(
                                                 rich_help_panel=_HOW)] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: torch's).",
                                                 rich_help_panel=_RUN)] = None,
-    warmup_s: Annotated[float | None, typer.Option(help="Warm-up time per configuration.", rich_help_panel=_HOW)] = None,
+    warmup_s: Annotated[float | None,
+                        typer.Option(help="Warm-up time per configuration.", rich_help_panel=_HOW)] = None,
     min_time_s: Annotated[float | None, typer.Option(help="Least timed time per configuration.",
                                                      rich_help_panel=_HOW)] = None,
     budget_s: Annotated[float | None, typer.Option(help="Most timed time per configuration.",
@@ -203,7 +204,8 @@ def build_spec(selection: Selection, timing: dict[str, float | None], time_budge
         sweeps = [s for s in base.sweeps if (family is None or s.kernel == family)
                   and (implementation is None or s.implementation == implementation)]
         if not sweeps:
-            raise UserInputError(f"spec {base.name!r} has no {family or ''} {implementation or ''} sweep".replace("  ", " "))
+            message = f"spec {base.name!r} has no {family or ''} {implementation or ''} sweep"
+            raise UserInputError(message.replace("  ", " "))
     elif family is None:
         raise UserInputError("say what to measure: a kernel family (gemm, conv, attention) or --spec")
     else:
@@ -221,7 +223,7 @@ def build_spec(selection: Selection, timing: dict[str, float | None], time_budge
     merged_timing.update({k: v for k, v in timing.items() if v is not None})
     result = replace(base, sweeps=tuple(merged), timing=merged_timing,
                      time_budget_s=time_budget_s if time_budget_s is not None else base.time_budget_s)
-    result.policy  # validate timing now
+    _ = result.policy  # validate timing now
     return result
 
 

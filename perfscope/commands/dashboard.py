@@ -14,7 +14,8 @@ from perfscope.errors import UserInputError
 
 @app.command("dashboard")
 def dashboard_command(
-    datasets: Annotated[list[Path] | None, typer.Argument(help="Datasets (default: the shipped sample profile).")] = None,
+    datasets: Annotated[list[Path] | None,
+                        typer.Argument(help="Datasets (default: the shipped sample profile).")] = None,
     model: Annotated[Path | None, typer.Option(help="A trained model bundle (perfscope train --out).")] = None,
     host: Annotated[str, typer.Option(help="Interface to serve on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8050,

@@ -101,7 +101,8 @@ def _render(r: dict[str, Any]) -> str:
         lines.append(f"  energy      unknown ({r['energy_method']})")
     if "best_tile" in r:
         b = r["best_tile"]
-        lines.append(f"  best tile   {b['tile_m']}x{b['tile_n']}x{b['tile_k']} ({b['implementation']}): {t(b['latency_s'])}, "
+        lines.append(f"  best tile   {b['tile_m']}x{b['tile_n']}x{b['tile_k']} ({b['implementation']}): "
+                     f"{t(b['latency_s'])}, "
                      f"x{b['gain_over_default']:.3g} over the given configuration")
     lines.append(f"  method      {r['method']}")
     return "\n".join(lines)

@@ -25,12 +25,14 @@ class CpuDevice(Device):
 
     @property
     def torch_device(self) -> str:
+        """The torch device string (``cpu``)."""
         return "cpu"
 
     def free_memory_bytes(self) -> int | None:
         return mem_available_bytes()
 
     def describe(self) -> DeviceDescription:
+        """What this CPU is (model, cores, threads), read once."""
         if self._description is None:
             self._description = DeviceDescription(
                 kind="cpu",
@@ -41,14 +43,17 @@ class CpuDevice(Device):
         return self._description
 
     def read_state(self) -> DeviceState:
+        """The CPU's current clock."""
         return DeviceState(clock_mhz=cpu_clock_mhz(self._sys_root, self._proc_cpuinfo))
 
     def synchronize(self) -> None:
+        """Nothing to wait for: CPU kernels return when done."""
         return None
 
     def time_samples_s(
         self, kernel: Kernel, calls_per_sample: int, samples: int, first_call: int = 0
     ) -> list[float]:
+        """Wall time per call of ``samples`` batches of ``calls_per_sample`` calls (perf_counter)."""
         out: list[float] = []
         call = first_call
         clock = time.perf_counter_ns

@@ -112,6 +112,7 @@ class CudaDevice(Device):
 
     @property
     def torch_device(self) -> str:
+        """The torch device string (``cuda:N``)."""
         return f"cuda:{self.index}"
 
     # ----- NVML ----------------------------------------------------------------------

@@ -224,7 +224,8 @@ def _busy_reading(rec: dict[str, str]) -> str | None:
 def _cutlass_options(raw: tuple[str | None, ...]) -> tuple[dict[str, Any], str | None]:
     """The ignored profiler options of a row, converted, and their params JSON."""
     options = {col: conv(value) if conv is not str else value
-               for (col, conv), value in zip(CUTLASS_OPTION_COLUMNS.items(), raw) if value not in (None, "")}
+               for (col, conv), value in zip(CUTLASS_OPTION_COLUMNS.items(), raw, strict=False)
+               if value not in (None, "")}
     if "Layout" in options:
         options["layout_option"] = options.pop("Layout")
     return options, params_json(options)

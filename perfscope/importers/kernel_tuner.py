@@ -165,7 +165,7 @@ def _problem_size(problem: Any, m: int | None, n: int | None, k: int | None, pat
     sizes = list(problem) if isinstance(problem, (list, tuple)) else []
     derived: dict[str, Any] = {}
     if sizes and all(to_int(s) is not None for s in sizes) and len(sizes) in (2, 3):
-        derived = dict(zip(("n", "m", "k"), (to_int(s) for s in sizes)))
+        derived = dict(zip(("n", "m", "k"), (to_int(s) for s in sizes), strict=False))
     given = {"m": m, "n": n, "k": k}
     out = {name: given[name] if given[name] is not None else derived.get(name) for name in ("m", "n", "k")}
     missing = [name for name, value in out.items() if value is None]
@@ -185,7 +185,7 @@ def _params(cache_key: str, entry: dict[str, Any], keys: list[str]) -> dict[str,
     values = str(cache_key).split(",")
     if len(values) != len(keys):
         return {key: entry.get(key) for key in keys}
-    return {key: entry.get(key, _number(value)) for key, value in zip(keys, values)}
+    return {key: entry.get(key, _number(value)) for key, value in zip(keys, values, strict=True)}
 
 
 def _number(text: str) -> Any:

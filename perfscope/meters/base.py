@@ -15,6 +15,7 @@ class EnergyReading:
 
     @property
     def power_avg_w(self) -> float:
+        """Average power over the window (W)."""
         return self.energy_j / self.duration_s if self.duration_s > 0 else float("nan")
 
 
@@ -44,4 +45,5 @@ class EnergyMeter(abc.ABC):
         """
 
     def close(self) -> None:
-        """Release resources (threads, library handles)."""
+        """Release resources (threads, library handles); nothing to release by default."""
+        return None

@@ -166,7 +166,7 @@ class RaplMeter(EnergyMeter):
         end_s = self._clock()
         start_s, start_uj = token  # type: ignore[misc]
         total_uj = 0
-        for zone, before, after in zip(self.zones, start_uj, end_uj):
+        for zone, before, after in zip(self.zones, start_uj, end_uj, strict=True):
             total_uj += counter_delta_uj(before, after, zone.max_energy_range_uj)
         return EnergyReading(energy_j=total_uj / _UJ_PER_J, duration_s=end_s - start_s)
 

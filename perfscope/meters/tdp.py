@@ -36,7 +36,7 @@ def process_cpu_time_s() -> float:
 
 
 class ProcessCpuUtilisation:
-    """This process's share of all CPUs: CPU-time delta / (wall delta x CPU count).
+    """The share of all CPUs this process uses: CPU-time delta / (wall delta x CPU count).
 
     ``cpu_time_s``, ``clock`` and ``cpu_count`` are injectable for tests.
     """
