@@ -161,7 +161,7 @@ def parse_device_specs(text: str) -> list[DeviceSpec]:
             raise UserInputError(f"device spec table line {line}: empty or repeated device_id {device_id!r}")
         seen.add(device_id)
         try:
-            values = {c: _int_or_none(raw[c]) for c in _INT_COLUMNS}
+            values: dict[str, Any] = {c: _int_or_none(raw[c]) for c in _INT_COLUMNS}
             values.update({c: _float_or_none(raw[c]) for c in _FLOAT_COLUMNS})
         except ValueError as exc:
             raise UserInputError(f"device spec table line {line} ({device_id}): {exc}") from None

@@ -19,6 +19,7 @@ that skip invalid rows rather than fail on them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -43,7 +44,7 @@ class _Rule(NamedTuple):
 
 def _integers(what: str, requirement: str, **values: Any) -> list[Any]:
     """Each value as a Python int (scalar) or an int64 ndarray; ``UserInputError`` for non-integers."""
-    out = []
+    out: list[Any] = []
     for name, value in values.items():
         if type(value) is int:  # the common scalar case, first (a collector's call)
             out.append(value)
@@ -86,10 +87,14 @@ def _floor_at_one(value: Any) -> Any:
     return _where(value >= 1, value, 1)
 
 
+def _message(template: str, value: Any, at: Callable[[Any], Any]) -> str:
+    """``template`` with the offending element of ``value`` (``at`` picks it) in place of ``{}``."""
+    return template.format(repr(at(value)))
+
+
 def _positive(what: str, **sizes: Any) -> Iterator[_Rule]:
     for name, value in sizes.items():
-        yield _Rule(value < 1, lambda at, name=name, value=value:
-                    f"{what} {name} must be a positive integer, got {at(value)!r}")
+        yield _Rule(value < 1, partial(_message, f"{what} {name} must be a positive integer, got {{}}", value))
 
 
 def _enforce(rules: Iterator[_Rule]) -> None:
@@ -191,8 +196,7 @@ def _output_hw_rules(h: Any, w: Any, r: Any, s: Any, stride_h: Any, stride_w: An
     yield from _positive("conv2d", h=h, w=w, r=r, s=s, stride_h=stride_h, stride_w=stride_w, dil_h=dil_h,
                          dil_w=dil_w)
     for name, value in (("pad_h", pad_h), ("pad_w", pad_w)):
-        yield _Rule(value < 0, lambda at, name=name, value=value:
-                    f"conv2d {name} must be an integer >= 0, got {at(value)!r}")
+        yield _Rule(value < 0, partial(_message, f"conv2d {name} must be an integer >= 0, got {{}}", value))
     p, q = _output_hw(h, w, r, s, _floor_at_one(stride_h), _floor_at_one(stride_w), pad_h, pad_w, dil_h, dil_w)
     yield _Rule((p < 1) | (q < 1), lambda at: (
         f"conv2d output is empty: a {at(r)}x{at(s)} filter (dilation {at(dil_h)}x{at(dil_w)}) does not fit a "

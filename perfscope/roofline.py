@@ -339,7 +339,7 @@ class _Config:
             usable = np.where(missing, fill_usable, usable)
         return ints, usable
 
-    def valid(self, is_valid: Callable[..., np.ndarray], *names: str) -> list[np.ndarray]:
+    def valid(self, is_valid: Callable[..., Any], *names: str) -> list[np.ndarray]:
         sizes = []
         for name in names:
             ints, usable = self.size(name)
@@ -361,13 +361,13 @@ class _Config:
 
 def _gemm_work(config: _Config, dtype: str) -> tuple[np.ndarray, np.ndarray]:
     batch, m, n, k = config.valid(features.gemm_is_valid, "batch", "m", "n", "k")
-    return features.gemm_flops(batch, m, n, k), features.gemm_min_bytes(batch, m, n, k, dtype)
+    return np.asarray(features.gemm_flops(batch, m, n, k)), np.asarray(features.gemm_min_bytes(batch, m, n, k, dtype))
 
 
 def _conv_work(config: _Config, dtype: str) -> tuple[np.ndarray, np.ndarray]:
     args = config.valid(features.conv2d_is_valid, "conv_n", "conv_c", "conv_h", "conv_w", "conv_k", "conv_r",
                         "conv_s", "stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "groups")
-    return features.conv2d_flops(*args), features.conv2d_min_bytes(*args, dtype=dtype)
+    return np.asarray(features.conv2d_flops(*args)), np.asarray(features.conv2d_min_bytes(*args, dtype=dtype))
 
 
 def _attention_work(config: _Config, dtype: str) -> tuple[np.ndarray, np.ndarray]:
@@ -375,8 +375,8 @@ def _attention_work(config: _Config, dtype: str) -> tuple[np.ndarray, np.ndarray
         features.attention_is_valid, "batch", "heads", "kv_heads", "seq_q", "seq_k", "head_dim")
     causal = config.flag("causal", default=False)
     fused = config.text("backend") != "math"  # torch's math backend materialises the scores; the others fuse
-    return (features.attention_flops(batch, heads, seq_q, seq_k, head_dim, causal),
-            features.attention_min_bytes(batch, heads, kv_heads, seq_q, seq_k, head_dim, dtype, fused))
+    return (np.asarray(features.attention_flops(batch, heads, seq_q, seq_k, head_dim, causal)),
+            np.asarray(features.attention_min_bytes(batch, heads, kv_heads, seq_q, seq_k, head_dim, dtype, fused)))
 
 
 _WORK: dict[str, Callable[[_Config, str], tuple[np.ndarray, np.ndarray]]] = {
@@ -512,7 +512,7 @@ def feature_columns(rows: Rows, device: RooflineDevice, *, blocks_per_sm: int = 
     source = _Columns(rows)
     added = _features(source, device, blocks_per_sm, default_tile, launch_overhead_s)
     if source.frame:
-        out = {name: rows[name].to_numpy() for name in rows.columns}
+        out = {name: rows[name].to_numpy() for name in rows}  # a DataFrame iterates over its column names
     else:
         out = {name: np.asarray(values) for name, values in rows.items()}
     out.update({name: value.names() if isinstance(value, _Coded) else value for name, value in added.items()})

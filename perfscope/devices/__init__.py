@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from perfscope.devices.base import Device, DeviceDescription, DeviceState, slugify
 from perfscope.devices.cpu import CpuDevice
 from perfscope.errors import UserInputError
@@ -9,7 +11,7 @@ from perfscope.errors import UserInputError
 __all__ = ["Device", "DeviceDescription", "DeviceState", "CpuDevice", "select_device", "slugify"]
 
 
-def select_device(spec: str = "auto", *, nvml: object | None = None, cuda: object | None = None,
+def select_device(spec: str = "auto", *, nvml: Any = None, cuda: Any = None,
                   notify=None) -> Device:
     """Return the device named by ``spec``.
 
@@ -39,7 +41,7 @@ def select_device(spec: str = "auto", *, nvml: object | None = None, cuda: objec
     raise UserInputError(f"bad device {spec!r}: use auto, cpu, cuda or cuda:N")
 
 
-def _torch_cuda_or_none() -> object | None:
+def _torch_cuda_or_none() -> Any:
     try:
         import torch
     except ImportError:

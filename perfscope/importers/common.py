@@ -149,8 +149,8 @@ def timing_columns(samples_ms: Sequence[float], method: str, *, mean_ms: float |
 
 def gemm_work(batch: int, m: int, n: int, k: int, dtype: str, beta_nonzero: bool = False) -> dict[str, int]:
     """``flops`` and ``min_bytes`` of a GEMM (perfscope.features; beta != 0 reads C too)."""
-    return {"flops": gemm_flops(batch, m, n, k),
-            "min_bytes": gemm_min_bytes(batch, m, n, k, dtype, beta_nonzero=beta_nonzero)}
+    return {"flops": int(gemm_flops(batch, m, n, k)),
+            "min_bytes": int(gemm_min_bytes(batch, m, n, k, dtype, beta_nonzero=beta_nonzero))}
 
 
 def energy_from_power(power_w: float, time_ms: float | None) -> dict[str, Any]:

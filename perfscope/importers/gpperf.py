@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -64,8 +65,9 @@ TILED_POWER_FILE = "tiled_power_usage.csv"
 
 CUTLASS_COLUMNS = ("timestamp", "m", "n", "k", "kernel", "runtime", "power", "gpu_name")
 # options the profiler ignored: they identify near-replicates, nothing more
-CUTLASS_OPTION_COLUMNS = {"blocksize1": to_int, "blocksize2": to_int, "blocksize3": to_int, "stages": to_int,
-                          "epilogue": str, "alpha": to_float, "beta": to_float, "Layout": str}
+CUTLASS_OPTION_COLUMNS: dict[str, Callable[[Any], Any]] = {
+    "blocksize1": to_int, "blocksize2": to_int, "blocksize3": to_int, "stages": to_int,
+    "epilogue": str, "alpha": to_float, "beta": to_float, "Layout": str}
 TILED_KEYS = ("M", "N", "K", "Tile Size")
 TILED_TIME = "Execution Time"
 TILED_POWER = "Average Power Usage (W)"
@@ -165,7 +167,7 @@ def _cutlass_rows(path: Path) -> list[dict[str, Any]]:
     rows = []
     for line, rec in enumerate(records, start=2):
         m, n, k = to_int(rec.get("m")), to_int(rec.get("n")), to_int(rec.get("k"))
-        if None in (m, n, k) or min(m, n, k) < 1:
+        if m is None or n is None or k is None or min(m, n, k) < 1:
             raise UserInputError(f"{path.name} line {line}: m, n, k must be positive integers, got "
                                  f"{rec.get('m')!r}, {rec.get('n')!r}, {rec.get('k')!r}")
         kernel_name = rec["kernel"].strip()
@@ -257,7 +259,7 @@ def _tiled_rows(times_path: Path, power_path: Path | None, gpu_name: str) -> lis
     rows = []
     for line, rec in enumerate(records, start=2):
         m, n, k, tile = (to_int(rec.get(c)) for c in TILED_KEYS)
-        if None in (m, n, k, tile) or min(m, n, k, tile) < 1:
+        if m is None or n is None or k is None or tile is None or min(m, n, k, tile) < 1:
             raise UserInputError(f"{times_path.name} line {line}: M, N, K and Tile Size must be positive integers")
         row: dict[str, Any] = {"source": source, "implementation": "gpperf.tiled_sgemm", "dtype": "fp32",
                                "m": m, "n": n, "k": k, "tile_m": tile, "tile_n": tile, "tile_k": tile,
@@ -291,10 +293,11 @@ def _tiled_power(path: Path) -> dict[tuple[int, ...], float]:
     out: dict[tuple[int, ...], float] = {}
     repeated: set[tuple[int, ...]] = set()
     for rec in records:
-        key = tuple(to_int(rec.get(c)) for c in TILED_KEYS)
+        sizes = [to_int(rec.get(c)) for c in TILED_KEYS]
         value = to_float(rec.get(TILED_POWER))
-        if None in key or value is None:
+        if value is None or any(size is None for size in sizes):
             continue
+        key = tuple(size for size in sizes if size is not None)
         if key in out:
             repeated.add(key)
         out[key] = value

@@ -172,10 +172,12 @@ def _problem_size(problem: Any, m: int | None, n: int | None, k: int | None, pat
     if missing:
         raise UserInputError(f"{path.name}: problem_size {problem!r} does not give {', '.join(missing)}; "
                              f"pass {', '.join('--' + x for x in missing)}")
+    checked: dict[str, int] = {}
     for name, value in out.items():
         if not isinstance(value, int) or value < 1:
             raise UserInputError(f"gemm {name} must be a positive integer, got {value!r}")
-    return out
+        checked[name] = value
+    return checked
 
 
 def _params(cache_key: str, entry: dict[str, Any], keys: list[str]) -> dict[str, Any]:
@@ -189,20 +191,22 @@ def _params(cache_key: str, entry: dict[str, Any], keys: list[str]) -> dict[str,
 
 
 def _number(text: str) -> Any:
-    value = to_int(text)
-    if value is not None:
-        return value
-    value = to_float(text)
-    return text if value is None else value
+    integer = to_int(text)
+    if integer is not None:
+        return integer
+    number = to_float(text)
+    return text if number is None else number
 
 
 def _tiles(params: dict[str, Any]) -> dict[str, int]:
     lower = {key.lower(): value for key, value in params.items()}
-    out = {}
+    out: dict[str, int] = {}
     for column, names in _TILE_NAMES.items():
         found = {to_int(lower[name]) for name in names if name in lower}
-        if len(found) == 1 and None not in found:
-            out[column] = found.pop()
+        if len(found) == 1:
+            value = found.pop()
+            if value is not None:
+                out[column] = value
     for column, axis in (("tile_n", "x"), ("tile_m", "y")):
         block = to_int(lower.get(f"block_size_{axis}"))
         tile = to_int(lower.get(f"tile_size_{axis}", 1))

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from perfscope.errors import MeasurementError, MeterUnavailableError
 from perfscope.meters.base import EnergyMeter, EnergyReading
@@ -164,7 +165,7 @@ class RaplMeter(EnergyMeter):
         """Read the counters again; energy is the sum of the deltas, wrap-around handled."""
         end_uj = self._read_all_uj()
         end_s = self._clock()
-        start_s, start_uj = token  # type: ignore[misc]
+        start_s, start_uj = cast(tuple[float, list[int]], token)
         total_uj = 0
         for zone, before, after in zip(self.zones, start_uj, end_uj, strict=True):
             total_uj += counter_delta_uj(before, after, zone.max_energy_range_uj)

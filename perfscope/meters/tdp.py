@@ -11,7 +11,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 from perfscope.errors import UserInputError
 from perfscope.meters.base import EnergyMeter, EnergyReading
@@ -57,7 +57,7 @@ class ProcessCpuUtilisation:
 
     def end(self, token: object) -> float:
         """Utilisation since ``begin``, clipped to [0, 1] (0 for an empty window)."""
-        cpu0, wall0 = token  # type: ignore[misc]
+        cpu0, wall0 = cast(tuple[float, float], token)
         wall_s = self._clock() - wall0
         if wall_s <= 0:
             return 0.0
@@ -118,7 +118,7 @@ class TdpEstimateMeter(EnergyMeter):
 
     def end(self, token: object) -> EnergyReading:
         """Estimated energy of the window."""
-        start_s, util_token = token  # type: ignore[misc]
+        start_s, util_token = cast(tuple[float, object], token)
         utilisation = _clip01(self.utilisation.end(util_token))
         duration_s = self._clock() - start_s
         return EnergyReading(energy_j=self.tdp_w * utilisation * duration_s,
