@@ -61,8 +61,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from perfscope.collectors.memory_guard import MemoryNeed, gemm_memory_need
 from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_dtype
+from perfscope.collectors.memory_guard import MemoryNeed, gemm_memory_need
 from perfscope.collectors.protocol import Case, Workload, check_cache_mode, restore_torch_threads, torch_threads
 from perfscope.devices.base import Device
 from perfscope.dtypes import dtype_info

@@ -29,6 +29,7 @@ class CpuDevice(Device):
         return "cpu"
 
     def free_memory_bytes(self) -> int | None:
+        """Memory available to a new allocation (MemAvailable), in bytes; None where unknown."""
         return mem_available_bytes()
 
     def describe(self) -> DeviceDescription:
