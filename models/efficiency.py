@@ -55,7 +55,7 @@ def roofline_features(rows: pd.DataFrame, devices: Mapping[str, RooflineDevice] 
     if len(unique) == 1:
         return feature_frame(rows, resolved[unique[0]])
     positions = [np.flatnonzero(keys == key) for key in unique]
-    parts = [feature_frame(rows.iloc[where], resolved[key]) for key, where in zip(unique, positions)]
+    parts = [feature_frame(rows.iloc[where], resolved[key]) for key, where in zip(unique, positions, strict=True)]
     for part in parts:  # categoricals of one constant differ per device: plain strings to concatenate
         for column in ("bound", "device_key", "device_source", "launch_overhead_source"):
             part[column] = part[column].astype(object)

@@ -54,16 +54,42 @@ _REQUIRED_COLUMNS = ("device_id", "name", "aliases", "vendor", "architecture", "
 
 @runtime_checkable
 class RooflineDevice(Protocol):
-    """What the roofline features read from a device (spec sheet or calibrated profile)."""
+    """What the roofline features read from a device (spec sheet or calibrated profile).
 
-    key: str
-    name: str
-    source_kind: str  # "spec" or "calibrated"
-    sm_count: int | None
-    l2_bytes: int | None
-    mem_bandwidth_bytes_per_s: float | None
-    launch_overhead_s: float
-    launch_overhead_source: str  # "assumed" (spec sheets give none) or "calibrated"
+    Read-only members (properties), so that frozen dataclasses implement it.
+    """
+
+    @property
+    def key(self) -> str:
+        """The device key."""
+
+    @property
+    def name(self) -> str:
+        """The display name."""
+
+    @property
+    def source_kind(self) -> str:
+        """``spec`` or ``calibrated``."""
+
+    @property
+    def sm_count(self) -> int | None:
+        """Streaming multiprocessors (GPU) or worker threads (CPU)."""
+
+    @property
+    def l2_bytes(self) -> int | None:
+        """Last-level cache size."""
+
+    @property
+    def mem_bandwidth_bytes_per_s(self) -> float | None:
+        """Memory bandwidth."""
+
+    @property
+    def launch_overhead_s(self) -> float:
+        """Launch overhead per call."""
+
+    @property
+    def launch_overhead_source(self) -> str:
+        """``assumed`` (spec sheets give none) or ``calibrated``."""
 
     @property
     def peaks_flops_per_s(self) -> Mapping[str, float]:

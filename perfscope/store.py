@@ -348,7 +348,7 @@ class ProfileStore:
     def measured_keys(self, device_key: str | None = None) -> set[tuple[str, str]]:
         """(device_key, config_id) pairs already in the dataset, for resuming."""
         t = self.read(["device_key", "config_id"], device_key=device_key).table
-        return set(zip(t.column("device_key").to_pylist(), t.column("config_id").to_pylist()))
+        return set(zip(t.column("device_key").to_pylist(), t.column("config_id").to_pylist(), strict=True))
 
 
 def read_datasets(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],

@@ -68,6 +68,7 @@ def check_inside(root: Path, path: Path) -> Path:
 
 
 def is_param_column(name: str) -> bool:
+    """Whether ``name`` is a tunable-parameter column (``param_...``)."""
     return bool(_PARAM_NAME.fullmatch(name))
 
 
@@ -117,7 +118,7 @@ def write_data_file(path: Path, table: pa.Table, compression: str = "zstd") -> N
 def partition_values(path: Path) -> dict[str, str]:
     """``{"device_key": ..., "kernel": ...}`` from a data file's two parent directories."""
     out = {}
-    for column, directory in zip(("kernel", "device_key"), (path.parent, path.parent.parent)):
+    for column, directory in zip(("kernel", "device_key"), (path.parent, path.parent.parent), strict=True):
         prefix = PARTITION_DIRS[column] + "="
         if not directory.name.startswith(prefix):
             raise StoreError(f"not inside {prefix}<value> directories")

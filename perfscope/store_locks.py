@@ -29,6 +29,7 @@ class FileLockHandle:
         self.path, self._fd = path, fd
 
     def release(self) -> None:
+        """Unlock and close the lock file (once; later calls do nothing)."""
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             try:
@@ -110,6 +111,7 @@ class Claim:
         self.config_id, self._lock, self._done_log = config_id, lock, done_log
 
     def release(self, *, done: bool) -> None:
+        """Release the claim; with ``done`` the configuration is first logged as stored."""
         try:
             if done:
                 fd = os.open(self._done_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

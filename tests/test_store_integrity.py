@@ -89,7 +89,7 @@ def test_the_dataset_reads_with_pyarrow_polars_and_duckdb_as_hive_partitions(tmp
 
     table = ds.dataset(root, format="parquet", partitioning="hive").to_table()
     assert table.num_rows == 3 and "device_key" not in table.column_names  # one device column: the partition
-    assert sorted(zip(table.column("device").to_pylist(), table.column("kernel").to_pylist())) == [
+    assert sorted(zip(table.column("device").to_pylist(), table.column("kernel").to_pylist(), strict=True)) == [
         ("cpu-test", "gemm"), ("cpu-test", "gemm"), ("cuda-x", "conv")]
     polars = pytest.importorskip("polars")
     frame = polars.scan_parquet(f"{root}/**/*.parquet", hive_partitioning=True).collect()
@@ -116,7 +116,8 @@ def _rewrite_as_version_1(path: Path, device_key: str = "cpu-test", kernel: str 
     in the file), optionally without some columns (an older schema)."""
     table = pq.read_table(path)
     n = table.num_rows
-    table = table.append_column("device_key", pa.array([device_key] * n)).append_column("kernel", pa.array([kernel] * n))
+    table = table.append_column("device_key", pa.array([device_key] * n))
+    table = table.append_column("kernel", pa.array([kernel] * n))
     table = table.drop_columns(list(drop))
     pq.write_table(table.replace_schema_metadata({SCHEMA_METADATA_KEY: b"1"}), path)
 
@@ -186,7 +187,8 @@ def test_parameter_columns_are_stored_typed_and_unified_across_files(tmp_path, m
     assert table.column("param_block_size_x").to_pylist() == [32.0, 1.5, None]
     assert table.column("param_use_shared").to_pylist() == [True, None, None]
     assert table.column("param_loop").to_pylist() == [None, "unrolled", None]
-    assert store.read(["m", "param_loop"]).table.sort_by("m").column("param_loop").to_pylist() == [None, "unrolled", None]
+    loop = store.read(["m", "param_loop"]).table.sort_by("m").column("param_loop")
+    assert loop.to_pylist() == [None, "unrolled", None]
     store.compact("run-a")  # compaction keeps them
     assert store.read().table.sort_by("m").column("param_use_shared").to_pylist() == [True, None, None]
 
@@ -252,7 +254,8 @@ def _crashed_writer(root: Path, body: str) -> None:
 def test_parts_and_temporary_files_of_a_killed_writer_are_cleaned_at_the_next_open(tmp_path):
     root = tmp_path / "ds"
     _crashed_writer(root, "store.append([row(8)]); store.append([row(16)])\n"
-                          "p = store.files()[0]; (p.parent / ('.tmp-run-run-a.parquet.' + str(os.getpid()))).write_bytes(b'x')")
+                          "p = store.files()[0]; "
+                          "(p.parent / ('.tmp-run-run-a.parquet.' + str(os.getpid()))).write_bytes(b'x')")
     partition = root / "device=cpu-test" / "kernel=gemm"
     assert len(list(partition.glob("part-*"))) == 2 and len(list(partition.glob(".tmp-*"))) == 1
     store = ProfileStore(root)
