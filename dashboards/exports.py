@@ -39,7 +39,7 @@ def escape_formula_cells(frame: pd.DataFrame) -> pd.DataFrame:
             if categories.dtype.kind != "O":
                 continue
             escaped = [_escape(v) for v in categories]
-            if any(a is not b for a, b in zip(escaped, categories)):
+            if any(a is not b for a, b in zip(escaped, categories, strict=True)):
                 out = out.copy() if out is frame else out
                 out[column] = series.cat.rename_categories(escaped)
         elif series.dtype.kind == "O" or pd.api.types.is_string_dtype(series.dtype):
