@@ -1,8 +1,7 @@
 """Adapters to the parts of perfscope the dashboard calls but does not own.
 
-* ``run_estimate``: ``perfscope.workflows.estimate.estimate(kernel, device, dtype, **shape) -> dict``,
-  imported when first used; until that module exists the Estimate page says
-  ``ESTIMATE_MISSING`` instead of failing.
+* ``run_estimate``: ``perfscope.workflows.estimate.estimate(kernel, device, dtype, model=..., **config)``
+  with the dashboard's loaded model, as ``perfscope estimate --model`` calls it.
 * ``load_model`` / ``predict_latency_s``: a model bundle saved by ``perfscope train``
   (``perfscope.models.persistence.load_bundle``) and its latency predictions for
   configuration rows (``perfscope.models.training.estimate_rows``), for the tile explorer.
@@ -10,7 +9,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,6 @@ import pandas as pd
 from perfscope.errors import PerfscopeError, UserInputError
 from perfscope.workflows.estimate import SHAPE_COLUMNS
 
-ESTIMATE_MISSING = "estimates need perfscope.workflows.estimate (not installed in this perfscope yet)"
 SHAPE_EXAMPLES = {
     "gemm": "batch=1 m=4096 n=4096 k=4096",
     "conv": "conv_n=32 conv_c=64 conv_h=56 conv_w=56 conv_k=64 conv_r=3 conv_s=3 pad_h=1 pad_w=1",
@@ -37,16 +34,6 @@ class EstimateOutcome:
     ok: bool
     message: str
     result: dict[str, Any] | None = None
-
-
-def estimate_function() -> Callable[..., Any] | None:
-    """``perfscope.workflows.estimate.estimate`` when it exists, else None."""
-    try:
-        module = importlib.import_module("perfscope.workflows.estimate")
-    except ImportError:
-        return None
-    fn = getattr(module, "estimate", None)
-    return fn if callable(fn) else None
 
 
 def parse_shape(kernel: str, text: str | None) -> dict[str, int | bool]:
@@ -79,19 +66,42 @@ def parse_shape(kernel: str, text: str | None) -> dict[str, int | bool]:
     return out
 
 
-def run_estimate(kernel: str, device: str, dtype: str, shape: Mapping[str, int | bool],
+def parse_params(text: str | None) -> dict[str, int | float | str]:
+    """"block_size_x=128 tile=4" -> {"param_block_size_x": 128, ...}: tunable parameters as
+    the ``param_<name>`` columns imported parameter spaces carry (numbers kept as numbers)."""
+    out: dict[str, int | float | str] = {}
+    for part in (text or "").replace(",", " ").split():
+        key, sep, value = part.partition("=")
+        key = key.strip().removeprefix("param_")
+        if not sep or not key or not key.replace("_", "").isalnum():
+            raise UserInputError(f"{part!r}: write name=value, for example block_size_x=128")
+        number: int | float | str
+        try:
+            number = int(value)
+        except ValueError:
+            try:
+                number = float(value)
+            except ValueError:
+                number = value
+        out[f"param_{key}"] = number
+    return out
+
+
+def run_estimate(kernel: str, device: str, dtype: str, config: Mapping[str, Any], *, model: Any = None,
+                 implementation: str | None = None, best_tile: bool = False,
                  estimate: Callable[..., Any] | None = None) -> EstimateOutcome:
-    """Call ``perfscope.workflows.estimate.estimate`` (or ``estimate`` when given); never raises for
+    """``perfscope.workflows.estimate.estimate`` (or ``estimate`` when given) with the loaded
+    ``model``: the answer ``perfscope estimate ... --model`` gives. Never raises for
     perfscope's own errors: the page shows their message."""
-    fn = estimate if estimate is not None else estimate_function()
-    if fn is None:
-        return EstimateOutcome(False, ESTIMATE_MISSING)
+    if estimate is None:
+        from perfscope.workflows.estimate import estimate
     try:
-        result = fn(kernel, device, dtype, **dict(shape))
+        result = estimate(kernel, device, dtype, model=model, implementation=implementation, best_tile=best_tile,
+                          **dict(config))
     except PerfscopeError as exc:
         return EstimateOutcome(False, str(exc))
     if not isinstance(result, Mapping):
-        return EstimateOutcome(False, f"perfscope.workflows.estimate returned {type(result).__name__}, not a dict")
+        return EstimateOutcome(False, f"the estimate returned {type(result).__name__}, not a dict")
     return EstimateOutcome(True, "", dict(result))
 
 

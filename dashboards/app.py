@@ -33,11 +33,14 @@ from perfscope.dashboards.filters import (
     query_from_filters,
 )
 from perfscope.dashboards.pages import PAGES
+from perfscope.dashboards.url_state import with_page_params
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8050
+RENDERED_PATH = "rendered-path"  # the store holding the path of the page last rendered
+RENDERED_KWARG = "rendered_path"  # its name among the router's layout arguments
 EXPORT_COLUMNS = (
     "device_key", "kernel", "implementation", "dtype", "cache_mode", "batch", "m", "n", "k", "conv_n", "conv_c",
     "conv_h", "conv_w", "conv_k", "conv_r", "conv_s", "stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w",
@@ -93,21 +96,39 @@ def create_app(datasets: Sequence[Path | str] | None = None, model_path: Path | 
     """
     data = data if data is not None else DashboardData.load(datasets)
     model, model_note = load_model(model_path) if model_path is not None else (None, "")
-    context = DashboardContext(data=data, model=model, model_note=model_note)
+    context = DashboardContext(data=data, model=model, model_note=model_note,
+                               model_path=str(model_path) if model is not None else "")
     app = dash.Dash(__name__, use_pages=True, pages_folder="", title="perfscope dashboard", update_title=None,
-                    index_string=_INDEX)
+                    index_string=_INDEX, routing_callback_inputs={RENDERED_KWARG: State(RENDERED_PATH, "data")})
     for page in PAGES:
         dash.register_page(f"perfscope.dashboards.pages.{page.KEY}", path=page.PATH, name=page.NAME,
-                           title=f"perfscope: {page.NAME}", order=page.ORDER, layout=page.layout)
+                           title=f"perfscope: {page.NAME}", order=page.ORDER, layout=_routed_layout(page))
     app.layout = _shell(data)
     callbacks: dict[str, Any] = {}
     callbacks.update(_register_shell(app, data))
+    # after each page render (the router sets the title store), remember which path is shown
+    app.clientside_callback("function(_title) { return window.location.pathname; }",
+                            Output(RENDERED_PATH, "data"), Input("_pages_store", "data"))
     for page in PAGES:
         callbacks.update(page.register(app, context))
     app.perfscope_callbacks = callbacks  # the registered functions, by name (tests call them)
     _warm_up(data)
     app.perfscope_context = context
     return app
+
+
+def _routed_layout(page: Any) -> Any:
+    """``page.layout`` for Dash's router, except when only the query string changed on the
+    page already shown: then nothing is re-rendered (filters and page controls update the
+    page through their callbacks, instead of rebuilding it and re-running every callback)."""
+
+    def layout(**query: Any) -> Any:
+        rendered = query.pop(RENDERED_KWARG, None)
+        if rendered == page.PATH:
+            return no_update
+        return page.layout(**query)
+
+    return layout
 
 
 def _warm_up(data: DashboardData, sample_rows: int = 300) -> None:
@@ -149,6 +170,7 @@ def _shell(data: DashboardData) -> html.Div:
     return html.Div([
         dcc.Location(id="url", refresh=False),
         dcc.Store(id="filters", data=empty_filters()),
+        dcc.Store(id=RENDERED_PATH),
         dcc.Download(id="download-html"),
         html.Header([html.H1("perfscope"), html.Span(data.summary_line(), className="summary")]),
         html.Nav([dcc.Link(page.NAME, href=page.PATH, id=f"nav-{page.KEY}") for page in PAGES]),
@@ -187,7 +209,7 @@ def filter_sync(trigger: Any, search: str | None, values: Sequence[Any], current
         return (no_update if unchanged else filters, no_update, *dropdowns, *hrefs, count)
     if unchanged:
         return (no_update, no_update, *[no_update] * len(FILTER_NAMES), *hrefs, count)
-    return (filters, query or "", *[no_update] * len(FILTER_NAMES), *hrefs, count)
+    return (filters, with_page_params(query, search), *[no_update] * len(FILTER_NAMES), *hrefs, count)
 
 
 def _register_shell(app: dash.Dash, data: DashboardData) -> dict[str, Any]:

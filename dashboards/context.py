@@ -15,3 +15,4 @@ class DashboardContext:
     data: DashboardData
     model: Any | None = None
     model_note: str = ""
+    model_path: str = ""

@@ -49,6 +49,20 @@ def server(tmp_path_factory):
         yield from _serve(tmp_path_factory)
 
 
+def _small_model(dataset, out):
+    """A forest bundle fitted on the dataset's H100 rows (small: the browser tests need a model, not a good one)."""
+    from perfscope.models.forest import ForestModel
+    from perfscope.models.intervals import ConformalWrapper
+    from perfscope.models.persistence import save_bundle
+    from perfscope.models.roofline_model import RooflineModel
+
+    rows = ProfileStore(dataset).read().table.to_pandas()
+    ok = rows[(rows["status"] == "ok") & (rows["device_key"] == H100_KEY)].reset_index(drop=True)
+    models = {"forest": ConformalWrapper(ForestModel(n_estimators=8), n_splits=3).fit(ok),
+              "roofline": RooflineModel().fit(ok)}
+    return save_bundle(out, models, rows=ok)
+
+
 def _serve(tmp_path_factory):
     from werkzeug.serving import make_server
 
@@ -56,7 +70,7 @@ def _serve(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("browser") / "profile"
     ProfileStore(path, create=True).append(dashboard_rows())
-    app = create_app([path])
+    app = create_app([path], model_path=_small_model(path, tmp_path_factory.mktemp("model") / "bundle"))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -140,3 +154,38 @@ def test_no_cloud_upload_button_on_any_toolbar(server, browser):
         "return Array.from(document.querySelectorAll('.modebar-btn')).map(b => b.getAttribute('data-title'));")
     assert titles, "the roofline graph has a toolbar"
     assert not [t for t in titles if t and ("Chart Studio" in t or "Cloud" in t or "share" in t.lower())]
+
+
+def test_estimate_page_answers_with_the_loaded_model(server, browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{server}/estimate?kernel=gemm&est_device=h100-sxm&est_dtype=bf16&shape=m%3D2048+n%3D2048+k%3D2048")
+    settle(browser)
+    assert "answered by the model" in browser.find_element("id", "estimate-model").text
+    browser.find_element("id", "estimate-run").click()
+    WebDriverWait(browser, SETTLE_TIMEOUT_S).until(
+        lambda d: "answered by:" in d.find_element("id", "estimate-status").text)
+    status = browser.find_element("id", "estimate-status").text
+    assert "model:forest" in status and "roofline fallback" not in status
+    details = browser.find_element("id", "estimate-details").text
+    assert "interval" in details and " – " in details
+    assert severe(browser) == []
+
+
+def test_page_controls_live_in_the_url_and_come_back_from_it(server, browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{server}/estimate?dtype=bf16")
+    settle(browser)
+    browser.execute_script("window.__perfscope_marker = 1;")  # survives only if the page is not reloaded
+    browser.find_element("css selector", "#estimate-kernel input[value='conv']").click()
+    WebDriverWait(browser, SETTLE_TIMEOUT_S).until(lambda d: "kernel=conv" in d.current_url)
+    assert "dtype=bf16" in browser.current_url  # the shared filters are kept beside the page's controls
+    assert browser.execute_script("return window.__perfscope_marker;") == 1
+    shared = browser.current_url
+    browser.get("about:blank")
+    browser.get(shared)
+    settle(browser)
+    checked = browser.find_element("css selector", "#estimate-kernel input[value='conv']")
+    assert checked.is_selected()
+    assert severe(browser) == []

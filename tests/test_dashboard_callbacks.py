@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import sys
-import types
 
 import dash
 import pandas as pd
@@ -16,12 +15,13 @@ from dash._utils import AttributeDict
 from test_dashboard_figures import H100_KEY, SIZES, TILES, dashboard_rows  # noqa: E402 (tests/ is on sys.path)
 
 from perfscope.dashboards import app as app_module
-from perfscope.dashboards.adapters import ESTIMATE_MISSING, parse_shape, run_estimate
+from perfscope.dashboards.adapters import parse_params, parse_shape, run_estimate
 from perfscope.dashboards.components import guard
 from perfscope.dashboards.data import find_sample_datasets
 from perfscope.dashboards.figures.common import is_message, message_text
 from perfscope.dashboards.filters import FILTER_NAMES, empty_filters
 from perfscope.dashboards.pages import PAGES
+from perfscope.dashboards.pages.estimate import URL_CONTROLS
 from perfscope.errors import UserInputError
 from perfscope.store import ProfileStore
 
@@ -233,37 +233,52 @@ def test_tile_explorer_options_and_heatmap(cb):
     assert nothing[0] == [] and nothing[1] is None
 
 
-def test_estimate_page_without_perfscope_estimate(cb, monkeypatch):
-    monkeypatch.setitem(sys.modules, "perfscope.workflows.estimate", None)  # import fails: the module is absent
-    fig, status, _ = cb["update_estimate"](1, "gemm", "h100-sxm", "bf16", "m=64 n=64 k=64", "World", 1.0)
-    assert is_message(fig) and ESTIMATE_MISSING in message_text(fig)
-    assert ESTIMATE_MISSING in str(status)
+def estimate_form(**overrides):
+    """The estimate callback's arguments after a press of Estimate (the URL_CONTROLS order)."""
+    form = {"kernel": "gemm", "est_device": "h100-sxm", "est_dtype": "bf16", "shape": "m=64 n=64 k=64",
+            "impl": "default", "tile_m": None, "tile_n": None, "tile_k": None, "params": "", "region": "World",
+            "pue": 1.0}
+    form.update(overrides)
+    return [form[key] for key in URL_CONTROLS]
 
 
-def test_estimate_page_with_an_estimate_function(cb, monkeypatch):
+def test_estimate_page_calls_the_estimate_with_the_form(cb, monkeypatch):
     calls = []
 
-    def estimate(kernel, device, dtype, **shape):
-        calls.append((kernel, device, dtype, shape))
-        if shape.get("m") == 13:
+    def estimate(kernel, device, dtype, **config):
+        calls.append((kernel, device, dtype, config))
+        if config.get("m") == 13:
             raise UserInputError("13 is unlucky")
         return {"latency_s": 1e-3, "latency_low_s": 8e-4, "latency_high_s": 1.3e-3, "bound_time_s": 4e-4,
-                "energy_j": 0.36}
+                "energy_j": 0.36, "method": "fake", "flops": 2e9, "min_bytes": 3e6}
 
-    module = types.ModuleType("perfscope.workflows.estimate")
-    module.estimate = estimate
-    monkeypatch.setitem(sys.modules, "perfscope.workflows.estimate", module)
-    fig, status, details = cb["update_estimate"](1, "gemm", "h100-sxm", "bf16", "batch=2 m=64 n=32 k=16", "World",
-                                                 1.5)
-    assert calls[-1] == ("gemm", "h100-sxm", "bf16", {"batch": 2, "m": 64, "n": 32, "k": 16})
+    monkeypatch.setattr("perfscope.workflows.estimate.estimate", estimate)
+    fig, status, details = cb["update_estimate"](1, 0, *estimate_form(
+        shape="batch=2 m=64 n=32 k=16", impl="triton.matmul", tile_m=128, tile_n=64, tile_k=32,
+        params="block_size_x=128 unroll=yes", pue=1.5))
+    kernel, device, dtype, config = calls[-1]
+    assert (kernel, device, dtype) == ("gemm", "h100-sxm", "bf16")
+    assert config == {"batch": 2, "m": 64, "n": 32, "k": 16, "tile_m": 128, "tile_n": 64, "tile_k": 32,
+                      "param_block_size_x": 128, "param_unroll": "yes", "model": None,
+                      "implementation": "triton.matmul", "best_tile": False}
     assert not is_message(fig)
-    # 0.36 J x 1e6 calls = 0.1 kWh; x 1.5 PUE x 481 g/kWh (World) = 72.15 g
-    assert "72.15 gCO2e per million calls" in str(status)
-    assert "latency_low_s" in str(details)
-    bad, status, _ = cb["update_estimate"](1, "gemm", "h100-sxm", "bf16", "m=13 n=1 k=1", "World", 1.0)
+    # 0.36 J x 1e6 calls = 0.1 kWh; x 1.5 PUE x the World's intensity
+    assert "per million calls" in str(status) and "answered by: fake" in str(status)
+    text = str(details)
+    assert "1 ms" in text and "800 µs – 1.3 ms" in text and "0.0008" not in text  # units, interval as a range
+    assert "2 GFLOP" in text and "3 MB" in text
+    bad, status, _ = cb["update_estimate"](1, 0, *estimate_form(shape="m=13 n=1 k=1"))
     assert is_message(bad) and "unlucky" in str(status)
-    typo, _, _ = cb["update_estimate"](1, "gemm", "h100-sxm", "bf16", "m=1 q=2", "World", 1.0)
+    typo, _, _ = cb["update_estimate"](1, 0, *estimate_form(shape="m=1 q=2"))
     assert is_message(typo) and "not a gemm size" in message_text(typo)
+
+
+def test_estimate_page_without_a_model_says_the_fallback_answered(cb):
+    fig, status, details = cb["update_estimate"](1, 0, *estimate_form())
+    assert not is_message(fig)
+    assert "roofline fallback (no model)" in str(status)
+    axis = fig.layout.xaxis
+    assert axis.type in (None, "linear") and axis.range[1] < 1e-3  # no annotation stretching the axis to 1 s
 
 
 def test_adapter_parses_shapes_and_never_raises_for_perfscope_errors():
@@ -279,6 +294,9 @@ def test_adapter_parses_shapes_and_never_raises_for_perfscope_errors():
 
     assert run_estimate("gemm", "x", "fp32", {"m": 1}, estimate=refuses).message == "no"
     assert not run_estimate("gemm", "x", "fp32", {"m": 1}, estimate=lambda *a, **k: [1]).ok
+    assert parse_params("a=1, b=2.5 param_c=x") == {"param_a": 1, "param_b": 2.5, "param_c": "x"}
+    with pytest.raises(UserInputError):
+        parse_params("a")
 
 
 # ---- exports -------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from perfscope.dashboards.figures.common import TEMPLATE, message_figure, seconds, si
+from perfscope.dashboards.figures.common import TEMPLATE, message_figure, si
+from perfscope.dashboards.units import duration, interval, linear_ticks
 
 # normalised name -> accepted keys, with the factor to seconds (or 1 for other units)
 _KEYS: dict[str, tuple[tuple[str, float], ...]] = {
@@ -67,7 +68,8 @@ def _number(value: Any) -> float | None:
 
 
 def estimate_figure(result: Mapping[str, Any] | None) -> go.Figure:
-    """A horizontal bar of the estimated latency with its interval, and the bound as a line."""
+    """Bars on a linear time axis: the estimated latency with its interval as whiskers, and
+    the roofline bound beside it (so their lengths compare truly)."""
     title = "Estimate"
     if not result:
         return message_figure("Estimate: fill the form and press Estimate", title)
@@ -77,18 +79,25 @@ def estimate_figure(result: Mapping[str, Any] | None) -> go.Figure:
         return message_figure(f"{title}: the estimate has no latency (keys: {', '.join(sorted(result))})", title)
     fig = go.Figure()
     error = None
-    if math.isfinite(values["low_s"]) and math.isfinite(values["high_s"]):
-        error = {"type": "data", "symmetric": False, "array": [values["high_s"] - time_s],
-                 "arrayminus": [time_s - values["low_s"]], "thickness": 2, "width": 12}
+    has_interval = math.isfinite(values["low_s"]) and math.isfinite(values["high_s"])
+    if has_interval:
+        error = {"type": "data", "symmetric": False, "array": [max(values["high_s"] - time_s, 0.0)],
+                 "arrayminus": [max(time_s - values["low_s"], 0.0)], "thickness": 2, "width": 12}
     level = values.get("interval_level")
-    interval = (f"<br>interval {seconds(values['low_s'])} to {seconds(values['high_s'])}"
-                + (f" ({level:.0%})" if level else "")) if error else ""
-    fig.add_bar(x=[time_s], y=["latency"], orientation="h", error_x=error, name="estimated latency",
-                marker_color="#2b6cb0", hovertemplate=f"estimate {seconds(time_s)}{interval}<extra></extra>")
+    range_text = (f"{interval(values['low_s'], values['high_s'], 's')}" + (f" ({level:.0%})" if level else "")
+                  if has_interval else "no interval")
+    fig.add_bar(x=[time_s], y=["estimate"], orientation="h", error_x=error, name="estimated latency",
+                marker_color="#2b6cb0", text=[duration(time_s)], textposition="inside",
+                hovertemplate=f"estimate {duration(time_s)}<br>interval {range_text}<extra></extra>")
+    extent = [time_s, values["high_s"]]
     if math.isfinite(values["bound_s"]):
-        fig.add_vline(x=values["bound_s"], line={"color": "black", "dash": "dash"},
-                      annotation_text=f"roofline bound {seconds(values['bound_s'])}", annotation_position="top")
-    energy = f" (energy {si(values['energy_j'], 'J')} per call)" if math.isfinite(values["energy_j"]) else ""
-    fig.update_layout(template=TEMPLATE, title=f"{title}: {seconds(time_s)}{energy}",
-                      xaxis={"title": "time per call (s)", "type": "log"}, showlegend=False)
+        fig.add_bar(x=[values["bound_s"]], y=["roofline bound"], orientation="h", name="roofline bound",
+                    marker_color="#a0aec0", text=[duration(values["bound_s"])], textposition="inside",
+                    hovertemplate=f"roofline bound {duration(values['bound_s'])}<extra></extra>")
+        extent.append(values["bound_s"])
+    energy = f"; energy {si(values['energy_j'], 'J')} per call" if math.isfinite(values["energy_j"]) else ""
+    top = max(v for v in extent if math.isfinite(v)) * 1.08
+    fig.update_layout(template=TEMPLATE, title=f"{title}: {duration(time_s)}, interval {range_text}{energy}",
+                      xaxis={"title": "time per call", "range": [0, top], **linear_ticks([top], "s")},
+                      showlegend=False, margin={"l": 110, "r": 20, "t": 50, "b": 40})
     return fig

@@ -1,4 +1,9 @@
-"""Estimate: a configuration in, perfscope's estimate out (interval, bound, energy, carbon)."""
+"""Estimate: a configuration in, perfscope's estimate out (interval, bound, energy, carbon).
+
+The page calls ``perfscope.workflows.estimate.estimate`` with the model the dashboard was
+started with (``--model``), so it answers what ``perfscope estimate ... --model`` answers,
+and says which model or fallback did. Every control lives in the URL.
+"""
 
 from __future__ import annotations
 
@@ -6,94 +11,202 @@ import math
 from typing import Any
 
 import pandas as pd
-from dash import Input, Output, State, dcc, html
+from dash import Input, Output, State, ctx, dcc, html
 
 from perfscope.carbon import grid_intensity, load_intensity_table, operational_gco2e
-from perfscope.dashboards.adapters import ESTIMATE_MISSING, SHAPE_EXAMPLES, estimate_function, parse_shape, run_estimate
+from perfscope.dashboards.adapters import SHAPE_EXAMPLES, parse_params, parse_shape, run_estimate
 from perfscope.dashboards.components import control, data_table, figure_id, figure_panel, guard, notes_list
 from perfscope.dashboards.context import DashboardContext
 from perfscope.dashboards.figures.common import message_figure
 from perfscope.dashboards.figures.estimate import estimate_figure, normalise_estimate
+from perfscope.dashboards.units import duration, flops_rate, interval, percent, quantity
+from perfscope.dashboards.url_state import from_query, register_url_state
 from perfscope.dtypes import DTYPES
 
 KEY = "estimate"
 PATH = "/estimate"
 NAME = "Estimate"
 ORDER = 6
+KERNELS = ("gemm", "conv", "attention")
+DEFAULT_IMPLEMENTATION = "default"
+# URL key -> (component id, property): the page's controls
+URL_CONTROLS = {
+    "kernel": ("estimate-kernel", "value"), "est_device": ("estimate-device", "value"),
+    "est_dtype": ("estimate-dtype", "value"), "shape": ("estimate-shape", "value"),
+    "impl": ("estimate-implementation", "value"), "tile_m": ("estimate-tile-m", "value"),
+    "tile_n": ("estimate-tile-n", "value"), "tile_k": ("estimate-tile-k", "value"),
+    "params": ("estimate-params", "value"), "region": ("estimate-region", "value"), "pue": ("estimate-pue", "value"),
+}
 
 
-def layout(**_query: Any) -> html.Div:
-    """The estimate page."""
+def layout(**query: Any) -> html.Div:
+    """The estimate page; its controls start from the URL's values."""
     from perfscope.devicespecs import load_device_specs
 
     devices = sorted(load_device_specs())
     regions = [{"label": r.label, "value": r.region} for r in load_intensity_table()]
+    kernel = from_query(query, "kernel", "gemm", choices=KERNELS)
+    device = from_query(query, "est_device", None)
+
+    def tile(name: str) -> int | None:
+        return from_query(query, name, None, kind=int)
+
     return html.Div([
         html.H2("Estimate"),
-        html.P("Latency with its interval, the roofline bound, energy and carbon for a configuration, from "
-               "perfscope.workflows.estimate (the models trained with perfscope train)."),
+        html.P("Latency with its interval, the roofline bound, energy and carbon for a configuration never "
+               "measured: perfscope estimate, with the model the dashboard was started with (--model)."),
+        html.Div(id="estimate-model"),
         html.Div([
-            control("Kernel", dcc.RadioItems(id="estimate-kernel", options=["gemm", "conv", "attention"],
-                                             value="gemm", inline=True), width="240px"),
-            control("Device", dcc.Dropdown(id="estimate-device", options=devices + ["cpu"],
-                                           value="h100-sxm" if "h100-sxm" in devices else None), width="220px"),
-            control("Dtype", dcc.Dropdown(id="estimate-dtype", options=list(DTYPES), value="bf16",
+            control("Kernel", dcc.RadioItems(id="estimate-kernel", options=list(KERNELS), value=kernel,
+                                             inline=True), width="240px"),
+            control("Device", dcc.Dropdown(id="estimate-device", options=[*devices, "cpu"],
+                                           value=device or ("h100-sxm" if "h100-sxm" in devices else None)),
+                    width="280px"),
+            control("Dtype", dcc.Dropdown(id="estimate-dtype", options=list(DTYPES),
+                                          value=from_query(query, "est_dtype", "bf16", choices=list(DTYPES)),
                                           clearable=False), width="140px"),
+            control("Implementation", dcc.Dropdown(id="estimate-implementation", options=[DEFAULT_IMPLEMENTATION],
+                                                   value=from_query(query, "impl", DEFAULT_IMPLEMENTATION),
+                                                   clearable=False), width="220px"),
         ], className="controls"),
-        control("Shape (key=value)", dcc.Input(id="estimate-shape", type="text", value=SHAPE_EXAMPLES["gemm"],
+        control("Shape (key=value)", dcc.Input(id="estimate-shape", type="text",
+                                               value=from_query(query, "shape", SHAPE_EXAMPLES[kernel]),
                                                style={"width": "100%"}, debounce=True), width="100%"),
         html.Div([
-            control("Grid intensity", dcc.Dropdown(id="estimate-region", options=regions, value="World",
-                                                   clearable=False), width="340px"),
-            control("PUE", dcc.Input(id="estimate-pue", type="number", min=1, step=0.01, value=1.0), width="90px"),
+            control("Tile m", dcc.Input(id="estimate-tile-m", type="number", min=1, step=1, value=tile("tile_m"),
+                                        debounce=True), width="90px"),
+            control("Tile n", dcc.Input(id="estimate-tile-n", type="number", min=1, step=1, value=tile("tile_n"),
+                                        debounce=True), width="90px"),
+            control("Tile k", dcc.Input(id="estimate-tile-k", type="number", min=1, step=1, value=tile("tile_k"),
+                                        debounce=True), width="90px"),
+            control("Tunable parameters (name=value)",
+                    dcc.Input(id="estimate-params", type="text", value=from_query(query, "params", ""),
+                              placeholder="block_size_x=128 tile_size_y=4", debounce=True, style={"width": "100%"}),
+                    width="360px"),
+        ], className="controls"),
+        html.Div([
+            control("Grid intensity", dcc.Dropdown(id="estimate-region", options=regions,
+                                                   value=from_query(query, "region", "World"), clearable=False),
+                    width="340px"),
+            control("PUE", dcc.Input(id="estimate-pue", type="number", min=1, step=0.01,
+                                     value=from_query(query, "pue", 1.0, kind=float)), width="90px"),
             html.Button("Estimate", id="estimate-run", n_clicks=0, className="primary"),
+            html.Button("Best configuration", id="estimate-best", n_clicks=0, className="export-button",
+                        title="the tile the model predicts fastest for this shape (needs --model)"),
         ], className="controls"),
         html.Div(id="estimate-status"),
-        figure_panel("estimate", height=280),
+        figure_panel("estimate", height=260),
         html.Div(id="estimate-details"),
     ])
 
 
 def register(app: Any, context: DashboardContext) -> dict[str, Any]:
     """Add the estimate callbacks to ``app``."""
+    data = context.data
+    model_line = (f"answered by the model {context.model_path}" if context.model is not None else
+                  context.model_note or "no model loaded: estimates use the roofline fallback "
+                  "(start the dashboard with --model to use a trained model)")
 
-    @app.callback(Output("estimate-shape", "placeholder"), Input("estimate-kernel", "value"))
-    def update_estimate_placeholder(kernel: str | None) -> str:
-        return SHAPE_EXAMPLES.get(kernel or "gemm", "")
+    @app.callback(Output("estimate-shape", "placeholder"), Output("estimate-device", "options"),
+                  Output("estimate-implementation", "options"), Output("estimate-model", "children"),
+                  Input("estimate-kernel", "value"), State("estimate-device", "options"))
+    def update_estimate_choices(kernel: str | None, spec_devices: list | None) -> tuple:
+        """The dataset's own devices first (their profile wins), then the spec table; the
+        implementations measured for this kernel family."""
+        kernel = kernel or "gemm"
+        own = sorted(data.devices)
+        devices = own + [d for d in (spec_devices or []) if d not in own]
+        implementations = [DEFAULT_IMPLEMENTATION]
+        if len(data.rows) and "implementation" in data.rows:
+            of_kernel = data.rows.loc[(data.rows["kernel"] == kernel).to_numpy(), "implementation"]
+            implementations += sorted(str(v) for v in of_kernel.dropna().unique())
+        return (SHAPE_EXAMPLES.get(kernel, ""), devices, implementations,
+                notes_list([model_line], kind="note" if context.model is not None else "warning"))
 
     @app.callback(Output(figure_id("estimate"), "figure"), Output("estimate-status", "children"),
                   Output("estimate-details", "children"),
-                  Input("estimate-run", "n_clicks"),
-                  State("estimate-kernel", "value"), State("estimate-device", "value"),
-                  State("estimate-dtype", "value"), State("estimate-shape", "value"),
-                  State("estimate-region", "value"), State("estimate-pue", "value"))
+                  Input("estimate-run", "n_clicks"), Input("estimate-best", "n_clicks"),
+                  *[State(cid, prop) for cid, prop in URL_CONTROLS.values()])
     @guard("figure", "children", "children")
-    def update_estimate(n_clicks: int | None, kernel: str | None, device: str | None, dtype: str | None,
-                        shape_text: str | None, region: str | None, pue: float | None) -> tuple:
-        if estimate_function() is None:
-            return (message_figure(ESTIMATE_MISSING, "Estimate"),
-                    notes_list([ESTIMATE_MISSING], kind="warning"), html.Div())
-        if not n_clicks:
+    def update_estimate(n_clicks: int | None, best_clicks: int | None, kernel: str | None, device: str | None,
+                        dtype: str | None, shape_text: str | None, implementation: str | None,
+                        tile_m: Any, tile_n: Any, tile_k: Any, params_text: str | None, region: str | None,
+                        pue: float | None) -> tuple:
+        if not n_clicks and not best_clicks:
             return estimate_figure(None), notes_list(["fill the form and press Estimate"]), html.Div()
         if not device:
             return message_figure("Estimate: pick a device"), notes_list(["pick a device"], kind="warning"), html.Div()
-        shape = parse_shape(kernel or "gemm", shape_text)
-        outcome = run_estimate(kernel or "gemm", device, dtype or "fp32", shape)
+        kernel = kernel or "gemm"
+        config: dict[str, Any] = dict(parse_shape(kernel, shape_text))
+        for name, value in (("tile_m", tile_m), ("tile_n", tile_n), ("tile_k", tile_k)):
+            if value not in (None, ""):
+                config[name] = int(value)
+        config.update(parse_params(params_text))
+        impl = None if implementation in (None, "", DEFAULT_IMPLEMENTATION) else implementation
+        best = bool(best_clicks) and (not n_clicks or _triggered() == "estimate-best")
+        outcome = run_estimate(kernel, device, dtype or "fp32", config, model=context.model, implementation=impl,
+                               best_tile=best)
         if not outcome.ok:
-            return message_figure(f"Estimate: {outcome.message}"), notes_list([outcome.message], kind="warning"), \
-                html.Div()
+            return (message_figure(f"Estimate: {outcome.message}"), notes_list([outcome.message], kind="warning"),
+                    html.Div())
         result = outcome.result or {}
+        notes = [f"answered by: {result.get('method', '?')}"
+                 + (f" ({context.model_path})" if context.model is not None else ""),
+                 f"device figures: {result.get('device', device)} ({result.get('device_source', '?')})"]
         values = normalise_estimate(result)
-        notes = []
         if math.isfinite(values["energy_j"]):
             row = grid_intensity(region or "World")
             pue_value = float(pue) if pue is not None else 1.0
             per_million = operational_gco2e(values["energy_j"] * 1e6, row.intensity_gco2e_per_kwh, pue_value)
-            notes.append(f"{per_million:.4g} gCO2e per million calls ({row.region} {row.year}, "
-                         f"{row.intensity_gco2e_per_kwh:g} gCO2e/kWh, PUE {pue_value:g}; source: {row.source})")
+            notes.append(f"{quantity(per_million, 'gCO2e')} per million calls ({row.region} {row.year}, "
+                         f"{row.intensity_gco2e_per_kwh:g} gCO2e/kWh lifecycle, PUE {pue_value:g}; "
+                         f"source: {row.source})")
         else:
             notes.append("no energy in the estimate: no carbon figure")
-        table = pd.DataFrame({"key": list(result), "value": [str(v) for v in result.values()]})
-        return estimate_figure(result), notes_list(notes), data_table(table)
+        return estimate_figure(result), notes_list(notes), data_table(estimate_table(result))
 
-    return {"update_estimate": update_estimate, "update_estimate_placeholder": update_estimate_placeholder}
+    url_state = register_url_state(app, KEY, URL_CONTROLS)
+    return {"update_estimate": update_estimate, "update_estimate_choices": update_estimate_choices,
+            "url_state_estimate": url_state}
+
+
+def _triggered() -> Any:
+    """The id of the input that fired the running callback (None outside a callback)."""
+    from dash.exceptions import MissingCallbackContextException
+
+    try:
+        return ctx.triggered_id
+    except MissingCallbackContextException:
+        return None
+
+
+def estimate_table(result: dict[str, Any]) -> pd.DataFrame:
+    """The estimate as (quantity, value) rows, every number with its unit."""
+    rows: list[tuple[str, str]] = [
+        ("latency", duration(result.get("latency_s"))),
+        ("interval", interval(result.get("latency_low_s"), result.get("latency_high_s"), "s")),
+        ("roofline bound", f"{duration(result.get('bound_time_s'))} ({result.get('bound', '?')}-bound)"),
+        ("share of the bound reached", percent(result.get("efficiency"))),
+        ("work", f"{quantity(result.get('flops'), 'FLOP')}, {quantity(result.get('min_bytes'), 'B')} minimum traffic"),
+    ]
+    latency = result.get("latency_s")
+    if isinstance(latency, (int, float)) and latency > 0 and isinstance(result.get("flops"), (int, float)):
+        rows.append(("throughput", flops_rate(result["flops"] / latency)))
+    rows += [
+        ("energy per call", f"{quantity(result.get('energy_j'), 'J')} ({result.get('energy_method', '?')})"),
+        ("power", quantity(result.get("power_w"), "W")),
+        ("carbon per call", f"{quantity(result.get('carbon_gco2e'), 'gCO2e')} at "
+                            f"{result.get('carbon_intensity_gco2e_per_kwh', float('nan')):g} gCO2e/kWh, "
+                            f"PUE {result.get('pue', 1.0):g} ({result.get('carbon_intensity_source', '?')})"),
+        ("device", f"{result.get('device', '?')} ({result.get('device_source', '?')} figures)"),
+        ("method", str(result.get("method", "?"))),
+    ]
+    tiles = [result.get(c) for c in ("tile_m", "tile_n", "tile_k")]
+    if any(t is not None and t == t for t in tiles):
+        rows.insert(0, ("tile", "x".join("?" if t is None or t != t else str(int(t)) for t in tiles)))
+    best = result.get("best_tile")
+    if isinstance(best, dict):
+        rows.append(("best configuration", f"{best['implementation']} tile {best['tile_m']}x{best['tile_n']}x"
+                     f"{best['tile_k']}: {duration(best['latency_s'])}, x{best['gain_over_default']:.3g} over the "
+                     "configuration given"))
+    return pd.DataFrame(rows, columns=["quantity", "value"])
