@@ -306,14 +306,12 @@ def _sealed(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
-def _read_sealed(path: Path, expected_format: str) -> dict[str, Any]:
-    """Read a sealed JSON document, checking that it is ours and untouched."""
-    try:
-        data = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise ModelFileError(f"{path} is missing: the model bundle is incomplete") from None
-    except (OSError, ValueError) as exc:
-        raise ModelFileError(f"{path} is not a perfscope model file (not readable JSON: {exc})") from None
+def _read_sealed(path: Path, expected_format: str, raw: bytes | None = None) -> dict[str, Any]:
+    """Read a sealed JSON document (from ``raw`` when its bytes were read already), checking
+    that it is ours and untouched; the file must be regular, small enough and shallow."""
+    from perfscope.models.bundle_files import load_json, parse_json
+
+    data = load_json(path, ModelFileError) if raw is None else parse_json(raw, path, ModelFileError)
     if not isinstance(data, dict) or data.get("format") != expected_format:
         raise ModelFileError(f"{path} is not a perfscope model file (format is not {expected_format!r})")
     version = data.get("format_version")
@@ -510,28 +508,36 @@ def load_bundle(path: str | Path) -> ModelBundle:
     manifest_path = root / MANIFEST
     if not manifest_path.is_file():
         raise ModelFileError(f"{root} is not a perfscope model (no {MANIFEST})")
+    from perfscope.models.bundle_files import (MAX_ARRAY_BYTES, MAX_JSON_BYTES, check_document, check_manifest,
+                                               read_regular_file)
+
     manifest = _read_sealed(manifest_path, BUNDLE_FORMAT)
+    check_manifest(manifest, manifest_path, ModelFileError)
     models: dict[str, Any] = {}
     model_metadata: dict[str, dict[str, Any]] = {}
-    for name, entry in manifest.get("models", {}).items():
-        files = entry.get("files", {})
+    for name, entry in manifest["models"].items():
         contents: dict[str, bytes] = {}
-        for file_name, digest in files.items():
+        for file_name, digest in entry["files"].items():
             file_path = root / file_name
-            if Path(file_name).name != file_name:
-                raise ModelFileError(f"{manifest_path} names a file outside the bundle ({file_name!r})")
-            try:
-                data = file_path.read_bytes()
-            except FileNotFoundError:
-                raise ModelFileError(f"{file_path} is missing: the model bundle is incomplete") from None
+            limit = MAX_ARRAY_BYTES if file_name.endswith(".npz") else MAX_JSON_BYTES
+            data = read_regular_file(file_path, limit, ModelFileError)
             if _sha256(data) != digest:
                 raise ModelFileError(f"{file_path} was modified after it was saved (SHA-256 differs from "
                                      f"{MANIFEST}): retrain the model or restore the file")
             contents[file_name] = data
-        document = _read_sealed(root / f"{name}.json", FORMAT)
+        document_path = root / f"{name}.json"
+        document = _read_sealed(document_path, FORMAT, contents[f"{name}.json"])
+        check_document(document, document_path, ModelFileError)
         npz_name = f"{name}.npz"
         objects = _objects_from_npz(root / npz_name, contents[npz_name]) if npz_name in contents else {}
-        models[name] = _model_from_state(document["state"], objects)
+        try:
+            models[name] = _model_from_state(document["state"], objects)
+        except ModelFileError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            detail = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            raise ModelFileError(f"{document_path}: the model state is not valid ({detail}): retrain the model "
+                                 "or restore the file") from None
         model_metadata[name] = document.get("metadata", {})
     return ModelBundle(models=models, metadata=manifest.get("metadata", {}), path=root,
                        model_metadata=model_metadata)
