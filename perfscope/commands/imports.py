@@ -27,7 +27,7 @@ def import_gpperf_command(
     """Import the GPPerf study's CUTLASS and tiled-SGEMM CSVs (power flagged doubtful)."""
     from perfscope.importers import import_gpperf
 
-    _write(import_gpperf(path, gpu_name=gpu_name), out, as_json)
+    _write(import_gpperf(path, gpu_name=gpu_name), out, as_json, path)
 
 
 @import_app.command("kernel-tuner")
@@ -47,7 +47,7 @@ def import_kernel_tuner_command(
     from perfscope.importers import import_kernel_tuner
 
     _write(import_kernel_tuner(path, kernel=kernel, m=m, n=n, k=k, batch=batch, dtype=dtype,
-                               device_kind=device_kind), out, as_json)
+                               device_kind=device_kind), out, as_json, path)
 
 
 @import_app.command("csv")
@@ -61,18 +61,26 @@ def import_csv_command(
     """Import any CSV with a column mapping onto perfscope's schema."""
     from perfscope.importers import import_csv, parse_mapping
 
-    _write(import_csv(path, parse_mapping(map_ or []), defaults=parse_mapping(default or [])), out, as_json)
+    _write(import_csv(path, parse_mapping(map_ or []), defaults=parse_mapping(default or [])), out, as_json, path)
 
 
-def _write(table, out: Path, as_json: bool) -> None:
+def _write(table, out: Path, as_json: bool, path: Path) -> None:
+    from collections import Counter
+
+    from perfscope.errors import UserInputError
     from perfscope.importers import write_imported
 
+    if table.num_rows == 0:
+        raise UserInputError(f"{path} holds no rows to import (a header only?): nothing was written to {out}")
     files = write_imported(table, out)
     runs = sorted(set(table.column("run_id").to_pylist()))
     sources = sorted(set(table.column("source").to_pylist()))
-    summary = {"dataset": str(out), "rows": table.num_rows, "runs": runs, "sources": sources,
-               "files": [str(f) for f in files]}
+    statuses = dict(Counter(table.column("status").to_pylist()).most_common())
+    summary = {"dataset": str(out), "rows": table.num_rows, "by_status": statuses, "runs": runs,
+               "sources": sources, "files": [str(f) for f in files]}
     if as_json:
         print(strict_json.dumps(summary))
     else:
-        print(f"imported {table.num_rows} rows from {', '.join(sources)} into {out} (run {', '.join(runs)})")
+        counts = ", ".join(f"{n} {status}" for status, n in statuses.items())
+        print(f"imported {table.num_rows} rows ({counts}) from {', '.join(sources)} into {out} "
+              f"(run {', '.join(runs)})")

@@ -31,6 +31,7 @@ import pyarrow as pa
 from perfscope.devices.base import slugify
 from perfscope.errors import UserInputError
 from perfscope.features import gemm_flops, gemm_min_bytes
+from perfscope.importers.values import check_values
 from perfscope.schema import COLUMN_NAMES, SCHEMA_VERSION, arrow_schema, config_id
 
 UNKNOWN = "unknown"
@@ -122,6 +123,24 @@ def to_int(text: Any) -> int | None:
     return int(value)
 
 
+def timestamp_from_seconds(seconds: float, where: str) -> datetime:
+    """A UTC time from Unix seconds; ``UserInputError`` naming ``where`` when out of range (1e20)."""
+    try:
+        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        raise UserInputError(f"{where}: timestamp {seconds!r} is not a time (Unix seconds out of range)") from None
+
+
+def parse_json_text(text: str | bytes, where: str) -> Any:
+    """JSON from a file or a cell; ``UserInputError`` (one line) when malformed or nested too deeply."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise UserInputError(f"{where}: JSON nested too deeply") from None
+    except ValueError as exc:
+        raise UserInputError(f"{where}: not valid JSON ({str(exc)[:200]})") from None
+
+
 def params_json(params: dict[str, Any]) -> str | None:
     """Canonical JSON of configuration parameters (sorted keys), None when empty."""
     return json.dumps(params, sort_keys=True, separators=(",", ":")) if params else None
@@ -203,6 +222,8 @@ def assemble_table(rows: list[dict[str, Any]], shared: dict[str, Any]) -> pa.Tab
     """An Arrow table (``arrow_schema()``) of row dicts; ``shared`` holds columns common to
     all rows (a row's own value wins). Missing nullable columns are null; a missing
     required column raises ``ValueError`` naming it."""
+    for row in rows:  # impossible values make a row an error, doubtful ones become null
+        check_values(row)
     schema = arrow_schema()
     base = {"schema_version": SCHEMA_VERSION, "energy_method": "none", "energy_is_estimate": False}
     base.update(import_provenance())
@@ -223,7 +244,11 @@ def assemble_table(rows: list[dict[str, Any]], shared: dict[str, Any]) -> pa.Tab
         else:
             arrays.append(pa.nulls(n, f.type))
             continue
-        array = pa.array(values, type=f.type)
+        try:
+            array = pa.array(values, type=f.type)
+        except (OverflowError, pa.ArrowInvalid) as exc:  # e.g. the FLOPs of 2^40-sized GEMMs
+            raise UserInputError(f"column {name}: a value does not fit {f.type} ({str(exc)[:120]}); "
+                                 "check the sizes in the source") from None
         if not f.nullable and array.null_count:
             raise ValueError(f"column {name!r} must not be null")
         arrays.append(array)

@@ -35,6 +35,7 @@ from perfscope.importers.common import (
     require_file,
     source_label,
 )
+from perfscope.importers.values import CHECKED, check_values
 from perfscope.schema import arrow_schema
 
 FORMAT = "csv"
@@ -149,20 +150,30 @@ def _complete(row: dict[str, Any], params: dict[str, Any], fallback_time: dateti
         dtype_info(row["dtype"])
     except UserInputError as exc:
         raise UserInputError(f"{where}: {exc}") from None
-    time_ms = row.get("time_median_ms")
     if "status" not in row:
-        row["status"] = "ok" if time_ms is not None else "error"
-        if time_ms is None:
+        given = row.get("time_median_ms") is not None
+        row["status"] = "ok" if given else "error"
+        if not given:
             row.setdefault("reason", "no time in this CSV row")
+    check_values(row)  # before anything is derived from an impossible or doubtful value
+    time_ms = row.get("time_median_ms")
     if time_ms is not None:
-        row.setdefault("samples_ms", [time_ms])
-        row.setdefault("samples_n", len(row["samples_ms"]))
+        row.setdefault("samples_ms", [time_ms])  # (None when check_values dropped impossible samples)
+        if row["samples_ms"] is not None:
+            row.setdefault("samples_n", len(row["samples_ms"]))
         row.setdefault("timing_method", "import:csv")
     if row["kernel"] == "gemm" and all(row.get(d) is not None for d in ("m", "n", "k")):
         row.setdefault("batch", 1)
-        for name, value in gemm_work(row["batch"], row["m"], row["n"], row["k"], row["dtype"]).items():
+        try:
+            work = gemm_work(row["batch"], row["m"], row["n"], row["k"], row["dtype"])
+        except UserInputError as exc:
+            raise UserInputError(f"{where}: {exc}") from None
+        if any(value >= 2**63 for value in work.values()):
+            raise UserInputError(f"{where}: the FLOPs or bytes of batch {row['batch']} x m {row['m']} x n {row['n']} "
+                                 f"x k {row['k']} do not fit int64: check the sizes")
+        for name, value in work.items():
             row.setdefault(name, value)
-    if row.get("power_avg_w") is not None and row.get("energy_gross_j") is None:
+    if row.get("power_avg_w") is not None and "energy_gross_j" not in row:  # (None: dropped by check_values)
         row.update({k: v for k, v in energy_from_power(row["power_avg_w"], time_ms).items()
                     if k == "energy_gross_j"})
     if row.get("energy_gross_j") is not None or row.get("power_avg_w") is not None:
@@ -175,6 +186,8 @@ def _json_object(text: Any, where: str) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(text)
+    except RecursionError:
+        raise UserInputError(f"{where}: params_json is nested too deeply") from None
     except ValueError:
         value = None
     if not isinstance(value, dict):
@@ -199,9 +212,10 @@ def _convert(value: Any, arrow_type: pa.DataType, column: str, where: str) -> An
     """``value`` (CSV text or a Python value) as the column's type; None for empty/NaN."""
     if value is None:
         return None
+    keep_non_finite = column in CHECKED and pa.types.is_floating(arrow_type)  # check_values reports it
     if isinstance(value, str):
         text = value.strip()
-        if text.lower() in _NULL_TEXT:
+        if text.lower() in _NULL_TEXT and not (keep_non_finite and text.lower() == "nan"):
             return None
     else:
         text = None
@@ -220,13 +234,15 @@ def _convert(value: Any, arrow_type: pa.DataType, column: str, where: str) -> An
             return int(number)
         if pa.types.is_floating(arrow_type):
             number = float(text if text is not None else value)
-            return number if math.isfinite(number) else None
+            return number if math.isfinite(number) or keep_non_finite else None
         if pa.types.is_timestamp(arrow_type):
             return _timestamp(value if text is None else text)
         if pa.types.is_list(arrow_type):
             return _float_list(value if text is None else text)
         return text if text is not None else str(value)
-    except (TypeError, ValueError, OverflowError):
+    except RecursionError:
+        raise UserInputError(f"{where}: nested too deeply for {column}") from None
+    except (TypeError, ValueError, OverflowError, OSError):
         kind = {"bool": "true/false", "int64": "integer", "double": "number"}.get(str(arrow_type), str(arrow_type))
         raise UserInputError(f"{where}: {value!r} is not a valid {kind} for {column}") from None
 
@@ -250,7 +266,6 @@ def _float_list(value: Any) -> list[float]:
         items = json.loads(text) if text.startswith("[") else [p for p in text.replace(";", " ").split() if p]
     else:
         items = list(value)
-    out = [float(x) for x in items]
-    if not all(math.isfinite(x) for x in out):
+    if not isinstance(items, list):
         raise ValueError
-    return out
+    return [float(x) for x in items]  # non-finite or absurd samples make the row an error (check_values)

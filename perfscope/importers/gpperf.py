@@ -31,7 +31,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +51,7 @@ from perfscope.importers.common import (
     read_csv,
     require_columns,
     source_label,
+    timestamp_from_seconds,
     timing_columns,
     to_float,
     to_int,
@@ -182,7 +182,8 @@ def _cutlass_rows(path: Path) -> list[dict[str, Any]]:
             parsed_options[raw_options] = _cutlass_options(raw_options)
         options, row["params_json"] = parsed_options[raw_options]
         stamp = to_float(rec.get("timestamp"))
-        row["measured_at"] = datetime.fromtimestamp(stamp, tz=timezone.utc) if stamp is not None else fallback_time
+        row["measured_at"] = (timestamp_from_seconds(stamp, f"{path.name} line {line}") if stamp is not None
+                              else fallback_time)
         row.update(clock_mhz_before=to_float(rec.get("clock_sm")), mem_clock_mhz_before=to_float(rec.get("clock_mem")),
                    temperature_c_before=to_float(rec.get("temp")))
         if row["dtype"] is None:
