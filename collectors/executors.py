@@ -95,6 +95,7 @@ def merge_reports(reports: list[SweepReport], run_id: str) -> SweepReport:
     for r in reports:
         merged.skipped += r.skipped
         merged.left_by_time_budget += r.left_by_time_budget
+        merged.left_to_others += r.left_to_others
         merged.statuses.update(r.statuses)
         merged.timed_s += r.timed_s
         merged.wall_s = max(merged.wall_s, r.wall_s)

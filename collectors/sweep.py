@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from perfscope.collectors.protocol import Case, RunContext, case_config_id, measure_case
 from perfscope.schema import Measurement
 from perfscope.store import ProfileStore
+from perfscope.store_locks import Claim, ConfigClaims
+
+# how long a sweep waits, at its end, for a configuration another collector is measuring
+CLAIM_WAIT_S = 600.0
 
 
 @dataclass
@@ -22,6 +26,7 @@ class SweepReport:
     planned: int
     skipped: int = 0
     left_by_time_budget: int = 0  # cases not started because the sweep's time budget ended
+    left_to_others: int = 0  # cases a concurrent collector measured (or still held at the end)
     statuses: Counter = field(default_factory=Counter)
     wall_s: float = 0.0
     timed_s: float = 0.0
@@ -58,34 +63,67 @@ def run_sweep(cases: Sequence[Case], store: ProfileStore, ctx: RunContext, *, re
 
     With ``time_budget_s``, no case starts after the budget has passed; the cases
     left are counted in the report and a later run resumes them.
+
+    Collectors running at once into one dataset share the grid: each configuration is
+    claimed before it is measured (``ProfileStore.claims``), a configuration another
+    collector is measuring is put off and taken up at the end (once its claim is free:
+    measured if that collector died first), and one it recorded is not measured again.
     """
     start = time.perf_counter()
     # settings that only apply on some devices (cuDNN's autotuner) drop out elsewhere,
     # which can make two cases one
     cases = unique_cases([c.for_device(ctx.device.kind) for c in cases])
     device_key = ctx.device.key
+    claims = store.claims(device_key)  # before reading what is measured: nothing falls between
     done = {cid for dev, cid in store.measured_keys(device_key)} if resume else set()
     todo = [c for c in cases if case_config_id(c) not in done]
     report = SweepReport(run_id=ctx.run_id, dataset=str(store.root), device_key=device_key,
                          planned=len(cases), skipped=len(cases) - len(todo))
     if on_start is not None:
         on_start(len(todo))
+
+    def budget_left_s() -> float:
+        return float("inf") if time_budget_s is None else time_budget_s - (time.perf_counter() - start)
+
     try:
-        for i, case in enumerate(todo):
-            if time_budget_s is not None and time.perf_counter() - start >= time_budget_s:
-                report.left_by_time_budget = len(todo) - i
-                break
-            row, timing = measure_case(case, ctx)
-            store.append([row])
-            report.statuses[row.status] += 1
-            report.rows.append(row)
-            if timing is not None:
-                report.timed_s += timing.timed_s
-            if row.energy_window_s:
-                report.timed_s += row.energy_window_s
-            if on_row is not None:
-                on_row(row)
+        pending, first_pass = todo, True
+        while pending:
+            put_off: list[Case] = []
+            for i, case in enumerate(pending):
+                if budget_left_s() <= 0:
+                    report.left_by_time_budget += len(pending) - i + len(put_off)
+                    put_off = []
+                    break
+                wait_s = 0.0 if first_pass else min(CLAIM_WAIT_S, budget_left_s())
+                claim = claims.claim(case_config_id(case), wait_s=wait_s)
+                if isinstance(claim, Claim):
+                    _measure_claimed(case, claim, store, ctx, report, on_row)
+                elif claim == ConfigClaims.BUSY and first_pass:
+                    put_off.append(case)
+                else:  # recorded by another collector, or still held by it after the wait
+                    report.left_to_others += 1
+            pending, first_pass = put_off, False
     finally:
         store.compact(ctx.run_id)
         report.wall_s = time.perf_counter() - start
     return report
+
+
+def _measure_claimed(case: Case, claim: Claim, store: ProfileStore, ctx: RunContext, report: SweepReport,
+                     on_row: Callable[[Measurement], None] | None) -> None:
+    """Measure a claimed case, store its row, and release the claim (as done once stored)."""
+    saved = False
+    try:
+        row, timing = measure_case(case, ctx)
+        store.append([row])
+        saved = True
+    finally:
+        claim.release(done=saved)
+    report.statuses[row.status] += 1
+    report.rows.append(row)
+    if timing is not None:
+        report.timed_s += timing.timed_s
+    if row.energy_window_s:
+        report.timed_s += row.energy_window_s
+    if on_row is not None:
+        on_row(row)

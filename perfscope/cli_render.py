@@ -75,6 +75,7 @@ class Renderer:
             "measured": report.measured,
             "statuses": dict(report.statuses),
             "left_by_time_budget": report.left_by_time_budget,
+            "left_to_other_collectors": report.left_to_others,
             "energy_method": energy_method,
             "energy_is_estimate": energy_is_estimate,
             "wall_s": round(report.wall_s, 3),
@@ -116,6 +117,8 @@ class Renderer:
             f"{report.skipped} already in the dataset"
             + (f", {report.left_by_time_budget} left by the time budget (run again to resume)"
                if report.left_by_time_budget else "")
+            + (f", {report.left_to_others} measured by another collector running at once"
+               if report.left_to_others else "")
             + f"; energy: {energy}; "
             f"wall {report.wall_s:.1f} s, timed {report.timed_s:.1f} s"
             + (f", overhead x{report.overhead:.2f}" if report.overhead else "")
