@@ -38,7 +38,11 @@ import inspect
 import io
 import json
 import math
+import os
 import platform
+import re
+import shutil
+import zipfile
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -423,16 +427,29 @@ def save_bundle(out_dir: str | Path, models: Mapping[str, Any], *, rows: pd.Data
 
     ``rows`` are the training rows (for the fingerprint); ``metadata`` goes into the
     manifest (for example the evaluation table); ``model_metadata[name]`` into that
-    model's files (for example its own figures). The directory is created; files of a
-    previous bundle there are replaced.
+    model's files (for example its own figures).
+
+    The bundle is written into a hidden directory beside ``out_dir`` and renamed into
+    place, so a crash never leaves a half-written bundle; a previous bundle there, or
+    the leftovers of a save that was cut short, is replaced as a whole.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ModelFileError(f"{out} exists and is not a directory: choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+    if out.is_dir() and not _replaceable(out):
         raise ModelFileError(f"{out} is a non-empty directory that holds no perfscope model: choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    _remove_previous_bundle(out)
+    staging = _staging_dir(out)
+    try:
+        _write_bundle(staging, models, rows, metadata, model_metadata)
+        _move_into_place(staging, out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _write_bundle(out: Path, models: Mapping[str, Any], rows: pd.DataFrame | None,
+                  metadata: Mapping[str, Any] | None, model_metadata: Mapping[str, Mapping[str, Any]] | None) -> None:
     common = base_metadata(rows)
     entries: dict[str, Any] = {}
     for name, model in models.items():
@@ -455,23 +472,83 @@ def save_bundle(out_dir: str | Path, models: Mapping[str, Any], *, rows: pd.Data
     manifest = _sealed({"format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION,
                         "metadata": {**common, **dict(metadata or {})}, "models": entries})
     _write_bytes(out / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
-    return out
 
 
-def _remove_previous_bundle(out: Path) -> None:
-    """Delete the files a previous bundle's manifest lists (so no stale model lingers)."""
-    manifest = out / MANIFEST
-    if not manifest.is_file():
-        return
+_BUNDLE_FILE = re.compile(r"\.?[A-Za-z0-9_-]+\.(json|npz)(\.tmp)?")
+
+
+def _replaceable(out: Path) -> bool:
+    """Whether ``out`` may be replaced by a new bundle: empty, a bundle, or what an
+    interrupted save left (only model files: ``.tmp`` files, model JSON documents and
+    archives carrying the perfscope marker). A directory of anything else is kept."""
+    if (out / MANIFEST).is_file():
+        return True
+    for entry in out.iterdir():
+        if not entry.is_file() or entry.is_symlink() or not _BUNDLE_FILE.fullmatch(entry.name):
+            return False
+        if entry.name.endswith(".tmp"):
+            continue
+        try:
+            if entry.suffix == ".npz":
+                with zipfile.ZipFile(entry) as archive:
+                    if f"{FORMAT_KEY}.npy" not in archive.namelist():
+                        return False
+            elif entry.stat().st_size > (64 << 20) or json.loads(entry.read_bytes()).get("format") != FORMAT:
+                return False
+        except (OSError, ValueError, AttributeError, zipfile.BadZipFile):
+            return False
+    return True
+
+
+def _staging_dir(out: Path) -> Path:
+    """A new hidden directory beside ``out`` for this process, after clearing what dead
+    writers left there (and putting back a bundle a crash left moved aside)."""
     try:
-        listed = json.loads(manifest.read_text()).get("models", {})
-        names = [name for entry in listed.values() for name in entry.get("files", {})]
-    except (OSError, ValueError, AttributeError):
-        raise ModelFileError(f"{manifest} is unreadable: remove {out} or choose another --out") from None
-    for name in names:
-        if Path(name).name == name:
-            (out / name).unlink(missing_ok=True)
-    manifest.unlink()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for leftover in out.parent.iterdir():
+            if not leftover.name.startswith(f".{out.name}."):
+                continue
+            kind, _, pid = leftover.name.rpartition("-")
+            if not pid.isdigit() or _process_alive(int(pid)) or not leftover.is_dir():
+                continue
+            if kind.endswith(".old") and not out.exists():
+                leftover.rename(out)
+            elif kind.endswith((".old", ".tmp")):
+                shutil.rmtree(leftover, ignore_errors=True)
+        staging = out.parent / f".{out.name}.tmp-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+    except OSError as exc:
+        raise ModelFileError(f"cannot write {out}: {exc.strerror or exc}") from None
+    return staging
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    """Rename the finished bundle to ``out``; a previous ``out`` is moved aside first and
+    deleted after (restored if the rename fails)."""
+    aside = out.parent / f".{out.name}.old-{os.getpid()}"
+    try:
+        if out.exists():
+            os.rename(out, aside)
+        try:
+            os.rename(staging, out)
+        except OSError:
+            if aside.exists():
+                os.rename(aside, out)
+            raise
+    except OSError as exc:
+        raise ModelFileError(f"cannot write {out}: {exc.strerror or exc}") from None
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _features_of(model: Any) -> dict[str, Any]:
@@ -488,10 +565,8 @@ def _features_of(model: Any) -> dict[str, Any]:
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        path.write_bytes(data)  # into the staging directory: the bundle is renamed into place whole
     except OSError as exc:
         raise ModelFileError(f"cannot write {path}: {exc.strerror or exc}") from None
 
