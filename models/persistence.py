@@ -583,8 +583,13 @@ def load_bundle(path: str | Path) -> ModelBundle:
     manifest_path = root / MANIFEST
     if not manifest_path.is_file():
         raise ModelFileError(f"{root} is not a perfscope model (no {MANIFEST})")
-    from perfscope.models.bundle_files import (MAX_ARRAY_BYTES, MAX_JSON_BYTES, check_document, check_manifest,
-                                               read_regular_file)
+    from perfscope.models.bundle_files import (
+        MAX_ARRAY_BYTES,
+        MAX_JSON_BYTES,
+        check_document,
+        check_manifest,
+        read_regular_file,
+    )
 
     manifest = _read_sealed(manifest_path, BUNDLE_FORMAT)
     check_manifest(manifest, manifest_path, ModelFileError)
