@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from perfscope.cli_app import app
-from perfscope.commands import calibrate, collect, dashboard, estimate, imports, ls, train  # noqa: F401  (registers)
+from perfscope.commands import calibrate, collect, dashboard, doctor, estimate, imports, ls, train  # noqa: F401  (registers)
 from perfscope.errors import PerfscopeError
 
 __all__ = ["app", "main"]

@@ -101,6 +101,8 @@ class FakeGpu:
     initial_energy_mj: int = 1_000_000_000
     utilization_gpu_pct: int = 0
     utilization_memory_pct: int = 0
+    persistence_mode: int = 1  # 1 enabled, 0 disabled; None: not supported (as on Windows)
+    max_sm_clock_mhz: int = 1980
 
 
 @dataclass(frozen=True)
@@ -396,6 +398,24 @@ class FakeNvml:
     def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: FakeHandle) -> int:
         self._enter("nvmlDeviceGetCurrentClocksThrottleReasons")
         return self._gpu(handle)[1].throttle_reasons
+
+    def nvmlDeviceGetPersistenceMode(self, handle: FakeHandle) -> int:
+        """1 when persistence mode is on, 0 when off (``NOT_SUPPORTED`` when None)."""
+        self._enter("nvmlDeviceGetPersistenceMode")
+        mode = self._gpu(handle)[1].persistence_mode
+        if mode is None:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        return mode
+
+    def nvmlDeviceGetMaxClockInfo(self, handle: FakeHandle, clock_type: int) -> int:
+        """The highest clock of ``clock_type`` in MHz (the SM clock's; memory as now)."""
+        self._enter("nvmlDeviceGetMaxClockInfo")
+        _, gpu = self._gpu(handle)
+        if clock_type in (NVML_CLOCK_GRAPHICS, NVML_CLOCK_SM):
+            return gpu.max_sm_clock_mhz
+        if clock_type == NVML_CLOCK_MEM:
+            return gpu.mem_clock_mhz
+        raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
 
     def nvmlDeviceGetUtilizationRates(self, handle: FakeHandle) -> FakeUtilization:
         self._enter("nvmlDeviceGetUtilizationRates")
