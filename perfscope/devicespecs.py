@@ -272,3 +272,4 @@ NO_DEVICE = DeviceFigures(key="none", name="none", source_kind="spec", sm_count=
                           mem_bandwidth_bytes_per_s=None, launch_overhead_s=float("nan"),
                           launch_overhead_source="assumed", peaks=())
 """A device with no figures, for computing the (empty) features of no rows."""
+

@@ -27,7 +27,7 @@ def test_every_row_names_its_source_document_and_gives_dense_figures():
         assert "http" in spec.source and spec.source.strip(), spec.device_id
         assert spec.notes, spec.device_id
         assert spec.dense is True, spec.device_id
-        assert spec.vendor == "NVIDIA"
+        assert spec.vendor in ("NVIDIA", "AMD")
 
 
 def test_figures_are_internally_consistent():
@@ -35,7 +35,7 @@ def test_figures_are_internally_consistent():
     for spec in load_device_specs().values():
         assert 1e12 < spec.peak_fp32_flops_per_s < 2e14, spec.device_id
         assert 1e11 < spec.mem_bandwidth_bytes_per_s < 2e13, spec.device_id
-        assert spec.sm_count is None or 20 <= spec.sm_count <= 200
+        assert spec.sm_count is None or 20 <= spec.sm_count <= 320  # SMs, or CUs on AMD
         if spec.l2_bytes is not None:
             assert 2**20 <= spec.l2_bytes < spec.memory_bytes
         peaks = spec.peaks_flops_per_s
@@ -131,3 +131,13 @@ def test_resolving_a_device_stays_off_pandas_and_torch():
             "print(sorted(m for m in ('pandas', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_names_as_drivers_report_them_resolve_and_the_vendor_gives_the_kind():
+    from perfscope.devices.registry import device_kind_for
+
+    assert find_device_spec("NVIDIA A100-PCIE-40GB").device_id == "a100-40gb-pcie"
+    assert find_device_spec("A100 SXM4 80GB").device_id == "a100-80gb-sxm"
+    assert find_device_spec("AMD Radeon PRO W7800").vendor == "AMD"
+    assert device_kind_for("AMD Instinct MI250X") == "rocm" and device_kind_for("NVIDIA RTX A4000") == "cuda"
+    assert device_kind_for("Radeon RX 7900 XTX") == "rocm" and device_kind_for("") == "gpu"

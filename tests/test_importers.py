@@ -9,7 +9,13 @@ import pyarrow.compute as pc
 import pytest
 
 from perfscope.errors import UserInputError
-from perfscope.importers import import_csv, import_gpperf, import_kernel_tuner, parse_mapping, write_imported
+from perfscope.importers import (
+    import_csv,
+    import_gpperf,
+    import_kernel_tuner,
+    parse_mapping,
+    write_imported,
+)
 from perfscope.importers.gpperf import parse_cutlass_kernel_name
 from perfscope.schema import CONFIG_COLUMNS, arrow_schema, config_id
 from perfscope.store import ProfileStore
@@ -246,10 +252,10 @@ def test_kernel_tuner_block_sizes_map_to_tiles_as_in_its_matmul_example(tmp_path
     assert row["samples_ms"] == [1.0] and row["calls_per_sample"] is None
 
 
-def test_kernel_tuner_asks_for_sizes_the_file_does_not_give(tmp_path):
+def test_kernel_tuner_leaves_gemm_sizes_unknown_when_the_file_gives_two(tmp_path):
     path = _kt_cache(tmp_path / "c.json", _kt_entries())
-    with pytest.raises(UserInputError, match="--k"):
-        import_kernel_tuner(path)
+    table = import_kernel_tuner(path)  # a 2-element problem_size: no --k demanded
+    assert table.column("k").null_count == table.num_rows and table.column("flops").null_count == table.num_rows
     table = import_kernel_tuner(path, m=8, n=16, k=32)
     assert table.column("m").unique().to_pylist() == [8] and table.column("n").unique().to_pylist() == [16]
 

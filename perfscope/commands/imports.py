@@ -32,22 +32,37 @@ def import_gpperf_command(
 
 @import_app.command("kernel-tuner")
 def import_kernel_tuner_command(
-    path: Annotated[Path, typer.Argument(help="A Kernel Tuner cache file (JSON).")],
+    path: Annotated[Path, typer.Argument(help="A Kernel Tuner cache (.json or .json.gz) or T4 results file.")],
     out: Out = Path("profiles"),
-    kernel: Annotated[str, typer.Option(help="Kernel family of the tuned kernel.")] = "gemm",
+    kernel: Annotated[str | None, typer.Option(
+        help="Kernel family (default: gemm when the kernel's name says gemm/matmul, else the kernel's name).")] = None,
     m: Annotated[int | None, typer.Option(help="GEMM m (default: from the file's problem_size).")] = None,
     n: Annotated[int | None, typer.Option(help="GEMM n.")] = None,
     k: Annotated[int | None, typer.Option(help="GEMM k.")] = None,
     batch: Annotated[int, typer.Option(help="Batch size.")] = 1,
     dtype: Annotated[str, typer.Option(help="Precision of the tuned kernel.")] = "fp32",
-    device_kind: Annotated[str, typer.Option(help="cuda or cpu.")] = "cuda",
+    device_name: Annotated[str | None, typer.Option(
+        help="Device name: fills an empty one or overrides the file's.")] = None,
+    device_kind: Annotated[str | None, typer.Option(
+        help="cuda, rocm, ... (default: from the device's vendor).")] = None,
+    flops: Annotated[str | None, typer.Option(
+        help="FLOPs per call: an expression over the tunable parameters and problem_size_0..2.")] = None,
+    bytes_moved: Annotated[str | None, typer.Option(
+        "--bytes", help="Minimum bytes moved per call: an expression like --flops.")] = None,
+    conv: Annotated[str | None, typer.Option(
+        help="Convolution sizes, e.g. n=1,c=64,h=56,w=56,k=64,r=3,s=3,stride_h=1,pad_h=1.")] = None,
+    t1: Annotated[Path | None, typer.Option(
+        help="The kernel's T1 description: launch geometry (threads per block, blocks).")] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Import a Kernel Tuner cache: every tuned configuration, tile parameters kept."""
+    """Import Kernel Tuner output: every tuned configuration, every tunable parameter kept."""
     from perfscope.importers import import_kernel_tuner
+    from perfscope.importers.kernel_tuner import parse_sizes
 
     _write(import_kernel_tuner(path, kernel=kernel, m=m, n=n, k=k, batch=batch, dtype=dtype,
-                               device_kind=device_kind), out, as_json, path)
+                               device_kind=device_kind, device_name=device_name, flops=flops,
+                               bytes_moved=bytes_moved, conv=parse_sizes(conv) if conv else None, t1=t1),
+           out, as_json, path)
 
 
 @import_app.command("csv")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,8 +81,9 @@ def find_device_spec(name_or_id: str) -> DeviceSpec | None:
     wanted = normalise_device_name(name_or_id)
     index = _alias_index()
     device_id = index.get(wanted)
-    if device_id is None and wanted.startswith("cuda-"):
-        device_id = index.get(wanted[len("cuda-"):])
+    for kind in ("cuda-", "rocm-"):
+        if device_id is None and wanted.startswith(kind):
+            device_id = index.get(wanted[len(kind):])
     return load_device_specs()[device_id] if device_id else None
 
 
@@ -94,6 +96,26 @@ def device_spec(name_or_id: str) -> DeviceSpec:
         raise UserInputError(f"unknown device {name_or_id!r}: use one of {known} "
                              "(or calibrate this machine with `perfscope calibrate`)")
     return spec
+
+
+# Name fragments that tell the vendor when the spec table has no row for a device.
+_VENDOR_HINTS = (("rocm", re.compile(r"\b(amd|radeon|instinct|mi\d{2,3}[a-z]?|gfx\d+)", re.IGNORECASE)),
+                 ("cuda", re.compile(r"\b(nvidia|geforce|quadro|tesla|titan|rtx|gtx|[ahlbv]\d{2,3}\b)", re.IGNORECASE)),
+                 ("xpu", re.compile(r"\bintel\b|\barc\b", re.IGNORECASE)))
+_VENDOR_KIND = {"NVIDIA": "cuda", "AMD": "rocm", "INTEL": "xpu"}
+
+
+def device_kind_for(name: str, spec: DeviceSpec | None = None) -> str:
+    """The device kind of a GPU by its vendor: ``cuda`` (NVIDIA), ``rocm`` (AMD), ``xpu``
+    (Intel), else ``gpu`` (vendor unknown). The spec row's vendor wins over the name."""
+    if spec is None and name:
+        spec = find_device_spec(name)
+    if spec is not None and spec.vendor.upper() in _VENDOR_KIND:
+        return _VENDOR_KIND[spec.vendor.upper()]
+    for kind, pattern in _VENDOR_HINTS:
+        if pattern.search(name or ""):
+            return kind
+    return "gpu"
 
 
 # ---- calibrated profiles ------------------------------------------------------------------

@@ -1,20 +1,17 @@
-"""Import Kernel Tuner cache files (JSON) as rows.
+"""Import Kernel Tuner output as rows: caches (``.json``, ``.json.gz``) and T4 results files.
 
-A cache file holds ``device_name``, ``kernel_name``, ``problem_size``,
-``tune_params_keys``, ``tune_params``, ``objective`` and ``cache``: one entry per
-configuration (its key is the comma-joined parameter values) with the parameter
-values, ``time`` (ms, the mean over iterations), ``times`` (ms per iteration) and
-whatever observers added (``nvml_power``, ``nvml_energy``, ``core_freq``, ``GFLOP/s``,
-a ``timestamp`` ...). Failed configurations carry an error string in ``time``
-(``InvalidConfig``, ``CompilationFailedConfig``, ``RuntimeFailedConfig``; old versions
-wrote 1e20). Kernel Tuner writes the file while tuning, so an interrupted session
-leaves it unterminated; it is read the way Kernel Tuner reads it.
+A cache entry (one per configuration) holds the parameter values, ``time`` (ms, the mean
+over iterations), ``times`` (ms per iteration) and whatever observers added
+(``nvml_power``, ``nvml_energy``, ``core_freq``, ``GB/s``, a ``timestamp`` ...). Failed
+configurations carry an error string in ``time`` (``InvalidConfig``,
+``CompilationFailedConfig``, ``RuntimeFailedConfig``; old versions wrote 1e20). See
+``kernel_tuner_read`` for the formats and ``docs/`` for the column conventions.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,19 +36,25 @@ from perfscope.importers.common import (
     to_float,
     to_int,
 )
+from perfscope.importers.expressions import NumericExpression
+from perfscope.importers.kernel_tuner_read import TuningRecord, read_tuning_file
+from perfscope.importers.t1 import read_t1
 
 FORMAT = "kernel-tuner"
-REQUIRED_KEYS = ("device_name", "kernel_name", "tune_params_keys", "cache")
 FAILURE_MARKER_MS = 1e20  # what older Kernel Tuner versions stored for a failed configuration
+LAUNCH_PREFIX = "launch."  # params_json keys of the launch geometry (not tunable parameters)
+CONV_COLUMNS = ("conv_n", "conv_c", "conv_h", "conv_w", "conv_k", "conv_r", "conv_s", "stride_h", "stride_w",
+                "pad_h", "pad_w", "dil_h", "dil_w", "groups")
 
 _ERROR_STRINGS = {
-    "InvalidConfig": ("unsupported", "Kernel Tuner: InvalidConfig (the configuration breaks a restriction "
-                                     "or a device limit)"),
+    "InvalidConfig": ("unsupported", ("Kernel Tuner: InvalidConfig (the configuration breaks a restriction "
+                                      "or a device limit)")),
     "CompilationFailedConfig": ("error", "Kernel Tuner: CompilationFailedConfig (the kernel did not compile)"),
     "RuntimeFailedConfig": ("error", "Kernel Tuner: RuntimeFailedConfig (the kernel failed to launch or run)"),
+    "CorrectnessFailed": ("check_failed", "T4: the configuration's output failed the correctness check"),
 }
 
-# Tunable parameter names that are unambiguously a block tile, compared case-insensitively:
+# Tunable parameter names that are unambiguously a GEMM block tile, compared case-insensitively:
 # CLBlast's xgemm (MWG, NWG, KWG) and the Triton-style spellings.
 _TILE_NAMES = {
     "tile_m": ("mwg", "block_m", "block_size_m", "tile_m"),
@@ -65,60 +68,72 @@ _TILE_NAMES = {
 # PowerSensor observer measure; plain "energy"/"power" are user metrics (units assumed).
 _ENERGY_KEYS = (("nvml_energy", "nvml_power", "nvml"), ("ps_energy", "ps_power", "powersensor"),
                 ("pmt_energy", "pmt_power", "pmt"), ("energy", "power", "user-metric"))
+_FAMILY_HINTS = (("gemm", re.compile(r"gemm|matmul", re.IGNORECASE)),)
 
 
-def import_kernel_tuner(path: str | os.PathLike[str], *, kernel: str = "gemm", m: int | None = None,
+def import_kernel_tuner(path: str | os.PathLike[str], *, kernel: str | None = None, m: int | None = None,
                         n: int | None = None, k: int | None = None, batch: int = 1, dtype: str = "fp32",
-                        device_kind: str = "cuda") -> pa.Table:
-    """Rows (``perfscope.schema.arrow_schema()``) from one Kernel Tuner cache file.
+                        device_kind: str | None = None, device_name: str | None = None,
+                        flops: str | None = None, bytes_moved: str | None = None,
+                        conv: dict[str, int] | None = None, t1: str | os.PathLike[str] | None = None) -> pa.Table:
+    """Rows (``perfscope.schema.arrow_schema()``) from one Kernel Tuner cache or T4 file.
 
-    Problem size: ``m``, ``n``, ``k`` when given, else from the file's ``problem_size``
-    read in Kernel Tuner's convention (x is the fastest dimension: the columns of C),
-    ``[x, y]`` -> n = x, m = y (k must then be given) and ``[x, y, z]`` -> n, m, k. The
-    raw ``problem_size`` is kept in ``params_json``. For a ``kernel`` other than
-    ``"gemm"`` no sizes or FLOPs are filled. The file does not state the precision
-    (``dtype``, default fp32) nor the device kind (``device_kind``, default cuda).
+    ``kernel``: the family (default: ``gemm`` when the kernel's name says gemm/matmul,
+    else the kernel's own name). Problem size in Kernel Tuner's convention (x is the
+    fastest dimension): for ``gemm``, ``[x, y, z]`` -> n, m, k (``m``/``n``/``k`` given
+    win; a size still unknown leaves the row without GEMM sizes: FLOPs unknown unless
+    ``flops`` says). ``conv``: the convolution's sizes (``conv_n`` ... ``groups``, or
+    without the ``conv_`` prefix). ``flops``/``bytes_moved``: expressions over the
+    tunable parameters and ``problem_size_0..2`` (``NumericExpression``) giving work
+    and minimum traffic per call.
 
-    Every tunable parameter goes to ``params_json``; unambiguous tile names fill
-    ``tile_*`` (MWG/NWG/KWG, BLOCK_M/N/K, GROUP_M, num_warps, num_stages), and
-    ``block_size_x/y`` times ``tile_size_x/y`` (default 1) fill ``tile_n``/``tile_m`` as
-    in Kernel Tuner's matmul example (the thread block covers block x tile elements).
+    Device: ``device_name`` fills an empty name or overrides the file's; a file without
+    one is matched by its file name against the spec table (``MI250X.json.gz``). The
+    vendor decides ``device_kind`` (``cuda``, ``rocm``, ...) unless given.
 
-    Failed entries become rows with status ``unsupported`` (InvalidConfig) or ``error``
-    and the reason. ``times`` become ``samples_ms`` and ``time`` the mean. Provenance
-    the file does not hold is ``"unknown"``; ``measured_at`` is the entry's
-    ``timestamp`` or else the file's modification time; ``cache_mode`` is ``warm``
-    (Kernel Tuner reruns the kernel on the same arguments).
+    Every tunable parameter goes to ``params_json`` with its own type; with ``t1`` (a
+    T1 kernel description) the launch geometry is added as ``launch.threads_per_block``
+    and ``launch.blocks``. GEMM tile names fill ``tile_*``. Failed entries become rows
+    with status ``unsupported``/``error``/``check_failed`` and the reason.
     """
-    file = require_file(path, "Kernel Tuner cache file")
-    data = _read_cache(file)
+    file = require_file(path, "Kernel Tuner cache or T4 file")
+    record = read_tuning_file(file)
     dtype_info(dtype)
-    gemm = kernel == "gemm"
-    sizes = _problem_size(data.get("problem_size"), m, n, k, file) if gemm else {}
-    if gemm and (not isinstance(batch, int) or batch < 1):
+    geometry = read_t1(t1) if t1 is not None else None
+    if record.problem_size is None and geometry is not None and geometry.problem_size:
+        record.problem_size = list(geometry.problem_size)
+    kernel_name = record.kernel_name or (geometry.kernel_name if geometry else None) or file.name.split(".")[0]
+    family = kernel or _family(kernel_name)
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise UserInputError(f"batch must be a positive integer, got {batch!r}")
-    run_id = import_run_id(FORMAT, [file], {"kernel": kernel, "m": m, "n": n, "k": k, "batch": batch,
-                                            "dtype": dtype, "device_kind": device_kind})
-    keys = list(data["tune_params_keys"])
-    device_name = str(data["device_name"])
+    name, kind = _device(record, file, device_name, device_kind)
+    run_id = import_run_id(FORMAT, [file] + ([Path(t1)] if t1 is not None else []),
+                           {"kernel": family, "m": m, "n": n, "k": k, "batch": batch, "dtype": dtype,
+                            "device_kind": kind, "device_name": name, "flops": flops, "bytes": bytes_moved,
+                            "conv": conv})
+    shared: dict[str, Any] = {"run_id": run_id, "source": source_label(FORMAT, file), "kernel": family,
+                              "implementation": f"kernel_tuner.{kernel_name}", "dtype": dtype,
+                              "cache_mode": "warm", "device_kind": kind, "device_name": name,
+                              "device_key": device_key_for(kind, name)}
+    shared.update(_sizes(family, record.problem_size, m, n, k, batch, dtype, conv))
+    problem = {f"problem_size_{i}": v for i, v in enumerate(record.problem_size or [])}
+    problem.update({c: shared[c] for c in ("m", "n", "k", "batch") if shared.get(c) is not None})
+    work = {column: NumericExpression(text, f"--{option}") for column, option, text in
+            (("flops", "flops", flops), ("min_bytes", "bytes", bytes_moved)) if text is not None}
     fallback_time = file_time(file)
-    shared: dict[str, Any] = {"run_id": run_id, "source": source_label(FORMAT, file), "kernel": kernel,
-                              "implementation": f"kernel_tuner.{data['kernel_name']}", "dtype": dtype,
-                              "cache_mode": "warm", "device_kind": device_kind, "device_name": device_name,
-                              "device_key": device_key_for(device_kind, device_name)}
-    if gemm:
-        shared.update(batch=batch, **sizes)
-        shared.update(gemm_work(batch, sizes["m"], sizes["n"], sizes["k"], dtype))
     rows = []
-    for cache_key, entry in data["cache"].items():
-        if not isinstance(entry, dict):
-            raise UserInputError(f"{file.name}: cache entry {cache_key!r} is not an object")
-        params = _params(cache_key, entry, keys)
+    for cache_key, entry in record.entries:
+        params = _params(cache_key, entry, record.keys)
         config = dict(params)
-        if "problem_size" in data:
-            config["problem_size"] = data["problem_size"]
+        if geometry is not None:
+            config.update({LAUNCH_PREFIX + key: value for key, value in geometry.launch({**problem, **params}).items()})
+        if record.problem_size is not None:
+            config["problem_size"] = record.problem_size
         row: dict[str, Any] = {"params_json": params_json(config), "measured_at": _timestamp(entry, fallback_time)}
-        row.update(_tiles(params))
+        if family == "gemm":
+            row.update(_tiles(params))
+        for column, expression in work.items():
+            row[column] = expression.count({**problem, **params})
         if "nvml_pwr_limit" in params and to_float(params["nvml_pwr_limit"]) is not None:
             row["power_limit_w"] = float(params["nvml_pwr_limit"])
         row.update(_state(entry))
@@ -130,54 +145,83 @@ def import_kernel_tuner(path: str | os.PathLike[str], *, kernel: str = "gemm", m
             row.update(timing_columns(times or [mean_ms], "import:kernel-tuner", mean_ms=mean_ms,
                                       calls_per_sample=1 if times else None))
             row.update(_energy(entry, row["time_median_ms"]))
-            if gemm:
-                row.update(flops=shared["flops"], min_bytes=shared["min_bytes"])
+            for column in ("flops", "min_bytes"):
+                if column not in row and shared.get(column) is not None:
+                    row[column] = shared[column]
             finish_row(row)
         else:
             row["energy_reason"] = "not measured: the configuration was not timed"
         rows.append(row)
+    for column in ("flops", "min_bytes"):
+        shared.pop(column, None)  # only timed rows carry work (as before: refused rows have none)
     assign_config_ids(rows, shared)
     return assemble_table(rows, shared)
 
 
-def _read_cache(path: Path) -> dict[str, Any]:
-    """The cache as a dict; an unterminated file (tuning cut short) is closed first."""
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserInputError(f"cannot read {path}: {exc}") from None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        try:  # Kernel Tuner appends '"key": {...},' per entry and closes the file at the end
-            data = json.loads(text.rstrip(",") + "}\n}")
-        except ValueError as exc:
-            raise UserInputError(f"{path.name} is not a Kernel Tuner cache file (not JSON: {exc})") from None
-    if not isinstance(data, dict) or any(key not in data for key in REQUIRED_KEYS):
-        missing = [key for key in REQUIRED_KEYS if not isinstance(data, dict) or key not in data]
-        raise UserInputError(f"{path.name} is not a Kernel Tuner cache file: missing {', '.join(missing)}")
-    if not isinstance(data["cache"], dict):
-        raise UserInputError(f"{path.name}: 'cache' is not an object")
-    return data
+def _family(kernel_name: str) -> str:
+    for family, pattern in _FAMILY_HINTS:
+        if pattern.search(kernel_name):
+            return family
+    return kernel_name
 
 
-def _problem_size(problem: Any, m: int | None, n: int | None, k: int | None, path: Path) -> dict[str, int]:
-    sizes = list(problem) if isinstance(problem, (list, tuple)) else []
-    derived: dict[str, Any] = {}
-    if sizes and all(to_int(s) is not None for s in sizes) and len(sizes) in (2, 3):
-        derived = dict(zip(("n", "m", "k"), (to_int(s) for s in sizes), strict=False))
+def _device(record: TuningRecord, file: Path, name: str | None, kind: str | None) -> tuple[str, str]:
+    """(device name, device kind): the option, else the file's name, else the file name matched
+    against the spec table; the vendor decides the kind unless given."""
+    from perfscope.devices.registry import device_kind_for, find_device_spec
+
+    chosen = (name or "").strip() or (record.device_name or "").strip()
+    spec = find_device_spec(chosen) if chosen else None
+    if not chosen:
+        if record.format == "t4":  # (not guessed from the file name: "t4.json" is no NVIDIA T4)
+            raise UserInputError(f"{file.name}: a T4 file does not name its device: pass --device-name")
+        spec = find_device_spec(file.name.split(".")[0])
+        chosen = spec.name if spec is not None else "unknown GPU"
+    return chosen, kind or device_kind_for(chosen, spec)
+
+
+def _sizes(family: str, problem: list[int] | None, m: int | None, n: int | None, k: int | None, batch: int,
+           dtype: str, conv: dict[str, int] | None) -> dict[str, Any]:
+    """Shape columns shared by every row: GEMM sizes (and work) or conv sizes."""
+    if conv:
+        return _conv_sizes(conv)
+    if family != "gemm":
+        return {}
+    derived = dict(zip(("n", "m", "k"), problem or []))
     given = {"m": m, "n": n, "k": k}
-    out = {name: given[name] if given[name] is not None else derived.get(name) for name in ("m", "n", "k")}
-    missing = [name for name, value in out.items() if value is None]
-    if missing:
-        raise UserInputError(f"{path.name}: problem_size {problem!r} does not give {', '.join(missing)}; "
-                             f"pass {', '.join('--' + x for x in missing)}")
-    checked: dict[str, int] = {}
-    for name, value in out.items():
-        if not isinstance(value, int) or value < 1:
+    sizes = {name: given[name] if given[name] is not None else derived.get(name) for name in ("m", "n", "k")}
+    for name, value in sizes.items():
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise UserInputError(f"gemm {name} must be a positive integer, got {value!r}")
-        checked[name] = value
-    return checked
+    if any(value is None for value in sizes.values()):
+        return {}  # e.g. a 2-element problem_size: sizes stay unknown rather than guessed
+    out: dict[str, Any] = {"batch": batch, **sizes}
+    out.update(gemm_work(batch, sizes["m"], sizes["n"], sizes["k"], dtype))
+    return out
+
+
+def _conv_sizes(conv: dict[str, int]) -> dict[str, Any]:
+    out = {}
+    for key, value in conv.items():
+        column = key if key in CONV_COLUMNS else f"conv_{key}"
+        if column not in CONV_COLUMNS:
+            raise UserInputError(f"unknown convolution size {key!r}: use {', '.join(CONV_COLUMNS)}")
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key.startswith("pad") else 1):
+            raise UserInputError(f"convolution {key} must be a positive integer, got {value!r}")
+        out[column] = value
+    return out
+
+
+def parse_sizes(text: str) -> dict[str, int]:
+    """``"n=1,c=64,h=56,w=56,k=64,r=3,s=3"`` -> a dict (the ``--conv`` option)."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        number = to_int(value)
+        if not sep or number is None:
+            raise UserInputError(f"bad size {part!r}: expected NAME=INTEGER, e.g. n=1,c=64,h=56,w=56,k=64,r=3,s=3")
+        out[key.strip()] = number
+    return out
 
 
 def _params(cache_key: str, entry: dict[str, Any], keys: list[str]) -> dict[str, Any]:
@@ -187,26 +231,24 @@ def _params(cache_key: str, entry: dict[str, Any], keys: list[str]) -> dict[str,
     values = str(cache_key).split(",")
     if len(values) != len(keys):
         return {key: entry.get(key) for key in keys}
-    return {key: entry.get(key, _number(value)) for key, value in zip(keys, values, strict=True)}
+    return {key: entry.get(key, _number(value)) for key, value in zip(keys, values)}
 
 
 def _number(text: str) -> Any:
-    integer = to_int(text)
-    if integer is not None:
-        return integer
-    number = to_float(text)
-    return text if number is None else number
+    value = to_int(text)
+    if value is not None:
+        return value
+    value = to_float(text)
+    return text if value is None else value
 
 
 def _tiles(params: dict[str, Any]) -> dict[str, int]:
     lower = {key.lower(): value for key, value in params.items()}
-    out: dict[str, int] = {}
+    out = {}
     for column, names in _TILE_NAMES.items():
         found = {to_int(lower[name]) for name in names if name in lower}
-        if len(found) == 1:
-            value = found.pop()
-            if value is not None:
-                out[column] = value
+        if len(found) == 1 and None not in found:
+            out[column] = found.pop()
     for column, axis in (("tile_n", "x"), ("tile_m", "y")):
         block = to_int(lower.get(f"block_size_{axis}"))
         tile = to_int(lower.get(f"tile_size_{axis}", 1))
@@ -220,7 +262,7 @@ def _status(time: Any) -> tuple[str, str | None]:
         return _ERROR_STRINGS.get(time, ("error", f"Kernel Tuner: {time[:200]}"))
     value = to_float(time) if not isinstance(time, bool) else None
     if value is None or value <= 0:
-        return "error", f"no valid time in the cache entry ({time!r})"
+        return "error", f"no valid time in the cache entry ({str(time)[:80]!r})"
     if value >= FAILURE_MARKER_MS:
         return "error", f"Kernel Tuner's old failure marker (time {value:g}): compiling or launching failed"
     return "ok", None
