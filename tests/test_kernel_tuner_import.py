@@ -38,12 +38,30 @@ def _rows(table):
 
 
 def test_a_gzipped_cache_of_any_kernel_imports_with_every_parameter_typed(tmp_path):
-    rows = _rows(import_kernel_tuner(_cache(tmp_path / "c.json.gz", gz=True)))
+    table = import_kernel_tuner(_cache(tmp_path / "c.json.gz", gz=True))
+    assert str(table.schema.field("param_block_size_x").type) == "int64"
+    rows = _rows(table)
+    assert rows[0]["param_tile_size_x"] == 1
     assert len(rows) == 12 and {r["kernel"] for r in rows} == {"dedisp"}
     params = json.loads(rows[0]["params_json"])
     assert params["block_size_x"] == 1 and isinstance(params["tile_size_x"], int)
     assert rows[0]["tile_m"] is None  # block/tile names only mean a GEMM tile for GEMM kernels
     assert rows[0]["flops"] is None and rows[0]["m"] is None
+
+
+def test_parameter_columns_keep_their_types_and_reach_the_store(tmp_path):
+    from perfscope.importers import write_imported
+    from perfscope.store import ProfileStore
+
+    entries = {"a": {"unroll": True, "vec": 4, "scale": 0.5, "layout": "row", "time": 1.0},
+               "b": {"unroll": False, "vec": 2, "scale": 1, "layout": "col", "time": 2.0}}
+    path = _cache(tmp_path / "c.json", keys=("unroll", "vec", "scale", "layout"), entries=entries)
+    table = import_kernel_tuner(path)
+    types = {name: str(table.schema.field(f"param_{name}").type) for name in ("unroll", "vec", "scale", "layout")}
+    assert types == {"unroll": "bool", "vec": "int64", "scale": "double", "layout": "string"}
+    write_imported(table, tmp_path / "ds")
+    read = ProfileStore(tmp_path / "ds").read().table
+    assert sorted(read.column("param_vec").to_pylist()) == [2, 4]
 
 
 def test_the_vendor_decides_the_device_kind_and_an_unnamed_device_comes_from_the_file_name(tmp_path):

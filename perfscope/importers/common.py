@@ -276,3 +276,33 @@ def write_imported(table: pa.Table, dataset_path: str | os.PathLike[str]) -> lis
         store.compact(run_id)
     names = {f"run-{r}.parquet" for r in run_ids}
     return [p for p in store.files() if p.name in names]
+
+
+def with_param_columns(table: pa.Table, params: Sequence[dict[str, Any]]) -> pa.Table:
+    """``table`` plus one typed ``param_<name>`` column per parameter in ``params`` (one dict
+    per row): int64 when every value is an integer, float64 for numbers, bool for flags,
+    else string (JSON for lists). Names are reduced to letters, digits and ``_``."""
+    import re
+
+    names: dict[str, str] = {}
+    for row in params:
+        for name in row:
+            if name not in names:
+                column = "param_" + (re.sub(r"[^A-Za-z0-9_]", "_", name) or "_")
+                while column in names.values():  # two names that reduce alike stay apart
+                    column += "_"
+                names[name] = column
+    for name, column in names.items():
+        values = [row.get(name) for row in params]
+        present = [v for v in values if v is not None]
+        if present and all(isinstance(v, bool) for v in present):
+            kind = pa.bool_()
+        elif present and all(isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**63 for v in present):
+            kind = pa.int64()
+        elif present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+            kind, values = pa.float64(), [None if v is None else float(v) for v in values]
+        else:
+            kind = pa.string()
+            values = [None if v is None else v if isinstance(v, str) else json.dumps(v) for v in values]
+        table = table.append_column(column, pa.array(values, type=kind))
+    return table

@@ -35,6 +35,7 @@ from perfscope.importers.common import (
     timing_columns,
     to_float,
     to_int,
+    with_param_columns,
 )
 from perfscope.importers.expressions import NumericExpression
 from perfscope.importers.kernel_tuner_read import TuningRecord, read_tuning_file
@@ -91,7 +92,8 @@ def import_kernel_tuner(path: str | os.PathLike[str], *, kernel: str | None = No
     one is matched by its file name against the spec table (``MI250X.json.gz``). The
     vendor decides ``device_kind`` (``cuda``, ``rocm``, ...) unless given.
 
-    Every tunable parameter goes to ``params_json`` with its own type; with ``t1`` (a
+    Every tunable parameter becomes its own typed ``param_<name>`` column and goes to
+    ``params_json``; with ``t1`` (a
     T1 kernel description) the launch geometry is added as ``launch.threads_per_block``
     and ``launch.blocks``. GEMM tile names fill ``tile_*``. Failed entries become rows
     with status ``unsupported``/``error``/``check_failed`` and the reason.
@@ -121,9 +123,10 @@ def import_kernel_tuner(path: str | os.PathLike[str], *, kernel: str | None = No
     work = {column: NumericExpression(text, f"--{option}") for column, option, text in
             (("flops", "flops", flops), ("min_bytes", "bytes", bytes_moved)) if text is not None}
     fallback_time = file_time(file)
-    rows = []
+    rows, tunables = [], []
     for cache_key, entry in record.entries:
         params = _params(cache_key, entry, record.keys)
+        tunables.append(params)
         config = dict(params)
         if geometry is not None:
             config.update({LAUNCH_PREFIX + key: value for key, value in geometry.launch({**problem, **params}).items()})
@@ -155,7 +158,7 @@ def import_kernel_tuner(path: str | os.PathLike[str], *, kernel: str | None = No
     for column in ("flops", "min_bytes"):
         shared.pop(column, None)  # only timed rows carry work (as before: refused rows have none)
     assign_config_ids(rows, shared)
-    return assemble_table(rows, shared)
+    return with_param_columns(assemble_table(rows, shared), tunables)
 
 
 def _family(kernel_name: str) -> str:
