@@ -30,6 +30,7 @@ class NumericExpression:
         self._expression = Expression(_SUBSCRIPT.sub(r"problem_size_\1", text), what)
 
     def __call__(self, names: Mapping[str, Any]) -> float:
+        """The value over ``names`` as a finite float."""
         return number_of(self._expression, names)
 
     def count(self, names: Mapping[str, Any]) -> int:

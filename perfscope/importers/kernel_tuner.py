@@ -101,7 +101,7 @@ def import_kernel_tuner(path: str | os.PathLike[str], *, kernel: str | None = No
     file = require_file(path, "Kernel Tuner cache or T4 file")
     record = read_tuning_file(file)
     dtype_info(dtype)
-    geometry = read_t1(t1) if t1 is not None else None
+    geometry = read_t1(Path(t1)) if t1 is not None else None
     if record.problem_size is None and geometry is not None and geometry.problem_size:
         record.problem_size = list(geometry.problem_size)
     kernel_name = record.kernel_name or (geometry.kernel_name if geometry else None) or file.name.split(".")[0]
@@ -190,16 +190,17 @@ def _sizes(family: str, problem: list[int] | None, m: int | None, n: int | None,
         return _conv_sizes(conv)
     if family != "gemm":
         return {}
-    derived = dict(zip(("n", "m", "k"), problem or []))
+    derived = dict(zip(("n", "m", "k"), problem or [], strict=False))
     given = {"m": m, "n": n, "k": k}
     sizes = {name: given[name] if given[name] is not None else derived.get(name) for name in ("m", "n", "k")}
     for name, value in sizes.items():
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise UserInputError(f"gemm {name} must be a positive integer, got {value!r}")
-    if any(value is None for value in sizes.values()):
+    m_, n_, k_ = sizes["m"], sizes["n"], sizes["k"]
+    if m_ is None or n_ is None or k_ is None:
         return {}  # e.g. a 2-element problem_size: sizes stay unknown rather than guessed
     out: dict[str, Any] = {"batch": batch, **sizes}
-    out.update(gemm_work(batch, sizes["m"], sizes["n"], sizes["k"], dtype))
+    out.update(gemm_work(batch, m_, n_, k_, dtype))
     return out
 
 
@@ -234,24 +235,26 @@ def _params(cache_key: str, entry: dict[str, Any], keys: list[str]) -> dict[str,
     values = str(cache_key).split(",")
     if len(values) != len(keys):
         return {key: entry.get(key) for key in keys}
-    return {key: entry.get(key, _number(value)) for key, value in zip(keys, values)}
+    return {key: entry.get(key, _number(value)) for key, value in zip(keys, values, strict=True)}
 
 
 def _number(text: str) -> Any:
-    value = to_int(text)
-    if value is not None:
-        return value
-    value = to_float(text)
-    return text if value is None else value
+    integer = to_int(text)
+    if integer is not None:
+        return integer
+    number = to_float(text)
+    return text if number is None else number
 
 
 def _tiles(params: dict[str, Any]) -> dict[str, int]:
     lower = {key.lower(): value for key, value in params.items()}
-    out = {}
+    out: dict[str, int] = {}
     for column, names in _TILE_NAMES.items():
         found = {to_int(lower[name]) for name in names if name in lower}
-        if len(found) == 1 and None not in found:
-            out[column] = found.pop()
+        if len(found) == 1:
+            value = found.pop()
+            if value is not None:
+                out[column] = value
     for column, axis in (("tile_n", "x"), ("tile_m", "y")):
         block = to_int(lower.get(f"block_size_{axis}"))
         tile = to_int(lower.get(f"tile_size_{axis}", 1))

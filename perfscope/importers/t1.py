@@ -45,10 +45,10 @@ class LaunchGeometry:
             divisors = [math.prod(expr.count(params) for expr in axis) for axis in self.grid_div]
             if min(divisors) < 1:
                 raise UserInputError(f"T1 GridDiv gives a zero divisor for {params}")
-            grid = [math.ceil(s / d) for s, d in zip(sizes, divisors)]
+            grid = [math.ceil(s / d) for s, d in zip(sizes, divisors, strict=True)]
         else:
             size = [expr.count(params) for expr in self.global_]
-            grid = size if self.global_counts_blocks else [math.ceil(g / b) for g, b in zip(size, block)]
+            grid = size if self.global_counts_blocks else [math.ceil(g / b) for g, b in zip(size, block, strict=True)]
         return {"threads_per_block": math.prod(block), "blocks": math.prod(grid)}
 
 
