@@ -3,7 +3,7 @@
 Loading reads only the columns the pages use (Arrow -> pandas, strings as categoricals),
 resolves each device to a roofline device (a calibrated profile when
 ``perfscope.devices.registry`` has one, else the spec table, else "no peaks") and
-adds the roofline features of ``perfscope.roofline.feature_frame`` once. Filtering is a
+adds the roofline features of ``perfscope.roofline.feature_columns`` once. Filtering is a
 cached index per filter combination, so a page's several callbacks share one mask and a
 filter change touches only the columns a figure needs.
 """
@@ -46,7 +46,7 @@ DASHBOARD_COLUMNS: tuple[str, ...] = (
 )
 assert set(DASHBOARD_COLUMNS) <= set(COLUMN_NAMES), "dashboard columns must be schema columns"
 
-# feature columns kept after feature_frame (the others are not shown anywhere)
+# feature columns kept after feature_columns (the others are not shown anywhere)
 _FEATURES_KEPT = (
     "intensity_flops_per_byte", "peak_flops_per_s", "mem_bandwidth_bytes_per_s", "launch_overhead_s",
     "ridge_point_flops_per_byte", "compute_time_s", "memory_time_s", "bound_time_s", "bound",
@@ -361,7 +361,7 @@ def _tile_labels(rows: pd.DataFrame) -> pd.Categorical:
     return pd.Categorical.from_codes(mapping[codes], categories=categories)
 
 
-# the columns feature_frame reads (configuration, work, time): a narrow copy per device
+# the columns feature_columns reads (configuration, work, time): a narrow copy per device
 _FEATURE_INPUTS = (
     "kernel", "dtype", "batch", "m", "n", "k", "conv_n", "conv_c", "conv_h", "conv_w", "conv_k", "conv_r", "conv_s",
     "stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "groups", "heads", "kv_heads", "seq_q", "seq_k",
@@ -370,7 +370,7 @@ _FEATURE_INPUTS = (
 
 
 def _add_features(rows: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, dict[str, DeviceInfo]]:
-    """Roofline features (``perfscope.roofline.feature_frame``, once per device, on the
+    """Roofline features (``perfscope.roofline.feature_columns``, once per device, on the
     columns it reads) written into ``rows``, plus the gap.
 
     Each device's features are computed on a narrow copy of its rows and scattered back
@@ -378,7 +378,7 @@ def _add_features(rows: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, d
     measured status get features; a device whose rows cannot be featurised is reported in
     ``notes`` and drawn without them.
     """
-    from perfscope.roofline import feature_frame
+    from perfscope.roofline import feature_columns
 
     devices: dict[str, DeviceInfo] = {}
     n = len(rows)
@@ -409,13 +409,13 @@ def _add_features(rows: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, d
                 continue
             part = narrow if len(positions) == n else narrow.iloc[positions]
             try:
-                features = feature_frame(part, info.used)
+                features = feature_columns(part, info.used)
             except PerfscopeError as exc:
                 notes.append(f"{key}: no roofline features ({exc})")
                 continue
             for column in columns:
                 if column in features:
-                    columns[column][positions] = features[column].to_numpy(dtype=float)
+                    columns[column][positions] = np.asarray(features[column], dtype=float)
             bound = pd.Categorical(features["bound"], categories=["launch", "memory", "compute"])
             bound_codes[positions] = bound.codes
     frame = rows.assign(**columns)

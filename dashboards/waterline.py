@@ -105,7 +105,7 @@ def _is_missing(value: Any) -> bool:
 
 
 def layer_frame(layers: Sequence[Layer], dtype: str) -> pd.DataFrame:
-    """One configuration row per layer (defaults filled), ready for ``feature_frame``."""
+    """One configuration row per layer (defaults filled), ready for ``feature_columns``."""
     if dtype not in DTYPES:
         raise UserInputError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
     records = []
@@ -177,20 +177,20 @@ def waterline(layers: Sequence[Layer], dtype: str, device: Any,
               measured: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
     """Per-layer bounds and measured times, and the totals (sum of bounds, measured sum,
     fused bound, intermediate bytes removed) for ``device`` (a ``RooflineDevice``)."""
-    from perfscope.roofline import feature_frame, roofline_bound
+    from perfscope.roofline import feature_columns, roofline_bound
 
     if not layers:
         raise UserInputError("a waterline needs at least one layer")
     base = layer_frame(layers, dtype)
-    features = feature_frame(base, device)
+    features = feature_columns(base, device)
     out_bytes, in_bytes = output_input_bytes(base)
     time_s, matches = match_measured(base, measured if measured is not None else pd.DataFrame())
     frame = pd.DataFrame({
         "layer": base["layer"], "kernel": base["kernel"], "dtype": dtype,
-        "flops": features["flops"].to_numpy(dtype=float),
-        "min_bytes": features["min_bytes"].to_numpy(dtype=float),
-        "bound_time_s": features["bound_time_s"].to_numpy(dtype=float),
-        "bound": features["bound"].astype(str).to_numpy(),
+        "flops": np.asarray(features["flops"], dtype=float),
+        "min_bytes": np.asarray(features["min_bytes"], dtype=float),
+        "bound_time_s": np.asarray(features["bound_time_s"], dtype=float),
+        "bound": np.array([str(b) if b is not None else "nan" for b in features["bound"]], dtype=object),
         "output_bytes": out_bytes, "input_bytes": in_bytes,
         "time_s": time_s, "measured_rows": matches,
     })
@@ -199,9 +199,9 @@ def waterline(layers: Sequence[Layer], dtype: str, device: Any,
         removed += 2.0 * min(out_bytes[i], in_bytes[i + 1])
     total_flops = float(frame["flops"].sum())
     fused_bytes = max(float(frame["min_bytes"].sum()) - removed, 0.0)
-    peak = float(features["peak_flops_per_s"].iloc[0])
-    bandwidth = float(features["mem_bandwidth_bytes_per_s"].iloc[0])
-    launch = float(features["launch_overhead_s"].iloc[0])
+    peak = float(features["peak_flops_per_s"][0])
+    bandwidth = float(features["mem_bandwidth_bytes_per_s"][0])
+    launch = float(features["launch_overhead_s"][0])
     fused = roofline_bound(total_flops, fused_bytes, peak, bandwidth, launch).bound_time_s
     measured_ok = frame["time_s"].dropna()
     totals = {

@@ -1,10 +1,10 @@
 """Efficiency gap: how far measured kernels run from their roofline bound (docs/formulas.md).
 
-The base layer of the models: it resolves each row's device, computes the roofline
-features with ``perfscope.roofline.feature_frame`` (the one features module) and reads
-the measured targets. Pure functions over profile rows (a pandas DataFrame with the
-perfscope schema columns); the dashboard calls ``efficiency_gap`` and
-``efficiency_summary`` directly.
+The base layer of the models: it reads the measured targets of profile rows
+(``measured_latency_s``, ``measured_energy_j``, ``ok_mask``: numpy, on columns or on a
+DataFrame's columns alike) and, for the dashboard and reports, the gap tables
+(``efficiency_gap``, ``efficiency_summary``: DataFrames, built from the column features of
+``perfscope.models.roofline_model.roofline_columns``).
 
 Definitions (per row, ``bound_time_s`` = max(FLOPs/peak, bytes/bandwidth, launch floor)):
 
@@ -15,16 +15,23 @@ Definitions (per row, ``bound_time_s`` = max(FLOPs/peak, bytes/bandwidth, launch
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
+from perfscope.columns import as_columns, columns_size, float_column
 from perfscope.devices.registry import resolve_row_devices
-from perfscope.devicespecs import RooflineDevice
+from perfscope.devicespecs import NO_DEVICE, DeviceFigures, RooflineDevice
 from perfscope.errors import UserInputError
-from perfscope.schema import CONTENDED_STATUS
+from perfscope.roofline import feature_columns
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas (and perfscope.schema, which loads pyarrow) are imported by the functions that
+# take or return DataFrames only: the models import the measured-target readers and the
+# column features on the light path of a loaded model.
 
 TIME_COLUMN = "time_median_ms"
 ENERGY_COLUMN = "energy_gross_j"
@@ -34,83 +41,107 @@ SUMMARY_BY = ("device_key", "kernel", "dtype", "bound")
 
 # ---- devices --------------------------------------------------------------------------
 
-# ---- features and targets -------------------------------------------------------------
+# ---- features: each row on its own device
 
-def roofline_features(rows: pd.DataFrame, devices: Mapping[str, RooflineDevice] | None = None) -> pd.DataFrame:
-    """``rows`` with ``perfscope.roofline.feature_frame`` columns, each row on its own device.
+Computed = tuple[RooflineDevice, Mapping[str, Any]]
+"""``(device, feature_columns(rows, device))``: features a caller has already computed for the rows."""
 
-    ``devices`` maps device keys to devices (missing keys are resolved by
-    ``perfscope.devices.registry.resolve_row_devices``). Rows keep their order and index.
+
+def roofline_columns(rows: Mapping[str, Any], devices: Mapping[str, RooflineDevice] | None = None, *,
+                     computed: Computed | None = None) -> dict[str, np.ndarray]:
+    """``perfscope.roofline.feature_columns`` of each row on its own device (``device_key``,
+    then ``device_name``, resolved by ``perfscope.devices.registry.resolve_row_devices``;
+    ``devices`` by key first).
+
+    ``computed``: ``(device, feature_columns(rows, device))`` when the caller has them (an
+    estimate computes them for its output): returned as they are when every row resolves
+    to a device with the same figures (``DeviceFigures``), since features depend on the
+    rows and those figures only.
     """
-    from perfscope.roofline import feature_frame
-
-    if len(rows) == 0:
-        return feature_frame(rows, _NO_DEVICE)
+    size = columns_size(rows)
+    if size == 0:
+        return feature_columns(rows, NO_DEVICE)
     if "device_key" not in rows:
         raise UserInputError("rows have no device_key column: pass perfscope profile rows")
-    resolved = resolve_row_devices(rows["device_key"].astype(str).tolist(),
-                                   rows["device_name"].tolist() if "device_name" in rows else None, devices)
-    keys = rows["device_key"].astype(str).to_numpy()
-    unique = pd.unique(keys)
+    keys = np.asarray(rows["device_key"]).astype(str)
+    names = np.asarray(rows["device_name"], dtype=object) if "device_name" in rows else np.empty(size, dtype=object)
+    _, first = np.unique(keys, return_index=True)
+    first.sort()  # each key's first row, in the order the keys appear
+    unique = keys[first].tolist()
+    resolved = resolve_row_devices(unique, names[first].tolist(), devices)
     if len(unique) == 1:
-        return feature_frame(rows, resolved[unique[0]])
+        device = resolved[unique[0]]
+        if computed is not None and DeviceFigures.of(computed[0]) == DeviceFigures.of(device):
+            return dict(computed[1])
+        return feature_columns(rows, device)
     positions = [np.flatnonzero(keys == key) for key in unique]
-    parts = [feature_frame(rows.iloc[where], resolved[key]) for key, where in zip(unique, positions, strict=True)]
-    for part in parts:  # categoricals of one constant differ per device: plain strings to concatenate
-        for column in ("bound", "device_key", "device_source", "launch_overhead_source"):
-            part[column] = part[column].astype(object)
-    frame = pd.concat(parts).iloc[np.argsort(np.concatenate(positions), kind="stable")]
-    frame["bound"] = pd.Categorical(frame["bound"], categories=["launch", "memory", "compute"])
-    return frame
+    parts = [feature_columns({c: np.asarray(v)[where] for c, v in rows.items()}, resolved[key])
+             for key, where in zip(unique, positions)]
+    order = np.argsort(np.concatenate(positions), kind="stable")
+    return {column: np.concatenate([part[column] for part in parts])[order] for column in parts[0]}
 
 
-def measured_latency_s(rows: pd.DataFrame) -> np.ndarray:
+# ---- measured targets (columns, or a DataFrame: only ``name in rows`` and ``rows[name]`` are used)
+
+def _size(rows: Any) -> int:
+    return columns_size(rows) if isinstance(rows, Mapping) else len(rows)
+
+
+def _numbers(rows: Any, name: str) -> np.ndarray:
+    return float_column({name: np.asarray(rows[name])} if name in rows else {}, name, _size(rows))
+
+
+def _texts(rows: Any, name: str, missing: str) -> np.ndarray:
+    return np.array([missing if v is None or (isinstance(v, float) and v != v) else str(v)
+                     for v in np.asarray(rows[name], dtype=object).tolist()], dtype=object)
+
+
+def measured_latency_s(rows: Any) -> np.ndarray:
     """Measured median time per call in seconds (NaN where missing or not positive)."""
-    if TIME_COLUMN not in rows:
-        return np.full(len(rows), np.nan)
-    values = pd.to_numeric(rows[TIME_COLUMN], errors="coerce").to_numpy(dtype=float, na_value=np.nan) / 1e3
+    values = _numbers(rows, TIME_COLUMN) / 1e3
     return np.where(values > 0, values, np.nan)
 
 
-def usable_energy_mask(rows: pd.DataFrame, include_doubtful: bool = False) -> np.ndarray:
+def usable_energy_mask(rows: Any, include_doubtful: bool = False) -> np.ndarray:
     """Rows whose energy is a measurement fit to learn from.
 
     Measured (``energy_is_estimate`` False: a TDP estimate is never mixed with measured
     energy), positive ``energy_gross_j``, and ``energy_quality`` not ``"doubtful"``
     unless ``include_doubtful``.
     """
-    if ENERGY_COLUMN not in rows:
-        return np.zeros(len(rows), dtype=bool)
-    energy = pd.to_numeric(rows[ENERGY_COLUMN], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    mask = energy > 0
+    mask = _numbers(rows, ENERGY_COLUMN) > 0
     if "energy_is_estimate" in rows:
-        mask &= ~rows["energy_is_estimate"].fillna(False).astype(bool).to_numpy()
+        mask &= _texts(rows, "energy_is_estimate", "False") != "True"
     if "energy_method" in rows:
-        mask &= (rows["energy_method"].fillna("none").astype(str) != "none").to_numpy()
+        mask &= _texts(rows, "energy_method", "none") != "none"
     if not include_doubtful and "energy_quality" in rows:
-        mask &= (rows["energy_quality"].fillna("").astype(str) != "doubtful").to_numpy()
+        mask &= _texts(rows, "energy_quality", "") != "doubtful"
     return mask
 
 
-def measured_energy_j(rows: pd.DataFrame, include_doubtful: bool = False) -> np.ndarray:
+def measured_energy_j(rows: Any, include_doubtful: bool = False) -> np.ndarray:
     """Gross energy per call (J) where ``usable_energy_mask`` holds, NaN elsewhere."""
-    if ENERGY_COLUMN not in rows:
-        return np.full(len(rows), np.nan)
-    energy = pd.to_numeric(rows[ENERGY_COLUMN], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    return np.where(usable_energy_mask(rows, include_doubtful), energy, np.nan)
+    return np.where(usable_energy_mask(rows, include_doubtful), _numbers(rows, ENERGY_COLUMN), np.nan)
 
 
-def ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
+def ok_mask(rows: Any) -> np.ndarray:
     """Rows with ``status == "ok"`` and a positive measured time (what models learn from)."""
     mask = np.isfinite(measured_latency_s(rows))
     if "status" in rows:
-        mask &= (rows["status"].astype(str) == "ok").to_numpy()
-    return rows[mask]
+        mask &= _texts(rows, "status", "") == "ok"
+    return mask
+
+
+def ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The ``ok_mask`` rows of a DataFrame."""
+    return rows[ok_mask(rows)]
 
 
 def admit_contended(rows: pd.DataFrame) -> pd.DataFrame:
     """A copy with ``contended`` rows (timed while another workload shared the device, see
     ``perfscope.importers.gpperf``) relabelled ``ok``: for figures over every timed row."""
+    from perfscope.schema import CONTENDED_STATUS
+
     if "status" not in rows or not (rows["status"].astype(str) == CONTENDED_STATUS).any():
         return rows
     out = rows.copy()
@@ -120,6 +151,8 @@ def admit_contended(rows: pd.DataFrame) -> pd.DataFrame:
 
 def count_contended(rows: pd.DataFrame) -> int:
     """Rows timed while another workload shared the device (left out of training by default)."""
+    from perfscope.schema import CONTENDED_STATUS
+
     return int((rows["status"].astype(str) == CONTENDED_STATUS).sum()) if "status" in rows else 0
 
 
@@ -131,11 +164,14 @@ def efficiency_gap(rows: pd.DataFrame, devices: Mapping[str, RooflineDevice] | N
     Only ``ok`` rows with a time and a finite bound are kept (a device without a peak
     for the row's dtype has no bound). See the module docstring for the definitions.
     """
-    frame = roofline_features(ok_rows(rows), devices)
-    measured = measured_latency_s(frame)
-    bound = frame["bound_time_s"].to_numpy(dtype=float)
+    import pandas as pd
+
+    columns = as_columns(rows)
+    features = roofline_columns({name: values[ok_mask(columns)] for name, values in columns.items()}, devices)
+    measured = measured_latency_s(features)
+    bound = np.asarray(features["bound_time_s"], dtype=float)
     keep = np.isfinite(bound) & (bound > 0)
-    frame = frame[keep].copy()
+    frame = pd.DataFrame({name: np.asarray(values)[keep] for name, values in features.items()})
     frame["measured_time_s"] = measured[keep]
     frame["gap"] = measured[keep] / bound[keep]
     frame["achieved_fraction"] = bound[keep] / measured[keep]
@@ -149,6 +185,8 @@ def efficiency_summary(rows: pd.DataFrame, by: Sequence[str] = SUMMARY_BY,
     ``rows`` are profile rows, or the output of ``efficiency_gap`` (used as is when it
     already has ``achieved_fraction``). One output row per non-empty group of ``by``.
     """
+    import pandas as pd
+
     gap = rows if "achieved_fraction" in rows else efficiency_gap(rows, devices)
     by = list(by)
     unknown = [c for c in by if c not in gap]
@@ -168,20 +206,3 @@ def efficiency_summary(rows: pd.DataFrame, by: Sequence[str] = SUMMARY_BY,
         "gap_median": (1.0 / gap["achieved_fraction"]).groupby(group_keys, sort=True, observed=True).median(),
     })
     return out.reset_index()
-
-
-class _NoDevice:
-    """Stand-in device for an empty frame (feature_frame still needs one)."""
-
-    key = "none"
-    name = "none"
-    source_kind = "spec"
-    sm_count = None
-    l2_bytes = None
-    mem_bandwidth_bytes_per_s = None
-    launch_overhead_s = math.nan
-    launch_overhead_source = "assumed"
-    peaks_flops_per_s: dict[str, float] = {}
-
-
-_NO_DEVICE = _NoDevice()

@@ -23,15 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from perfscope.columns import Columns, as_columns, columns_size, take
 from perfscope.errors import UserInputError
-from perfscope.models.persistence import LightEstimator, LightRegressorMixin, RecordsFrame, check_is_fitted
-from perfscope.roofline import Rows, columns_size, is_frame
+from perfscope.models.efficiency import measured_energy_j, measured_latency_s, ok_mask
+from perfscope.models.persistence import LightEstimator, LightRegressorMixin, check_is_fitted
+from perfscope.roofline import work_and_traffic
 
 if TYPE_CHECKING:
     import pandas as pd
 
-# pandas and perfscope.models.efficiency are imported by the functions that need them:
-# a loaded model predicts on column arrays (``perfscope estimate``) without them.
+# pandas is imported by ``report`` only (it returns a DataFrame), scipy and scikit-learn
+# by ``fit``: a loaded model predicts on column arrays (``perfscope estimate``) without them.
 
 DEFAULT_ENERGY_LEVELS: tuple[tuple[str, ...], ...] = (("device_key", "dtype"), ("device_key",), ())
 COEFFICIENTS = ("idle_power_w", "j_per_flop", "j_per_byte")
@@ -51,26 +53,14 @@ def fit_energy_coefficients(time_s: Any, flops: Any, min_bytes: Any, energy_j: A
     return solution / scale
 
 
-def _work(rows: Rows) -> tuple[np.ndarray, np.ndarray]:
-    from perfscope.roofline import work_and_traffic
-
-    return work_and_traffic(rows)
-
-
-def _size(rows: Rows) -> int:
-    return len(rows) if is_frame(rows) else columns_size(rows)
-
-
-def _keys(rows: Rows, columns: Sequence[str]) -> np.ndarray:
-    """One string key per row: the values of ``columns`` joined (the empty string for no
-    columns), a missing cell as the empty string; ``rows`` a DataFrame or a column mapping."""
-    size = _size(rows)
+def _keys(rows: Columns, columns: Sequence[str]) -> np.ndarray:
+    """One string key per row: the values of ``columns`` joined by NUL (\"\" for no
+    columns), a missing cell as \"\"."""
+    size = columns_size(rows)
     key = np.full(size, "", dtype=object)
     for i, c in enumerate(columns):
         if c not in rows:
             values = np.full(size, "", dtype=object)
-        elif is_frame(rows):
-            values = rows[c].astype(object).where(rows[c].notna(), "").astype(str).to_numpy(dtype=object)
         else:  # each distinct cell converted once (a column is mostly one device, one dtype)
             cells = np.asarray(rows[c], dtype=object)
             text = {v: "" if v is None or (isinstance(v, float) and v != v) else str(v)
@@ -87,13 +77,12 @@ class EnergyModel(LightRegressorMixin, LightEstimator):
     Parameters: ``latency_model`` (an unfitted latency model, or None), ``include_doubtful_energy``,
     ``levels`` (groupings, finest first; ``()`` is all rows), ``min_group_rows``.
 
-    Fitted: ``coefficients_`` (one row per group: level, its columns, ``idle_power_w``,
+    Fitted: ``coefficients_`` (one dict per group: ``level``, ``keys`` (the values of the
+    level's columns), ``idle_power_w``,
     ``j_per_flop``, ``j_per_byte``, ``n_rows``, ``median_abs_pct_error`` of the fit in
     percent), ``latency_model_`` (or None), ``n_rows_``, ``targets_`` (``("energy",)``: the
     latency model's own figures belong to it).
     """
-
-    coefficients_ = RecordsFrame()
 
     def __init__(self, latency_model: Any = None, include_doubtful_energy: bool = False,
                  levels: Sequence[Sequence[str]] = DEFAULT_ENERGY_LEVELS, min_group_rows: int = 8) -> None:
@@ -102,78 +91,53 @@ class EnergyModel(LightRegressorMixin, LightEstimator):
         self.levels = levels
         self.min_group_rows = min_group_rows
 
-    def fit(self, X: pd.DataFrame, y: Any = None) -> EnergyModel:
+    def fit(self, X: Any, y: Any = None) -> EnergyModel:
         """Fit on the ok rows of ``X`` with usable measured energy (``y``: energy in J, default measured)."""
-        import pandas as pd
         from sklearn.base import clone
 
-        from perfscope.models.efficiency import measured_energy_j, measured_latency_s, ok_rows
-
-        if not is_frame(X):
-            raise UserInputError("X must be a pandas DataFrame of profile rows")
-        rows = ok_rows(X) if y is None else X
+        given = as_columns(X)
+        rows = take(given, ok_mask(given)) if y is None else given
         energy = measured_energy_j(rows, self.include_doubtful_energy) if y is None else np.asarray(y, dtype=float)
         time_s = measured_latency_s(rows)
-        flops, min_bytes = _work(rows)
+        flops, min_bytes = work_and_traffic(rows)
         usable = np.isfinite(energy) & (energy > 0) & np.isfinite(time_s) & np.isfinite(flops) & np.isfinite(min_bytes)
         if usable.sum() < max(self.min_group_rows, 3):
             doubtful = "" if self.include_doubtful_energy else " (rows marked doubtful are left out)"
             raise UserInputError(f"{int(usable.sum())} rows with measured energy{doubtful}: an energy model needs "
                                  f"at least {max(self.min_group_rows, 3)}; measure with an energy meter")
-        fit_rows = rows[usable]
+        fit_rows = take(rows, usable)
         t, f, b, e = time_s[usable], flops[usable], min_bytes[usable], energy[usable]
         records = []
         for level, columns in enumerate(self.levels):
             keys = _keys(fit_rows, columns)
-            for key in pd.unique(keys):
+            for key in dict.fromkeys(keys.tolist()):
                 mine = keys == key
                 if mine.sum() < self.min_group_rows:
                     continue
                 coef = fit_energy_coefficients(t[mine], f[mine], b[mine], e[mine])
                 fitted = coef[0] * t[mine] + coef[1] * f[mine] + coef[2] * b[mine]
-                first = np.flatnonzero(mine)[0]
-                record = {"level": level, **{c: str(fit_rows[c].iloc[first]) for c in columns}}
-                record.update(dict(zip(COEFFICIENTS, map(float, coef), strict=True)))
+                record: dict[str, Any] = {"level": level, "keys": key.split("\x00") if columns else []}
+                record.update(dict(zip(COEFFICIENTS, map(float, coef))))
                 record.update(n_rows=int(mine.sum()),
                               median_abs_pct_error=float(np.median(np.abs(fitted / e[mine] - 1))) * 100)
                 records.append(record)
-        self.coefficients_ = pd.DataFrame(records)
-        self.latency_model_ = clone(self.latency_model).fit(X) if self.latency_model is not None else None
+        self.coefficients_ = records
+        self.latency_model_ = clone(self.latency_model).fit(given) if self.latency_model is not None else None
         self.n_rows_ = int(usable.sum())
         self.targets_ = ("energy",)
         return self
 
-    def _tables(self) -> dict[int, dict[str, tuple[float, float, float]]]:
-        """The fitted coefficients by level and group key (keyed by ``_keys``, as rows are),
-        built once per fitted table."""
-        fitted = self.__dict__["coefficients_"]
-        cached = self.__dict__.get("_tables_of")
-        if cached is not None and cached[0] is fitted:
-            return cached[1]
-        by_level: dict[int, list[dict[str, Any]]] = {}
-        for record in RecordsFrame.records_of(self, "coefficients_"):
-            by_level.setdefault(int(record["level"]), []).append(record)
-        tables = {}
-        for level, records in by_level.items():
-            columns = self.levels[level]
-            keys = _keys({c: np.array([r[c] for r in records] + [None], dtype=object)[:-1] for c in columns}
-                         if columns else {"level": np.zeros(len(records))}, columns)
-            tables[level] = {key: tuple(float(r[c]) for c in COEFFICIENTS)
-                             for key, r in zip(keys.tolist(), records, strict=True)}
-        self.__dict__["_tables_of"] = (fitted, tables)  # rebuilt when fit (or reading the frame) replaces it
-        return tables
-
-    def _coefficients_for(self, rows: Rows) -> np.ndarray:
+    def _coefficients_for(self, rows: Columns) -> np.ndarray:
         """(idle_power_w, j_per_flop, j_per_byte) per row: its finest level's group that was fitted."""
-        size = _size(rows)
+        size = columns_size(rows)
         out = np.full((size, 3), np.nan)
-        tables = self._tables()
         unknown = (np.nan, np.nan, np.nan)
         for level, columns in enumerate(self.levels):
             todo = np.isnan(out[:, 0])
             if not todo.any():
                 break
-            table = tables.get(level)
+            table = {"\x00".join(r["keys"]): tuple(float(r[c]) for c in COEFFICIENTS)
+                     for r in self.coefficients_ if r["level"] == level}
             if not table:
                 continue
             found = np.array([table.get(k, unknown) for k in _keys(rows, columns).tolist()],
@@ -182,37 +146,30 @@ class EnergyModel(LightRegressorMixin, LightEstimator):
             out[fill] = found[fill]
         return out
 
-    def predict(self, X: Rows, time_s: Any = None) -> np.ndarray:
+    def predict(self, X: Any, time_s: Any = None) -> np.ndarray:
         """Energy per call (J) per row; time from ``time_s``, else the latency model, else measured.
 
-        ``X``: profile rows (a DataFrame) or, with ``time_s``, a mapping of column arrays."""
+        ``X``: profile rows as columns or a DataFrame."""
         check_is_fitted(self)
-        if not (is_frame(X) or isinstance(X, Mapping)):
-            raise UserInputError("X must be a pandas DataFrame of profile rows, or a mapping of column arrays")
+        rows = as_columns(X)
         if time_s is not None:
-            time_s = np.broadcast_to(np.asarray(time_s, dtype=float), (_size(X),))
+            time_s = np.broadcast_to(np.asarray(time_s, dtype=float), (columns_size(rows),))
+        elif self.latency_model_ is not None:
+            time_s = np.asarray(self.latency_model_.predict(rows), dtype=float)
         else:
-            import pandas as pd
-
-            from perfscope.models.efficiency import measured_latency_s
-
-            frame = X if is_frame(X) else pd.DataFrame(X)
-            if self.latency_model_ is not None:
-                time_s = np.asarray(self.latency_model_.predict(frame), dtype=float)
-            else:
-                time_s = measured_latency_s(frame)
-                if np.isnan(time_s).all() and len(frame):
-                    raise UserInputError("no time to predict energy from: give time_s, fit with a latency_model, "
-                                         "or pass rows with a measured time_median_ms")
-        flops, min_bytes = _work(X)
-        coef = self._coefficients_for(X)
+            time_s = measured_latency_s(rows)
+            if np.isnan(time_s).all() and columns_size(rows):
+                raise UserInputError("no time to predict energy from: give time_s, fit with a latency_model, "
+                                     "or pass rows with a measured time_median_ms")
+        flops, min_bytes = work_and_traffic(rows)
+        coef = self._coefficients_for(rows)
         return coef[:, 0] * time_s + coef[:, 1] * flops + coef[:, 2] * min_bytes
 
-    def predict_energy(self, X: pd.DataFrame, time_s: Any = None) -> np.ndarray:
+    def predict_energy(self, X: Any, time_s: Any = None) -> np.ndarray:
         """Same as ``predict``: energy per call in J."""
         return self.predict(X, time_s)
 
-    def predict_latency(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_latency(self, X: Any) -> np.ndarray:
         """The latency model's prediction (s); only with a ``latency_model``."""
         check_is_fitted(self)
         if self.latency_model_ is None:
@@ -221,18 +178,19 @@ class EnergyModel(LightRegressorMixin, LightEstimator):
 
     def report(self) -> pd.DataFrame:
         """The fitted coefficients per group (see the class docstring)."""
+        import pandas as pd
+
         check_is_fitted(self)
-        return self.coefficients_.copy()
+        return pd.DataFrame([{"level": r["level"], **dict(zip(self.levels[r["level"]], r["keys"])),
+                              **{k: v for k, v in r.items() if k not in ("level", "keys")}}
+                             for r in self.coefficients_])
 
     # -- persistence (a latency model is saved by perfscope.models.persistence) ----------
     def _to_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         check_is_fitted(self)
-        records = []
-        for record in self.coefficients_.to_dict(orient="records"):
-            columns = self.levels[int(record["level"])]
-            records.append({"level": int(record["level"]), "keys": [str(record[c]) for c in columns],
-                            **{c: float(record[c]) for c in COEFFICIENTS}, "n_rows": int(record["n_rows"]),
-                            "median_abs_pct_error": float(record["median_abs_pct_error"])})
+        records = [{"level": int(r["level"]), "keys": [str(k) for k in r["keys"]],
+                    **{c: float(r[c]) for c in COEFFICIENTS}, "n_rows": int(r["n_rows"]),
+                    "median_abs_pct_error": float(r["median_abs_pct_error"])} for r in self.coefficients_]
         return {"params": {"include_doubtful_energy": self.include_doubtful_energy,
                            "levels": [list(c) for c in self.levels], "min_group_rows": self.min_group_rows},
                 "coefficients": records, "n_rows": self.n_rows_}, {}
@@ -243,13 +201,10 @@ class EnergyModel(LightRegressorMixin, LightEstimator):
         params = dict(state["params"])
         params["levels"] = tuple(tuple(c) for c in params["levels"])
         model = cls(latency_model=latency_model, **params)
-        rows = []
-        for record in state["coefficients"]:
-            columns = model.levels[record["level"]]
-            rows.append({"level": record["level"], **dict(zip(columns, record["keys"], strict=True)),
-                         **{c: record[c] for c in COEFFICIENTS}, "n_rows": record["n_rows"],
-                         "median_abs_pct_error": record["median_abs_pct_error"]})
-        model.coefficients_ = RecordsFrame.records(rows)  # a DataFrame on first use
+        model.coefficients_ = [{"level": int(r["level"]), "keys": [str(k) for k in r["keys"]],
+                                **{c: float(r[c]) for c in COEFFICIENTS}, "n_rows": int(r["n_rows"]),
+                                "median_abs_pct_error": float(r["median_abs_pct_error"])}
+                               for r in state["coefficients"]]
         model.latency_model_ = latency_model
         model.n_rows_ = int(state["n_rows"])
         model.targets_ = ("energy",)

@@ -25,20 +25,19 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from perfscope.columns import group_codes
 from perfscope.errors import UserInputError
 from perfscope.models.efficiency import ok_rows
-from perfscope.models.intervals import conformal_quantile, log_scores, measured_target, model_targets, predict_target
+from perfscope.models.intervals import (
+    SHAPE_COLUMNS,
+    conformal_quantile,
+    log_scores,
+    measured_target,
+    model_targets,
+    predict_target,
+)
 
 SPLITS = ("shape", "random", "device")
-
-SHAPE_COLUMNS = (
-    "kernel", "dtype", "batch", "m", "n", "k",
-    "conv_n", "conv_c", "conv_h", "conv_w", "conv_k", "conv_r", "conv_s",
-    "stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "groups",
-    "heads", "kv_heads", "seq_q", "seq_k", "head_dim", "causal",
-)
-"""What identifies a shape. Tile, layout, implementation, cache mode, params_json and
-the device are left out on purpose: all variants of a shape are held out together."""
 
 METRIC_COLUMNS = ("n_rows", "n_predicted", "n_groups", "n_folds", "r2", "mean_abs_pct_error",
                   "median_abs_pct_error", "within_10pct", "interval_coverage", "nominal_coverage",
@@ -47,13 +46,12 @@ METRIC_COLUMNS = ("n_rows", "n_predicted", "n_groups", "n_folds", "r2", "mean_ab
 Progress = Callable[[str], None]
 
 
-def shape_groups(rows: pd.DataFrame) -> np.ndarray:
-    """One integer label per distinct shape (``SHAPE_COLUMNS`` present in ``rows``)."""
+def shape_groups(rows: Any) -> np.ndarray:
+    """One integer label per distinct shape (``SHAPE_COLUMNS`` present in ``rows``: columns or a DataFrame)."""
     columns = [c for c in SHAPE_COLUMNS if c in rows]
     if not columns:
         raise UserInputError("rows have none of the shape columns (kernel, m, n, k, ...)")
-    keys = rows[columns].astype(object).where(rows[columns].notna(), None).astype(str)
-    return pd.factorize(pd.MultiIndex.from_frame(keys))[0] if len(columns) > 1 else pd.factorize(keys.iloc[:, 0])[0]
+    return group_codes(rows, columns)
 
 
 def split_folds(rows: pd.DataFrame, split: str = "shape", n_splits: int | None = 5, seed: int = 0

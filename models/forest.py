@@ -1,6 +1,6 @@
 """Random-forest predictors: ``ForestModel`` (physics features) and the published baseline.
 
-``ForestModel`` learns on the roofline features of ``perfscope.roofline.feature_frame``
+``ForestModel`` learns on the roofline features of ``perfscope.roofline.feature_columns``
 (FLOPs, minimum bytes, intensity, bound time and regime, wave and tile quantisation,
 the dtype's peak, bandwidth, launch floor, SMs, L2, tile parameters when the row has
 them) and predicts, by default, the log of the gap ``time / bound`` rather than the time
@@ -26,9 +26,9 @@ FLOPs, bytes and arithmetic intensity, predicting raw runtime and raw power.
 Both fit with scikit-learn and keep each fitted forest as ``ForestArrays``
 (``perfscope.models.tree_arrays``): the same predictions to the last bit, made with
 numpy alone, so that a saved model loads and predicts without importing scikit-learn
-(seconds of start-up for ``perfscope estimate``). ``ForestModel`` predicts on profile
-rows (a DataFrame) or on a mapping of column arrays: its features then come from
-``perfscope.roofline.feature_columns`` (the same formulas) and pandas is not imported.
+(seconds of start-up for ``perfscope estimate``). ``ForestModel`` fits and predicts on
+columns (``perfscope.columns``; a DataFrame is turned into columns on entry) and never
+imports pandas for it.
 """
 
 from __future__ import annotations
@@ -39,18 +39,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from perfscope.columns import as_columns, columns_size, float_column
 from perfscope.devicespecs import DeviceFigures, RooflineDevice
 from perfscope.errors import UserInputError
+from perfscope.models.efficiency import Computed, measured_energy_j
 from perfscope.models.persistence import LightEstimator, LightRegressorMixin, ModelFileError, check_is_fitted
-from perfscope.models.roofline_model import Computed, DeviceFeaturesMixin, training_rows
+from perfscope.models.roofline_model import DeviceFeaturesMixin, training_rows
 from perfscope.models.tree_arrays import ForestArrays, export_forest
-from perfscope.roofline import Rows, float_column, is_frame
+from perfscope.roofline import Rows, arithmetic_intensity, work_and_traffic
 
 if TYPE_CHECKING:
     import pandas as pd
 
-# pandas is imported by the functions that take frames: a loaded forest predicts on
-# column arrays (``perfscope estimate``) with numpy alone.
+# pandas is imported by ``feature_importances`` only (it returns a Series): a loaded
+# forest predicts on column arrays (``perfscope estimate``) with numpy alone.
 
 KERNEL_CODES = {"gemm": 0, "conv": 1, "attention": 2}
 REGIME_CODES = {"launch": 0, "memory": 1, "compute": 2}
@@ -62,7 +64,7 @@ FOREST_FEATURES = (
     "dtype_bytes", "min_bytes_over_l2", "tile_m_used", "tile_n_used",
     "tile_k", "tile_num_stages", "tile_num_warps", "tile_group_m", "kernel_code",
 )
-"""Columns of ``feature_frame`` (plus the regime and kernel family as codes, and the
+"""Columns of ``feature_columns`` (plus the regime and kernel family as codes, and the
 row's own tile columns, -1 where absent) that ``ForestModel`` learns from. Trees split
 on order, so taking logs or not changes nothing."""
 
@@ -70,9 +72,9 @@ TARGETS = ("efficiency", "log_time")
 
 
 def forest_design(frame: Rows) -> np.ndarray:
-    """The ``FOREST_FEATURES`` matrix of a ``feature_frame`` output, or of the column mapping
-    of ``feature_columns`` (-1 for absent tile columns)."""
-    size = len(frame) if is_frame(frame) else len(frame["bound"])
+    """The ``FOREST_FEATURES`` matrix of the columns ``feature_columns`` returns (-1 for
+    absent tile columns)."""
+    size = len(frame["bound"])
     columns = []
     for name in FOREST_FEATURES:
         if name == "regime":
@@ -80,7 +82,7 @@ def forest_design(frame: Rows) -> np.ndarray:
         elif name == "kernel_code":
             values = _codes(frame["kernel"], KERNEL_CODES)
         elif name in frame:
-            values = _numbers(frame, name, size)
+            values = float_column(frame, name, size)
         else:
             values = np.full(size, np.nan)
         columns.append(values)
@@ -88,42 +90,21 @@ def forest_design(frame: Rows) -> np.ndarray:
     return np.where(np.isfinite(design), design, -1.0)
 
 
-def _numbers(frame: Rows, name: str, size: int) -> np.ndarray:
-    """A feature column as float64 (not-a-number cells -> NaN)."""
-    if not is_frame(frame):
-        return float_column(frame, name, size)
-    import pandas as pd
-    from pandas.api.types import is_bool_dtype, is_numeric_dtype
-
-    column = frame[name]
-    if is_numeric_dtype(column.dtype) and not is_bool_dtype(column.dtype):
-        return column.to_numpy(dtype=float, na_value=np.nan)
-    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-
-
 def _codes(values: Any, table: Mapping[str, int]) -> np.ndarray:
     """``table[value]`` per row as float (NaN for a value not in it), looked up once per distinct
-    value; ``values`` a pandas Series or a numpy array."""
+    value."""
     def lookup(distinct: Any) -> np.ndarray:
         return np.array([float(table.get(v, np.nan)) if isinstance(v, str) else np.nan for v in distinct]
                         + [np.nan])  # the last entry answers code -1 (missing)
 
-    if isinstance(values, np.ndarray):
-        if len(values) <= 64:
-            return lookup(values)[:-1]
-        out = np.full(len(values), np.nan)  # one comparison pass per distinct value (few: regimes, families)
-        for value in dict.fromkeys(values.tolist()):
-            if isinstance(value, str) and value in table:
-                out[values == value] = float(table[value])
-        return out
-    import pandas as pd  # a Series: pandas is loaded already
-
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        return lookup(values.cat.categories)[values.cat.codes.to_numpy()]
-    if len(values) <= 64:  # factorizing costs more than a few lookups
+    values = np.asarray(values, dtype=object)
+    if len(values) <= 64:
         return lookup(values)[:-1]
-    codes, distinct = pd.factorize(values, use_na_sentinel=True)
-    return lookup(distinct)[codes]
+    out = np.full(len(values), np.nan)  # one comparison pass per distinct value (few: regimes, families)
+    for value in dict.fromkeys(values.tolist()):
+        if isinstance(value, str) and value in table:
+            out[values == value] = float(table[value])
+    return out
 
 
 def _new_forest(params: Mapping[str, Any], random_state: Any) -> Any:
@@ -179,23 +160,22 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.log(latency_s / bound_s) if self.target == "efficiency" else np.log(latency_s)
 
-    def fit(self, X: pd.DataFrame, y: Any = None) -> ForestModel:
+    def fit(self, X: Any, y: Any = None) -> ForestModel:
         """Fit on the ok rows of ``X`` (``y``: latency in seconds, default the measured time)."""
-        from perfscope.models.efficiency import measured_energy_j
-
         if self.target not in TARGETS:
             raise UserInputError(f"target must be one of {TARGETS}, got {self.target!r}")
         rows, latency_s = training_rows(X, y)
         self.devices_ = self._snapshot_devices(rows)
         frame = self._features(rows)
-        bound = frame["bound_time_s"].to_numpy(dtype=float)
+        bound = np.asarray(frame["bound_time_s"], dtype=float)
         target = self._latency_target(latency_s, bound)
         keep = np.isfinite(target)
         if keep.sum() < 2:
             raise UserInputError("too few rows to fit a forest: they need status ok, a time and a device with "
                                  "a peak for their dtype")
         design = forest_design(frame)
-        energy_j = measured_energy_j(rows, self.include_doubtful_energy) if self.energy else np.full(len(rows), np.nan)
+        energy_j = (measured_energy_j(rows, self.include_doubtful_energy) if self.energy
+                    else np.full(columns_size(rows), np.nan))
         with np.errstate(divide="ignore", invalid="ignore"):
             log_power = np.log(energy_j / latency_s)
         has_energy = keep & np.isfinite(log_power)
@@ -221,25 +201,15 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(bound s, predicted latency target, predicted log power or None)."""
         check_is_fitted(self)
-        if not (is_frame(X) or isinstance(X, Mapping)):
-            raise UserInputError("X must be a pandas DataFrame of profile rows, or a mapping of column arrays")
-        frame = self._features(X, computed)  # a frame, or a column mapping for a mapping (same formulas)
-        design = forest_design(frame)
-        bound = np.asarray(frame["bound_time_s"], dtype=float)
-        # Callers ask for latency, then its interval, then energy of the same rows: the
-        # outputs of these forests for the last design are kept (compared in full: exact).
-        forests = (self.forest_, self.energy_forest_)
-        last = self.__dict__.get("_last_outputs")
-        if (last is not None and last[0][0] is forests[0] and last[0][1] is forests[1]
-                and last[1].shape == design.shape and np.array_equal(last[1], design)):
-            return bound, last[2], last[3]
+        features = self._features(as_columns(X), computed)
+        design = forest_design(features)
+        bound = np.asarray(features["bound_time_s"], dtype=float)
         out = self.forest_.predict(design)
         log_power = None
         if out.ndim == 2:
             out, log_power = out[:, 0], out[:, 1]
         elif self.energy_forest_ is not None:
             log_power = self.energy_forest_.predict(design)
-        self._last_outputs = (forests, design, out, log_power)
         return bound, out, log_power
 
     def _latency(self, bound: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -248,7 +218,7 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
     def predict(self, X: Rows) -> np.ndarray:
         """Predicted latency per row in seconds (NaN where the device has no bound for the dtype).
 
-        ``X``: profile rows (a DataFrame) or a mapping of column name -> array (no pandas needed)."""
+        ``X``: profile rows as columns (no pandas needed) or a DataFrame."""
         bound, out, _ = self._predict_logs(X)
         return self._latency(bound, out)
 
@@ -315,17 +285,14 @@ PAPER_FEATURES = ("m", "n", "k", "blocksize1", "blocksize2", "blocksize3", "flop
                   "intensity_flops_per_byte")
 
 
-def paper_design(rows: pd.DataFrame) -> np.ndarray:
+def paper_design(rows: Any) -> np.ndarray:
     """The GPPerf paper's raw features (``PAPER_FEATURES``); -1 where a row lacks one."""
-    import pandas as pd
-
-    from perfscope.roofline import arithmetic_intensity, work_and_traffic
-
+    rows = as_columns(rows)
+    size = columns_size(rows)
     flops, min_bytes = work_and_traffic(rows)
-    params = [_params(text) for text in (rows["params_json"] if "params_json" in rows else [None] * len(rows))]
+    params = [_params(text) for text in (rows["params_json"].tolist() if "params_json" in rows else [None] * size)]
     columns = {
-        **{c: pd.to_numeric(rows[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan) if c in rows
-           else np.full(len(rows), np.nan) for c in ("m", "n", "k")},
+        **{c: float_column(rows, c, size) for c in ("m", "n", "k")},
         **{c: np.array([float(p.get(c, np.nan)) for p in params]) for c in ("blocksize1", "blocksize2", "blocksize3")},
         "flops": flops, "min_bytes": min_bytes, "intensity_flops_per_byte": arithmetic_intensity(flops, min_bytes),
     }
@@ -370,12 +337,10 @@ class PaperBaselineModel(LightRegressorMixin, LightEstimator):
         return RandomForestRegressor(n_estimators=self.n_estimators, max_depth=self.max_depth,
                                      random_state=self.random_state, n_jobs=self.n_jobs)
 
-    def fit(self, X: pd.DataFrame, y: Any = None) -> PaperBaselineModel:
+    def fit(self, X: Any, y: Any = None) -> PaperBaselineModel:
         """Fit runtime on every ok row and power on the rows with usable measured energy."""
-        from perfscope.models.efficiency import measured_energy_j
-
         rows, latency_s = training_rows(X, y)
-        if len(rows) < 2:
+        if len(latency_s) < 2:
             raise UserInputError("too few ok rows to fit the paper baseline")
         design = paper_design(rows)
         self.latency_forest_ = export_forest(self._forest().fit(design, latency_s))
@@ -387,23 +352,23 @@ class PaperBaselineModel(LightRegressorMixin, LightEstimator):
         self.targets_ = ("latency", "energy") if self.power_forest_ is not None else ("latency",)
         return self
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
+    def predict(self, X: Any) -> np.ndarray:
         """Predicted latency per row in seconds."""
         check_is_fitted(self)
         return self.latency_forest_.predict(paper_design(X))
 
-    def predict_latency(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_latency(self, X: Any) -> np.ndarray:
         """Same as ``predict``: latency in seconds."""
         return self.predict(X)
 
-    def predict_power(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_power(self, X: Any) -> np.ndarray:
         """Predicted average power (W), as the paper predicts it."""
         check_is_fitted(self)
         if self.power_forest_ is None:
             raise UserInputError("this baseline learnt no power: its training rows had no usable measured energy")
         return self.power_forest_.predict(paper_design(X))
 
-    def predict_energy(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_energy(self, X: Any) -> np.ndarray:
         """Predicted energy per call (J): predicted power x predicted runtime."""
         return self.predict_power(X) * self.predict(X)
 

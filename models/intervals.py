@@ -25,22 +25,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from perfscope.columns import Columns, as_columns, columns_size, group_codes, take
 from perfscope.errors import UserInputError
+from perfscope.models.efficiency import measured_energy_j, measured_latency_s, ok_mask
 from perfscope.models.persistence import LightEstimator, check_is_fitted
-from perfscope.roofline import is_frame
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-# pandas and perfscope.models.efficiency are imported by the functions that need them:
-# a loaded wrapper predicts with its intervals on column arrays without them.
+# numpy only (scikit-learn in ``fit``): a loaded wrapper predicts with its intervals on
+# column arrays.
 
 METHODS = ("cv", "split")
 GROUPINGS = ("shape", "device", "row")
+SHAPE_COLUMNS = (
+    "kernel", "dtype", "batch", "m", "n", "k",
+    "conv_n", "conv_c", "conv_h", "conv_w", "conv_k", "conv_r", "conv_s",
+    "stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "groups",
+    "heads", "kv_heads", "seq_q", "seq_k", "head_dim", "causal",
+)
+"""What identifies a shape. Tile, layout, implementation, cache mode, params_json and
+the device are left out on purpose: all variants of a shape are held out together."""
+
 
 
 def conformal_quantile(scores: Any, alpha: float) -> float:
@@ -56,7 +63,7 @@ def model_targets(model: Any) -> tuple[str, ...]:
     return tuple(getattr(model, "targets_", ("latency",)))
 
 
-def predict_target(model: Any, X: pd.DataFrame, target: str) -> np.ndarray:
+def predict_target(model: Any, X: Any, target: str) -> np.ndarray:
     """A fitted model's prediction of ``target`` (latency s, energy J or power W) for rows ``X``."""
     if target == "latency":
         return np.asarray(model.predict_latency(X) if hasattr(model, "predict_latency") else model.predict(X),
@@ -71,10 +78,8 @@ def predict_target(model: Any, X: pd.DataFrame, target: str) -> np.ndarray:
     raise UserInputError(f"unknown target {target!r}: latency, energy or power")
 
 
-def measured_target(rows: pd.DataFrame, target: str, include_doubtful_energy: bool = False) -> np.ndarray:
+def measured_target(rows: Any, target: str, include_doubtful_energy: bool = False) -> np.ndarray:
     """The measured ``target`` of each row (NaN where it has none usable)."""
-    from perfscope.models.efficiency import measured_energy_j, measured_latency_s
-
     if target == "latency":
         return measured_latency_s(rows)
     energy = measured_energy_j(rows, include_doubtful_energy)
@@ -95,45 +100,45 @@ def log_scores(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         return np.where(ok, np.abs(np.log(np.where(ok, y_true, 1.0)) - np.log(np.where(ok, y_pred, 1.0))), np.nan)
 
 
-def group_labels(rows: pd.DataFrame, groups: Any) -> np.ndarray:
+def group_labels(rows: Columns, groups: Any) -> np.ndarray:
     """Integer group labels of ``rows``: ``"shape"``, ``"device"``, ``"row"`` (each row alone),
     a callable ``rows -> labels``, or labels aligned with the rows."""
-    import pandas as pd
-
-    from perfscope.models.evaluation import shape_groups
-
+    size = columns_size(rows)
     if isinstance(groups, str):
         if groups == "shape":
-            return shape_groups(rows)
+            columns = [c for c in SHAPE_COLUMNS if c in rows]
+            if not columns:
+                raise UserInputError("rows have none of the shape columns (kernel, m, n, k, ...)")
+            return group_codes(rows, columns)
         if groups == "device":
-            return pd.factorize(rows["device_key"].astype(str))[0]
+            return group_codes(rows, ["device_key"])
         if groups == "row":
-            return np.arange(len(rows))
+            return np.arange(size)
         raise UserInputError(f"groups must be one of {GROUPINGS}, a callable or labels; got {groups!r}")
     labels = groups(rows) if callable(groups) else groups
     labels = np.asarray(labels)
-    if labels.shape != (len(rows),):
-        raise UserInputError(f"groups has {labels.shape[0] if labels.ndim else 0} labels for {len(rows)} rows")
-    return pd.factorize(labels)[0]
+    if labels.shape != (size,):
+        raise UserInputError(f"groups has {labels.shape[0] if labels.ndim else 0} labels for {size} rows")
+    return group_codes({"label": labels}, ["label"])
 
 
 class ConformalWrapper(LightEstimator):
     """Any perfscope model plus split-conformal intervals in log space (see module docstring).
 
-    Parameters: ``model`` (an unfitted perfscope model), ``alpha`` (miscoverage: 0.1 for
+    Parameters: ``estimator`` (an unfitted perfscope model), ``alpha`` (miscoverage: 0.1 for
     90% intervals), ``groups`` (``"shape"``, ``"device"``, ``"row"``, a callable, or
     labels aligned with the rows given to ``fit``), ``method`` (``"cv"`` or
     ``"split"``), ``n_splits`` (folds of ``"cv"``), ``calibration_fraction`` (share of
     groups held out by ``"split"``), ``random_state``.
 
-    Fitted: ``model_``, ``quantiles_`` (q per target, log units), ``n_calibration_rows_``
+    Fitted: ``estimator_``, ``quantiles_`` (q per target, log units), ``n_calibration_rows_``
     and ``n_calibration_groups_`` per target, ``targets_``.
     """
 
-    def __init__(self, model: Any, alpha: float = 0.1, groups: str | Callable[..., Any] | Any = "shape",
+    def __init__(self, estimator: Any, alpha: float = 0.1, groups: str | Callable[..., Any] | Any = "shape",
                  method: str = "cv", n_splits: int = 5, calibration_fraction: float = 0.25,
                  random_state: int | None = 0) -> None:
-        self.model = model
+        self.estimator = estimator
         self.alpha = alpha
         self.groups = groups
         self.method = method
@@ -141,81 +146,76 @@ class ConformalWrapper(LightEstimator):
         self.calibration_fraction = calibration_fraction
         self.random_state = random_state
 
-    def fit(self, X: pd.DataFrame, y: Any = None) -> ConformalWrapper:
+    def fit(self, X: Any, y: Any = None) -> ConformalWrapper:
         """Fit the model and calibrate its intervals on unseen-group residuals of ``X``'s ok rows."""
         from sklearn.base import clone
         from sklearn.model_selection import GroupKFold, GroupShuffleSplit
-
-        from perfscope.models.efficiency import measured_latency_s
 
         if not 0 < self.alpha < 1:
             raise UserInputError(f"alpha must be between 0 and 1, got {self.alpha}")
         if self.method not in METHODS:
             raise UserInputError(f"method must be one of {METHODS}, got {self.method!r}")
-        if not is_frame(X):
-            raise UserInputError("X must be a pandas DataFrame of profile rows")
-        labels_all = group_labels(X, self.groups) if not isinstance(self.groups, str) else None
-        keep = np.isfinite(measured_latency_s(X))
-        if "status" in X:
-            keep &= (X["status"].astype(str) == "ok").to_numpy()
-        rows = X[keep]
+        given = as_columns(X)
+        labels_all = group_labels(given, self.groups) if not isinstance(self.groups, str) else None
+        keep = ok_mask(given)
+        rows = take(given, keep)
         labels = labels_all[keep] if labels_all is not None else group_labels(rows, self.groups)
         n_groups = len(np.unique(labels))
         if n_groups < 2:
             raise UserInputError("conformal calibration needs rows from at least two groups (shapes)")
-        doubtful = bool(getattr(self.model, "include_doubtful_energy", False))
+        doubtful = bool(getattr(self.estimator, "include_doubtful_energy", False))
         if self.method == "split":
             splitter = GroupShuffleSplit(n_splits=1, test_size=self.calibration_fraction,
                                          random_state=self.random_state)
-            folds = list(splitter.split(rows, groups=labels))
+            folds = list(splitter.split(labels, groups=labels))
         else:
             folds = list(GroupKFold(n_splits=min(self.n_splits, n_groups), shuffle=True,
-                                    random_state=self.random_state).split(rows, groups=labels))
+                                    random_state=self.random_state).split(labels, groups=labels))
         scores: dict[str, list[np.ndarray]] = {}
         score_groups: dict[str, list[np.ndarray]] = {}
         fitted = None
         for train, test in folds:
-            fitted = clone(self.model).fit(rows.iloc[train])
-            part = rows.iloc[test]
+            fitted = clone(self.estimator).fit(take(rows, train))
+            part = take(rows, test)
             for target in model_targets(fitted):
                 s = log_scores(measured_target(part, target, doubtful), predict_target(fitted, part, target))
                 scores.setdefault(target, []).append(s)
                 score_groups.setdefault(target, []).append(labels[test])
-        self.model_ = fitted if self.method == "split" else clone(self.model).fit(rows)
+        self.estimator_ = fitted if self.method == "split" else clone(self.estimator).fit(rows)
         self.quantiles_ = {}
         self.n_calibration_rows_ = {}
         self.n_calibration_groups_ = {}
-        for target in model_targets(self.model_):
+        for target in model_targets(self.estimator_):
             s = np.concatenate(scores.get(target, [np.array([])]))
             g = np.concatenate(score_groups.get(target, [np.array([], dtype=int)]))
             finite = np.isfinite(s)
             self.quantiles_[target] = conformal_quantile(s[finite], self.alpha)
             self.n_calibration_rows_[target] = int(finite.sum())
             self.n_calibration_groups_[target] = int(len(np.unique(g[finite])))
-        self.targets_ = model_targets(self.model_)
+        self.targets_ = model_targets(self.estimator_)
         return self
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
+    def predict(self, X: Any) -> np.ndarray:
         """The wrapped model's ``predict`` (latency in seconds for perfscope's latency models)."""
         check_is_fitted(self)
-        return self.model_.predict(X)
+        return self.estimator_.predict(X)
 
-    def predict_latency(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_latency(self, X: Any) -> np.ndarray:
         """The wrapped model's latency (s)."""
         check_is_fitted(self)
-        return predict_target(self.model_, X, "latency")
+        return predict_target(self.estimator_, X, "latency")
 
-    def predict_energy(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_energy(self, X: Any) -> np.ndarray:
         """The wrapped model's energy per call (J)."""
         check_is_fitted(self)
-        return predict_target(self.model_, X, "energy")
+        return predict_target(self.estimator_, X, "energy")
 
-    def predict_interval(self, X: pd.DataFrame, target: str = "latency") -> tuple[np.ndarray, np.ndarray]:
+    def predict_interval(self, X: Any, target: str = "latency") -> tuple[np.ndarray, np.ndarray]:
         """(low, high) of the 1 - alpha interval of ``target`` per row: prediction · exp(∓q)."""
         check_is_fitted(self)
         if target not in self.quantiles_:
             raise UserInputError(f"no interval for {target!r}: this model predicts {', '.join(self.targets_)}")
-        prediction = predict_target(self.model_, X, target)
+        prediction = predict_target(self.estimator_, X, target)
         q = self.quantiles_[target]
         return prediction * math.exp(-q) if math.isfinite(q) else np.zeros_like(prediction), prediction * math.exp(q)
 
@@ -225,10 +225,10 @@ class ConformalWrapper(LightEstimator):
         mapping of column arrays for a wrapped model that takes one (``ForestModel``: no pandas);
         ``options`` (``computed=``) go to its ``predict_targets``."""
         check_is_fitted(self)
-        if hasattr(self.model_, "predict_targets"):
-            predictions = self.model_.predict_targets(X, **options)
+        if hasattr(self.estimator_, "predict_targets"):
+            predictions = self.estimator_.predict_targets(X, **options)
         else:
-            predictions = {target: predict_target(self.model_, X, target) for target in self.quantiles_}
+            predictions = {target: predict_target(self.estimator_, X, target) for target in self.quantiles_}
         out = {}
         for target, prediction in predictions.items():
             q = self.quantiles_.get(target, math.inf)
@@ -236,13 +236,12 @@ class ConformalWrapper(LightEstimator):
             out[target] = (prediction, low, prediction * math.exp(q))
         return out
 
-    def coverage(self, X: pd.DataFrame, target: str = "latency") -> float:
+    def coverage(self, X: Any, target: str = "latency") -> float:
         """Share of ``X``'s rows with a measured ``target`` that fall inside their interval
         (use held-out shapes: on training rows it is optimistic)."""
-        from perfscope.models.efficiency import ok_rows
-
-        rows = ok_rows(X)
-        truth = measured_target(rows, target, bool(getattr(self.model_, "include_doubtful_energy", False)))
+        given = as_columns(X)
+        rows = take(given, ok_mask(given))
+        truth = measured_target(rows, target, bool(getattr(self.estimator_, "include_doubtful_energy", False)))
         low, high = self.predict_interval(rows, target)
         has = np.isfinite(truth)
         if not has.any():
@@ -262,8 +261,8 @@ class ConformalWrapper(LightEstimator):
     @classmethod
     def _from_state(cls, state: Mapping[str, Any], objects: Mapping[str, Any], model: Any) -> ConformalWrapper:
         params = dict(state["params"])
-        wrapper = cls(model=model, **params)
-        wrapper.model_ = model
+        wrapper = cls(estimator=model, **params)
+        wrapper.estimator_ = model
         wrapper.quantiles_ = {k: (float(v) if v is not None else math.inf) for k, v in state["quantiles"].items()}
         wrapper.n_calibration_rows_ = {k: int(v) for k, v in state["n_calibration_rows"].items()}
         wrapper.n_calibration_groups_ = {k: int(v) for k, v in state["n_calibration_groups"].items()}

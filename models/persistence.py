@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 # No pandas at import: loading a bundle and predicting on column arrays
-# (``perfscope estimate``) must not pay its import time (see ``RecordsFrame``).
+# (``perfscope estimate``) must not pay its import time.
 
 FORMAT = "perfscope-model"
 BUNDLE_FORMAT = "perfscope-model-bundle"
@@ -185,50 +185,6 @@ class LightRegressorMixin:
         return float(r2_score(y, self.predict(X), sample_weight=sample_weight))  # type: ignore[attr-defined]
 
 
-class RecordsFrame:
-    """A fitted DataFrame attribute (a class attribute of the model) that a loaded model
-    keeps as its JSON records until first read, so that loading a bundle needs no pandas.
-
-    Assign a DataFrame (``fit``) or ``RecordsFrame.records(list of dicts)`` (``_from_state``);
-    reading the attribute gives a DataFrame (built once). ``records_of`` gives the records
-    without building one. The value lives in the instance ``__dict__`` under the
-    attribute's own name, so ``check_is_fitted`` and ``vars`` see it.
-    """
-
-    class _Records(list):
-        """Rows not yet framed."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    @classmethod
-    def records(cls, rows: list[dict[str, Any]]) -> Any:
-        """``rows`` marked as not yet framed (assign this to the attribute)."""
-        return cls._Records(rows)
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
-        if obj is None:
-            return self
-        try:
-            value = obj.__dict__[self.name]
-        except KeyError:
-            raise AttributeError(f"{type(obj).__name__!r} object has no attribute {self.name!r}") from None
-        if isinstance(value, RecordsFrame._Records):
-            import pandas as pd
-
-            value = obj.__dict__[self.name] = pd.DataFrame(list(value))
-        return value
-
-    def __set__(self, obj: Any, value: Any) -> None:
-        obj.__dict__[self.name] = value
-
-    @staticmethod
-    def records_of(obj: Any, name: str) -> list[dict[str, Any]]:
-        """The rows of ``obj``'s attribute ``name`` as dicts, without building a DataFrame."""
-        value = obj.__dict__[name]
-        return list(value) if isinstance(value, RecordsFrame._Records) else value.to_dict(orient="records")
-
-
 def check_is_fitted(model: Any) -> None:
     """Raise scikit-learn's ``NotFittedError`` unless ``model`` has a fitted attribute (a name ending in ``_``)."""
     if not any(name.endswith("_") and not name.startswith("__") for name in vars(model)):
@@ -340,7 +296,7 @@ def _model_state(model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     kind = model_kind(model)
     state, objects = model._to_state()
     state = {"kind": kind, **state}
-    inner = getattr(model, "model_", None) if kind == "conformal" else getattr(model, "latency_model_", None)
+    inner = getattr(model, "estimator_", None) if kind == "conformal" else getattr(model, "latency_model_", None)
     if inner is not None:
         inner_state, inner_objects = _model_state(inner)
         state["inner"] = inner_state
@@ -557,7 +513,7 @@ def _features_of(model: Any) -> dict[str, Any]:
 
     kind = model_kind(model)
     if kind == "conformal":
-        return _features_of(model.model_)
+        return _features_of(model.estimator_)
     features = {"forest": list(FOREST_FEATURES), "paper_baseline": list(PAPER_FEATURES),
                 "log_linear": list(LOG_LINEAR_FEATURES), "roofline": ["bound_time_s", "bound", "kernel", "dtype"],
                 "energy": ["time_s", "flops", "min_bytes"]}[kind]

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 from perfscope.errors import UserInputError
-from perfscope.roofline import is_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -80,7 +79,9 @@ def read_datasets(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str
 
 
 def _as_rows(rows: RowsOrPaths) -> pd.DataFrame:
-    return rows if is_frame(rows) else read_datasets(rows)
+    if isinstance(rows, (str, os.PathLike)) or (isinstance(rows, Sequence) and not isinstance(rows, Mapping)):
+        return read_datasets(rows)
+    return rows  # a DataFrame: training's reader accepts one
 
 
 def select_rows(rows: pd.DataFrame, *, kernels: Sequence[str] | None = None, devices: Sequence[str] | None = None,
@@ -209,7 +210,7 @@ def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequen
     per_model = {name: {"evaluation": table[table["model"] == name].to_dict(orient="records")} for name in final}
     if "energy" in final:
         per_model["energy"]["coefficients"] = final["energy"].report().to_dict(orient="records")
-    per_model["roofline"]["efficiencies"] = final["roofline"].model_.report().to_dict(orient="records")
+    per_model["roofline"]["efficiencies"] = final["roofline"].estimator_.report().to_dict(orient="records")
     selection = {"kernels": list(kernels or []), "devices": list(devices or []), "dtypes": list(dtypes or []),
                  "include_doubtful_energy": include_doubtful_energy, "include_contended": include_contended,
                  "seed": seed, "n_splits": n_splits, "alpha": alpha}
@@ -260,7 +261,7 @@ def estimate_rows(bundle: Any, rows: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     predicted = bundle_predictions(bundle, rows)
-    explained = bundle["roofline"].model_.explain(rows)
+    explained = bundle["roofline"].estimator_.explain(rows)
     columns = {name: predicted[name] for name in ("latency_s", "latency_low_s", "latency_high_s")}
     columns.update({"roofline_latency_s": explained["latency_s"].to_numpy(),
                     "bound_time_s": explained["bound_time_s"].to_numpy(), "bound": explained["bound"].to_numpy(),

@@ -1,15 +1,12 @@
 """Roofline features: the ONE place every model and the dashboard derive features from.
 
-Pure and vectorised: numpy arrays / pandas columns in, arrays out (no per-row Python
-on the GEMM path). Work and traffic come from ``perfscope.features`` (docs/formulas.md);
-this module adds the roofline and the quantisation features.
+Pure and vectorised: numpy arrays in, arrays out (no per-row Python on the GEMM path).
+Work and traffic come from ``perfscope.features`` (docs/formulas.md); this module adds
+the roofline and the quantisation features.
 
-Rows come as a pandas DataFrame or as "columns": a mapping of column name -> 1-D
-numpy array of one length. Every formula below is computed once, on arrays
-(``_features``); ``feature_columns`` returns them as a dict of arrays without importing
-pandas (what ``perfscope estimate`` uses) and ``feature_frame`` adds them to a frame
-(training, evaluation, the dashboard). Only reading a frame's cells differs
-(``pd.to_numeric`` there, ``float()`` per cell for a column mapping's text or objects).
+Rows are columns (``perfscope.columns``: a dict of column name -> 1-D numpy array of one
+length); ``feature_columns`` returns them with the features added, without importing
+pandas. Training, evaluation, estimates and the dashboard all call it.
 
 Formulas (per row; ``s`` = bytes per element of the dtype):
 
@@ -60,35 +57,28 @@ Formulas (per row; ``s`` = bytes per element of the dtype):
 
 from __future__ import annotations
 
-import functools
 import math
-import sys
-import warnings
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from perfscope import features
+from perfscope.columns import as_columns, columns_size, float_column, is_missing
 from perfscope.devicespecs import RooflineDevice
 from perfscope.dtypes import DTYPES
 
-if TYPE_CHECKING:
-    import pandas as pd
+# numpy only: a light caller (one `perfscope estimate`) does not pay pandas' import time.
 
-# pandas is imported only by the functions that build frames: everything else, the
-# feature computation included (``feature_columns``), needs only numpy, so a light
-# caller (one `perfscope estimate`) does not pay pandas' import time.
-
-Rows = Union["pd.DataFrame", Mapping[str, Any]]
-"""Configuration rows: a DataFrame, or a mapping of column name -> 1-D array ("columns")."""
+Rows = Mapping[str, Any]
+"""Configuration rows as columns (``perfscope.columns``); the public functions also take
+anything ``perfscope.columns.as_columns`` reads (a DataFrame, a list of dicts)."""
 
 DEFAULT_TILE_M = 128  # default output tile of untiled library kernels (see module doc)
 DEFAULT_TILE_N = 128
 DEFAULT_BLOCKS_PER_SM = 1
 
-_CONCAT_MAX_ROWS = 50_000
-_SMALL_FRAME_ROWS = 256  # below this, kernel and dtype are factorised in plain Python
+_SMALL_ROWS = 256  # below this, kernel and dtype are factorised in plain Python
 
 REGIMES = ("launch", "memory", "compute")  # codes 0, 1, 2 of the `bound` column; -1 unknown
 
@@ -105,7 +95,7 @@ FEATURE_COLUMNS = (
     "device_key", "device_source", "device_sm_count", "device_l2_bytes",
     *(f"device_peak_{d.split('_')[0]}_flops_per_s" for d in DEVICE_PEAK_DTYPES),
 )
-"""Columns ``feature_frame`` and ``feature_columns`` add (plus ``roofline_attainment`` when
+"""Columns ``feature_columns`` adds (plus ``roofline_attainment`` when
 times are present)."""
 
 
@@ -164,21 +154,6 @@ def roofline_bound(flops: Any, min_bytes: Any, peak_flops_per_s: Any, mem_bandwi
     return RooflineBound(compute, memory, bound, regime)
 
 
-def regime_names(regime: Any) -> pd.Categorical:
-    """The regime codes of ``roofline_bound`` as a Categorical of ``REGIMES`` (NaN for -1)."""
-    import pandas as pd
-
-    return pd.Categorical.from_codes(np.asarray(regime, dtype=np.int8), dtype=_category_dtype(REGIMES))
-
-
-@functools.lru_cache(maxsize=64)
-def _category_dtype(categories: tuple[str, ...]) -> pd.CategoricalDtype:
-    """A CategoricalDtype built once: validating the categories costs ~0.2 ms a call."""
-    import pandas as pd
-
-    return pd.CategoricalDtype(list(categories))
-
-
 def tile_wave(m: Any, n: Any, *, sm_count: Any, batch: Any = 1, tile_m: Any = DEFAULT_TILE_M,
               tile_n: Any = DEFAULT_TILE_N, blocks_per_sm: Any = DEFAULT_BLOCKS_PER_SM) -> TileWave:
     """Tile and wave quantisation of a batch x m x n output grid cut into tile_m x tile_n tiles.
@@ -208,33 +183,14 @@ _COLUMN_DEFAULTS: dict[str, int | str] = {
 }
 
 
-def is_frame(rows: Any) -> bool:
-    """True for a pandas DataFrame (checked without importing pandas: no frame exists before it is imported)."""
-    pandas = sys.modules.get("pandas")
-    return pandas is not None and isinstance(rows, pandas.DataFrame)
-
-
-def columns_size(rows: Mapping[str, Any]) -> int:
-    """The number of rows of a column mapping (``UserInputError`` when the columns differ in length)."""
-    sizes = {len(v) for v in rows.values()}
-    if len(sizes) > 1:
-        from perfscope.errors import UserInputError
-
-        raise UserInputError(f"columns of different lengths ({', '.join(map(str, sorted(sizes)))}): one value per "
-                             "row in every column")
-    return sizes.pop() if sizes else 0
-
-
 class _Columns:
-    """``rows`` (a DataFrame or a column mapping) read once: ``kernel`` and ``dtype``
-    factorised (string comparisons on 1M rows are slow), other columns converted to
-    float64 on first use and shared (reading a pandas column costs ~40 us even for one
-    row, and the work and the grid read the same)."""
+    """Columns read once: ``kernel`` and ``dtype`` factorised (string comparisons on 1M
+    rows are slow), other columns converted to float64 on first use and shared (the work
+    and the grid read the same)."""
 
     def __init__(self, rows: Rows) -> None:
         self.rows = rows
-        self.frame = is_frame(rows)
-        self.size = len(rows) if self.frame else columns_size(rows)
+        self.size = columns_size(rows)
         self.kernel_codes, self.kernels = self._factorize("kernel")
         self.dtype_codes, self.dtypes = self._factorize("dtype")
         self._floats: dict[str, np.ndarray] = {}
@@ -242,13 +198,8 @@ class _Columns:
     def _factorize(self, name: str) -> tuple[np.ndarray, list[Any]]:
         if name not in self.rows:
             return np.full(self.size, -1, dtype=np.intp), []
-        if self.frame and self.size > _SMALL_FRAME_ROWS:
-            import pandas as pd
-
-            codes, uniques = pd.factorize(self.rows[name])
-            return np.asarray(codes), list(uniques)
         values = self.objects(name)
-        if self.size <= _SMALL_FRAME_ROWS:  # pd.factorize costs ~0.2 ms even for one row (an estimate)
+        if self.size <= _SMALL_ROWS:
             uniques = list(dict.fromkeys(v for v in values if isinstance(v, str)))
             index = {v: i for i, v in enumerate(uniques)}
             return np.array([index.get(v, -1) if isinstance(v, str) else -1 for v in values], dtype=np.intp), uniques
@@ -261,17 +212,13 @@ class _Columns:
 
     def objects(self, name: str, at: np.ndarray | None = None) -> np.ndarray:
         """Column ``name`` (at positions ``at``, default all) as an object array of its cells."""
-        if self.frame:
-            series = self.rows[name] if at is None else self.rows[name].iloc[at]
-            return series.to_numpy(dtype=object)
         values = np.asarray(self.rows[name], dtype=object)
         return values if at is None else values[at]
 
     def floats(self, name: str, default: float = math.nan) -> np.ndarray:
         """Column ``name`` as float64 (missing column or cell -> ``default``). Read-only."""
         if name not in self._floats:
-            read = _float_column if self.frame else _float_array
-            values = read(self.rows, name, self.size)
+            values = float_column(self.rows, name, self.size)
             values.flags.writeable = False
             self._floats[name] = values
         values = self._floats[name]
@@ -281,22 +228,17 @@ class _Columns:
         """Column ``name`` as int64 when it is stored as signed integers (no missing cells), else None."""
         if name not in self.rows:
             return None
-        values = self.rows[name]
-        dtype = values.dtype if hasattr(values, "dtype") else np.asarray(values).dtype
-        if not (isinstance(dtype, np.dtype) and dtype.kind == "i"):
-            return None
-        return values.to_numpy() if self.frame else np.asarray(values)
+        values = np.asarray(self.rows[name])
+        return values if values.dtype.kind == "i" else None
 
     def flags(self, name: str, default: bool, at: np.ndarray) -> np.ndarray:
         """Column ``name`` at positions ``at`` as bool (missing cells -> ``default``)."""
-        if self.frame:
-            return self.rows[name].iloc[at].fillna(default).to_numpy(dtype=bool)
         values = np.asarray(self.rows[name])[at]
         if values.dtype.kind == "b":
             return values
         if values.dtype.kind == "f":
             return np.where(np.isnan(values), default, values != 0)
-        return np.array([default if _missing(v) else bool(v) for v in values.tolist()], dtype=bool)
+        return np.array([default if is_missing(v) else bool(v) for v in values.tolist()], dtype=bool)
 
     def is_kernel(self, kernel: str) -> np.ndarray:
         if kernel not in self.kernels:
@@ -385,13 +327,13 @@ _WORK: dict[str, Callable[[_Config, str], tuple[np.ndarray, np.ndarray]]] = {
 
 
 def work_and_traffic(rows: Rows) -> tuple[np.ndarray, np.ndarray]:
-    """(flops, min_bytes) per row as float arrays (``rows``: a DataFrame or a column mapping).
+    """(flops, min_bytes) per row as float arrays (``rows``: columns, or what ``as_columns`` reads).
 
     The row's own ``flops``/``min_bytes`` are kept where present; missing ones are
     computed by the ``perfscope.features`` functions of the row's kernel family (NaN for
     an unknown family or dtype, a missing size, or a configuration the family rejects).
     """
-    return _work_and_traffic(_Columns(rows))
+    return _work_and_traffic(_Columns(rows if isinstance(rows, dict) else as_columns(rows)))
 
 
 def _work_and_traffic(columns: _Columns) -> tuple[np.ndarray, np.ndarray]:
@@ -419,12 +361,11 @@ def _work_and_traffic(columns: _Columns) -> tuple[np.ndarray, np.ndarray]:
     return flops, min_bytes
 
 
-# ---- the features: arrays, and the frame around them ----------------------------------
+# ---- the features -----------------------------------------------------------------------
 
 class _Coded(NamedTuple):
     """A categorical feature column before it is materialised: int8 codes into
-    ``categories`` (-1: unknown). ``feature_frame`` makes it a pandas Categorical,
-    ``feature_columns`` an object array of the names."""
+    ``categories`` (-1: unknown), made an object array of the names at the end."""
 
     codes: np.ndarray
     categories: tuple[str, ...]
@@ -501,52 +442,23 @@ def _features(source: _Columns, device: RooflineDevice, blocks_per_sm: int, defa
 def feature_columns(rows: Rows, device: RooflineDevice, *, blocks_per_sm: int = DEFAULT_BLOCKS_PER_SM,
                     default_tile: tuple[int, int] = (DEFAULT_TILE_M, DEFAULT_TILE_N),
                     launch_overhead_s: float | None = None) -> dict[str, np.ndarray]:
-    """``feature_frame`` without pandas: the columns of ``rows`` (a mapping of column name ->
-    1-D array, or a DataFrame) with the ``FEATURE_COLUMNS`` arrays added, as a new dict.
+    """The columns of ``rows`` with the roofline features of ``FEATURE_COLUMNS`` added for
+    ``device``, as a new dict of column name -> array.
 
-    The same formulas as ``feature_frame`` (it is a frame around this computation);
-    ``bound``, ``launch_overhead_source``, ``device_key`` and ``device_source`` are object
-    arrays of names (``bound`` None where unknown) instead of Categoricals. The input
-    arrays are shared, not copied.
+    ``rows`` (columns, or anything ``perfscope.columns.as_columns`` reads) needs ``kernel``
+    and ``dtype`` and the configuration columns of its kernel family (or its own
+    ``flops``/``min_bytes``). ``device`` is a ``DeviceSpec`` or a calibrated
+    ``DeviceProfile``; ``launch_overhead_s`` overrides its floor. ``bound``,
+    ``launch_overhead_source``, ``device_key`` and ``device_source`` are object arrays of
+    names (``bound`` None where unknown). The input arrays are shared, not copied. See the
+    module docstring for every formula.
     """
+    rows = rows if isinstance(rows, dict) else as_columns(rows)
     source = _Columns(rows)
     added = _features(source, device, blocks_per_sm, default_tile, launch_overhead_s)
-    if source.frame:
-        out = {name: rows[name].to_numpy() for name in rows}  # a DataFrame iterates over its column names
-    else:
-        out = {name: np.asarray(values) for name, values in rows.items()}
+    out = {name: np.asarray(values) for name, values in rows.items()}
     out.update({name: value.names() if isinstance(value, _Coded) else value for name, value in added.items()})
     return out
-
-
-def feature_frame(rows: pd.DataFrame, device: RooflineDevice, *, blocks_per_sm: int = DEFAULT_BLOCKS_PER_SM,
-                  default_tile: tuple[int, int] = (DEFAULT_TILE_M, DEFAULT_TILE_N),
-                  launch_overhead_s: float | None = None) -> pd.DataFrame:
-    """``rows`` with the roofline features of ``FEATURE_COLUMNS`` added for ``device``.
-
-    ``rows`` needs ``kernel`` and ``dtype`` and the configuration columns of its kernel
-    family (or its own ``flops``/``min_bytes``). ``device`` is a ``DeviceSpec`` or a
-    calibrated ``DeviceProfile``. ``launch_overhead_s`` overrides the device's floor.
-    The input frame is not modified. See the module docstring for every formula
-    (``feature_columns`` computes the same columns as arrays, without pandas).
-    """
-    import pandas as pd
-
-    size = len(rows)
-    columns = {name: pd.Categorical.from_codes(value.codes, dtype=_category_dtype(value.categories))
-               if isinstance(value, _Coded) else value
-               for name, value in _features(_Columns(rows), device, blocks_per_sm, default_tile,
-                                            launch_overhead_s).items()}
-    if size <= _CONCAT_MAX_ROWS:  # small frames: one concat beats ~40 column inserts
-        added = pd.DataFrame(columns, index=rows.index)
-        replaced = [c for c in columns if c in rows.columns]
-        kept = rows.drop(columns=replaced) if replaced else rows  # drop() costs ~0.3 ms even when empty
-        return pd.concat([kept, added], axis=1)
-    # large frames: one block per column, because building one consolidated frame would
-    # copy every float column again (seconds on a 1,000,000-row dashboard)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
-        return rows.assign(**columns)
 
 
 def _output_grid(columns: _Columns, default_tile: tuple[int, int]) -> tuple[np.ndarray, ...]:
@@ -579,52 +491,6 @@ def _output_grid(columns: _Columns, default_tile: tuple[int, int]) -> tuple[np.n
     tile_n = col("tile_n")
     tile_n = np.where(np.isnan(tile_n), default_tile_n, tile_n)
     return batch, m, n, tile_m, tile_n
-
-
-def _float_column(rows: pd.DataFrame, name: str, size: int) -> np.ndarray:
-    """A column as a new float64 array (None/NA -> NaN); all NaN when absent."""
-    import pandas as pd
-
-    if name not in rows:
-        return np.full(size, np.nan)
-    series = rows[name]
-    if series.dtype.kind in "iuf":
-        return series.to_numpy(dtype=float, copy=True)
-    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-
-
-def float_column(rows: Rows, name: str, size: int | None = None) -> np.ndarray:
-    """Column ``name`` of a DataFrame or a column mapping as a new float64 array: numbers as
-    they are, numeric text parsed, anything else (None, NA, other text) NaN; all NaN (of
-    ``size`` rows, default the rows') when there is no such column."""
-    if is_frame(rows):
-        return _float_column(rows, name, len(rows))
-    return _float_array(rows, name, columns_size(rows) if size is None else size)
-
-
-def _float_array(rows: Mapping[str, Any], name: str, size: int) -> np.ndarray:
-    """``_float_column`` for a column mapping: numbers as float64; other cells as ``float()``
-    reads them (numeric text included), else NaN, like ``pd.to_numeric(errors="coerce")``."""
-    if name not in rows:
-        return np.full(size, np.nan)
-    values = np.asarray(rows[name])
-    if values.dtype.kind in "iufb":
-        return values.astype(float)
-    return np.array([_to_float(v) for v in values.tolist()], dtype=float).reshape(size)
-
-
-def _to_float(value: Any) -> float:
-    if value is None:
-        return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _missing(value: Any) -> bool:
-    """None or a float NaN (a missing cell)."""
-    return value is None or (isinstance(value, float) and value != value)
 
 
 def _log10(values: np.ndarray) -> np.ndarray:

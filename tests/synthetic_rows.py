@@ -8,9 +8,14 @@ import numpy as np
 import pandas as pd
 
 from perfscope.devices.registry import device_spec
-from perfscope.roofline import feature_frame
+from perfscope.roofline import feature_columns
 
 H100 = "NVIDIA H100 80GB HBM3"
+
+
+def features_frame(rows: pd.DataFrame, device, **options) -> pd.DataFrame:
+    """``rows`` with the roofline features of ``device``, framed on the rows' index (for assertions)."""
+    return pd.DataFrame(feature_columns(rows, device, **options), index=rows.index)
 
 
 def rows_with_energy(sizes=(256, 512, 1024, 2048), seed=0) -> pd.DataFrame:
@@ -23,7 +28,7 @@ def rows_with_energy(sizes=(256, 512, 1024, 2048), seed=0) -> pd.DataFrame:
                for (m, n, k), dtype, tile in itertools.product(itertools.product(sizes, repeat=3), ("fp16", "fp32"),
                                                                (64, 128))]
     rows = pd.DataFrame(records)
-    frame = feature_frame(rows, device_spec(H100))
+    frame = features_frame(rows, device_spec(H100))
     time_s = frame["bound_time_s"].to_numpy() / 0.6 * np.exp(0.05 * rng.standard_normal(len(rows)))
     rows["time_median_ms"] = time_s * 1e3
     rows["energy_gross_j"] = 80 * time_s + 1e-12 * frame["flops"] + 3e-10 * frame["min_bytes"]

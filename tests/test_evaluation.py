@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic_rows import features_frame  # noqa: E402 (tests/ is on sys.path)
 
 from perfscope.devices.registry import device_spec
 from perfscope.errors import UserInputError
@@ -16,7 +17,6 @@ from perfscope.models.evaluation import METRIC_COLUMNS, evaluate, shape_groups, 
 from perfscope.models.forest import ForestModel, PaperBaselineModel
 from perfscope.models.intervals import ConformalWrapper, conformal_quantile
 from perfscope.models.roofline_model import LogLinearModel, RooflineModel
-from perfscope.roofline import feature_frame
 
 H100 = "NVIDIA H100 80GB HBM3"
 EFFICIENCY = 0.6
@@ -39,8 +39,8 @@ def law_rows(sizes=(512, 1024, 2048, 4096), replicates=4, shape_sigma=0.0, noise
                 "device_name": device_name, "run_id": "r", "config_id": f"{m}-{n}-{k}-{r}"}
                for (m, n, k) in shapes for r in range(replicates)]
     rows = pd.DataFrame(records)
-    bound = feature_frame(rows, device_spec(device_name))["bound_time_s"].to_numpy()
-    shape_effect = np.array([effect[(m, n, k)] for m, n, k in zip(rows["m"], rows["n"], rows["k"], strict=True)])
+    bound = features_frame(rows, device_spec(device_name))["bound_time_s"].to_numpy()
+    shape_effect = np.array([effect[(m, n, k)] for m, n, k in zip(rows["m"], rows["n"], rows["k"])])
     time_s = bound / EFFICIENCY * shape_effect * np.exp(noise * rng.standard_normal(len(rows)))
     rows["time_median_ms"] = time_s * 1e3
     if energy:

@@ -10,16 +10,17 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from synthetic_rows import features_frame  # noqa: E402 (tests/ is on sys.path)
 
+from perfscope.columns import as_columns
 from perfscope.devices.registry import device_spec, resolve_row_devices
 from perfscope.devicespecs import DeviceFigures
 from perfscope.errors import UserInputError
-from perfscope.models.efficiency import efficiency_gap, efficiency_summary, measured_energy_j, roofline_features
+from perfscope.models.efficiency import efficiency_gap, efficiency_summary, measured_energy_j, roofline_columns
 from perfscope.models.energy_model import EnergyModel, fit_energy_coefficients
 from perfscope.models.forest import PAPER_FEATURES, ForestModel, PaperBaselineModel, paper_design
 from perfscope.models.intervals import ConformalWrapper
 from perfscope.models.roofline_model import LogLinearModel, RooflineModel
-from perfscope.roofline import feature_frame
 
 H100 = "NVIDIA H100 80GB HBM3"
 H100_KEY = "cuda-nvidia-h100-80gb-hbm3"
@@ -46,12 +47,12 @@ def synthetic_rows(sizes=(256, 512, 1024, 2048), dtypes=("fp32", "fp16"), batche
                         "params_json": json.dumps({"blocksize1": tile})})
     rows = pd.DataFrame(records)
     rows["config_id"] = [f"c{i}" for i in range(len(rows))]
-    bound = feature_frame(rows, device_spec(device_name))["bound_time_s"].to_numpy()
+    bound = features_frame(rows, device_spec(device_name))["bound_time_s"].to_numpy()
     eff = rows["dtype"].map(EFFICIENCY).to_numpy()
     time_s = bound / eff * np.exp(noise * rng.standard_normal(len(rows)))
     rows["time_median_ms"] = time_s * 1e3
     if energy:
-        frame = feature_frame(rows, device_spec(device_name))
+        frame = features_frame(rows, device_spec(device_name))
         rows["energy_gross_j"] = IDLE_W * time_s + J_PER_FLOP * frame["flops"] + J_PER_BYTE * frame["min_bytes"]
         rows["energy_method"] = "nvml-counter"
         rows["energy_is_estimate"] = False
@@ -60,7 +61,7 @@ def synthetic_rows(sizes=(256, 512, 1024, 2048), dtypes=("fp32", "fp16"), batche
 
 
 def truth_latency_s(rows: pd.DataFrame) -> np.ndarray:
-    bound = feature_frame(rows, device_spec(H100))["bound_time_s"].to_numpy()
+    bound = features_frame(rows, device_spec(H100))["bound_time_s"].to_numpy()
     return bound / rows["dtype"].map(EFFICIENCY).to_numpy()
 
 
@@ -108,20 +109,20 @@ def test_resolve_row_devices_names_the_device_without_figures():
     assert given["cuda-mystery"].key == "t4" and given[H100_KEY].key == "h100-sxm"
 
 
-def test_roofline_features_use_each_rows_own_device_and_keep_order():
+def test_roofline_columns_use_each_rows_own_device_and_keep_order():
     h100 = synthetic_rows(sizes=(512, 1024), dtypes=("fp16",), batches=(1,), tiles=(64,))
     t4 = synthetic_rows(sizes=(512, 1024), dtypes=("fp16",), batches=(1,), tiles=(64,), device_name="NVIDIA T4",
                         device_key="cuda-tesla-t4")
     mixed = pd.concat([h100, t4], ignore_index=True).sample(frac=1.0, random_state=1)
-    frame = roofline_features(mixed)
-    assert list(frame.index) == list(mixed.index)
-    peaks = frame["peak_flops_per_s"].to_numpy()
+    frame = roofline_columns(as_columns(mixed))
+    np.testing.assert_array_equal(frame["m"], mixed["m"].to_numpy())
+    peaks = frame["peak_flops_per_s"]
     is_t4 = (mixed["device_key"] == "cuda-tesla-t4").to_numpy()
     assert np.all(peaks[is_t4] == device_spec("t4").peaks_flops_per_s["fp16"])
     assert np.all(peaks[~is_t4] == device_spec("h100-sxm").peaks_flops_per_s["fp16"])
     repeated_index = pd.concat([h100, t4])  # both parts indexed from 0
-    frame = roofline_features(repeated_index)
-    assert len(frame) == len(repeated_index)
+    frame = roofline_columns(as_columns(repeated_index))
+    assert len(frame["device_key"]) == len(repeated_index)
     assert list(frame["device_key"]) == ["h100-sxm"] * len(h100) + ["t4"] * len(t4)
 
 
@@ -187,7 +188,7 @@ def test_roofline_model_falls_back_to_coarser_groups():
 def test_roofline_model_needs_min_group_rows():
     rows = synthetic_rows(sizes=(512, 1024), batches=(1,), tiles=(64,))
     model = RooflineModel(min_group_rows=len(rows)).fit(rows)  # no dtype group is that large
-    assert set(model.efficiencies_["level"]) == {3}
+    assert {r["level"] for r in model.efficiencies_} == {3}
 
 
 # ---- forest ---------------------------------------------------------------------------

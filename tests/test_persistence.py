@@ -71,8 +71,8 @@ def test_round_trip_gives_identical_predictions(bundle, fitted):
     assert np.array_equal(models["energy"].predict(test), loaded["energy"].predict(test))
     assert np.array_equal(models["paper"].predict_energy(test), loaded["paper"].predict_energy(test))
     assert loaded["roofline"].report().equals(models["roofline"].report())
-    assert isinstance(again.model_.forest_, ForestArrays) and again.model_.forest_.n_outputs == 2
-    assert again.model_.feature_importances().equals(forest.model_.feature_importances())
+    assert isinstance(again.estimator_.forest_, ForestArrays) and again.estimator_.forest_.n_outputs == 2
+    assert again.estimator_.feature_importances().equals(forest.estimator_.feature_importances())
 
 
 def test_bundle_layout_and_metadata(bundle, fitted):
@@ -262,7 +262,7 @@ def test_loading_a_forest_bundle_does_not_import_torch(bundle):
     import subprocess
 
     code = ("import sys; from perfscope.models.persistence import load_bundle; "
-            f"b = load_bundle({str(bundle)!r}); assert b['forest'].model_.forest_ is not None; "
+            f"b = load_bundle({str(bundle)!r}); assert b['forest'].estimator_.forest_ is not None; "
             "print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

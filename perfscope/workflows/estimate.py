@@ -7,25 +7,25 @@ fallback says so: the bound comes from the calibrated profile when the device ha
 (``perfscope calibrate``) and from the spec sheet otherwise, and latency is the bound
 over an *assumed* efficiency. Every result names its method and device source.
 
-Light path: numpy only. Configurations become columns (a dict of column name -> numpy
-array: ``config_columns``), features come from ``perfscope.roofline.feature_columns``
-(the formulas ``feature_frame`` frames for training and the dashboard), a loaded model
-predicts on those arrays (``perfscope.models.training.bundle_predictions``), and so do
-the interval, energy and carbon. ``estimate`` (one configuration) never builds a
+Light path: numpy only. Configurations become columns (``perfscope.columns``: a dict of
+column name -> numpy array: ``config_columns``), features come from
+``perfscope.roofline.feature_columns``, a loaded model predicts on those arrays
+(``perfscope.models.training.bundle_predictions``), and so do the interval, energy and
+carbon. ``estimate`` (one configuration) never builds a
 DataFrame; ``estimate_many`` frames the columns at the end. pandas, scikit-learn,
 torch, triton and dash are not imported.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from perfscope.columns import all_missing, as_columns, columns_size, float_column, repeat
 from perfscope.errors import UserInputError
-from perfscope.roofline import columns_size, feature_columns, float_column, is_frame
+from perfscope.roofline import feature_columns
 
 # Efficiency assumed by the roofline fallback on spec-sheet peaks: tuned library
 # kernels typically reach 50-90% of peak on large problems (an assumption, labelled so).
@@ -57,19 +57,19 @@ def config_columns(kernel: str, configs: list[Mapping[str, Any]] | Mapping[str, 
 
     if kernel not in SHAPE_COLUMNS:
         raise UserInputError(f"unknown kernel family {kernel!r}: use {', '.join(SHAPE_COLUMNS)}")
-    columns = _columns_of(configs)
+    columns = as_columns(configs)
     size = columns_size(columns)
-    columns["kernel"] = _repeat(kernel, size)
+    columns["kernel"] = repeat(kernel, size)
     if dtype is not None:
-        columns["dtype"] = _repeat(dtype, size)
+        columns["dtype"] = repeat(dtype, size)
     if "dtype" not in columns:
-        columns["dtype"] = _repeat("fp32", size)
+        columns["dtype"] = repeat("fp32", size)
     for name in dict.fromkeys(columns["dtype"].tolist()):
         dtype_info(str(name))
     if "implementation" not in columns:
-        columns["implementation"] = _repeat(DEFAULT_IMPLEMENTATION[kernel], size)
+        columns["implementation"] = repeat(DEFAULT_IMPLEMENTATION[kernel], size)
     for column in SHAPE_COLUMNS[kernel]:
-        if column not in columns or _all_missing(columns[column]):
+        if column not in columns or all_missing(columns[column]):
             if column == "kv_heads" and "heads" in columns:
                 columns[column] = columns["heads"]
             elif column in _SHAPE_DEFAULTS:
@@ -88,74 +88,6 @@ _SHAPE_DEFAULTS = {"batch": 1, "stride_h": 1, "stride_w": 1, "pad_h": 0, "pad_w"
                    "groups": 1, "causal": False}
 
 
-def _columns_of(configs: Any) -> dict[str, np.ndarray]:
-    """``configs`` as a new dict of equal-length 1-D arrays (the cells as ``pd.DataFrame`` would
-    hold them: whole numbers as int64, numbers with a missing cell as float64 with NaN)."""
-    if is_frame(configs):
-        # pandas' nullable (extension) columns hold pd.NA, which has no truth value: as objects with None
-        return {str(name): (configs[name].to_numpy() if isinstance(configs[name].dtype, np.dtype)
-                            else configs[name].to_numpy(dtype=object, na_value=None))
-                for name in configs.columns}
-    if isinstance(configs, Mapping):
-        given = {str(name): _as_column(values) for name, values in configs.items()}
-        sizes = {len(v) for v in given.values() if v.ndim == 1}
-        size = (sizes.pop() if len(sizes) == 1 else
-                1 if not sizes else columns_size({k: v for k, v in given.items() if v.ndim == 1}))
-        return {name: v if v.ndim == 1 else _repeat(v.item(), size) if v.dtype.kind == "O"
-                else np.full(size, v.item(), dtype=v.dtype) for name, v in given.items()}
-    if isinstance(configs, (list, tuple)) and all(isinstance(c, Mapping) for c in configs):
-        names = dict.fromkeys(name for config in configs for name in config)
-        return {str(name): _as_column([config.get(name) for config in configs]) for name in names}
-    raise UserInputError("configurations must be a list of dicts, a mapping of column -> values, or a DataFrame")
-
-
-def _as_column(values: Any) -> np.ndarray:
-    """A list of cells, an array (kept as it is unless it holds text) or a scalar (a 0-d
-    array) as a numpy array typed as pandas would type it: text as objects."""
-    if not isinstance(values, (list, tuple)):
-        array = np.asarray(values)
-        return array.astype(object) if array.dtype.kind in "US" else array
-    missing = [_is_missing(v) for v in values]
-    if any(missing):
-        present = [v for v, gone in zip(values, missing, strict=True) if not gone]
-        if present and all(isinstance(v, (int, float, np.integer, np.floating))
-                           and not isinstance(v, (bool, np.bool_)) for v in present):
-            return np.array([math.nan if gone else float(v) for v, gone in zip(values, missing, strict=True)])
-        return np.array([math.nan if gone else v for v, gone in zip(values, missing, strict=True)] + [None],
-                        dtype=object)[:-1]  # the None keeps numpy from nesting sequences
-    array = np.asarray(values)
-    if array.dtype.kind in "USO" or array.ndim != 1:
-        return np.array([*values, None], dtype=object)[:-1]
-    return array
-
-
-def _repeat(value: Any, size: int) -> np.ndarray:
-    """An object array holding ``value`` ``size`` times (``np.full`` would convert a string
-    into a new str object per cell: ~20 ms per 100,000-row column)."""
-    out = np.empty(size, dtype=object)
-    out.fill(value)
-    return out
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
-
-
-def _all_missing(values: np.ndarray) -> bool:
-    if values.dtype.kind == "f":
-        return bool(np.isnan(values).all())
-    if values.dtype.kind == "O":
-        return all(_is_missing(v) for v in values.tolist())
-    return len(values) == 0
-
-
-def config_frame(kernel: str, configs: list[Mapping[str, Any]] | Any, dtype: str | None = None) -> Any:
-    """``config_columns`` as a pandas DataFrame."""
-    import pandas as pd
-
-    return pd.DataFrame(config_columns(kernel, configs, dtype))
-
-
 def estimate_columns(kernel: str, configs: list[Mapping[str, Any]] | Any, device: str, *,
                      dtype: str | None = None, model: Any = None, region: str = DEFAULT_REGION,
                      intensity_gco2e_per_kwh: float | None = None, pue: float = 1.0) -> dict[str, np.ndarray]:
@@ -167,13 +99,13 @@ def estimate_columns(kernel: str, configs: list[Mapping[str, Any]] | Any, device
     rows = config_columns(kernel, configs, dtype)
     n = columns_size(rows)
     spec, source = resolve_device(device)
-    rows["device_key"] = _repeat(getattr(spec, "device_key", None) or device, n)
-    rows["device_name"] = _repeat(spec.name, n)
+    rows["device_key"] = repeat(getattr(spec, "device_key", None) or device, n)
+    rows["device_name"] = repeat(spec.name, n)
     features = feature_columns(rows, spec)
     out: dict[str, Any] = {c: features[c] for c in ("kernel", "dtype", *SHAPE_COLUMNS[kernel], *TILE_COLUMNS)
                            if c in features}
-    out["device"] = _repeat(spec.name, n)
-    out["device_source"] = _repeat(source, n)
+    out["device"] = repeat(spec.name, n)
+    out["device_source"] = repeat(source, n)
     out["flops"] = features["flops"]
     out["min_bytes"] = features["min_bytes"]
     bound = np.asarray(features["bound_time_s"], dtype=float)
@@ -212,14 +144,14 @@ def estimate_columns(kernel: str, configs: list[Mapping[str, Any]] | Any, device
                   + " / tile and wave quantisation when compute-bound"
                   + f"; interval assumes {ASSUMED_EFFICIENCY_RANGE[0]:.0%}-{ASSUMED_EFFICIENCY_RANGE[1]:.0%}"
                   " of the bound")
-    out["method"] = _repeat(method, n)
+    out["method"] = repeat(method, n)
     out["efficiency"] = bound / latency
     if energy_j is None:
         tdp_w = getattr(spec, "tdp_w", None)
         energy_j = latency * tdp_w if tdp_w else np.full(n, np.nan)
         energy_method = "estimate-tdp (TDP x latency: an upper-end estimate)" if tdp_w else "none (no TDP known)"
     out["energy_j"] = energy_j
-    out["energy_method"] = _repeat(energy_method, n)
+    out["energy_method"] = repeat(energy_method, n)
     out["power_w"] = energy_j / latency
     intensity = intensity_gco2e_per_kwh
     if intensity is None:
@@ -227,7 +159,7 @@ def estimate_columns(kernel: str, configs: list[Mapping[str, Any]] | Any, device
         intensity, intensity_source = grid.intensity_gco2e_per_kwh, f"{grid.region} {grid.year}: {grid.source}"
     else:
         intensity_source = "given"
-    out["carbon_intensity_source"] = _repeat(intensity_source, n)
+    out["carbon_intensity_source"] = repeat(intensity_source, n)
     out["carbon_intensity_gco2e_per_kwh"] = np.full(n, float(intensity))
     out["pue"] = np.full(n, float(pue))
     out["carbon_gco2e"] = operational_gco2e(energy_j, intensity, pue)
@@ -304,4 +236,4 @@ def _plain(value: Any) -> Any:
     return value
 
 
-__all__ = ["estimate", "estimate_many", "estimate_columns", "config_columns", "config_frame"]
+__all__ = ["estimate", "estimate_many", "estimate_columns", "config_columns"]
