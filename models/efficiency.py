@@ -65,9 +65,8 @@ def roofline_columns(rows: Mapping[str, Any], devices: Mapping[str, RooflineDevi
         raise UserInputError("rows have no device_key column: pass perfscope profile rows")
     keys = np.asarray(rows["device_key"]).astype(str)
     names = np.asarray(rows["device_name"], dtype=object) if "device_name" in rows else np.empty(size, dtype=object)
-    _, first = np.unique(keys, return_index=True)
-    first.sort()  # each key's first row, in the order the keys appear
-    unique = keys[first].tolist()
+    unique = list(dict.fromkeys(keys.tolist()))  # in order of appearance (np.unique would sort 1M strings)
+    first = [int(np.argmax(keys == key)) for key in unique] if len(unique) > 1 else [0]
     resolved = resolve_row_devices(unique, names[first].tolist(), devices)
     if len(unique) == 1:
         device = resolved[unique[0]]
