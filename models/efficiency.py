@@ -75,7 +75,7 @@ def roofline_columns(rows: Mapping[str, Any], devices: Mapping[str, RooflineDevi
         return feature_columns(rows, device)
     positions = [np.flatnonzero(keys == key) for key in unique]
     parts = [feature_columns({c: np.asarray(v)[where] for c, v in rows.items()}, resolved[key])
-             for key, where in zip(unique, positions)]
+             for key, where in zip(unique, positions, strict=True)]
     order = np.argsort(np.concatenate(positions), kind="stable")
     return {column: np.concatenate([part[column] for part in parts])[order] for column in parts[0]}
 

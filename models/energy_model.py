@@ -54,8 +54,8 @@ def fit_energy_coefficients(time_s: Any, flops: Any, min_bytes: Any, energy_j: A
 
 
 def _keys(rows: Columns, columns: Sequence[str]) -> np.ndarray:
-    """One string key per row: the values of ``columns`` joined by NUL (\"\" for no
-    columns), a missing cell as \"\"."""
+    """One string key per row: the values of ``columns`` joined by NUL (the empty string for
+    no columns), a missing cell as the empty string."""
     size = columns_size(rows)
     key = np.full(size, "", dtype=object)
     for i, c in enumerate(columns):
@@ -117,7 +117,7 @@ class EnergyModel(LightRegressorMixin, LightEstimator):
                 coef = fit_energy_coefficients(t[mine], f[mine], b[mine], e[mine])
                 fitted = coef[0] * t[mine] + coef[1] * f[mine] + coef[2] * b[mine]
                 record: dict[str, Any] = {"level": level, "keys": key.split("\x00") if columns else []}
-                record.update(dict(zip(COEFFICIENTS, map(float, coef))))
+                record.update(dict(zip(COEFFICIENTS, map(float, coef), strict=True)))
                 record.update(n_rows=int(mine.sum()),
                               median_abs_pct_error=float(np.median(np.abs(fitted / e[mine] - 1))) * 100)
                 records.append(record)
@@ -181,7 +181,7 @@ class EnergyModel(LightRegressorMixin, LightEstimator):
         import pandas as pd
 
         check_is_fitted(self)
-        return pd.DataFrame([{"level": r["level"], **dict(zip(self.levels[r["level"]], r["keys"])),
+        return pd.DataFrame([{"level": r["level"], **dict(zip(self.levels[r["level"]], r["keys"], strict=True)),
                               **{k: v for k, v in r.items() if k not in ("level", "keys")}}
                              for r in self.coefficients_])
 

@@ -94,7 +94,7 @@ def _group_keys(rows: Mapping[str, Any], columns: Sequence[str]) -> list[tuple[s
     size = columns_size(rows)
     parts = [[("" if v is None or (isinstance(v, float) and v != v) else str(v)) for v in rows[c].tolist()]
              if c in rows else [""] * size for c in columns]
-    return list(zip(*parts)) if parts else [()] * size
+    return list(zip(*parts, strict=True)) if parts else [()] * size
 
 
 class RooflineModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
@@ -188,7 +188,7 @@ class RooflineModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
         import pandas as pd
 
         check_is_fitted(self)
-        records = [{"level": r["level"], **dict(zip(self.levels[r["level"]], r["keys"])),
+        records = [{"level": r["level"], **dict(zip(self.levels[r["level"]], r["keys"], strict=True)),
                     "efficiency": r["efficiency"], "n_rows": r["n_rows"]} for r in self.efficiencies_]
         records.append({"level": -1, "efficiency": self.global_efficiency_, "n_rows": self.n_rows_})
         return pd.DataFrame(records)

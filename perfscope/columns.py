@@ -70,7 +70,7 @@ def group_codes(rows: Any, names: Any) -> np.ndarray:
     order); a missing cell is a value of its own."""
     picked = as_columns({name: rows[name] for name in names})
     size = columns_size(picked) if picked else 0
-    keys = list(zip(*(values.tolist() for values in picked.values()))) if picked else [()] * size
+    keys = list(zip(*(values.tolist() for values in picked.values()), strict=True)) if picked else [()] * size
     index: dict[Any, int] = {}
     return np.array([index.setdefault(_hashable(key), len(index)) for key in keys], dtype=np.intp)
 
@@ -124,11 +124,11 @@ def _as_column(values: Any) -> np.ndarray:
         return array.astype(object) if array.dtype.kind in "US" else array
     missing = [is_missing(v) for v in values]
     if any(missing):
-        present = [v for v, gone in zip(values, missing) if not gone]
+        present = [v for v, gone in zip(values, missing, strict=True) if not gone]
         if present and all(isinstance(v, (int, float, np.integer, np.floating))
                            and not isinstance(v, (bool, np.bool_)) for v in present):
-            return np.array([math.nan if gone else float(v) for v, gone in zip(values, missing)])
-        return np.array([math.nan if gone else v for v, gone in zip(values, missing)] + [None],
+            return np.array([math.nan if gone else float(v) for v, gone in zip(values, missing, strict=True)])
+        return np.array([math.nan if gone else v for v, gone in zip(values, missing, strict=True)] + [None],
                         dtype=object)[:-1]  # the None keeps numpy from nesting sequences
     array = np.asarray(values)
     if array.dtype.kind in "USO" or array.ndim != 1:

@@ -40,7 +40,7 @@ def law_rows(sizes=(512, 1024, 2048, 4096), replicates=4, shape_sigma=0.0, noise
                for (m, n, k) in shapes for r in range(replicates)]
     rows = pd.DataFrame(records)
     bound = features_frame(rows, device_spec(device_name))["bound_time_s"].to_numpy()
-    shape_effect = np.array([effect[(m, n, k)] for m, n, k in zip(rows["m"], rows["n"], rows["k"])])
+    shape_effect = np.array([effect[(m, n, k)] for m, n, k in zip(rows["m"], rows["n"], rows["k"], strict=True)])
     time_s = bound / EFFICIENCY * shape_effect * np.exp(noise * rng.standard_normal(len(rows)))
     rows["time_median_ms"] = time_s * 1e3
     if energy:
