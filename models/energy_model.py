@@ -54,8 +54,8 @@ def fit_energy_coefficients(time_s: Any, flops: Any, min_bytes: Any, energy_j: A
 
 
 def _keys(rows: Columns, columns: Sequence[str]) -> np.ndarray:
-    """One string key per row: the values of ``columns`` joined by NUL (the empty string for
-    no columns), a missing cell as the empty string."""
+    """One string key per row: the values of ``columns`` joined by U+001F (not NUL: numpy
+    strips trailing NULs from strings), the empty string for no columns or a missing cell."""
     size = columns_size(rows)
     key = np.full(size, "", dtype=object)
     for i, c in enumerate(columns):
@@ -67,7 +67,7 @@ def _keys(rows: Columns, columns: Sequence[str]) -> np.ndarray:
                     for v in dict.fromkeys(cells.tolist())}
             values = (np.full(size, text[cells[0]], dtype=object) if len(text) == 1
                       else np.array([text[v] for v in cells.tolist()], dtype=object))
-        key = values if i == 0 else key + "\x00" + values
+        key = values if i == 0 else key + "\x1f" + values
     return key
 
 
@@ -116,7 +116,7 @@ class EnergyModel(LightRegressorMixin, LightEstimator):
                     continue
                 coef = fit_energy_coefficients(t[mine], f[mine], b[mine], e[mine])
                 fitted = coef[0] * t[mine] + coef[1] * f[mine] + coef[2] * b[mine]
-                record: dict[str, Any] = {"level": level, "keys": key.split("\x00") if columns else []}
+                record: dict[str, Any] = {"level": level, "keys": key.split("\x1f") if columns else []}
                 record.update(dict(zip(COEFFICIENTS, map(float, coef), strict=True)))
                 record.update(n_rows=int(mine.sum()),
                               median_abs_pct_error=float(np.median(np.abs(fitted / e[mine] - 1))) * 100)
@@ -136,7 +136,7 @@ class EnergyModel(LightRegressorMixin, LightEstimator):
             todo = np.isnan(out[:, 0])
             if not todo.any():
                 break
-            table = {"\x00".join(r["keys"]): tuple(float(r[c]) for c in COEFFICIENTS)
+            table = {"\x1f".join(r["keys"]): tuple(float(r[c]) for c in COEFFICIENTS)
                      for r in self.coefficients_ if r["level"] == level}
             if not table:
                 continue
