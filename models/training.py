@@ -65,17 +65,21 @@ class TrainReport:
 
 
 def read_datasets(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
-    """All rows of one or more perfscope datasets as one DataFrame (``StoreError`` for a bad path)."""
-    import pyarrow as pa
+    """All rows of one or more perfscope datasets as one DataFrame (``StoreError`` for a bad
+    path); each file that had to be skipped is named in a ``UserWarning`` (the CLI reads
+    through ``perfscope.store.read_datasets`` itself, to report and count them)."""
+    import warnings
 
-    from perfscope.store import ProfileStore
+    from perfscope.store import read_datasets as read_stores
 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     if not paths:
         raise UserInputError("no dataset given")
-    tables = [ProfileStore(p).read().table for p in paths]
-    return pa.concat_tables(tables).to_pandas() if len(tables) > 1 else tables[0].to_pandas()
+    result = read_stores(paths)
+    for problem in result.problems:
+        warnings.warn(f"skipped {problem}", stacklevel=2)
+    return result.table.to_pandas()
 
 
 def _as_rows(rows: RowsOrPaths) -> pd.DataFrame:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,10 +124,19 @@ class Renderer:
             + (f", overhead x{report.overhead:.2f}" if report.overhead else "")
             + f"\ndataset: {report.dataset}")
 
+    def skipped_files(self, problems: Sequence[Any], *, strict: bool = False) -> None:
+        """One warning per skipped file (``PATH: reason``) on stderr; with ``strict``, then
+        ``StoreError`` (exit 2) if any file was skipped."""
+        for problem in problems:
+            self.err.print(f"[yellow]warning:[/yellow] skipped {problem}", highlight=False, soft_wrap=True)
+        if strict and problems:
+            from perfscope.errors import StoreError
+
+            raise StoreError(f"--strict: {len(problems)} file(s) skipped (see the warnings above)")
+
     def dataset_summary(self, dataset: Path, groups: list[dict[str, Any]], problems: list[Any]) -> None:
         """Print the summary of a dataset: a table, or JSON; skipped files are warned about."""
-        for problem in problems:
-            self.err.print(f"[yellow]warning:[/yellow] skipped {problem}", highlight=False)
+        self.skipped_files(problems)
         if self.as_json:
             print(strict_json.dumps({"dataset": str(dataset), "groups": groups,
                               "skipped_files": [{"path": str(p.path), "reason": p.reason} for p in problems]}))

@@ -21,6 +21,7 @@ def dashboard_command(
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8050,
     check: Annotated[bool, typer.Option(help="Load the data and features every page uses, print a summary, "
                                               "and exit without serving.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 2) if any data file had to be skipped.")] = False,
 ) -> None:
     """Roofline, waterline and efficiency gap, scaling laws, carbon, tile explorer, estimates."""
     _check_port(port)
@@ -29,20 +30,22 @@ def dashboard_command(
         raise UserInputError(f"no such dataset: {', '.join(missing)}")
     if not check:
         _check_exposure(host, port)
-    if check:
-        from perfscope.dashboards.data import DashboardData
+    from perfscope.cli_render import Renderer
+    from perfscope.dashboards.data import DashboardData
 
-        data = DashboardData.load(datasets or None)
+    data = DashboardData.load(datasets or None)
+    Renderer(quiet=False, as_json=False).skipped_files(data.problems, strict=strict)  # as ls warns
+    if check:
         print(f"dashboard data: {len(data.rows)} rows from {', '.join(data.datasets) or 'no dataset'}")
         for _key, info in sorted(data.devices.items()):
             print(f"  {info.note}")
-        for line in [*data.notes, *data.problems]:
+        for line in data.notes:
             print(f"  note: {line}")
         return
-    from perfscope.dashboards import serve
+    from perfscope.dashboards.app import create_app
 
     try:
-        serve(datasets or None, model, host, port)
+        create_app(model_path=model, data=data).run(host=host, port=port, debug=False)
     except OSError as exc:  # the port was taken between the check and the bind
         raise UserInputError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,6 +19,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")]
 IncludeContended = Annotated[bool, typer.Option(
     "--include-contended", help="Also use rows timed while another workload shared the device (status contended).")]
+Strict = Annotated[bool, typer.Option("--strict", help="Fail (exit 2) if any data file had to be skipped.")]
 
 
 @app.command("train")
@@ -30,6 +31,7 @@ def train_command(
     dtype: Dtype = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     include_contended: IncludeContended = False,
+    strict: Strict = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -37,10 +39,11 @@ def train_command(
     from perfscope.models.training import train
 
     check_writable(out)  # before minutes of training, not after
-    report = train(datasets, out_dir=out, kernels=kernel, devices=device, dtypes=dtype, seed=seed,
+    rows, read = read_rows(datasets, strict=strict, as_json=as_json)
+    report = train(rows, out_dir=out, kernels=kernel, devices=device, dtypes=dtype, seed=seed,
                    include_contended=include_contended, progress=None if quiet or as_json else _progress)
     if as_json:
-        print(strict_json.dumps(report.to_dict()))
+        print(strict_json.dumps({**report.to_dict(), **_files_summary(read)}))
         return
     print(f"trained on {report.n_rows} rows, {report.n_shapes} shapes ({', '.join(report.kernels)}; "
           f"{', '.join(report.devices)}); saved to {report.out_dir}")
@@ -77,6 +80,7 @@ def evaluate_command(
     dtype: Dtype = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     include_contended: IncludeContended = False,
+    strict: Strict = False,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -84,14 +88,30 @@ def evaluate_command(
     from perfscope.models.evaluation import to_records
     from perfscope.models.training import evaluate_datasets
 
-    table = evaluate_datasets(datasets, split=split, n_splits=None if folds == 0 else folds, seed=seed,
+    rows, read = read_rows(datasets, strict=strict, as_json=as_json)
+    table = evaluate_datasets(rows, split=split, n_splits=None if folds == 0 else folds, seed=seed,
                               kernels=kernel, devices=device, dtypes=dtype, include_contended=include_contended,
                               progress=None if quiet or as_json else _progress)
     if as_json:
-        print(strict_json.dumps({"split": split, "results": to_records(table)}))
+        print(strict_json.dumps({"split": split, "results": to_records(table), **_files_summary(read)}))
         return
     print(f"split: {split}")
     print(_table(table))
+
+
+def read_rows(datasets: list[Path], *, strict: bool, as_json: bool) -> tuple[Any, Any]:
+    """The datasets' rows as a DataFrame and the ``ReadResult`` (skipped files warned about
+    as ``ls`` does; with ``strict``, any skipped file is an error)."""
+    from perfscope.cli_render import Renderer
+    from perfscope.store import read_datasets
+
+    result = read_datasets(datasets)
+    Renderer(quiet=False, as_json=as_json).skipped_files(result.problems, strict=strict)
+    return result.table.to_pandas(), result
+
+
+def _files_summary(read: Any) -> dict[str, Any]:
+    return {"files_read": read.files_read, "files_skipped": len(read.problems), "skipped_files": read.skipped_files()}
 
 
 def _progress(message: str) -> None:
