@@ -141,7 +141,8 @@ def step_calibrate(rig: Rig) -> str:
 def _sweep_step(rig: Rig, energy: str) -> str:
     rows = _sweep(rig, rig.cases(SMALL_SWEEP), energy)
     kernels = {r.kernel for r in rows}
-    bad = [f"{r.kernel} {r.implementation} {r.status}: {r.reason}" for r in rows if r.status not in ("ok", "unsupported")]
+    bad = [f"{r.kernel} {r.implementation} {r.status}: {r.reason}" for r in rows
+           if r.status not in ("ok", "unsupported")]
     no_energy = [r.config_id for r in rows if r.status == "ok" and not (r.energy_gross_j and r.energy_gross_j > 0)]
     assert kernels == {"gemm", "conv", "attention"}, f"families measured: {sorted(kernels)}"
     assert not bad, "; ".join(bad)[:400]
@@ -165,7 +166,8 @@ def step_energy_windows(rig: Rig) -> str:
     assert windows, "no ok rows"
     updates = min(windows) / period_s
     assert updates >= 10, f"shortest window {min(windows):.3f} s = {updates:.1f} updates of {period_s * 1e3:.0f} ms"
-    return f"counter updates every {period_s * 1e3:.1f} ms; shortest window {min(windows):.3f} s = {updates:.0f} updates"
+    return (f"counter updates every {period_s * 1e3:.1f} ms; shortest window {min(windows):.3f} s = "
+            f"{updates:.0f} updates")
 
 
 def _counter_update_period_s(rig: Rig) -> float:
