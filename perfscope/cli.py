@@ -27,7 +27,22 @@ def main() -> None:
     except PerfscopeError as exc:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        _fail("interrupted: rows measured so far are saved", 130)
+        _fail("interrupted", 130)
+    except SystemExit as exc:  # Typer turns Ctrl-C into a silent exit 130: say so
+        if exc.code == 130 and _caused_by_interrupt(exc):
+            print("perfscope: error: interrupted", file=sys.stderr)
+        raise
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _fail(message: str, code: int) -> None:

@@ -105,3 +105,26 @@ def test_ctrl_c_during_a_sweep_says_how_many_rows_were_saved(tmp_path):
     saved = int(lines[0].split("interrupted: ")[1].split()[0])
     assert saved >= 2
     assert ProfileStore(out).read(["config_id"]).table.num_rows == saved  # every row it counted is in the dataset
+
+
+def test_ctrl_c_in_any_command_says_interrupted_and_exits_130(monkeypatch, capsys):
+    import typer
+
+    from perfscope import cli
+
+    stub = typer.Typer()
+
+    @stub.command()
+    def slow() -> None:
+        raise KeyboardInterrupt
+
+    @stub.command()
+    def other() -> None:  # two commands, so Typer dispatches by name
+        pass
+
+    monkeypatch.setattr(cli, "app", stub)
+    monkeypatch.setattr(sys, "argv", ["perfscope", "slow"])
+    with pytest.raises(SystemExit) as caught:
+        cli.main()
+    assert caught.value.code == 130
+    assert capsys.readouterr().err.strip() == "perfscope: error: interrupted"
