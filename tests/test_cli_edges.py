@@ -128,3 +128,12 @@ def test_ctrl_c_in_any_command_says_interrupted_and_exits_130(monkeypatch, capsy
         cli.main()
     assert caught.value.code == 130
     assert capsys.readouterr().err.strip() == "perfscope: error: interrupted"
+
+
+def test_every_json_output_goes_through_strict_json():
+    import re
+
+    sources = [*(REPO / "perfscope" / "commands").glob("*.py"), REPO / "perfscope" / "cli_render.py"]
+    loose = [f"{path.name}:{n}" for path in sources for n, line in enumerate(path.read_text().splitlines(), 1)
+             if re.search(r"(?<!strict_)json\.dumps?\(", line)]
+    assert not loose, f"--json output written without strict_json (NaN would be printed): {loose}"

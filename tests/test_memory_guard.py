@@ -108,3 +108,14 @@ def test_collect_records_huge_gemms_as_too_large_without_allocating(tmp_path):
                       exclude_invalid_files=True).to_table(columns=["m", "status", "reason"]).to_pylist()
     assert sorted(r["m"] for r in rows) == [65536, 100000000]
     assert all(r["status"] == "too_large" and "free" in r["reason"] for r in rows)
+
+
+def test_plan_counts_configurations_the_guard_will_refuse():
+    done = subprocess.run([sys.executable, "-m", "perfscope", "plan", "gemm", "--size", "100000000,16",
+                           "--device", "cpu", "--json"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    assert plan["configurations"] == 2 and plan["too_large"] == 1
+    done = subprocess.run([sys.executable, "-m", "perfscope", "plan", "gemm", "--size", "16", "--max-memory", "150%"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--max-memory" in done.stderr and "Traceback" not in done.stderr
