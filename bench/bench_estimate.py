@@ -26,7 +26,7 @@ from perfscope.hostload import ForeignLoad
 
 BUSY_WARNING = 0.05
 # distinct GEMM shapes cycled through by the single-estimate timing, so that no cache
-# cached for identical inputs (the forest keeps its outputs for the last design) helps
+# of identical inputs could help (none is kept today)
 SHAPES = [(int(m), int(n), int(k)) for m, n, k in np.random.default_rng(1).integers(64, 8192, size=(64, 3))]
 
 
