@@ -19,7 +19,7 @@ from perfscope.collectors.memory_guard import FLOAT32_BYTES, FLOAT64_BYTES, Memo
 from perfscope.collectors.protocol import Case, Workload, check_cache_mode
 from perfscope.devices.base import Device
 from perfscope.dtypes import dtype_info
-from perfscope.errors import UnsupportedConfigError, UserInputError
+from perfscope.errors import InvalidInputError, UnsupportedConfigError
 from perfscope.features import attention_flops, attention_min_bytes
 
 # perfscope's backend names -> torch.nn.attention.SDPBackend members
@@ -58,9 +58,9 @@ class AttentionShape(Case):
     def __post_init__(self) -> None:
         if self.kv_heads is None:
             object.__setattr__(self, "kv_heads", self.heads)
-        _ = self.fused_min_bytes  # validates sizes, heads % kv_heads and the dtype (UserInputError)
+        _ = self.fused_min_bytes  # validates sizes, heads % kv_heads and the dtype (InvalidInputError)
         if not isinstance(self.causal, bool):
-            raise UserInputError(f"attention causal must be true or false, got {self.causal!r}")
+            raise InvalidInputError(f"attention causal must be true or false, got {self.causal!r}")
         check_cache_mode(self.cache_mode)
 
     @property
@@ -134,7 +134,7 @@ class AttentionCase(AttentionShape):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.backend not in BACKENDS:
-            raise UserInputError(f"unknown attention backend {self.backend!r}: use one of {', '.join(BACKENDS)}")
+            raise InvalidInputError(f"unknown attention backend {self.backend!r}: use one of {', '.join(BACKENDS)}")
 
     @property
     def fused(self) -> bool:
@@ -265,12 +265,12 @@ _ATTENTION_DEFAULTS = {"batch": [1], "causal": [False], "backend": list(BACKENDS
 def attention_shape_fields(point: Mapping[str, Any]) -> dict[str, Any]:
     """The ``AttentionShape`` fields (all but the seed) of one point of an attention grid
     (``expand_axes`` with ``ATTENTION_SHAPE_DEFAULTS``): seq sets seq_q and seq_k unless they
-    are given; a missing size is a ``UserInputError``."""
+    are given; a missing size is a ``InvalidInputError``."""
     seq_q, seq_k = point.get("seq_q", point.get("seq")), point.get("seq_k", point.get("seq"))
     missing = [name for name, value in (("heads", point.get("heads")), ("head_dim", point.get("head_dim")),
                                         ("seq_q (or seq)", seq_q), ("seq_k (or seq)", seq_k)) if value is None]
     if missing:
-        raise UserInputError(f"attention grid needs {', '.join(missing)} (as axes or in every shape)")
+        raise InvalidInputError(f"attention grid needs {', '.join(missing)} (as axes or in every shape)")
     return {"batch": point["batch"], "heads": point["heads"], "kv_heads": point.get("kv_heads"), "seq_q": seq_q,
             "seq_k": seq_k, "head_dim": point["head_dim"], "causal": point["causal"], "dtype": point["dtype"],
             "cache_mode": point["cache"]}
@@ -292,7 +292,7 @@ def cases_from_axes(axes: Mapping[str, Any], *, seed: int = 0) -> list[Attention
         fields = attention_shape_fields(point)
         try:
             case = AttentionCase(**fields, backend=point["backend"], seed=seed)
-        except UserInputError as exc:
-            raise UserInputError(f"attention grid point {describe_point(point)}: {exc}") from None
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"attention grid point {describe_point(point)}: {exc}") from None
         cases.append(case)
     return list(dict.fromkeys(cases))

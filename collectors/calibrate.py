@@ -32,7 +32,7 @@ from perfscope.devices.base import Device
 from perfscope.devices.profile import CalibrationMeasurement, DeviceProfile
 from perfscope.devices.registry import find_device_spec
 from perfscope.dtypes import DTYPES, dtype_info
-from perfscope.errors import MeasurementError, UnsupportedConfigError, UserInputError
+from perfscope.errors import InvalidInputError, MeasurementError, UnsupportedConfigError
 from perfscope.timing import TimingPolicy, measure
 
 # Default GEMM sizes (n for an n x n x n product). On this project's 2-core CPU, fp32
@@ -134,7 +134,7 @@ def _gemm_size(device: Device, dtype: str, sizes: Mapping[str, int] | None) -> i
     if sizes and dtype in sizes:
         size = sizes[dtype]
         if not isinstance(size, int) or size < 1:
-            raise UserInputError(f"calibrate GEMM size for {dtype} must be a positive integer, got {size!r}")
+            raise InvalidInputError(f"calibrate GEMM size for {dtype} must be a positive integer, got {size!r}")
         return size
     if device.kind == "cuda":
         return CUDA_GEMM_SIZE

@@ -22,7 +22,7 @@ from perfscope.collectors.memory_guard import FLOAT32_BYTES, FLOAT64_BYTES, Memo
 from perfscope.collectors.protocol import Case, Workload, check_cache_mode
 from perfscope.devices.base import Device
 from perfscope.dtypes import DtypeInfo, dtype_info
-from perfscope.errors import UnsupportedConfigError, UserInputError
+from perfscope.errors import InvalidInputError, UnsupportedConfigError
 from perfscope.features import conv2d_flops, conv2d_min_bytes, conv2d_output_hw
 
 CHECK_FILTERS = 64  # output channels of the first image compared with the float64 reference
@@ -60,10 +60,10 @@ class ConvShape(Case):
     kernel: str = "conv"
 
     def __post_init__(self) -> None:
-        _ = self.flops  # validates sizes, groups and the output shape (UserInputError)
+        _ = self.flops  # validates sizes, groups and the output shape (InvalidInputError)
         dtype_info(self.dtype)
         if self.layout not in LAYOUTS:
-            raise UserInputError(f"conv layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+            raise InvalidInputError(f"conv layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
         check_cache_mode(self.cache_mode)
 
     @property
@@ -170,7 +170,7 @@ class ConvCase(ConvShape):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.cudnn_benchmark is not None and not isinstance(self.cudnn_benchmark, bool):
-            raise UserInputError(f"cudnn_benchmark must be true, false or null, got {self.cudnn_benchmark!r}")
+            raise InvalidInputError(f"cudnn_benchmark must be true, false or null, got {self.cudnn_benchmark!r}")
 
     def config_columns(self) -> dict[str, Any]:
         """The configuration columns, with the cuDNN autotuner setting in ``params_json``."""
@@ -261,14 +261,14 @@ def expand_axes(family: str, axes: Mapping[str, Any], *, axis_keys: Iterable[str
     """Grid points: the cartesian product of ``axes`` (name -> list of values; a scalar is a
     one-value axis), multiplied by ``axes["shapes"]`` when given (a list of dicts of fixed
     fields). ``defaults`` fill axes that neither the axes nor a shape give. An unknown key,
-    an empty axis or a field given both as an axis and in a shape is a ``UserInputError``.
+    an empty axis or a field given both as an axis and in a shape is a ``InvalidInputError``.
     """
     if not isinstance(axes, Mapping):
-        raise UserInputError(f"a {family} grid is a mapping of axis names to value lists, got {type(axes).__name__}")
+        raise InvalidInputError(f"a {family} grid is a mapping of axis names to value lists, got {type(axes).__name__}")
     axis_keys, shape_keys = tuple(axis_keys), tuple(shape_keys)
     unknown = sorted(set(axes) - set(axis_keys) - {"shapes"})
     if unknown:
-        raise UserInputError(f"unknown {family} grid key(s) {', '.join(map(str, unknown))}: "
+        raise InvalidInputError(f"unknown {family} grid key(s) {', '.join(map(str, unknown))}: "
                              f"use {', '.join(axis_keys + ('shapes',))}")
     lists: dict[str, list[Any]] = {}
     for key in axis_keys:
@@ -277,20 +277,20 @@ def expand_axes(family: str, axes: Mapping[str, Any], *, axis_keys: Iterable[str
         values = axes[key]
         values = list(values) if isinstance(values, (list, tuple)) else [values]
         if not values:
-            raise UserInputError(f"{family} grid axis {key!r} is empty")
+            raise InvalidInputError(f"{family} grid axis {key!r} is empty")
         lists[key] = values
     shapes = axes.get("shapes", [{}])
     if not isinstance(shapes, (list, tuple)) or not shapes or not all(isinstance(s, Mapping) for s in shapes):
-        raise UserInputError(f"{family} grid 'shapes' must be a non-empty list of mappings, got {shapes!r}")
+        raise InvalidInputError(f"{family} grid 'shapes' must be a non-empty list of mappings, got {shapes!r}")
     points = []
     for shape in shapes:
         bad = sorted(set(shape) - set(shape_keys))
         if bad:
-            raise UserInputError(f"unknown {family} shape field(s) {', '.join(map(str, bad))}: "
+            raise InvalidInputError(f"unknown {family} shape field(s) {', '.join(map(str, bad))}: "
                                  f"use {', '.join(shape_keys)}")
         both = sorted(set(shape) & set(lists))
         if both:
-            raise UserInputError(f"{family} field(s) {', '.join(both)} given both as an axis and in a shape: "
+            raise InvalidInputError(f"{family} field(s) {', '.join(both)} given both as an axis and in a shape: "
                                  "give each field one way")
         varying = dict(lists)
         for key, values in defaults.items():
@@ -315,10 +315,10 @@ _CONV_DEFAULTS = {**CONV_SHAPE_DEFAULTS, "cudnn_benchmark": [True]}
 def conv_shape_fields(point: Mapping[str, Any]) -> dict[str, Any]:
     """The ``ConvShape`` fields (all but the seed) of one point of a conv grid (``expand_axes``
     with ``CONV_SHAPE_DEFAULTS``): stride, pad and dil set both dimensions unless a shape gives
-    stride_h, pad_w, ...; a missing size is a ``UserInputError``."""
+    stride_h, pad_w, ...; a missing size is a ``InvalidInputError``."""
     missing = [key for key in _CONV_REQUIRED if key not in point]
     if missing:
-        raise UserInputError(f"conv grid needs {', '.join(missing)} (as axes or in every shape)")
+        raise InvalidInputError(f"conv grid needs {', '.join(missing)} (as axes or in every shape)")
     fields = {key: point[key] for key in (*_CONV_REQUIRED, "groups", "layout", "dtype")}
     for name in ("stride", "pad", "dil"):
         fields[f"{name}_h"] = point.get(f"{name}_h", point[name])
@@ -337,7 +337,7 @@ def cases_from_axes(axes: Mapping[str, Any], *, seed: int = 0, device_kind: str 
     to stride 1, pad 0, dil 1, groups 1, layout nchw, dtype fp32, cache warm, cudnn_benchmark
     true. With ``device_kind`` other than "cuda" the cuDNN setting is dropped (and the
     duplicates it leaves removed). A point that is not a valid convolution is a
-    ``UserInputError`` naming it: use ``shapes`` for irregular grids (e.g. depthwise).
+    ``InvalidInputError`` naming it: use ``shapes`` for irregular grids (e.g. depthwise).
     """
     cases = []
     for point in expand_axes("conv", axes, axis_keys=_CONV_AXES, shape_keys=_CONV_SHAPE_KEYS,
@@ -345,8 +345,8 @@ def cases_from_axes(axes: Mapping[str, Any], *, seed: int = 0, device_kind: str 
         fields = conv_shape_fields(point)
         try:
             case = ConvCase(**fields, cudnn_benchmark=point["cudnn_benchmark"], seed=seed)
-        except UserInputError as exc:
-            raise UserInputError(f"conv grid point {describe_point(point)}: {exc}") from None
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"conv grid point {describe_point(point)}: {exc}") from None
         cases.append(case if device_kind is None else case.for_device(device_kind))
     return list(dict.fromkeys(cases))
 

@@ -66,7 +66,7 @@ from perfscope.collectors.memory_guard import MemoryNeed, gemm_memory_need
 from perfscope.collectors.protocol import Case, Workload, check_cache_mode, restore_torch_threads, torch_threads
 from perfscope.devices.base import Device
 from perfscope.dtypes import dtype_info
-from perfscope.errors import UnsupportedConfigError, UserInputError
+from perfscope.errors import InvalidInputError, UnsupportedConfigError
 from perfscope.features import gemm_flops, gemm_min_bytes
 
 IMPLEMENTATION = "numba.tiled"
@@ -257,30 +257,30 @@ def cases_from_axes(axes: dict[str, list], *, seed: int = 0) -> list[CpuTiledGem
     tiles, then dtypes, then cache modes vary slowest to fastest; repeats are dropped.
     """
     if not isinstance(axes, dict):
-        raise UserInputError(f"tiled CPU GEMM axes must be a mapping, got {type(axes).__name__}")
+        raise InvalidInputError(f"tiled CPU GEMM axes must be a mapping, got {type(axes).__name__}")
     unknown = sorted(set(axes) - set(_AXES))
     if unknown:
-        raise UserInputError(f"unknown tiled CPU GEMM axis {', '.join(map(repr, unknown))}: "
+        raise InvalidInputError(f"unknown tiled CPU GEMM axis {', '.join(map(repr, unknown))}: "
                              f"use {', '.join(_AXES)}")
     shapes: list[tuple[int, int, int]] = [(s, s, s) for s in _ints("sizes", axes.get("sizes", []))]
     for shape in _as_list(axes.get("shapes", [])):
         if not isinstance(shape, (list, tuple)) or len(shape) != 3:
-            raise UserInputError(f"a GEMM shape is three sizes [m, n, k]; got {shape!r}")
+            raise InvalidInputError(f"a GEMM shape is three sizes [m, n, k]; got {shape!r}")
         shapes.append(tuple(_ints("shapes", shape)))  # type: ignore[arg-type]
     given = [key for key in ("m", "n", "k") if key in axes]
     if given and len(given) != 3:
-        raise UserInputError(f"give m, n and k together (their product is swept); got only {', '.join(given)}")
+        raise InvalidInputError(f"give m, n and k together (their product is swept); got only {', '.join(given)}")
     if given:
         shapes += itertools.product(_ints("m", axes["m"]), _ints("n", axes["n"]), _ints("k", axes["k"]))
     if not shapes:
-        raise UserInputError("no GEMM shapes: give sizes, shapes, or m, n and k")
+        raise InvalidInputError("no GEMM shapes: give sizes, shapes, or m, n and k")
     tiles = _ints("tile", axes.get("tile", list(DEFAULT_TILES)))
     dtypes = [str(d) for d in _as_list(axes.get("dtype", ["fp32"]))]
     caches = [str(c) for c in _as_list(axes.get("cache", ["warm"]))]
     threads: list[int | None] = list(_ints("threads", axes["threads"])) if "threads" in axes else [None]
     for name, values in (("tile", tiles), ("dtype", dtypes), ("cache", caches), ("threads", threads)):
         if not values:
-            raise UserInputError(f"the {name} axis is empty")
+            raise InvalidInputError(f"the {name} axis is empty")
     grid = [CpuTiledGemmCase(m=m, n=n, k=k, tile=t, dtype=d, cache_mode=c, seed=seed, threads=th)
             for (m, n, k) in shapes for t in tiles for d in dtypes for c in caches for th in threads]
     return list(dict.fromkeys(grid))  # frozen dataclasses hash by value: drop repeats, keep order
@@ -300,4 +300,4 @@ def _ints(name: str, values: Iterable[Any]) -> list[int]:
 
 def _positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserInputError(f"tiled CPU GEMM {name} must be a positive integer, got {value!r}")
+        raise InvalidInputError(f"tiled CPU GEMM {name} must be a positive integer, got {value!r}")

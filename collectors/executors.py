@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from perfscope.collectors.sweep import SweepReport
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def run_ray(cases: list[Any], settings: WorkerSettings, run_id: str, *, address:
     try:
         import ray
     except ImportError:
-        raise UserInputError("the Ray executor needs ray: pip install 'perfscope[ray]'") from None
+        raise InvalidInputError("the Ray executor needs ray: pip install 'perfscope[ray]'") from None
     from perfscope.collectors.spec import shard
 
     started_here = not ray.is_initialized()
@@ -74,7 +74,9 @@ def run_ray(cases: list[Any], settings: WorkerSettings, run_id: str, *, address:
         if workers is None:
             workers = int(ray.cluster_resources().get("GPU", 0)) if on_gpu else 1
         if workers < 1:
-            raise UserInputError("no Ray workers: the cluster has no GPUs (use --device cpu or --workers N)")
+            raise InvalidInputError("no Ray workers: the cluster has no GPUs "
+                                    "(use the CPU device or give a worker count)",
+                                    parameter="workers")
         task = ray.remote(num_gpus=1 if on_gpu else 0, num_cpus=num_cpus_per_worker)(run_worker)
         # each GPU worker sees its GPU as cuda:0 (Ray sets CUDA_VISIBLE_DEVICES)
         worker_settings = settings if not on_gpu else _replace_device(settings, "cuda:0")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 FAMILIES = ("gemm", "conv", "attention")
 IMPLEMENTATIONS = {
@@ -17,9 +17,9 @@ IMPLEMENTATIONS = {
 def cases_for(kernel: str, implementation: str, axes: dict[str, list[Any]], *, seed: int = 0) -> list[Any]:
     """Expand ``axes`` into the cases of one kernel family and implementation."""
     if kernel not in IMPLEMENTATIONS:
-        raise UserInputError(f"unknown kernel family {kernel!r}: use {', '.join(FAMILIES)}")
+        raise InvalidInputError(f"unknown kernel family {kernel!r}: use {', '.join(FAMILIES)}")
     if implementation not in IMPLEMENTATIONS[kernel]:
-        raise UserInputError(f"unknown implementation {implementation!r} for {kernel}: "
+        raise InvalidInputError(f"unknown implementation {implementation!r} for {kernel}: "
                              f"use {', '.join(IMPLEMENTATIONS[kernel])}")
     if implementation == "triton":
         from perfscope.collectors.triton_kernels.cases import cases_from_axes as triton_cases

@@ -5,7 +5,7 @@ columns as names by perfscope's bounded expression evaluator (``perfscope.expres
 only literals, names, arithmetic, comparisons and boolean operators are allowed, and
 every result is size-bounded, so a spec file can neither run code nor exhaust the
 machine. A comparison with a column the case lacks (None) is false; any other
-evaluation error (``m / 0``, ``dtype + 1``) is a one-line ``UserInputError``.
+evaluation error (``m / 0``, ``dtype + 1``) is a one-line ``InvalidInputError``.
 """
 
 from __future__ import annotations
@@ -23,5 +23,5 @@ class Filter:
         self._expression = Expression(text, "filter")
 
     def __call__(self, columns: dict[str, Any]) -> bool:
-        """Whether the configuration ``columns`` passes; ``UserInputError`` if it cannot be evaluated."""
+        """Whether the configuration ``columns`` passes; ``InvalidInputError`` if it cannot be evaluated."""
         return bool(self._expression(columns))

@@ -30,7 +30,7 @@ from perfscope.collectors.inputs import input_set_count, seeded_uniform
 from perfscope.collectors.protocol import Workload
 from perfscope.devices.base import Device
 from perfscope.dtypes import dtype_info
-from perfscope.errors import UnsupportedConfigError, UserInputError
+from perfscope.errors import InvalidInputError, UnsupportedConfigError
 from perfscope.features import gemm_flops, gemm_min_bytes
 
 IMPLEMENTATION = "torch._scaled_mm"
@@ -48,16 +48,16 @@ def fp8_operand_dtypes(dtype: str) -> tuple[str, str]:
     try:
         return OPERAND_DTYPES[dtype]
     except KeyError:
-        raise UserInputError(f"not an fp8 GEMM dtype: {dtype!r}; use {', '.join(OPERAND_DTYPES)}") from None
+        raise InvalidInputError(f"not an fp8 GEMM dtype: {dtype!r}; use {', '.join(OPERAND_DTYPES)}") from None
 
 
 def per_tensor_scale(amax: float, fp8_dtype: str) -> float:
     """The dequantisation scale mapping ``[-amax, amax]`` onto the fp8 format's finite range:
     ``x ~= q * scale`` with ``q = x / scale`` in fp8 (``amax / fp8_max``)."""
     if fp8_dtype not in FP8_MAX:
-        raise UserInputError(f"not an fp8 dtype: {fp8_dtype!r}; use {', '.join(FP8_MAX)}")
+        raise InvalidInputError(f"not an fp8 dtype: {fp8_dtype!r}; use {', '.join(FP8_MAX)}")
     if not amax >= 0 or math.isinf(amax):
-        raise UserInputError(f"amax must be finite and >= 0, got {amax!r}")
+        raise InvalidInputError(f"amax must be finite and >= 0, got {amax!r}")
     return max(amax, _AMAX_FLOOR) / FP8_MAX[fp8_dtype]
 
 

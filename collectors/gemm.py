@@ -15,7 +15,7 @@ from perfscope.collectors.memory_guard import MemoryNeed, gemm_memory_need
 from perfscope.collectors.protocol import Case, Workload, check_cache_mode
 from perfscope.devices.base import Device
 from perfscope.dtypes import DtypeInfo, dtype_info
-from perfscope.errors import UnsupportedConfigError, UserInputError
+from perfscope.errors import InvalidInputError, UnsupportedConfigError
 from perfscope.features import gemm_flops, gemm_min_bytes
 
 CHECK_ROWS = 64  # rows of C compared with the float64 reference (keeps the check cheap)
@@ -40,7 +40,7 @@ class GemmShape(Case):
     kernel: str = "gemm"
 
     def __post_init__(self) -> None:
-        _ = self.flops  # validates the sizes (UserInputError)
+        _ = self.flops  # validates the sizes (InvalidInputError)
         dtype_info(self.dtype)
         check_cache_mode(self.cache_mode)
 
@@ -147,18 +147,18 @@ def cases_from_axes(axes: dict[str, list[Any]], *, seed: int = 0) -> list[GemmCa
     ``m`` x ``n`` x ``k``, times ``batch`` x ``dtype`` x ``cache`` (defaults 1, fp32, warm)."""
     unknown = set(axes) - set(GEMM_AXES)
     if unknown:
-        raise UserInputError(f"unknown gemm axes {sorted(unknown)}: use {', '.join(GEMM_AXES)}")
+        raise InvalidInputError(f"unknown gemm axes {sorted(unknown)}: use {', '.join(GEMM_AXES)}")
     shapes = [(s, s, s) for s in axes.get("sizes", [])] + [tuple(s) for s in axes.get("shapes", [])]
     if any(key in axes for key in ("m", "n", "k")):
         missing = [key for key in ("m", "n", "k") if key not in axes]
         if missing:
-            raise UserInputError(f"gemm axes m, n and k go together; missing {missing}")
+            raise InvalidInputError(f"gemm axes m, n and k go together; missing {missing}")
         shapes += [(m, n, k) for m in axes["m"] for n in axes["n"] for k in axes["k"]]
     if not shapes:
-        raise UserInputError("no GEMM shapes: give sizes, shapes or m/n/k")
+        raise InvalidInputError("no GEMM shapes: give sizes, shapes or m/n/k")
     for shape in shapes:
         if len(shape) != 3:
-            raise UserInputError(f"a GEMM shape has three sizes m, n, k; got {list(shape)!r}")
+            raise InvalidInputError(f"a GEMM shape has three sizes m, n, k; got {list(shape)!r}")
     return [GemmCase(batch=b, m=m, n=n, k=k, dtype=d, cache_mode=c, seed=seed)
             for (m, n, k) in shapes for b in axes.get("batch", [1]) for d in axes.get("dtype", ["fp32"])
             for c in axes.get("cache", ["warm"])]

@@ -17,7 +17,7 @@ from typing import Any
 
 from perfscope.devices.base import Device
 from perfscope.devices.cpu import mem_available_bytes
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 DEFAULT_MAX_MEMORY_SHARE = 0.5
 TOO_LARGE_STATUS = "too_large"
@@ -69,9 +69,11 @@ def parse_max_memory(text: str | float | None) -> float:
     try:
         share = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
     except ValueError:
-        raise UserInputError(f"bad --max-memory {text!r}: give a share of free memory, e.g. 0.5 or 50%") from None
+        raise InvalidInputError(f"bad memory limit {text!r}: give a share of free memory, e.g. 0.5 or 50%",
+                                parameter="max_memory") from None
     if not 0 < share <= 1:
-        raise UserInputError(f"--max-memory must be above 0 and at most 1 (100%), got {text!r}")
+        raise InvalidInputError(f"the memory limit must be above 0 and at most 1 (100%), got {text!r}",
+                                parameter="max_memory")
     return share
 
 
@@ -96,7 +98,7 @@ def too_large_reason(case: Any, device: Device, max_share: float = DEFAULT_MAX_M
             return (f"needs ~{_size(needed)} of {where} ({need.input_sets} input set(s) of "
                     f"{_size(need.operand_bytes)}, {_size(need.output_bytes)} output, "
                     f"{_size(need.workspace_bytes)} workspace, {_size(need.host_check_bytes)} check); "
-                    f"{_size(free)} free, limit {max_share:.0%} (--max-memory): not allocated")
+                    f"{_size(free)} free, limit {max_share:.0%} of free memory: not allocated")
     return None
 
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from perfscope.collectors.memory_guard import DEFAULT_MAX_MEMORY_SHARE, TOO_LARGE_STATUS, too_large_reason
 from perfscope.devices.base import Device, DeviceState, Kernel
-from perfscope.errors import UnsupportedConfigError, UserInputError
+from perfscope.errors import InvalidInputError, UnsupportedConfigError
 from perfscope.meters.base import EnergyMeter
 from perfscope.meters.window import measure_energy
 from perfscope.provenance import host_provenance
@@ -67,9 +67,9 @@ CACHE_MODES = ("warm", "cold")  # inputs reused, or rotated through sets that ou
 
 
 def check_cache_mode(cache_mode: str) -> None:
-    """``UserInputError`` unless ``cache_mode`` is one of ``CACHE_MODES``."""
+    """``InvalidInputError`` unless ``cache_mode`` is one of ``CACHE_MODES``."""
     if cache_mode not in CACHE_MODES:
-        raise UserInputError(f"cache mode must be warm or cold, got {cache_mode!r}")
+        raise InvalidInputError(f"cache mode must be warm or cold, got {cache_mode!r}")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from perfscope.collectors.families import cases_for
 from perfscope.collectors.filters import Filter
 from perfscope.collectors.protocol import Case, case_config_id
 from perfscope.collectors.sweep import unique_cases
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.timing import TimingPolicy
 
 _SPEC_KEYS = {"name", "description", "timing", "time_budget_s", "sweeps"}
@@ -57,7 +57,7 @@ class SweepSpec:
         try:
             return TimingPolicy(**self.timing)
         except TypeError as exc:
-            raise UserInputError(f"spec {self.name!r}: bad timing settings ({exc})") from None
+            raise InvalidInputError(f"spec {self.name!r}: bad timing settings ({exc})") from None
 
 
 def load_spec(name_or_path: str | Path) -> SweepSpec:
@@ -71,9 +71,9 @@ def load_spec(name_or_path: str | Path) -> SweepSpec:
         try:
             data = yaml.safe_load(path.read_text())
         except OSError as exc:
-            raise UserInputError(f"cannot read spec {path}: {exc.strerror or exc}") from None
+            raise InvalidInputError(f"cannot read spec {path}: {exc.strerror or exc}") from None
         except yaml.YAMLError as exc:
-            raise UserInputError(f"spec {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+            raise InvalidInputError(f"spec {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
         return parse_spec(data, origin=str(path))
     return parse_spec(load_preset(str(name_or_path)), origin=f"preset {name_or_path}")
 
@@ -81,29 +81,29 @@ def load_spec(name_or_path: str | Path) -> SweepSpec:
 def parse_spec(data: Any, origin: str = "spec") -> SweepSpec:
     """Validate a parsed spec; errors name the origin and the offending key."""
     if not isinstance(data, dict):
-        raise UserInputError(f"{origin}: a spec is a mapping with 'sweeps'")
+        raise InvalidInputError(f"{origin}: a spec is a mapping with 'sweeps'")
     unknown = set(data) - _SPEC_KEYS
     if unknown:
-        raise UserInputError(f"{origin}: unknown keys {sorted(unknown)}; use {sorted(_SPEC_KEYS)}")
+        raise InvalidInputError(f"{origin}: unknown keys {sorted(unknown)}; use {sorted(_SPEC_KEYS)}")
     sweeps = []
     for i, raw in enumerate(data.get("sweeps") or []):
         if not isinstance(raw, dict) or "kernel" not in raw:
-            raise UserInputError(f"{origin}: sweep {i} needs a 'kernel'")
+            raise InvalidInputError(f"{origin}: sweep {i} needs a 'kernel'")
         bad = set(raw) - _SWEEP_KEYS
         if bad:
-            raise UserInputError(f"{origin}: sweep {i} has unknown keys {sorted(bad)}; use {sorted(_SWEEP_KEYS)}")
+            raise InvalidInputError(f"{origin}: sweep {i} has unknown keys {sorted(bad)}; use {sorted(_SWEEP_KEYS)}")
         axes = raw.get("axes") or {}
         if not isinstance(axes, dict):
-            raise UserInputError(f"{origin}: sweep {i} axes must be a mapping of lists")
+            raise InvalidInputError(f"{origin}: sweep {i} axes must be a mapping of lists")
         axes = {k: v if isinstance(v, list) else [v] for k, v in axes.items()}
         filters = raw.get("filters") or []
         sweeps.append(Sweep(kernel=str(raw["kernel"]), implementation=str(raw.get("implementation", "torch")),
                             axes=axes, filters=tuple(filters if isinstance(filters, list) else [filters])))
     if not sweeps:
-        raise UserInputError(f"{origin}: no sweeps")
+        raise InvalidInputError(f"{origin}: no sweeps")
     budget = data.get("time_budget_s")
     if budget is not None and not (isinstance(budget, (int, float)) and budget > 0):
-        raise UserInputError(f"{origin}: time_budget_s must be a positive number")
+        raise InvalidInputError(f"{origin}: time_budget_s must be a positive number")
     spec = SweepSpec(name=str(data.get("name", origin)), sweeps=tuple(sweeps), timing=dict(data.get("timing") or {}),
                      time_budget_s=budget, description=str(data.get("description", "")))
     _ = spec.policy  # validate the timing settings now
@@ -143,9 +143,9 @@ def parse_shard(text: str) -> tuple[int, int]:
         index_text, count_text = text.split("/")
         index, count = int(index_text), int(count_text)
     except ValueError:
-        raise UserInputError(f"bad shard {text!r}: use I/N, e.g. 0/4") from None
+        raise InvalidInputError(f"bad shard {text!r}: use I/N, e.g. 0/4") from None
     if not 0 <= index < count:
-        raise UserInputError(f"bad shard {text!r}: need 0 <= I < N")
+        raise InvalidInputError(f"bad shard {text!r}: need 0 <= I < N")
     return index, count
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from perfscope.errors import PerfscopeError, UserInputError
+from perfscope.errors import InvalidInputError, PerfscopeError
 from perfscope.workflows.estimate import SHAPE_COLUMNS
 
 SHAPE_EXAMPLES = {
@@ -37,32 +37,32 @@ class EstimateOutcome:
 
 
 def parse_shape(kernel: str, text: str | None) -> dict[str, int | bool]:
-    """"m=1024 n=512 k=256" (spaces or commas) -> {"m": 1024, ...}; ``UserInputError`` for
+    """"m=1024 n=512 k=256" (spaces or commas) -> {"m": 1024, ...}; ``InvalidInputError`` for
     unknown keys or values that are not positive integers (``causal`` takes true/false)."""
     if kernel not in SHAPE_COLUMNS:
-        raise UserInputError(f"unknown kernel family {kernel!r}: use one of {', '.join(SHAPE_COLUMNS)}")
+        raise InvalidInputError(f"unknown kernel family {kernel!r}: use one of {', '.join(SHAPE_COLUMNS)}")
     out: dict[str, int | bool] = {}
     for part in (text or "").replace(",", " ").split():
         key, sep, value = part.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise UserInputError(f"{part!r}: write key=value, for example {SHAPE_EXAMPLES[kernel]}")
+            raise InvalidInputError(f"{part!r}: write key=value, for example {SHAPE_EXAMPLES[kernel]}")
         if key not in SHAPE_COLUMNS[kernel]:
-            raise UserInputError(f"{key!r} is not a {kernel} size: use {', '.join(SHAPE_COLUMNS[kernel])}")
+            raise InvalidInputError(f"{key!r} is not a {kernel} size: use {', '.join(SHAPE_COLUMNS[kernel])}")
         if key == "causal":
             if value.lower() not in ("true", "false", "1", "0"):
-                raise UserInputError(f"causal must be true or false, got {value!r}")
+                raise InvalidInputError(f"causal must be true or false, got {value!r}")
             out[key] = value.lower() in ("true", "1")
             continue
         try:
             number = int(value)
         except ValueError:
-            raise UserInputError(f"{key} must be an integer, got {value!r}") from None
+            raise InvalidInputError(f"{key} must be an integer, got {value!r}") from None
         if number < (0 if key.startswith("pad") else 1):
-            raise UserInputError(f"{key} must be {'>= 0' if key.startswith('pad') else 'positive'}, got {number}")
+            raise InvalidInputError(f"{key} must be {'>= 0' if key.startswith('pad') else 'positive'}, got {number}")
         out[key] = number
     if not out:
-        raise UserInputError(f"give the {kernel} sizes, for example {SHAPE_EXAMPLES[kernel]}")
+        raise InvalidInputError(f"give the {kernel} sizes, for example {SHAPE_EXAMPLES[kernel]}")
     return out
 
 
@@ -74,7 +74,7 @@ def parse_params(text: str | None) -> dict[str, int | float | str]:
         key, sep, value = part.partition("=")
         key = key.strip().removeprefix("param_")
         if not sep or not key or not key.replace("_", "").isalnum():
-            raise UserInputError(f"{part!r}: write name=value, for example block_size_x=128")
+            raise InvalidInputError(f"{part!r}: write name=value, for example block_size_x=128")
         number: int | float | str
         try:
             number = int(value)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from perfscope.dtypes import DTYPES
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.schema import CONFIG_COLUMNS
 
 SEQUENCES_FILE = "sequences.yaml"
@@ -72,13 +72,13 @@ def load_sequences(text: str | None = None) -> list[KernelSequence]:
             kernel = layer.pop("kernel", None)
             lname = str(layer.pop("name", f"layer {j + 1}"))
             if kernel not in ("gemm", "conv", "attention"):
-                raise UserInputError(f"sequence {name!r} layer {lname!r}: kernel must be gemm, conv or attention")
+                raise InvalidInputError(f"sequence {name!r} layer {lname!r}: kernel must be gemm, conv or attention")
             unknown = sorted(set(layer) - set(_SHAPE_KEYS))
             if unknown:
-                raise UserInputError(f"sequence {name!r} layer {lname!r}: unknown configuration keys {unknown}")
+                raise InvalidInputError(f"sequence {name!r} layer {lname!r}: unknown configuration keys {unknown}")
             layers.append(Layer(lname, kernel, tuple(sorted(layer.items()))))
         if not layers:
-            raise UserInputError(f"sequence {name!r} has no layers")
+            raise InvalidInputError(f"sequence {name!r} has no layers")
         out.append(KernelSequence(name, str(raw.get("description") or ""), tuple(layers)))
     return out
 
@@ -107,7 +107,7 @@ def _is_missing(value: Any) -> bool:
 def layer_frame(layers: Sequence[Layer], dtype: str) -> pd.DataFrame:
     """One configuration row per layer (defaults filled), ready for ``feature_columns``."""
     if dtype not in DTYPES:
-        raise UserInputError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+        raise InvalidInputError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
     records = []
     for layer in layers:
         record: dict[str, Any] = {"layer": layer.name, "kernel": layer.kernel, "dtype": dtype}
@@ -180,7 +180,7 @@ def waterline(layers: Sequence[Layer], dtype: str, device: Any,
     from perfscope.roofline import feature_columns, roofline_bound
 
     if not layers:
-        raise UserInputError("a waterline needs at least one layer")
+        raise InvalidInputError("a waterline needs at least one layer")
     base = layer_frame(layers, dtype)
     features = feature_columns(base, device)
     out_bytes, in_bytes = output_input_bytes(base)
@@ -217,11 +217,11 @@ def waterline(layers: Sequence[Layer], dtype: str, device: Any,
 
 
 def sequence_by_name(sequences: Sequence[KernelSequence], name: str) -> KernelSequence:
-    """The sequence called ``name``; ``UserInputError`` listing the known ones."""
+    """The sequence called ``name``; ``InvalidInputError`` listing the known ones."""
     for sequence in sequences:
         if sequence.name == name:
             return sequence
-    raise UserInputError(f"no sequence {name!r}: use one of {', '.join(s.name for s in sequences)}")
+    raise InvalidInputError(f"no sequence {name!r}: use one of {', '.join(s.name for s in sequences)}")
 
 
 def describe_totals(totals: Mapping[str, float]) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 from perfscope.columns import as_columns, columns_size, float_column
 from perfscope.devices.registry import resolve_row_devices
 from perfscope.devicespecs import NO_DEVICE, DeviceFigures, RooflineDevice
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.roofline import feature_columns
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def roofline_columns(rows: Mapping[str, Any], devices: Mapping[str, RooflineDevi
     if size == 0:
         return feature_columns(rows, NO_DEVICE)
     if "device_key" not in rows:
-        raise UserInputError("rows have no device_key column: pass perfscope profile rows")
+        raise InvalidInputError("rows have no device_key column: pass perfscope profile rows")
     keys = np.asarray(rows["device_key"]).astype(str)
     names = np.asarray(rows["device_name"], dtype=object) if "device_name" in rows else np.empty(size, dtype=object)
     unique = list(dict.fromkeys(keys.tolist()))  # in order of appearance (np.unique would sort 1M strings)
@@ -190,7 +190,7 @@ def efficiency_summary(rows: pd.DataFrame, by: Sequence[str] = SUMMARY_BY,
     by = list(by)
     unknown = [c for c in by if c not in gap]
     if unknown:
-        raise UserInputError(f"cannot group by {unknown}: not columns of the rows")
+        raise InvalidInputError(f"cannot group by {unknown}: not columns of the rows")
     columns = ["n_rows", "fraction_median", "fraction_p10", "fraction_p90", "gap_median"]
     if len(gap) == 0:
         return pd.DataFrame(columns=[*by, *columns])

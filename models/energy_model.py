@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from perfscope.columns import Columns, as_columns, columns_size, take
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.models.efficiency import measured_energy_j, measured_latency_s, ok_mask
 from perfscope.models.persistence import LightEstimator, LightRegressorMixin, check_is_fitted
 from perfscope.roofline import work_and_traffic
@@ -103,7 +103,7 @@ class EnergyModel(LightRegressorMixin, LightEstimator):
         usable = np.isfinite(energy) & (energy > 0) & np.isfinite(time_s) & np.isfinite(flops) & np.isfinite(min_bytes)
         if usable.sum() < max(self.min_group_rows, 3):
             doubtful = "" if self.include_doubtful_energy else " (rows marked doubtful are left out)"
-            raise UserInputError(f"{int(usable.sum())} rows with measured energy{doubtful}: an energy model needs "
+            raise InvalidInputError(f"{int(usable.sum())} rows with measured energy{doubtful}: an energy model needs "
                                  f"at least {max(self.min_group_rows, 3)}; measure with an energy meter")
         fit_rows = take(rows, usable)
         t, f, b, e = time_s[usable], flops[usable], min_bytes[usable], energy[usable]
@@ -159,7 +159,7 @@ class EnergyModel(LightRegressorMixin, LightEstimator):
         else:
             time_s = measured_latency_s(rows)
             if np.isnan(time_s).all() and columns_size(rows):
-                raise UserInputError("no time to predict energy from: give time_s, fit with a latency_model, "
+                raise InvalidInputError("no time to predict energy from: give time_s, fit with a latency_model, "
                                      "or pass rows with a measured time_median_ms")
         flops, min_bytes = work_and_traffic(rows)
         coef = self._coefficients_for(rows)
@@ -173,7 +173,7 @@ class EnergyModel(LightRegressorMixin, LightEstimator):
         """The latency model's prediction (s); only with a ``latency_model``."""
         check_is_fitted(self)
         if self.latency_model_ is None:
-            raise UserInputError("this energy model has no latency model: it takes time as an input")
+            raise InvalidInputError("this energy model has no latency model: it takes time as an input")
         return np.asarray(self.latency_model_.predict(X), dtype=float)
 
     def report(self) -> pd.DataFrame:

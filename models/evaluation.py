@@ -26,7 +26,7 @@ import pandas as pd
 from sklearn.base import clone
 
 from perfscope.columns import group_codes
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.models.efficiency import ok_rows
 from perfscope.models.intervals import (
     SHAPE_COLUMNS,
@@ -50,7 +50,7 @@ def shape_groups(rows: Any) -> np.ndarray:
     """One integer label per distinct shape (``SHAPE_COLUMNS`` present in ``rows``: columns or a DataFrame)."""
     columns = [c for c in SHAPE_COLUMNS if c in rows]
     if not columns:
-        raise UserInputError("rows have none of the shape columns (kernel, m, n, k, ...)")
+        raise InvalidInputError("rows have none of the shape columns (kernel, m, n, k, ...)")
     return group_codes(rows, columns)
 
 
@@ -64,25 +64,25 @@ def split_folds(rows: pd.DataFrame, split: str = "shape", n_splits: int | None =
     from sklearn.model_selection import GroupKFold, KFold, LeaveOneGroupOut
 
     if split not in SPLITS:
-        raise UserInputError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        raise InvalidInputError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     if split == "random":
         k = 5 if n_splits is None else n_splits
         if not 2 <= k <= len(rows):
-            raise UserInputError(f"a random split needs 2 <= n_splits <= rows ({len(rows)}), got {k}")
+            raise InvalidInputError(f"a random split needs 2 <= n_splits <= rows ({len(rows)}), got {k}")
         return list(KFold(n_splits=k, shuffle=True, random_state=seed).split(rows))
     if split == "device":
         labels = pd.factorize(rows["device_key"].astype(str))[0]
         if len(np.unique(labels)) < 2:
-            raise UserInputError("a device split needs rows from at least two devices")
+            raise InvalidInputError("a device split needs rows from at least two devices")
         return list(LeaveOneGroupOut().split(rows, groups=labels))
     labels = shape_groups(rows)
     n_groups = len(np.unique(labels))
     if n_groups < 2:
-        raise UserInputError("a shape split needs at least two distinct shapes")
+        raise InvalidInputError("a shape split needs at least two distinct shapes")
     if n_splits is None or n_splits >= n_groups:
         return list(LeaveOneGroupOut().split(rows, groups=labels))
     if n_splits < 2:
-        raise UserInputError(f"n_splits must be at least 2 (or None: leave one shape out), got {n_splits}")
+        raise InvalidInputError(f"n_splits must be at least 2 (or None: leave one shape out), got {n_splits}")
     return list(GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(rows, groups=labels))
 
 
@@ -97,14 +97,14 @@ def cross_validated_predictions(models: Mapping[str, Any], rows: pd.DataFrame, s
     ``predict_interval``, ``low`` and ``high``. Each model is cloned and fitted per fold
     on the ok rows of the training side only, with its ``include_doubtful_energy``
     parameters (nested ones too) set to the value given here. A fold where a model
-    refuses to fit (``UserInputError``, e.g. no energy rows there) is left out for that
+    refuses to fit (``InvalidInputError``, e.g. no energy rows there) is left out for that
     model: ``n_folds`` of the figures tells.
     """
     if not models:
-        raise UserInputError("no models to evaluate")
+        raise InvalidInputError("no models to evaluate")
     data = ok_rows(rows).reset_index(drop=True)
     if len(data) < 2:
-        raise UserInputError("fewer than two ok rows with a time: nothing to evaluate")
+        raise InvalidInputError("fewer than two ok rows with a time: nothing to evaluate")
     folds = split_folds(data, split, n_splits, seed)
     groups = shape_groups(data)
     truth = {t: measured_target(data, t, include_doubtful_energy) for t in targets}
@@ -116,7 +116,7 @@ def cross_validated_predictions(models: Mapping[str, Any], rows: pd.DataFrame, s
             model = _with_energy_policy(clone(template), include_doubtful_energy)
             try:
                 model.fit(data.iloc[train])
-            except UserInputError as exc:  # e.g. no energy rows on this side: the fold is left out
+            except InvalidInputError as exc:  # e.g. no energy rows on this side: the fold is left out
                 if progress is not None:
                     progress(f"{name}: fold {fold + 1} left out: {exc}")
                 continue

@@ -41,7 +41,7 @@ import numpy as np
 
 from perfscope.columns import as_columns, columns_size, float_column
 from perfscope.devicespecs import DeviceFigures, RooflineDevice
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.models.efficiency import Computed, measured_energy_j
 from perfscope.models.persistence import LightEstimator, LightRegressorMixin, ModelFileError, check_is_fitted
 from perfscope.models.roofline_model import DeviceFeaturesMixin, training_rows
@@ -163,7 +163,7 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
     def fit(self, X: Any, y: Any = None) -> ForestModel:
         """Fit on the ok rows of ``X`` (``y``: latency in seconds, default the measured time)."""
         if self.target not in TARGETS:
-            raise UserInputError(f"target must be one of {TARGETS}, got {self.target!r}")
+            raise InvalidInputError(f"target must be one of {TARGETS}, got {self.target!r}")
         rows, latency_s = training_rows(X, y)
         self.devices_ = self._snapshot_devices(rows)
         frame = self._features(rows)
@@ -171,7 +171,7 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
         target = self._latency_target(latency_s, bound)
         keep = np.isfinite(target)
         if keep.sum() < 2:
-            raise UserInputError("too few rows to fit a forest: they need status ok, a time and a device with "
+            raise InvalidInputError("too few rows to fit a forest: they need status ok, a time and a device with "
                                  "a peak for their dtype")
         design = forest_design(frame)
         energy_j = (measured_energy_j(rows, self.include_doubtful_energy) if self.energy
@@ -230,7 +230,7 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
         """Predicted energy per call (J): predicted average power x predicted latency."""
         bound, out, log_power = self._predict_logs(X)
         if log_power is None:
-            raise UserInputError("this forest learnt no energy: its training rows had no usable measured energy")
+            raise InvalidInputError("this forest learnt no energy: its training rows had no usable measured energy")
         return np.exp(log_power) * self._latency(bound, out)
 
     def predict_targets(self, X: Rows, *, computed: Computed | None = None) -> dict[str, np.ndarray]:
@@ -267,7 +267,7 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
     @classmethod
     def _from_state(cls, state: Mapping[str, Any], objects: Mapping[str, Any]) -> ForestModel:
         if list(state["features"]) != list(FOREST_FEATURES):
-            raise UserInputError("the saved forest was trained on other features than this perfscope computes: "
+            raise InvalidInputError("the saved forest was trained on other features than this perfscope computes: "
                                  "retrain it with this version")
         model = cls(**state["params"])
         forests = _forest_objects(objects, ("forest", "energy_forest"), "forest")
@@ -341,7 +341,7 @@ class PaperBaselineModel(LightRegressorMixin, LightEstimator):
         """Fit runtime on every ok row and power on the rows with usable measured energy."""
         rows, latency_s = training_rows(X, y)
         if len(latency_s) < 2:
-            raise UserInputError("too few ok rows to fit the paper baseline")
+            raise InvalidInputError("too few ok rows to fit the paper baseline")
         design = paper_design(rows)
         self.latency_forest_ = export_forest(self._forest().fit(design, latency_s))
         energy_j = measured_energy_j(rows, self.include_doubtful_energy)
@@ -365,7 +365,7 @@ class PaperBaselineModel(LightRegressorMixin, LightEstimator):
         """Predicted average power (W), as the paper predicts it."""
         check_is_fitted(self)
         if self.power_forest_ is None:
-            raise UserInputError("this baseline learnt no power: its training rows had no usable measured energy")
+            raise InvalidInputError("this baseline learnt no power: its training rows had no usable measured energy")
         return self.power_forest_.predict(paper_design(X))
 
     def predict_energy(self, X: Any) -> np.ndarray:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from perfscope.columns import Columns, as_columns, columns_size, group_codes, take
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.models.efficiency import measured_energy_j, measured_latency_s, ok_mask
 from perfscope.models.persistence import LightEstimator, check_is_fitted
 
@@ -75,7 +75,7 @@ def predict_target(model: Any, X: Any, target: str) -> np.ndarray:
             return np.asarray(model.predict_power(X), dtype=float)
         with np.errstate(divide="ignore", invalid="ignore"):
             return predict_target(model, X, "energy") / predict_target(model, X, "latency")
-    raise UserInputError(f"unknown target {target!r}: latency, energy or power")
+    raise InvalidInputError(f"unknown target {target!r}: latency, energy or power")
 
 
 def measured_target(rows: Any, target: str, include_doubtful_energy: bool = False) -> np.ndarray:
@@ -88,7 +88,7 @@ def measured_target(rows: Any, target: str, include_doubtful_energy: bool = Fals
     if target == "power":
         with np.errstate(divide="ignore", invalid="ignore"):
             return energy / measured_latency_s(rows)
-    raise UserInputError(f"unknown target {target!r}: latency, energy or power")
+    raise InvalidInputError(f"unknown target {target!r}: latency, energy or power")
 
 
 def log_scores(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -108,17 +108,17 @@ def group_labels(rows: Columns, groups: Any) -> np.ndarray:
         if groups == "shape":
             columns = [c for c in SHAPE_COLUMNS if c in rows]
             if not columns:
-                raise UserInputError("rows have none of the shape columns (kernel, m, n, k, ...)")
+                raise InvalidInputError("rows have none of the shape columns (kernel, m, n, k, ...)")
             return group_codes(rows, columns)
         if groups == "device":
             return group_codes(rows, ["device_key"])
         if groups == "row":
             return np.arange(size)
-        raise UserInputError(f"groups must be one of {GROUPINGS}, a callable or labels; got {groups!r}")
+        raise InvalidInputError(f"groups must be one of {GROUPINGS}, a callable or labels; got {groups!r}")
     labels = groups(rows) if callable(groups) else groups
     labels = np.asarray(labels)
     if labels.shape != (size,):
-        raise UserInputError(f"groups has {labels.shape[0] if labels.ndim else 0} labels for {size} rows")
+        raise InvalidInputError(f"groups has {labels.shape[0] if labels.ndim else 0} labels for {size} rows")
     return group_codes({"label": labels}, ["label"])
 
 
@@ -152,9 +152,9 @@ class ConformalWrapper(LightEstimator):
         from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 
         if not 0 < self.alpha < 1:
-            raise UserInputError(f"alpha must be between 0 and 1, got {self.alpha}")
+            raise InvalidInputError(f"alpha must be between 0 and 1, got {self.alpha}")
         if self.method not in METHODS:
-            raise UserInputError(f"method must be one of {METHODS}, got {self.method!r}")
+            raise InvalidInputError(f"method must be one of {METHODS}, got {self.method!r}")
         given = as_columns(X)
         labels_all = group_labels(given, self.groups) if not isinstance(self.groups, str) else None
         keep = ok_mask(given)
@@ -162,7 +162,7 @@ class ConformalWrapper(LightEstimator):
         labels = labels_all[keep] if labels_all is not None else group_labels(rows, self.groups)
         n_groups = len(np.unique(labels))
         if n_groups < 2:
-            raise UserInputError("conformal calibration needs rows from at least two groups (shapes)")
+            raise InvalidInputError("conformal calibration needs rows from at least two groups (shapes)")
         doubtful = bool(getattr(self.estimator, "include_doubtful_energy", False))
         if self.method == "split":
             splitter = GroupShuffleSplit(n_splits=1, test_size=self.calibration_fraction,
@@ -214,7 +214,7 @@ class ConformalWrapper(LightEstimator):
         """(low, high) of the 1 - alpha interval of ``target`` per row: prediction · exp(∓q)."""
         check_is_fitted(self)
         if target not in self.quantiles_:
-            raise UserInputError(f"no interval for {target!r}: this model predicts {', '.join(self.targets_)}")
+            raise InvalidInputError(f"no interval for {target!r}: this model predicts {', '.join(self.targets_)}")
         prediction = predict_target(self.estimator_, X, target)
         q = self.quantiles_[target]
         return prediction * math.exp(-q) if math.isfinite(q) else np.zeros_like(prediction), prediction * math.exp(q)
@@ -245,7 +245,7 @@ class ConformalWrapper(LightEstimator):
         low, high = self.predict_interval(rows, target)
         has = np.isfinite(truth)
         if not has.any():
-            raise UserInputError(f"no row has a measured {target} to check coverage against")
+            raise InvalidInputError(f"no row has a measured {target} to check coverage against")
         return float(np.mean((truth[has] >= low[has]) & (truth[has] <= high[has])))
 
     # -- persistence (the wrapped model is saved by perfscope.models.persistence) --------

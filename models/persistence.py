@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from perfscope.errors import PerfscopeError
+from perfscope.errors import ModelFileError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,12 +67,6 @@ FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 FORMAT_KEY = "__perfscope_format__"
 METADATA_KEY = "__metadata_json__"
-
-
-class ModelFileError(PerfscopeError):
-    """A model file or bundle cannot be loaded: missing, foreign, tampered or untrusted (exit status 2)."""
-
-    exit_code = 2
 
 
 _KINDS: dict[str, tuple[str, str]] = {
@@ -391,9 +385,10 @@ def save_bundle(out_dir: str | Path, models: Mapping[str, Any], *, rows: pd.Data
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise ModelFileError(f"{out} exists and is not a directory: choose another --out")
+        raise ModelFileError(f"{out} exists and is not a directory: choose another place", parameter="out")
     if out.is_dir() and not _replaceable(out):
-        raise ModelFileError(f"{out} is a non-empty directory that holds no perfscope model: choose another --out")
+        raise ModelFileError(f"{out} is a non-empty directory that holds no perfscope model: choose another place",
+                             parameter="out")
     staging = _staging_dir(out)
     try:
         _write_bundle(staging, models, rows, metadata, model_metadata)

@@ -28,7 +28,7 @@ import numpy as np
 from perfscope.columns import Columns, as_columns, columns_size, take
 from perfscope.devices.registry import resolve_row_devices
 from perfscope.devicespecs import DeviceFigures, RooflineDevice
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.models.efficiency import Computed, measured_latency_s, ok_mask, roofline_columns
 from perfscope.models.persistence import LightEstimator, LightRegressorMixin, check_is_fitted
 
@@ -59,7 +59,7 @@ class DeviceFeaturesMixin:
 
     def _snapshot_devices(self, rows: Columns) -> dict[str, DeviceFigures]:
         if "device_key" not in rows:
-            raise UserInputError("rows have no device_key column: pass perfscope profile rows")
+            raise InvalidInputError("rows have no device_key column: pass perfscope profile rows")
         resolved = resolve_row_devices(rows["device_key"].tolist(),
                                        rows["device_name"].tolist() if "device_name" in rows else None, self.devices)
         return {key: DeviceFigures.of(device) for key, device in resolved.items()}
@@ -82,7 +82,7 @@ def training_rows(X: Any, y: Any = None) -> tuple[Columns, np.ndarray]:
     y = np.asarray(y, dtype=float)
     size = columns_size(rows)
     if y.shape != (size,):
-        raise UserInputError(f"y has shape {y.shape}; expected ({size},): one latency (s) per row")
+        raise InvalidInputError(f"y has shape {y.shape}; expected ({size},): one latency (s) per row")
     keep = np.isfinite(y) & (y > 0)
     if "status" in rows:
         keep &= rows["status"].astype(str) == "ok"
@@ -125,7 +125,7 @@ class RooflineModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
         efficiency = np.asarray(features["bound_time_s"], dtype=float) / latency_s
         keep = np.isfinite(efficiency) & (efficiency > 0)
         if not keep.any():
-            raise UserInputError("no rows to fit a roofline model on: they need status ok, a time and a device "
+            raise InvalidInputError("no rows to fit a roofline model on: they need status ok, a time and a device "
                                  "with a peak for their dtype")
         features = take(features, keep)
         efficiency = efficiency[keep]
@@ -244,7 +244,7 @@ class LogLinearModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
         design = self._design(self._features(rows))
         keep = np.isfinite(design).all(axis=1) & np.isfinite(latency_s)
         if keep.sum() < design.shape[1] + 1:
-            raise UserInputError("too few rows with FLOPs, bytes and waves to fit a log-linear model")
+            raise InvalidInputError("too few rows with FLOPs, bytes and waves to fit a log-linear model")
         a = np.column_stack([np.ones(keep.sum()), design[keep]])
         solution, *_ = np.linalg.lstsq(a, np.log10(latency_s[keep]), rcond=None)
         self.intercept_ = float(solution[0])

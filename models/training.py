@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,7 +75,7 @@ def read_datasets(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     if not paths:
-        raise UserInputError("no dataset given")
+        raise InvalidInputError("no dataset given")
     result = read_stores(paths)
     for problem in result.problems:
         warnings.warn(f"skipped {problem}", stacklevel=2)
@@ -117,12 +117,12 @@ def _learnable_rows(rows: RowsOrPaths, kernels: Sequence[str] | None, devices: S
     if include_contended:
         return ok_rows(admit_contended(selected))
     left_out = (f"left out {n_contended} rows timed while another workload shared the device "
-                "(status contended; --include-contended keeps them)")
+                "(status contended; include_contended keeps them)")
     if n_contended and progress is not None:
         progress(left_out)
     data = ok_rows(selected)
     if n_contended and len(data) < 2:
-        raise UserInputError(f"fewer than two ok rows match: {left_out}")
+        raise InvalidInputError(f"fewer than two ok rows match: {left_out}", parameter="include_contended")
     return data
 
 
@@ -157,7 +157,7 @@ def evaluate_datasets(rows: RowsOrPaths, *, split: str = "shape", n_splits: int 
 
     data = _learnable_rows(rows, kernels, devices, dtypes, include_contended, progress)
     if len(data) < 2:
-        raise UserInputError("fewer than two ok rows match: nothing to evaluate")
+        raise InvalidInputError("fewer than two ok rows match: nothing to evaluate")
     if models is None:
         has_energy = usable_energy_mask(data, include_doubtful_energy).sum() >= MIN_ENERGY_ROWS
         models = default_models(seed, n_jobs, energy=bool(has_energy))
@@ -189,10 +189,10 @@ def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequen
     notify = progress or (lambda message: None)
     data = _learnable_rows(rows, kernels, devices, dtypes, include_contended, progress)
     if len(data) == 0:
-        raise UserInputError("no ok rows with a time match the selection: nothing to train on")
+        raise InvalidInputError("no ok rows with a time match the selection: nothing to train on")
     n_shapes = int(len(np.unique(shape_groups(data))))
     if n_shapes < 2:
-        raise UserInputError("training needs at least two distinct shapes (models are judged on unseen shapes)")
+        raise InvalidInputError("training needs at least two distinct shapes (models are judged on unseen shapes)")
     n_energy = int(usable_energy_mask(data, include_doubtful_energy).sum())
     forest = ForestModel(random_state=seed, n_jobs=n_jobs, include_doubtful_energy=include_doubtful_energy)
     roofline = RooflineModel()

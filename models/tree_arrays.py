@@ -124,11 +124,11 @@ class ForestArrays:
                        for f in np.unique(self.feature[internal])}
 
     def _check_X(self, X: Any) -> np.ndarray:
-        from perfscope.errors import UserInputError
+        from perfscope.errors import InvalidInputError
 
         X32 = np.asarray(X, dtype=np.float32)
         if X32.ndim != 2 or X32.shape[1] != self.n_features:
-            raise UserInputError(f"X has shape {X32.shape}; this forest takes (rows, {self.n_features})")
+            raise InvalidInputError(f"X has shape {X32.shape}; this forest takes (rows, {self.n_features})")
         return np.ascontiguousarray(X32)
 
     def apply(self, X: Any) -> np.ndarray:
@@ -220,10 +220,10 @@ def export_forest(forest: Any) -> ForestArrays:
     from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
     from sklearn.utils.validation import check_is_fitted
 
-    from perfscope.errors import UserInputError
+    from perfscope.errors import InvalidInputError
 
     if not isinstance(forest, (RandomForestRegressor, ExtraTreesRegressor)):
-        raise UserInputError(f"cannot export a {type(forest).__name__}: only averaging regression forests "
+        raise InvalidInputError(f"cannot export a {type(forest).__name__}: only averaging regression forests "
                              "(RandomForestRegressor, ExtraTreesRegressor)")
     check_is_fitted(forest)
     trees = [estimator.tree_ for estimator in forest.estimators_]

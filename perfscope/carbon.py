@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 JOULES_PER_KWH = 3.6e6
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
@@ -78,9 +78,9 @@ def embodied_gco2e(busy_time_s: Any, embodied_kgco2e: float, lifetime_years: flo
     """
     _check_non_negative("embodied carbon (kgCO2e)", embodied_kgco2e)
     if not lifetime_years > 0:
-        raise UserInputError(f"device lifetime must be > 0 years, got {lifetime_years!r}")
+        raise InvalidInputError(f"device lifetime must be > 0 years, got {lifetime_years!r}")
     if not 0 < utilisation <= 1:
-        raise UserInputError(f"utilisation must be in (0, 1], got {utilisation!r}")
+        raise InvalidInputError(f"utilisation must be in (0, 1], got {utilisation!r}")
     busy_lifetime_s = lifetime_years * SECONDS_PER_YEAR * utilisation
     return _out(np.asarray(busy_time_s, dtype=float) * embodied_kgco2e * 1e3 / busy_lifetime_s)
 
@@ -96,7 +96,7 @@ def carbon_cost(energy_j: Any, intensity_gco2e_per_kwh: Any, *, pue: float = 1.0
         embodied = _out(np.zeros_like(np.asarray(operational, dtype=float)))
     else:
         if busy_time_s is None:
-            raise UserInputError("embodied carbon needs the busy time of the workload (busy_time_s)")
+            raise InvalidInputError("embodied carbon needs the busy time of the workload (busy_time_s)")
         embodied = embodied_gco2e(busy_time_s, embodied_kgco2e, lifetime_years, utilisation)
     total = _out(np.asarray(operational, dtype=float) + np.asarray(embodied, dtype=float))
     return CarbonCost(kwh, operational, embodied, total)
@@ -118,47 +118,48 @@ def parse_intensity_table(text: str) -> list[GridIntensity]:
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in _REQUIRED_COLUMNS if c not in (reader.fieldnames or ())]
     if missing:
-        raise UserInputError(f"carbon intensity table lacks columns: {', '.join(missing)}")
+        raise InvalidInputError(f"carbon intensity table lacks columns: {', '.join(missing)}")
     rows: list[GridIntensity] = []
     seen: set[str] = set()
     for line, raw in enumerate(reader, start=2):
         region = raw["region"].strip()
         if not region or region.lower() in seen:
-            raise UserInputError(f"carbon intensity table line {line}: empty or repeated region {region!r}")
+            raise InvalidInputError(f"carbon intensity table line {line}: empty or repeated region {region!r}")
         seen.add(region.lower())
         if not raw["source"].strip() or not raw["year"].strip():
-            raise UserInputError(f"carbon intensity table line {line} ({region}): every row needs a source and a year")
+            raise InvalidInputError(f"carbon intensity table line {line} ({region}): "
+                                    "every row needs a source and a year")
         try:
             intensity = float(raw["intensity_gco2e_per_kwh"])
             year = int(raw["year"])
         except ValueError as exc:
-            raise UserInputError(f"carbon intensity table line {line} ({region}): {exc}") from None
+            raise InvalidInputError(f"carbon intensity table line {line} ({region}): {exc}") from None
         if not math.isfinite(intensity) or intensity < 0:
-            raise UserInputError(f"carbon intensity table line {line} ({region}): intensity must be >= 0")
+            raise InvalidInputError(f"carbon intensity table line {line} ({region}): intensity must be >= 0")
         rows.append(GridIntensity(region, intensity, year, raw["source"].strip(), raw["url"].strip(),
                                   (raw.get("notes") or "").strip()))
     return rows
 
 
 def grid_intensity(region: str) -> GridIntensity:
-    """The table row for ``region`` (case-insensitive); ``UserInputError`` listing the known ones."""
+    """The table row for ``region`` (case-insensitive); ``InvalidInputError`` listing the known ones."""
     for row in _load_table():
         if row.region.lower() == region.strip().lower():
             return row
     known = ", ".join(r.region for r in _load_table())
-    raise UserInputError(f"no carbon intensity for region {region!r}: use one of {known}, "
+    raise InvalidInputError(f"no carbon intensity for region {region!r}: use one of {known}, "
                          "or give your own intensity in gCO2e/kWh")
 
 
 def _check_pue(pue: float) -> None:
     if not (isinstance(pue, (int, float)) and math.isfinite(pue) and pue >= 1.0):
-        raise UserInputError(f"PUE must be a number >= 1.0 (1.0 counts the device's energy only), got {pue!r}")
+        raise InvalidInputError(f"PUE must be a number >= 1.0 (1.0 counts the device's energy only), got {pue!r}")
 
 
 def _check_non_negative(what: str, value: Any) -> None:
     array = np.asarray(value, dtype=float)
     if np.any(array < 0) or not np.all(np.isfinite(array)):
-        raise UserInputError(f"{what} must be finite and >= 0, got {value!r}")
+        raise InvalidInputError(f"{what} must be finite and >= 0, got {value!r}")
 
 
 def _out(array: np.ndarray) -> Any:

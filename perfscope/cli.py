@@ -11,9 +11,35 @@ import sys
 
 from perfscope.cli_app import app
 from perfscope.commands import calibrate, collect, dashboard, doctor, estimate, imports, ls, train  # noqa: F401  (registers)
-from perfscope.errors import PerfscopeError
+from perfscope.errors import (
+    DeviceUnavailableError,
+    Interrupted,
+    InvalidInputError,
+    MeterUnavailableError,
+    ModelFileError,
+    PerfscopeError,
+    StateError,
+    StoreError,
+)
 
-__all__ = ["app", "main"]
+__all__ = ["EXIT_CODES", "app", "exit_code", "main"]
+
+EXIT_CODES: tuple[tuple[type[PerfscopeError], int], ...] = (
+    (Interrupted, 130),
+    # what the user asked for cannot be done as asked: a usage error, like Click's own
+    (InvalidInputError, 2),
+    (DeviceUnavailableError, 2),
+    (StateError, 2),
+    (StoreError, 2),
+    (ModelFileError, 2),
+    (MeterUnavailableError, 2),  # a meter was asked for (--energy) and cannot be honoured
+)
+"""Exit status per perfscope error class, first match wins; any other ``PerfscopeError`` exits 1."""
+
+
+def exit_code(error: PerfscopeError) -> int:
+    """The exit status the command line uses for ``error``."""
+    return next((code for kind, code in EXIT_CODES if isinstance(error, kind)), 1)
 
 
 def main() -> None:
@@ -25,7 +51,7 @@ def main() -> None:
     try:
         app()
     except PerfscopeError as exc:
-        _fail(str(exc), exc.exit_code)
+        _fail(cli_message(exc), exit_code(exc))
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except SystemExit as exc:  # Typer turns Ctrl-C into a silent exit 130: say so
@@ -43,6 +69,16 @@ def _caused_by_interrupt(exc: BaseException) -> bool:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return False
+
+
+def cli_message(error: PerfscopeError) -> str:
+    """The error's message, naming the option of the argument at fault where it has one."""
+    message = str(error)
+    if error.parameter:
+        option = "--" + error.parameter.replace("_", "-")
+        if option not in message:
+            message += f" (option {option})"
+    return message
 
 
 def _fail(message: str, code: int) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 Columns = dict[str, np.ndarray]
 """Rows as columns: column name -> 1-D numpy array, every array of one length."""
@@ -47,14 +47,14 @@ def as_columns(rows: Any) -> Columns:
     if isinstance(rows, (list, tuple)) and all(isinstance(c, Mapping) for c in rows):
         names = dict.fromkeys(name for row in rows for name in row)
         return {str(name): _as_column([row.get(name) for row in rows]) for name in names}
-    raise UserInputError("rows must be a list of dicts, a mapping of column -> values, or a DataFrame")
+    raise InvalidInputError("rows must be a list of dicts, a mapping of column -> values, or a DataFrame")
 
 
 def columns_size(rows: Mapping[str, Any]) -> int:
-    """The number of rows of columns (``UserInputError`` when the columns differ in length)."""
+    """The number of rows of columns (``InvalidInputError`` when the columns differ in length)."""
     sizes = {len(v) for v in rows.values()}
     if len(sizes) > 1:
-        raise UserInputError(f"columns of different lengths ({', '.join(map(str, sorted(sizes)))}): one value per "
+        raise InvalidInputError(f"columns of different lengths ({', '.join(map(str, sorted(sizes)))}): one value per "
                              "row in every column")
     return sizes.pop() if sizes else 0
 

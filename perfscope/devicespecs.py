@@ -23,7 +23,7 @@ from importlib import resources
 from typing import Any, Protocol, runtime_checkable
 
 from perfscope.dtypes import DTYPES, dtype_info
-from perfscope.errors import UnsupportedConfigError, UserInputError
+from perfscope.errors import InvalidInputError, UnsupportedConfigError
 
 SPEC_TABLE = "devices.csv"
 
@@ -149,7 +149,7 @@ class DeviceSpec:
 def peak_flops_per_s(device: DeviceSpec | RooflineDevice, dtype: str) -> float:
     """Peak FLOP/s of ``device`` for a perfscope ``dtype`` name.
 
-    Raises ``UserInputError`` for an unknown dtype name and ``UnsupportedConfigError``
+    Raises ``InvalidInputError`` for an unknown dtype name and ``UnsupportedConfigError``
     when the device has no such peak (not supported, or not published by the vendor).
     """
     dtype_info(dtype)  # unknown names are the user's error
@@ -178,19 +178,19 @@ def parse_device_specs(text: str) -> list[DeviceSpec]:
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in _REQUIRED_COLUMNS if c not in (reader.fieldnames or ())]
     if missing:
-        raise UserInputError(f"device spec table lacks columns: {', '.join(missing)}")
+        raise InvalidInputError(f"device spec table lacks columns: {', '.join(missing)}")
     specs: list[DeviceSpec] = []
     seen: set[str] = set()
     for line, raw in enumerate(reader, start=2):
         device_id = raw["device_id"].strip()
         if not device_id or device_id in seen:
-            raise UserInputError(f"device spec table line {line}: empty or repeated device_id {device_id!r}")
+            raise InvalidInputError(f"device spec table line {line}: empty or repeated device_id {device_id!r}")
         seen.add(device_id)
         try:
             values: dict[str, Any] = {c: _int_or_none(raw[c]) for c in _INT_COLUMNS}
             values.update({c: _float_or_none(raw[c]) for c in _FLOAT_COLUMNS})
         except ValueError as exc:
-            raise UserInputError(f"device spec table line {line} ({device_id}): {exc}") from None
+            raise InvalidInputError(f"device spec table line {line} ({device_id}): {exc}") from None
         specs.append(DeviceSpec(
             device_id=device_id,
             name=raw["name"].strip(),

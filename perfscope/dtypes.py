@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,8 @@ DTYPES: dict[str, DtypeInfo] = {
 
 
 def dtype_info(name: str) -> DtypeInfo:
-    """The ``DtypeInfo`` for ``name``; ``UserInputError`` listing the known ones otherwise."""
+    """The ``DtypeInfo`` for ``name``; ``InvalidInputError`` listing the known ones otherwise."""
     try:
         return DTYPES[name]
     except KeyError:
-        raise UserInputError(f"unknown dtype {name!r}: use one of {', '.join(DTYPES)}") from None
+        raise InvalidInputError(f"unknown dtype {name!r}: use one of {', '.join(DTYPES)}") from None

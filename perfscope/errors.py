@@ -1,37 +1,60 @@
 """perfscope's own exception types (the ground layer: imports nothing from perfscope).
 
-Every error a user can cause or fix derives from ``PerfscopeError``; the CLI turns
-these into one line on stderr and a non-zero exit. Messages say what to do.
+Library code raises these with plain one-line messages that say what is wrong and what
+to do, in the library's terms (never a command-line flag, never an exit status). Only
+the command line (``perfscope/cli.py``, ``perfscope/commands/``) maps them to exit
+statuses and speaks of its flags: see ``perfscope.cli.exit_code``.
+
+    PerfscopeError
+    ├── InvalidInputError (also a ValueError): arguments, configuration or file content
+    │   └── NotFoundError (also a LookupError): a named thing that does not exist
+    │       └── DeviceUnavailableError: a device not present on this machine
+    ├── StateError: what exists (on disk, on the machine) does not allow the operation
+    ├── StoreError: a profile dataset cannot be opened, read or written
+    │   └── SchemaVersionError
+    ├── ModelFileError: a model file or bundle cannot be loaded or written
+    ├── MeterUnavailableError, MeasurementError, NvmlError (and its kinds)
+    ├── UnsupportedConfigError: recorded as a row by the collectors, not raised past them
+    └── Interrupted: the user stopped a command
 """
 
 from __future__ import annotations
 
 
 class PerfscopeError(Exception):
-    """Base of all perfscope errors. ``exit_code`` is what the CLI exits with."""
+    """Base of all perfscope errors.
 
-    exit_code = 1
+    ``parameter`` names the argument at fault (``tdp_w``, ``out``), where one is: the
+    command line shows it as its option (``--tdp-w``, ``--out``).
+    """
+
+    def __init__(self, message: str = "", *, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter
 
 
-class UserInputError(PerfscopeError, ValueError):
-    """Bad arguments or configuration given by the user (exit status 2)."""
-
-    exit_code = 2
+class InvalidInputError(PerfscopeError, ValueError):
+    """Arguments, configuration or file content that perfscope cannot accept."""
 
 
-class DeviceUnavailableError(PerfscopeError):
+UserInputError = InvalidInputError
+"""The former name of ``InvalidInputError``, still accepted."""
+
+
+class NotFoundError(InvalidInputError, LookupError):
+    """A named thing (preset, device, dataset, model, file) that does not exist."""
+
+
+class StateError(PerfscopeError):
+    """What exists (a file, a directory, a lock, a fitted model) does not allow the operation."""
+
+
+class DeviceUnavailableError(NotFoundError):
     """The requested device (for example ``cuda:1``) is not present on this machine."""
-
-    exit_code = 2
 
 
 class MeterUnavailableError(PerfscopeError):
-    """An energy meter cannot be used here (no counter, no permission, no library).
-
-    Exit status 2: the meter was asked for (``--energy``) and the choice cannot be honoured.
-    """
-
-    exit_code = 2
+    """An energy meter cannot be used here (no counter, no permission, no library)."""
 
 
 class MeasurementError(PerfscopeError):
@@ -59,19 +82,19 @@ class NvmlPermissionError(NvmlError):
 
 
 class Interrupted(PerfscopeError):
-    """The user stopped a command (Ctrl-C); the message says what was kept. Exit status 130."""
-
-    exit_code = 130
+    """The user stopped a command (Ctrl-C); the message says what was kept."""
 
 
 class StoreError(PerfscopeError):
     """A profile dataset cannot be opened, read or written."""
 
-    exit_code = 2
-
 
 class SchemaVersionError(StoreError):
     """A dataset or file was written with a schema version this perfscope cannot read."""
+
+
+class ModelFileError(PerfscopeError):
+    """A model file or bundle cannot be loaded or written: missing, foreign, tampered or untrusted."""
 
 
 class UnsupportedConfigError(PerfscopeError):

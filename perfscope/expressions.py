@@ -6,7 +6,7 @@ boolean operators are allowed (no calls, attributes or subscripts), and every re
 is bounded: an integer result may have at most ``MAX_INT_BITS`` bits, a power is
 refused before it is computed when its result would be larger, and a string or list is
 never repeated by ``*``. So a spec file or a command-line option can neither run code
-nor make the evaluator take seconds or gigabytes. Every failure is a ``UserInputError``
+nor make the evaluator take seconds or gigabytes. Every failure is a ``InvalidInputError``
 (one line, exit status 2).
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import simpleeval
 
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 MAX_INT_BITS = 256  # far above any real size product (2**256 ~ 1e77), far below a slow one
 MAX_TEXT_CHARS = 2_000
@@ -110,34 +110,34 @@ class Expression:
     def __init__(self, text: str, what: str = "expression") -> None:
         self.text, self.what = text, what
         if not isinstance(text, str) or len(text) > MAX_TEXT_CHARS:
-            raise UserInputError(f"bad {what}: give a text of at most {MAX_TEXT_CHARS} characters")
+            raise InvalidInputError(f"bad {what}: give a text of at most {MAX_TEXT_CHARS} characters")
         try:
             tree = ast.parse(text.strip(), mode="eval")
         except SyntaxError as exc:
-            raise UserInputError(f"bad {what} {text!r}: {exc.msg}") from None
+            raise InvalidInputError(f"bad {what} {text!r}: {exc.msg}") from None
         for node in ast.walk(tree):
             if not isinstance(node, _ALLOWED_NODES):
-                raise UserInputError(f"bad {what} {text!r}: {type(node).__name__} is not allowed "
+                raise InvalidInputError(f"bad {what} {text!r}: {type(node).__name__} is not allowed "
                                      "(only names, numbers, strings, arithmetic, comparisons, and/or/not)")
             if isinstance(node, ast.Constant) and not isinstance(node.value, (int, float, str, bool, type(None))):
-                raise UserInputError(f"bad {what} {text!r}: constant {node.value!r} is not allowed")
+                raise InvalidInputError(f"bad {what} {text!r}: constant {node.value!r} is not allowed")
         self._tree = tree.body
         self.names = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)})
         self._evaluator = simpleeval.EvalWithCompoundTypes(operators=_OPERATORS, functions={}, names={})
 
     def __call__(self, names: Mapping[str, Any]) -> Any:
-        """The value over ``names``; ``UserInputError`` (one line) if it cannot be evaluated."""
+        """The value over ``names``; ``InvalidInputError`` (one line) if it cannot be evaluated."""
         missing = [n for n in self.names if n not in names]
         if missing:
-            raise UserInputError(f"{self.what} {self.text!r} names {missing[0]!r}, which is not one of the "
+            raise InvalidInputError(f"{self.what} {self.text!r} names {missing[0]!r}, which is not one of the "
                                  f"names it can use ({', '.join(sorted(names))})")
         self._evaluator.names = names
         try:
             return self._evaluator._eval(self._tree)  # the tree was parsed and checked once, above
         except (_TooLarge, ArithmeticError, TypeError, ValueError, simpleeval.InvalidExpression) as exc:
-            raise UserInputError(f"{self.what} {self.text!r} cannot be evaluated: {_describe(exc)}") from None
+            raise InvalidInputError(f"{self.what} {self.text!r} cannot be evaluated: {_describe(exc)}") from None
         except RecursionError:
-            raise UserInputError(f"{self.what} {self.text!r} is nested too deeply") from None
+            raise InvalidInputError(f"{self.what} {self.text!r} is nested too deeply") from None
 
 
 def _describe(exc: BaseException) -> str:
@@ -150,7 +150,7 @@ def evaluate_number(text: str, names: Mapping[str, Any], what: str = "expression
     """Evaluate a numeric expression such as ``2 * m * n * k`` over ``names``; a finite float.
 
     For derived columns of imports (``--flops EXPR``, ``--bytes EXPR``): the same bounded
-    evaluator as sweep filters. ``UserInputError`` (one line) for bad syntax, unknown
+    evaluator as sweep filters. ``InvalidInputError`` (one line) for bad syntax, unknown
     names, a non-numeric or non-finite result, or a result past the bounds. To evaluate
     one text over many rows, build ``Expression(text, what)`` once and call it per row.
     """
@@ -161,9 +161,9 @@ def number_of(expression: Expression, names: Mapping[str, Any]) -> float:
     """``expression(names)`` as a finite float (see ``evaluate_number``)."""
     value = expression(names)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise UserInputError(f"{expression.what} {expression.text!r} gives {type(value).__name__} "
+        raise InvalidInputError(f"{expression.what} {expression.text!r} gives {type(value).__name__} "
                              f"{value!r}, not a number")
     result = float(value)
     if not math.isfinite(result):
-        raise UserInputError(f"{expression.what} {expression.text!r} gives {result}, not a finite number")
+        raise InvalidInputError(f"{expression.what} {expression.text!r} gives {result}, not a finite number")
     return result

@@ -6,11 +6,11 @@ Each formula is written once and serves both callers:
   exact Python ``int`` (arbitrary precision; the store keeps it in an int64 column);
 * integer arrays (or lists), as ``perfscope.roofline`` passes configuration columns:
   arguments broadcast together and the result is an ``int64`` ndarray. A result that
-  would not fit in int64 (>= 2**63, about 9.2e18) raises ``UserInputError`` instead of
+  would not fit in int64 (>= 2**63, about 9.2e18) raises ``InvalidInputError`` instead of
   wrapping around: the formula is also evaluated in float64 to check the range.
 
 Sizes must be integers: bool, float (even 3.0) and strings are refused rather than
-silently truncated. An invalid configuration raises ``UserInputError``; for arrays the
+silently truncated. An invalid configuration raises ``InvalidInputError``; for arrays the
 message names the first offending element. ``gemm_is_valid``, ``conv2d_is_valid`` and
 ``attention_is_valid`` give the same verdict per element without raising, for callers
 that skip invalid rows rather than fail on them.
@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from perfscope.dtypes import dtype_info
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 IntArg = Any  # an integer, or an array-like of integers
 FlagArg = Any  # a bool, or an array-like of bools
@@ -43,7 +43,7 @@ class _Rule(NamedTuple):
 
 
 def _integers(what: str, requirement: str, **values: Any) -> list[Any]:
-    """Each value as a Python int (scalar) or an int64 ndarray; ``UserInputError`` for non-integers."""
+    """Each value as a Python int (scalar) or an int64 ndarray; ``InvalidInputError`` for non-integers."""
     out: list[Any] = []
     for name, value in values.items():
         if type(value) is int:  # the common scalar case, first (a collector's call)
@@ -53,18 +53,18 @@ def _integers(what: str, requirement: str, **values: Any) -> list[Any]:
         if array.ndim == 0:
             item = array.item()
             if isinstance(item, bool) or not isinstance(item, int):
-                raise UserInputError(f"{what} {name} must be {requirement}, got {value!r}")
+                raise InvalidInputError(f"{what} {name} must be {requirement}, got {value!r}")
             out.append(item)
             continue
         if array.dtype.kind == "O" and all(isinstance(v, int) and not isinstance(v, bool) for v in array.flat):
             try:
                 array = array.astype(np.int64)
             except OverflowError:
-                raise UserInputError(f"{what} {name} has a value too large for int64") from None
+                raise InvalidInputError(f"{what} {name} has a value too large for int64") from None
         if array.dtype.kind == "u" and array.size and array.max() > np.iinfo(np.int64).max:
-            raise UserInputError(f"{what} {name} has a value too large for int64")
+            raise InvalidInputError(f"{what} {name} has a value too large for int64")
         if array.dtype.kind not in "iu":
-            raise UserInputError(f"{what} {name} must be {requirement}, got an array of {array.dtype}")
+            raise InvalidInputError(f"{what} {name} must be {requirement}, got an array of {array.dtype}")
         out.append(array.astype(np.int64, copy=False))
     return out
 
@@ -98,19 +98,19 @@ def _positive(what: str, **sizes: Any) -> Iterator[_Rule]:
 
 
 def _enforce(rules: Iterator[_Rule]) -> None:
-    """Raise ``UserInputError`` for the first broken rule (in order), at its first offending element."""
+    """Raise ``InvalidInputError`` for the first broken rule (in order), at its first offending element."""
     for rule in rules:
         broken = rule.broken
         if not isinstance(broken, np.ndarray):  # scalar arguments: a Python bool
             if broken:
-                raise UserInputError(rule.message(lambda value: value))
+                raise InvalidInputError(rule.message(lambda value: value))
             continue
         if not broken.any():
             continue
         index = np.unravel_index(int(np.argmax(broken)), broken.shape)
         at = lambda value, shape=broken.shape, index=index: np.broadcast_to(value, shape)[index].item()  # noqa: E731
         where = index[0] if len(index) == 1 else index
-        raise UserInputError(f"{rule.message(at)} (at index {where})")
+        raise InvalidInputError(f"{rule.message(at)} (at index {where})")
 
 
 def _valid(rules: Iterator[_Rule]) -> Any:
@@ -138,12 +138,12 @@ def _evaluate(what: str, formula: Callable[..., Any], *args: Any) -> Any:
     bad = np.abs(approx) >= _INT64_LIMIT
     if bad.any():
         index = int(np.argmax(bad.reshape(-1)))
-        raise UserInputError(f"{what} is about {approx.reshape(-1)[index]:.3g} at index {index}: too large for "
+        raise InvalidInputError(f"{what} is about {approx.reshape(-1)[index]:.3g} at index {index}: too large for "
                              f"int64; check the sizes")
     try:
         return np.asarray(formula(*converted(np.int64)), dtype=np.int64)
     except OverflowError:  # a Python int argument beyond int64 whose result still fits (a huge stride)
-        raise UserInputError(f"{what}: an argument is too large for int64") from None
+        raise InvalidInputError(f"{what}: an argument is too large for int64") from None
 
 
 # ---- GEMM ------------------------------------------------------------------------------
@@ -230,7 +230,7 @@ def conv2d_output_hw(h: IntArg, w: IntArg, r: IntArg, s: IntArg, stride_h: IntAr
     """Output height and width (P, Q) of a 2-D convolution of an H x W image by an R x S filter.
 
     P = floor((H + 2*pad_h - dil_h*(R-1) - 1) / stride_h) + 1, Q likewise.
-    ``UserInputError`` for non-positive sizes, negative padding or an empty output.
+    ``InvalidInputError`` for non-positive sizes, negative padding or an empty output.
     """
     args = [*_integers("conv2d", "a positive integer", h=h, w=w, r=r, s=s, stride_h=stride_h, stride_w=stride_w),
             *_integers("conv2d", "an integer >= 0", pad_h=pad_h, pad_w=pad_w),

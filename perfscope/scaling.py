@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 MIN_POINTS = 4  # three parameters plus one degree of freedom for the noise
 
@@ -67,7 +67,7 @@ class PowerLawFit:
         """(low, high) around ``predict(x)`` at ``level``: a prediction band for a new
         measurement (``include_noise``) or a confidence band for the curve itself."""
         if not 0 < level < 1:
-            raise UserInputError(f"band level must be in (0, 1), got {level!r}")
+            raise InvalidInputError(f"band level must be in (0, 1), got {level!r}")
         from scipy.special import stdtrit  # Student-t quantile (scipy.stats costs seconds to import)
 
         u = np.asarray(x, dtype=float) / self.x_scale
@@ -94,7 +94,7 @@ class PowerLawFit:
 def fit_power_law(x: Any, time: Any, *, b_bounds: tuple[float, float] = (0.0, 4.0)) -> PowerLawFit:
     """Fit time = t0 + c·x^b (t0 >= 0, c > 0, b in ``b_bounds``) in log space.
 
-    ``x`` and ``time`` must be positive; NaN pairs are dropped. ``UserInputError`` when
+    ``x`` and ``time`` must be positive; NaN pairs are dropped. ``InvalidInputError`` when
     fewer than ``MIN_POINTS`` distinct x values remain or a value is not positive.
     """
     from scipy.optimize import least_squares
@@ -102,17 +102,17 @@ def fit_power_law(x: Any, time: Any, *, b_bounds: tuple[float, float] = (0.0, 4.
     x = np.asarray(x, dtype=float).ravel()
     y = np.asarray(time, dtype=float).ravel()
     if x.shape != y.shape:
-        raise UserInputError(f"x and time differ in length ({x.size} vs {y.size})")
+        raise InvalidInputError(f"x and time differ in length ({x.size} vs {y.size})")
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
     if np.any(x <= 0) or np.any(y <= 0):
-        raise UserInputError("a power-law fit needs positive sizes and times")
+        raise InvalidInputError("a power-law fit needs positive sizes and times")
     if np.unique(x).size < MIN_POINTS:
-        raise UserInputError(f"a power-law fit needs at least {MIN_POINTS} distinct sizes "
+        raise InvalidInputError(f"a power-law fit needs at least {MIN_POINTS} distinct sizes "
                              f"(got {np.unique(x).size}): three parameters and one for the noise")
     lo_b, hi_b = b_bounds
     if not lo_b < hi_b:
-        raise UserInputError(f"b_bounds must be increasing, got {b_bounds!r}")
+        raise InvalidInputError(f"b_bounds must be increasing, got {b_bounds!r}")
 
     x_scale = float(np.exp(np.mean(np.log(x))))
     y_scale = float(np.exp(np.mean(np.log(y))))

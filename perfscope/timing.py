@@ -15,7 +15,7 @@ from statistics import fmean
 import numpy as np
 
 from perfscope.devices.base import Device, Kernel
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.hostload import ForeignLoad
 
 _Z95 = 1.959964
@@ -37,12 +37,12 @@ class TimingPolicy:
     def __post_init__(self) -> None:
         for name in ("warmup_s", "min_time_s", "budget_s", "sample_s", "target_ci_rel"):
             if not getattr(self, name) >= 0:
-                raise UserInputError(f"timing policy: {name} must be >= 0, got {getattr(self, name)}")
+                raise InvalidInputError(f"timing policy: {name} must be >= 0, got {getattr(self, name)}")
         if self.budget_s < self.min_time_s:
-            raise UserInputError(
+            raise InvalidInputError(
                 f"timing policy: budget_s ({self.budget_s}) must be >= min_time_s ({self.min_time_s})")
         if self.min_samples < 3:
-            raise UserInputError("timing policy: min_samples must be >= 3")
+            raise InvalidInputError("timing policy: min_samples must be >= 3")
 
 
 @dataclass(frozen=True)

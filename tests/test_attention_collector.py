@@ -9,7 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from perfscope.collectors.attention import AttentionCase, _normalised_error, cases_from_axes
 from perfscope.collectors.protocol import RunContext, measure_case
 from perfscope.devices.cpu import CpuDevice
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.features import attention_flops, attention_min_bytes
 from perfscope.meters.null import NullMeter
 from perfscope.timing import TimingPolicy
@@ -65,11 +65,11 @@ def test_attention_min_bytes_formula():
 
 
 def test_attention_features_refuse_bad_sizes():
-    with pytest.raises(UserInputError, match="multiple of kv_heads"):
+    with pytest.raises(InvalidInputError, match="multiple of kv_heads"):
         attention_min_bytes(1, 12, 8, 16, 16, 64, "fp32")
-    with pytest.raises(UserInputError, match="seq_k"):
+    with pytest.raises(InvalidInputError, match="seq_k"):
         attention_flops(1, 8, 16, 0, 64)
-    with pytest.raises(UserInputError, match="backend"):
+    with pytest.raises(InvalidInputError, match="backend"):
         AttentionCase(batch=1, heads=2, seq_q=4, seq_k=4, head_dim=8, backend="xformers")
 
 
@@ -169,7 +169,7 @@ def test_cases_from_axes_expands_and_defaults():
     ({"heads": [8], "seq": [64], "head_dim": [64], "backend": []}, "empty"),
 ])
 def test_cases_from_axes_rejects_bad_grids(axes, message):
-    with pytest.raises(UserInputError, match=message):
+    with pytest.raises(InvalidInputError, match=message):
         cases_from_axes(axes)
 
 

@@ -21,7 +21,7 @@ from perfscope.devices.registry import (
     save_profile,
 )
 from perfscope.devicespecs import DeviceSpec
-from perfscope.errors import SchemaVersionError, UnsupportedConfigError, UserInputError
+from perfscope.errors import InvalidInputError, SchemaVersionError, UnsupportedConfigError
 from perfscope.timing import TimingPolicy
 
 FAST = TimingPolicy(warmup_s=0.005, min_time_s=0.01, budget_s=0.05, target_ci_rel=0.05, min_samples=3)
@@ -83,10 +83,10 @@ def test_profiles_round_trip_through_json(cpu_profile, tmp_path):
 
 
 def test_bad_profile_files_are_user_errors(cpu_profile, tmp_path):
-    with pytest.raises(UserInputError, match="calibrate"):
+    with pytest.raises(InvalidInputError, match="calibrate"):
         load_profile(tmp_path / "missing.json")
     (tmp_path / "junk.json").write_text("{not json")
-    with pytest.raises(UserInputError, match="junk.json"):
+    with pytest.raises(InvalidInputError, match="junk.json"):
         load_profile(tmp_path / "junk.json")
     newer = cpu_profile.to_json_dict() | {"profile_version": 99}
     (tmp_path / "newer.json").write_text(json.dumps(newer))
@@ -94,7 +94,7 @@ def test_bad_profile_files_are_user_errors(cpu_profile, tmp_path):
         load_profile(tmp_path / "newer.json")
     spec_like = cpu_profile.to_json_dict() | {"source": "spec"}
     (tmp_path / "spec.json").write_text(json.dumps(spec_like))
-    with pytest.raises(UserInputError, match="calibrated"):
+    with pytest.raises(InvalidInputError, match="calibrated"):
         load_profile(tmp_path / "spec.json")
 
 
@@ -113,7 +113,7 @@ def test_resolve_cpu_needs_a_calibrated_profile(cpu_profile, monkeypatch, tmp_pa
 
     # the sample profile's machine ships its profile: pretend this is another machine
     monkeypatch.setattr(registry, "shipped_profile_dir", lambda: tmp_path / "none")
-    with pytest.raises(UserInputError, match="perfscope calibrate"):
+    with pytest.raises(InvalidInputError, match="perfscope calibrate"):
         resolve_device("cpu")
     save_profile(cpu_profile)
     device, source = resolve_device("CPU")
@@ -146,10 +146,10 @@ def test_resolve_prefers_a_calibrated_gpu_profile_over_the_spec_sheet(cpu_profil
 
 
 def test_resolve_unknown_device_lists_what_is_known():
-    with pytest.raises(UserInputError) as err:
+    with pytest.raises(InvalidInputError) as err:
         resolve_device("quantum-accelerator-9000")
     assert "h100-sxm" in str(err.value) and "calibrate" in str(err.value)
-    with pytest.raises(UserInputError):
+    with pytest.raises(InvalidInputError):
         resolve_device("  ")
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from perfscope import carbon
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 
 def test_joules_to_kwh_scalar_and_array():
@@ -51,7 +51,7 @@ def test_carbon_cost_totals():
     lambda: carbon.carbon_cost(1.0, 100.0, embodied_kgco2e=10.0, lifetime_years=4.0),  # no busy time
 ])
 def test_bad_inputs_are_user_errors(call):
-    with pytest.raises(UserInputError):
+    with pytest.raises(InvalidInputError):
         call()
 
 
@@ -68,15 +68,15 @@ def test_intensity_table_ships_with_sources_and_years():
 
 
 def test_unknown_region_lists_known_ones():
-    with pytest.raises(UserInputError, match="France"):
+    with pytest.raises(InvalidInputError, match="France"):
         carbon.grid_intensity("Atlantis")
 
 
 def test_parse_rejects_rows_without_source_or_repeated_regions():
     header = "region,intensity_gco2e_per_kwh,year,source,url,notes\n"
-    with pytest.raises(UserInputError, match="source"):
+    with pytest.raises(InvalidInputError, match="source"):
         carbon.parse_intensity_table(header + "X,100,2023,,http://x,\n")
-    with pytest.raises(UserInputError, match="repeated"):
+    with pytest.raises(InvalidInputError, match="repeated"):
         carbon.parse_intensity_table(header + "X,100,2023,s,http://x,\nx,120,2023,s,http://x,\n")
-    with pytest.raises(UserInputError, match="lacks columns"):
+    with pytest.raises(InvalidInputError, match="lacks columns"):
         carbon.parse_intensity_table("region,intensity\nX,1\n")

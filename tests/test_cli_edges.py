@@ -74,7 +74,9 @@ def test_explicit_rapl_where_there_is_none_exits_2(tmp_path, monkeypatch):
 
     with pytest.raises(MeterUnavailableError) as caught:
         select_meter(CpuDevice(), "rapl", powercap_root=tmp_path / "no-powercap")
-    assert caught.value.exit_code == 2
+    from perfscope.cli import exit_code
+
+    assert exit_code(caught.value) == 2
     if not Path("/sys/class/powercap/intel-rapl:0").exists():
         err = _one_line_error(_perfscope("collect", "gemm", "--size", "8", "--device", "cpu", "--energy", "rapl",
                                          "-o", str(tmp_path / "ds")))
@@ -137,3 +139,25 @@ def test_every_json_output_goes_through_strict_json():
     loose = [f"{path.name}:{n}" for path in sources for n, line in enumerate(path.read_text().splitlines(), 1)
              if re.search(r"(?<!strict_)json\.dumps?\(", line)]
     assert not loose, f"--json output written without strict_json (NaN would be printed): {loose}"
+
+
+def test_library_errors_carry_no_exit_status_and_the_cli_maps_them():
+    """Library exceptions are plain domain errors; only perfscope.cli knows exit statuses."""
+    from perfscope import errors
+    from perfscope.cli import exit_code
+
+    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.PerfscopeError)]
+    assert classes and not any("exit_code" in vars(c) for c in classes)
+    assert exit_code(errors.InvalidInputError("x")) == 2 and issubclass(errors.InvalidInputError, ValueError)
+    assert exit_code(errors.NotFoundError("x")) == 2 and issubclass(errors.NotFoundError, LookupError)
+    assert exit_code(errors.StateError("x")) == 2
+    assert exit_code(errors.Interrupted("x")) == 130
+    assert exit_code(errors.MeasurementError("x")) == 1
+    assert errors.UserInputError is errors.InvalidInputError  # the former name still works
+
+
+def test_the_cli_names_the_option_of_an_argument_the_library_refused(tmp_path):
+    # the library says which argument is at fault (``max_memory``); only the CLI speaks of --max-memory
+    err = _one_line_error(_perfscope("collect", "gemm", "--size", "8", "--device", "cpu", "--energy", "none",
+                                     "--max-memory", "lots", "-o", str(tmp_path / "ds")))
+    assert "memory limit" in err and "(option --max-memory)" in err

@@ -10,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from perfscope.collectors.conv import ConvCase, cases_from_axes
 from perfscope.collectors.protocol import RunContext, measure_case
 from perfscope.devices.cpu import CpuDevice
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.features import conv2d_flops, conv2d_min_bytes, conv2d_output_hw
 from perfscope.meters.null import NullMeter
 from perfscope.timing import TimingPolicy
@@ -61,17 +61,17 @@ def test_conv_min_bytes_formula():
 
 
 def test_conv_features_refuse_impossible_configurations():
-    with pytest.raises(UserInputError, match="groups"):
+    with pytest.raises(InvalidInputError, match="groups"):
         conv2d_flops(1, 6, 8, 8, 4, 3, 3, groups=4)  # 4 does not divide 6
-    with pytest.raises(UserInputError, match="empty"):
+    with pytest.raises(InvalidInputError, match="empty"):
         conv2d_output_hw(4, 4, 5, 5)
-    with pytest.raises(UserInputError, match="pad_h"):
+    with pytest.raises(InvalidInputError, match="pad_h"):
         conv2d_output_hw(8, 8, 3, 3, pad_h=-1)
-    with pytest.raises(UserInputError, match="stride_w"):
+    with pytest.raises(InvalidInputError, match="stride_w"):
         conv2d_output_hw(8, 8, 3, 3, stride_w=0)
-    with pytest.raises(UserInputError, match="n must be"):
+    with pytest.raises(InvalidInputError, match="n must be"):
         conv2d_min_bytes(0, 1, 8, 8, 1, 3, 3, dtype="fp32")
-    with pytest.raises(UserInputError):
+    with pytest.raises(InvalidInputError):
         ConvCase(n=1, c=3, h=8, w=8, k=4, r=3, s=3, layout="nhwc")
 
 
@@ -190,7 +190,7 @@ def test_cases_from_axes_with_shapes_and_device_kind():
     ({"n": [1], "c": [3], "h": [8], "w": [8], "k": [4], "r": [3], "s": [3], "layout": ["nhwc"]}, "layout"),
 ])
 def test_cases_from_axes_rejects_bad_grids(axes, message):
-    with pytest.raises(UserInputError, match=message):
+    with pytest.raises(InvalidInputError, match=message):
         cases_from_axes(axes)
 
 

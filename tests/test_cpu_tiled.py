@@ -14,7 +14,7 @@ from perfscope.collectors.cpu_tiled import CpuTiledGemmCase, cases_from_axes, co
 from perfscope.collectors.protocol import RunContext, case_config_id, measure_case
 from perfscope.devices.cpu import CpuDevice
 from perfscope.devices.cuda import CudaDevice
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.meters.null import NullMeter
 from perfscope.testing import FakeClock, FakeCuda, FakeDeviceProperties, FakeNvml
 from perfscope.timing import TimingPolicy
@@ -174,10 +174,10 @@ def test_dtypes_other_than_fp32_are_unsupported_rows(dtype):
 
 
 def test_an_unknown_dtype_or_bad_tile_is_a_user_error():
-    with pytest.raises(UserInputError, match="dtype"):
+    with pytest.raises(InvalidInputError, match="dtype"):
         CpuTiledGemmCase(m=8, n=8, k=8, tile=4, dtype="fp64x")
     for tile in (0, -1, 2.5, True):
-        with pytest.raises(UserInputError, match="tile"):
+        with pytest.raises(InvalidInputError, match="tile"):
             CpuTiledGemmCase(m=8, n=8, k=8, tile=tile)
 
 
@@ -217,7 +217,7 @@ def test_cases_from_axes_defaults_drops_repeats_and_takes_threads():
     ({"sizes": [8], "dtype": ["int3"]}, "dtype"),
 ])
 def test_cases_from_axes_rejects_bad_axes(axes, match):
-    with pytest.raises(UserInputError, match=match):
+    with pytest.raises(InvalidInputError, match=match):
         cases_from_axes(axes)
 
 

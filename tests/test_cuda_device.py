@@ -6,7 +6,7 @@ import pytest
 
 from perfscope.devices.base import Device, DeviceDescription
 from perfscope.devices.cuda import CudaDevice, is_throttled
-from perfscope.errors import DeviceUnavailableError, UserInputError
+from perfscope.errors import DeviceUnavailableError, InvalidInputError
 from perfscope.testing import FakeClock, FakeCuda, FakeDeviceProperties, FakeGpu, FakeNvml, fake_nvml
 
 H100 = FakeDeviceProperties(
@@ -202,7 +202,7 @@ def test_time_samples_runs_on_its_own_device() -> None:
 
 def test_time_samples_rejects_bad_counts() -> None:
     device, *_ = make_device()
-    with pytest.raises(UserInputError):
+    with pytest.raises(InvalidInputError):
         device.time_samples_s(lambda i: None, calls_per_sample=0, samples=1)
     assert device.time_samples_s(lambda i: None, calls_per_sample=1, samples=0) == []
 

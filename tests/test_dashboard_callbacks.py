@@ -22,7 +22,7 @@ from perfscope.dashboards.figures.common import is_message, message_text
 from perfscope.dashboards.filters import FILTER_NAMES, empty_filters
 from perfscope.dashboards.pages import PAGES
 from perfscope.dashboards.pages.estimate import URL_CONTROLS
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.store import ProfileStore
 
 ALL = empty_filters()
@@ -248,7 +248,7 @@ def test_estimate_page_calls_the_estimate_with_the_form(cb, monkeypatch):
     def estimate(kernel, device, dtype, **config):
         calls.append((kernel, device, dtype, config))
         if config.get("m") == 13:
-            raise UserInputError("13 is unlucky")
+            raise InvalidInputError("13 is unlucky")
         return {"latency_s": 1e-3, "latency_low_s": 8e-4, "latency_high_s": 1.3e-3, "bound_time_s": 4e-4,
                 "energy_j": 0.36, "method": "fake", "flops": 2e9, "min_bytes": 3e6}
 
@@ -286,16 +286,16 @@ def test_adapter_parses_shapes_and_never_raises_for_perfscope_errors():
         "batch": 1, "heads": 8, "kv_heads": 8, "seq_q": 16, "seq_k": 16, "head_dim": 64, "causal": True}
     assert parse_shape("conv", "conv_n=1,pad_h=0")["pad_h"] == 0
     for bad in ("m=0", "m=x", "m", ""):
-        with pytest.raises(UserInputError):
+        with pytest.raises(InvalidInputError):
             parse_shape("gemm", bad)
 
     def refuses(*_args, **_kwargs):
-        raise UserInputError("no")
+        raise InvalidInputError("no")
 
     assert run_estimate("gemm", "x", "fp32", {"m": 1}, estimate=refuses).message == "no"
     assert not run_estimate("gemm", "x", "fp32", {"m": 1}, estimate=lambda *a, **k: [1]).ok
     assert parse_params("a=1, b=2.5 param_c=x") == {"param_a": 1, "param_b": 2.5, "param_c": "x"}
-    with pytest.raises(UserInputError):
+    with pytest.raises(InvalidInputError):
         parse_params("a")
 
 

@@ -19,7 +19,7 @@ from perfscope.devices.registry import (
     save_profile,
 )
 from perfscope.devicespecs import DeviceSpec
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 
 def _gpu_profile(**overrides) -> DeviceProfile:
@@ -80,5 +80,5 @@ def test_rows_resolve_by_key_then_by_name_with_given_devices_first(xdg):
     assert list(resolved) == ["cuda-a", "cuda-b", "given"]
     assert isinstance(resolved["cuda-a"], DeviceSpec) and resolved["cuda-a"].device_id == "h100-sxm"
     assert resolved["cuda-b"].device_id == "l4" and resolved["given"] is given["given"]
-    with pytest.raises(UserInputError, match=r"cuda-x \(Mystery GPU\).*perfscope calibrate"):
+    with pytest.raises(InvalidInputError, match=r"cuda-x \(Mystery GPU\).*perfscope calibrate"):
         resolve_row_devices(["cuda-x"], ["Mystery GPU"])

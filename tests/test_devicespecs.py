@@ -10,7 +10,7 @@ import pytest
 from perfscope.devices.registry import device_spec, find_device_spec
 from perfscope.devicespecs import DTYPE_PEAK_COLUMN, load_device_specs, parse_device_specs, peak_flops_per_s
 from perfscope.dtypes import DTYPES
-from perfscope.errors import UnsupportedConfigError, UserInputError
+from perfscope.errors import InvalidInputError, UnsupportedConfigError
 
 REQUIRED_IDS = ("v100-sxm2-32gb", "t4", "a10", "a100-40gb-sxm", "a100-80gb-sxm", "l4", "l40s", "rtx-3090",
                 "rtx-4070", "rtx-4090", "h100-sxm", "h100-pcie", "h200-sxm", "b200")
@@ -76,7 +76,7 @@ def test_names_and_aliases_resolve_case_insensitively(name, expected):
 
 @pytest.mark.parametrize("name", ["H100 NVL", "RTX 4070 Ti", "radeon", "cpu"])
 def test_unknown_devices_raise_a_user_error_listing_known_ids(name):
-    with pytest.raises(UserInputError) as err:
+    with pytest.raises(InvalidInputError) as err:
         device_spec(name)
     assert "h100-sxm" in str(err.value) and "rtx-4070" in str(err.value)
     assert find_device_spec(name) is None
@@ -98,7 +98,7 @@ def test_a_missing_peak_is_an_unsupported_config(device, dtype):
 
 
 def test_an_unknown_dtype_name_is_a_user_error():
-    with pytest.raises(UserInputError, match="fp64"):
+    with pytest.raises(InvalidInputError, match="fp64"):
         peak_flops_per_s(device_spec("H100"), "fp64")
 
 
@@ -118,11 +118,11 @@ def _table(*rows: str) -> str:
 def test_parse_rejects_repeated_ids_and_bad_numbers_and_missing_columns():
     row = "x,X,,NVIDIA,A,8.0,10,1048576,1073741824,1e11,100,1e12,,,,,,true,doc <http://x>,n"
     assert parse_device_specs(_table(row))[0].peak_fp32_flops_per_s == 1e12
-    with pytest.raises(UserInputError, match="repeated"):
+    with pytest.raises(InvalidInputError, match="repeated"):
         parse_device_specs(_table(row, row))
-    with pytest.raises(UserInputError, match="line 2"):
+    with pytest.raises(InvalidInputError, match="line 2"):
         parse_device_specs(_table(row.replace("1e12", "fast")))
-    with pytest.raises(UserInputError, match="lacks columns"):
+    with pytest.raises(InvalidInputError, match="lacks columns"):
         parse_device_specs("device_id,name\nx,X\n")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from perfscope.devices.base import Device, DeviceDescription, DeviceState
-from perfscope.errors import MeasurementError, UserInputError
+from perfscope.errors import InvalidInputError, MeasurementError
 from perfscope.meters.base import EnergyMeter, EnergyReading
 from perfscope.meters.null import NullMeter
 from perfscope.meters.rapl import RaplMeter
@@ -191,7 +191,7 @@ def test_kernel_error_closes_the_window_and_propagates(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan")])
 def test_per_call_time_must_be_positive(tmp_path: Path, bad: float) -> None:
     FakePowercap(tmp_path).add_package(0)
-    with pytest.raises(UserInputError):
+    with pytest.raises(InvalidInputError):
         measure_energy(RecordingDevice(), lambda i: None, RaplMeter(tmp_path), per_call_s=bad,
                        sleep=lambda s: None)
 

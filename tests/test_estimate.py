@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.workflows.estimate import estimate, estimate_many
 
 
@@ -51,12 +51,12 @@ def test_vectorised_estimates_match_single_ones_and_grow_with_size():
 ])
 def test_bad_configurations_are_user_errors(kwargs, message):
     dtype = kwargs.pop("dtype", "fp32")
-    with pytest.raises(UserInputError, match=message):
+    with pytest.raises(InvalidInputError, match=message):
         estimate("gemm", "h100-sxm", dtype, **kwargs)
 
 
 def test_best_tile_without_a_model_is_refused_with_the_reason():
-    with pytest.raises(UserInputError, match="needs a model"):
+    with pytest.raises(InvalidInputError, match="needs a model"):
         estimate("gemm", "h100-sxm", "fp16", m=512, n=512, k=512, best_tile=True)
 
 

@@ -209,10 +209,10 @@ def test_an_in_process_estimate_and_a_loaded_bundle_need_no_pandas(bundles):
 
 
 def test_columns_of_different_lengths_beside_a_scalar_are_a_user_error():
-    from perfscope.errors import UserInputError
+    from perfscope.errors import InvalidInputError
     from perfscope.workflows.estimate import config_columns
 
-    with pytest.raises(UserInputError, match="different lengths"):
+    with pytest.raises(InvalidInputError, match="different lengths"):
         config_columns("gemm", {"m": [1, 2], "n": [1, 2, 3], "k": 5})
 
 

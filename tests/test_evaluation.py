@@ -12,7 +12,7 @@ import pytest
 from synthetic_rows import features_frame  # noqa: E402 (tests/ is on sys.path)
 
 from perfscope.devices.registry import device_spec
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.models.evaluation import METRIC_COLUMNS, evaluate, shape_groups, split_folds, to_records
 from perfscope.models.forest import ForestModel, PaperBaselineModel
 from perfscope.models.intervals import ConformalWrapper, conformal_quantile
@@ -100,7 +100,7 @@ def test_device_split_leaves_one_device_out():
     ("device", law_rows(sizes=(512, 1024)), "two devices"),
 ])
 def test_split_refuses_what_it_cannot_do(split, rows, message):
-    with pytest.raises(UserInputError, match=message):
+    with pytest.raises(InvalidInputError, match=message):
         split_folds(rows, split)
 
 
@@ -199,7 +199,7 @@ def test_contended_rows_are_left_out_unless_asked_for():
     clean = evaluate_datasets(rows, models=models, n_splits=3, progress=messages.append).iloc[0]
     assert clean["n_rows"] == len(rows) - len(slowed)
     assert clean["median_abs_pct_error"] < 1
-    assert any(f"left out {len(slowed)} rows" in m and "--include-contended" in m for m in messages)
+    assert any(f"left out {len(slowed)} rows" in m and "include_contended" in m for m in messages)
     everything = evaluate_datasets(rows, models=models, n_splits=3, include_contended=True).iloc[0]
     assert everything["n_rows"] == len(rows)
     assert everything["mean_abs_pct_error"] > clean["mean_abs_pct_error"] + 5
@@ -211,5 +211,5 @@ def test_when_every_row_is_contended_the_error_says_so_and_names_the_flag():
 
     rows = law_rows(sizes=(512, 1024), replicates=1)
     rows["status"] = "contended"
-    with pytest.raises(UserInputError, match=r"left out 8 rows .*--include-contended"):
+    with pytest.raises(InvalidInputError, match=r"left out 8 rows .*include_contended"):
         evaluate_datasets(rows, models={"roofline": RooflineModel()}, n_splits=2)

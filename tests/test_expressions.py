@@ -9,7 +9,7 @@ import time
 import pytest
 
 from perfscope.collectors.filters import Filter
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.expressions import MAX_INT_BITS, Expression, evaluate_number
 
 HOSTILE = ["10**10**10 > 1", "'a' * 10**10 == dtype", "m / 0 > 1", "dtype + 1 > 0", "2**100000 > 1",
@@ -19,7 +19,7 @@ HOSTILE = ["10**10**10 > 1", "'a' * 10**10 == dtype", "m / 0 > 1", "dtype + 1 > 
 @pytest.mark.parametrize("text", HOSTILE)
 def test_hostile_filters_fail_fast_with_a_user_error(text):
     start = time.perf_counter()
-    with pytest.raises(UserInputError, match="cannot be evaluated"):
+    with pytest.raises(InvalidInputError, match="cannot be evaluated"):
         Filter(text)({"m": 64, "dtype": "fp32"})
     assert time.perf_counter() - start < 0.5
 
@@ -29,9 +29,9 @@ def test_results_stay_bounded_but_real_sizes_pass():
     assert Filter(f"2**{MAX_INT_BITS - 1} > 1")({})
     assert Filter("dtype + '_x' == 'fp32_x'")({"dtype": "fp32"})  # string concatenation stays allowed
     assert not Filter("tile_m < 4")({"tile_m": None})  # a missing value never passes a comparison
-    with pytest.raises(UserInputError, match="not allowed"):
+    with pytest.raises(InvalidInputError, match="not allowed"):
         Filter("dtype.upper() == 'FP32'")
-    with pytest.raises(UserInputError, match="not allowed"):
+    with pytest.raises(InvalidInputError, match="not allowed"):
         Filter("m[0] == 1")
 
 
@@ -41,7 +41,7 @@ def test_evaluate_number_gives_finite_floats_or_one_line_errors():
     for text, names, message in [("m > 1", {"m": 2}, "not a number"), ("dtype", {"dtype": "fp32"}, "not a number"),
                                  ("q * 2", {"m": 1}, "names 'q'"), ("m / 0", {"m": 1}, "division by zero"),
                                  ("1e308 * 10", {}, "infinity"), ("m *", {"m": 1}, "bad --flops")]:
-        with pytest.raises(UserInputError, match=message):
+        with pytest.raises(InvalidInputError, match=message):
             evaluate_number(text, names, "--flops")
 
 

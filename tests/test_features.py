@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from perfscope import features
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 N = 300  # random configurations per family
 
@@ -19,7 +19,7 @@ def scalar_or_none(fn, *args, **kwargs):
     """``fn`` on Python ints, or None where it refuses the configuration."""
     try:
         return fn(*args, **kwargs)
-    except UserInputError:
+    except InvalidInputError:
         return None
 
 
@@ -116,11 +116,11 @@ def test_scalars_of_any_integer_kind_give_python_ints_and_arrays_broadcast():
      "attention heads (12) must be a multiple of kv_heads (8)"),
 ])
 def test_bad_inputs_raise_the_same_error_scalar_and_vectorised(call, good, bad, message):
-    with pytest.raises(UserInputError) as scalar:
+    with pytest.raises(InvalidInputError) as scalar:
         call(bad)
     assert str(scalar.value).startswith(message)
     call(good)  # the rule is the one under test: the good value passes
-    with pytest.raises(UserInputError) as vectorised:
+    with pytest.raises(InvalidInputError) as vectorised:
         call(np.array([good, good, bad, bad]))
     assert str(vectorised.value) == f"{scalar.value} (at index 2)"  # the first offending element
     assert features.gemm_is_valid(1, 1, 1, 1)
@@ -128,22 +128,22 @@ def test_bad_inputs_raise_the_same_error_scalar_and_vectorised(call, good, bad, 
 
 @pytest.mark.parametrize("value", [2.0, True, "8", None, np.array([2.0, 3.0]), np.array([True]), [1, "2"]])
 def test_non_integer_sizes_are_refused_not_truncated(value):
-    with pytest.raises(UserInputError, match="gemm m must be a positive integer"):
+    with pytest.raises(InvalidInputError, match="gemm m must be a positive integer"):
         features.gemm_flops(1, value, 8, 8)
-    with pytest.raises(UserInputError, match="attention head_dim must be a positive integer"):
+    with pytest.raises(InvalidInputError, match="attention head_dim must be a positive integer"):
         features.attention_flops(1, 8, 16, 16, value)
 
 
 def test_unknown_dtype_is_refused_in_both_forms():
     for m in (8, np.array([8, 16])):
-        with pytest.raises(UserInputError, match="unknown dtype 'fp64'"):
+        with pytest.raises(InvalidInputError, match="unknown dtype 'fp64'"):
             features.gemm_min_bytes(1, m, 8, 8, "fp64")
 
 
 def test_int64_overflow_raises_for_arrays_and_scalars_stay_exact():
     huge = 2**21
     assert features.gemm_flops(huge, huge, huge, huge) == 2 * huge**4  # Python ints: exact, beyond int64
-    with pytest.raises(UserInputError, match="too large for int64"):
+    with pytest.raises(InvalidInputError, match="too large for int64"):
         features.gemm_flops(np.array([1, 1]), 2**20, 2**21, 2**21)  # 2**63: one past int64's largest value
     fits = features.gemm_flops(np.array([1, 2]), 2**20, 2**20, 2**20)  # up to 2**62: exact in int64
     assert fits.tolist() == [2**61, 2**62]

@@ -26,7 +26,7 @@ from perfscope.collectors.gemm import GemmCase
 from perfscope.collectors.protocol import RunContext, Workload
 from perfscope.devices.base import DeviceDescription
 from perfscope.devices.cpu import CpuDevice
-from perfscope.errors import UnsupportedConfigError, UserInputError
+from perfscope.errors import InvalidInputError, UnsupportedConfigError
 from perfscope.features import gemm_flops
 
 
@@ -47,7 +47,7 @@ class _CpuAsCuda(CpuDevice):
 def test_operand_formats_pair_e5m2_with_e4m3():
     assert fp8_operand_dtypes("fp8_e4m3") == ("fp8_e4m3", "fp8_e4m3")
     assert fp8_operand_dtypes("fp8_e5m2") == ("fp8_e5m2", "fp8_e4m3")
-    with pytest.raises(UserInputError):
+    with pytest.raises(InvalidInputError):
         fp8_operand_dtypes("bf16")
 
 
@@ -61,9 +61,9 @@ def test_per_tensor_scale_maps_amax_to_the_largest_fp8_value():
     assert per_tensor_scale(1.0, "fp8_e5m2") == 1.0 / 57344.0
     assert 0 < per_tensor_scale(0.0, "fp8_e4m3") < 1e-12  # all zeros: finite, positive
     for bad in (float("nan"), float("inf"), -1.0):
-        with pytest.raises(UserInputError):
+        with pytest.raises(InvalidInputError):
             per_tensor_scale(bad, "fp8_e4m3")
-    with pytest.raises(UserInputError):
+    with pytest.raises(InvalidInputError):
         per_tensor_scale(1.0, "fp16")
 
 

@@ -7,7 +7,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from perfscope.collectors.gemm import GemmCase, cases_from_axes
 from perfscope.collectors.protocol import RunContext, Workload, measure_case
 from perfscope.devices.cpu import CpuDevice
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.features import gemm_flops, gemm_min_bytes
 from perfscope.meters.null import NullMeter
 from perfscope.timing import TimingPolicy
@@ -105,5 +105,5 @@ def test_grid_expansion_and_validation():
     assert len(cases_from_axes({"m": [1, 2], "n": [3], "k": [4, 5, 6]})) == 6
     for bad in ({"sizes": [0]}, {"sizes": [8], "dtype": ["fp64"]}, {}, {"m": [4]}, {"sizes": [8], "tile": [4]},
                 {"shapes": [[4, 4]]}):
-        with pytest.raises(UserInputError):
+        with pytest.raises(InvalidInputError):
             cases_from_axes(bad)

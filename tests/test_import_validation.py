@@ -11,7 +11,7 @@ import sys
 import pytest
 from test_importers import CUTLASS_HEADER, _cutlass_row  # tests/ is on sys.path (rootdir import mode)
 
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.importers import import_csv, import_gpperf
 from perfscope.importers.common import assemble_table
 from perfscope.importers.values import check_values
@@ -127,13 +127,13 @@ def test_malformed_csv_files_exit_2_with_one_line(tmp_path, cells, extra, messag
 
 def test_a_timestamp_of_1e20_is_one_line(tmp_path):
     path = _csv(tmp_path, [[64, 64, 64, 0.5, 100, "", 60, "", "1e20"]], header=[*HEADER, "when"])
-    with pytest.raises(UserInputError, match="measured_at"):
+    with pytest.raises(InvalidInputError, match="measured_at"):
         import_csv(path, {**MAPPING, "measured_at": "when"}, defaults=DEFAULTS)
     cutlass = tmp_path / "cutlass_results.csv"
     with open(cutlass, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CUTLASS_HEADER)
         writer.writeheader()
         writer.writerow(_cutlass_row(timestamp="1e20"))
-    with pytest.raises(UserInputError, match="timestamp"):
+    with pytest.raises(InvalidInputError, match="timestamp"):
         import_gpperf(cutlass)
     _one_line_exit_2(_cli("import", "gpperf", str(cutlass), "-o", str(tmp_path / "ds")))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.importers import (
     import_csv,
     import_gpperf,
@@ -182,7 +182,7 @@ def test_a_folder_imports_cutlass_and_tiled_rows_with_power_joined(cutlass_csv):
 
 def test_tiled_files_alone_need_the_gpu_name(tmp_path):
     _tiled_files(tmp_path)
-    with pytest.raises(UserInputError, match="gpu_name"):
+    with pytest.raises(InvalidInputError, match="gpu_name"):
         import_gpperf(tmp_path / "tiled_execution_times.csv")
     table = import_gpperf(tmp_path / "tiled_execution_times.csv", gpu_name="Some GPU")
     assert table.column("device_key").unique().to_pylist() == ["cuda-some-gpu"]
@@ -191,9 +191,9 @@ def test_tiled_files_alone_need_the_gpu_name(tmp_path):
 
 def test_a_foreign_csv_is_refused_with_what_it_lacks(tmp_path):
     path = _write_csv(tmp_path / "x.csv", ["a", "b"], [{"a": 1, "b": 2}])
-    with pytest.raises(UserInputError, match="not a GPPerf CSV"):
+    with pytest.raises(InvalidInputError, match="not a GPPerf CSV"):
         import_gpperf(path)
-    with pytest.raises(UserInputError, match="no GPPerf"):
+    with pytest.raises(InvalidInputError, match="no GPPerf"):
         import_gpperf(tmp_path / "missing")
 
 
@@ -262,10 +262,10 @@ def test_kernel_tuner_leaves_gemm_sizes_unknown_when_the_file_gives_two(tmp_path
 
 def test_a_file_that_is_not_a_kernel_tuner_cache_is_refused(tmp_path):
     (tmp_path / "x.json").write_text('{"a": 1}')
-    with pytest.raises(UserInputError, match="missing device_name"):
+    with pytest.raises(InvalidInputError, match="missing device_name"):
         import_kernel_tuner(tmp_path / "x.json", m=1, n=1, k=1)
     (tmp_path / "y.json").write_text("not json")
-    with pytest.raises(UserInputError, match="not JSON"):
+    with pytest.raises(InvalidInputError, match="not JSON"):
         import_kernel_tuner(tmp_path / "y.json", m=1, n=1, k=1)
 
 
@@ -288,7 +288,7 @@ def test_parse_mapping_reads_cli_items_and_refuses_bad_ones():
     assert parse_mapping(["m=M", " time_median_ms = Execution Time "]) == {
         "m": "M", "time_median_ms": "Execution Time"}
     for bad in (["m"], ["=M"], ["m="], ["m=A", "m=B"]):
-        with pytest.raises(UserInputError):
+        with pytest.raises(InvalidInputError):
             parse_mapping(bad)
 
 
@@ -308,15 +308,15 @@ def test_csv_import_maps_columns_and_derives_the_rest(plain_csv):
 
 
 def test_csv_import_names_unknown_and_missing_columns(plain_csv):
-    with pytest.raises(UserInputError, match="not perfscope columns: mm"):
+    with pytest.raises(InvalidInputError, match="not perfscope columns: mm"):
         import_csv(plain_csv, {"mm": "Size", "device_name": "GPU"}, defaults=DEFAULTS)
-    with pytest.raises(UserInputError, match="'Nope'"):
+    with pytest.raises(InvalidInputError, match="'Nope'"):
         import_csv(plain_csv, {"m": "Nope", "device_name": "GPU"}, defaults=DEFAULTS)
-    with pytest.raises(UserInputError, match="implementation, dtype"):
+    with pytest.raises(InvalidInputError, match="implementation, dtype"):
         import_csv(plain_csv, {"device_name": "GPU"}, defaults={"kernel": "gemm"})
-    with pytest.raises(UserInputError, match="importer sets config_id"):
+    with pytest.raises(InvalidInputError, match="importer sets config_id"):
         import_csv(plain_csv, {"config_id": "bs", "device_name": "GPU"}, defaults=DEFAULTS)
-    with pytest.raises(UserInputError, match="line 2.*'GPU'.*integer"):
+    with pytest.raises(InvalidInputError, match="line 2.*'GPU'.*integer"):
         import_csv(plain_csv, {"m": "GPU", "device_name": "GPU"}, defaults=DEFAULTS)
 
 

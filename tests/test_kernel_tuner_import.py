@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.importers import import_kernel_tuner
 from perfscope.importers.t1 import read_t1
 
@@ -82,9 +82,9 @@ def test_flops_and_bytes_come_from_expressions_over_sizes_and_parameters(tmp_pat
     assert {r["flops"] for r in rows} == {2 * 1000 * 64}
     assert {r["min_bytes"] for r in rows} == {4 * 1000 * 64 * 2, 4 * 1000 * 64 * 1.5, 4 * 1000 * 64 * 1.25}
     assert all(r["achieved_flops_per_s"] > 0 for r in rows)
-    with pytest.raises(UserInputError, match="names 'nope'"):
+    with pytest.raises(InvalidInputError, match="names 'nope'"):
         import_kernel_tuner(path, flops="nope * 2")
-    with pytest.raises(UserInputError, match="not allowed"):
+    with pytest.raises(InvalidInputError, match="not allowed"):
         import_kernel_tuner(path, flops="__import__('os')")
 
 
@@ -94,7 +94,7 @@ def test_conv_sizes_come_through_options(tmp_path):
     rows = _rows(import_kernel_tuner(_cache(tmp_path / "c.json"), kernel="conv",
                                      conv=parse_sizes("n=1,c=64,h=56,w=56,k=64,r=3,s=3,pad_h=1,pad_w=1")))
     assert (rows[0]["conv_c"], rows[0]["conv_r"], rows[0]["pad_h"], rows[0]["kernel"]) == (64, 3, 1, "conv")
-    with pytest.raises(UserInputError, match="NAME=INTEGER"):
+    with pytest.raises(InvalidInputError, match="NAME=INTEGER"):
         parse_sizes("n=one")
 
 
@@ -106,7 +106,7 @@ def test_t4_results_import_with_their_status_and_runtimes(tmp_path):
                 "correctness": 1, "measurements": []}]
     path = tmp_path / "t4.json"
     path.write_text(json.dumps({"schema_version": "1.0.0", "results": results}))
-    with pytest.raises(UserInputError, match="--device-name"):
+    with pytest.raises(InvalidInputError, match="--device-name"):
         import_kernel_tuner(path)
     rows = _rows(import_kernel_tuner(path, device_name="NVIDIA A100-PCIE-40GB", kernel="stencil"))
     assert [r["status"] for r in rows] == ["ok", "error"]
@@ -125,7 +125,7 @@ def test_t1_launch_geometry_gives_threads_and_blocks(tmp_path):
     params = json.loads(rows[-1]["params_json"])  # block 4 x 64, tile 2
     assert params["launch.threads_per_block"] == 256 and params["launch.blocks"] == 125 * 1
     (tmp_path / "bad.json").write_text('{"KernelSpecification": {}}')
-    with pytest.raises(UserInputError, match="not a T1"):
+    with pytest.raises(InvalidInputError, match="not a T1"):
         read_t1(tmp_path / "bad.json")
 
 
@@ -139,17 +139,17 @@ def test_malformed_caches_are_refused_in_one_line(tmp_path, change, message):
     data = json.loads(path.read_text())
     data.update(change)
     path.write_text(json.dumps(data))
-    with pytest.raises(UserInputError, match=message) as info:
+    with pytest.raises(InvalidInputError, match=message) as info:
         import_kernel_tuner(path)
     assert "\n" not in str(info.value)
 
 
 def test_deep_json_and_broken_gzip_are_refused(tmp_path):
     (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
-    with pytest.raises(UserInputError, match="nested too deeply|not a Kernel Tuner"):
+    with pytest.raises(InvalidInputError, match="nested too deeply|not a Kernel Tuner"):
         import_kernel_tuner(tmp_path / "deep.json")
     (tmp_path / "bad.json.gz").write_bytes(b"\x1f\x8b" + b"junk" * 10)
-    with pytest.raises(UserInputError, match="cannot read"):
+    with pytest.raises(InvalidInputError, match="cannot read"):
         import_kernel_tuner(tmp_path / "bad.json.gz")
 
 

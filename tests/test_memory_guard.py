@@ -15,7 +15,7 @@ from perfscope.collectors.memory_guard import MemoryNeed, parse_max_memory, too_
 from perfscope.collectors.protocol import RunContext, measure_case
 from perfscope.devices.cpu import CpuDevice, mem_available_bytes
 from perfscope.devices.cuda import CudaDevice
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.meters import NullMeter
 from perfscope.testing import FakeClock, FakeCuda, FakeDeviceProperties, FakeNvml
 
@@ -72,7 +72,7 @@ def test_a_too_large_case_is_a_row_and_is_never_built():
     ctx = RunContext(run_id="t", device=_fake_gpu(1 * GIB), meter=NullMeter("test"))
     row, timing = measure_case(Refusing(batch=1, m=65536, n=65536, k=65536, dtype="fp32"), ctx)
     assert row.status == "too_large" and timing is None
-    assert "GiB" in row.reason and "--max-memory" in row.reason
+    assert "GiB" in row.reason and "limit 50% of free memory" in row.reason
     assert row.flops is None  # a 10^8-sized GEMM would not fit int64: nothing is derived
 
 
@@ -83,8 +83,9 @@ def test_max_memory_takes_a_share_or_a_percentage(text, share):
 
 @pytest.mark.parametrize("text", ["0", "150%", "-1", "lots", "nan"])
 def test_bad_max_memory_is_a_user_error(text):
-    with pytest.raises(UserInputError, match="max-memory"):
+    with pytest.raises(InvalidInputError, match="memory limit") as caught:
         parse_max_memory(text)
+    assert caught.value.parameter == "max_memory"  # the CLI names its option, --max-memory
 
 
 # runs the CLI in-process and prints its own peak RSS (kB) last on stderr

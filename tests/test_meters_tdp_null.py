@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from perfscope.devices.base import Device, DeviceDescription, DeviceState
-from perfscope.errors import MeterUnavailableError, UserInputError
+from perfscope.errors import InvalidInputError, MeterUnavailableError
 from perfscope.meters import METER_CHOICES, select_meter
 from perfscope.meters.null import NullMeter
 from perfscope.meters.rapl import RaplMeter
@@ -107,13 +107,13 @@ def test_default_utilisation_sees_this_process_busy() -> None:
 
 @pytest.mark.parametrize("bad", [0, -5.0, float("nan"), float("inf")])
 def test_tdp_must_be_positive(bad: float) -> None:
-    with pytest.raises(UserInputError):
+    with pytest.raises(InvalidInputError):
         TdpEstimateMeter(bad)
 
 
 def test_constant_utilisation_is_bounded() -> None:
     assert ConstantUtilisation(1.0).end(None) == 1.0
-    with pytest.raises(UserInputError):
+    with pytest.raises(InvalidInputError):
         ConstantUtilisation(1.5)
 
 
@@ -144,7 +144,7 @@ def test_auto_on_cpu_without_rapl_is_null_with_hint(tmp_path: Path) -> None:
     assert isinstance(meter, NullMeter)
     assert meter.reason.startswith("no energy meter: ")
     assert str(root) in meter.reason
-    assert "--tdp-w" in meter.reason
+    assert "TDP in watts (tdp_w)" in meter.reason
 
 
 def test_auto_on_cpu_without_rapl_uses_tdp_when_given(tmp_path: Path) -> None:
@@ -169,9 +169,9 @@ def test_explicit_choices_on_cpu(tmp_path: Path) -> None:
         select_meter(device, "nvml-counter", powercap_root=empty)
     with pytest.raises(MeterUnavailableError):
         select_meter(device, "nvml-sampled", powercap_root=empty)
-    with pytest.raises(UserInputError, match="--tdp-w"):
+    with pytest.raises(InvalidInputError, match="TDP in watts"):
         select_meter(device, "estimate-tdp", powercap_root=empty)
-    with pytest.raises(UserInputError, match="choose one of"):
+    with pytest.raises(InvalidInputError, match="choose one of"):
         select_meter(device, "joulemeter", powercap_root=empty)
     assert isinstance(select_meter(device, "none"), NullMeter)
     tdp = select_meter(device, "estimate-tdp", tdp_w=45, powercap_root=empty)
@@ -255,5 +255,5 @@ def test_cpu_meters_are_refused_for_a_gpu_and_tdp_uses_the_power_limit() -> None
     meter = select_meter(FakeCudaKindDevice(power_limit_w=300.0), "estimate-tdp")
     assert isinstance(meter, TdpEstimateMeter)
     assert meter.tdp_w == 300.0
-    with pytest.raises(UserInputError, match="--tdp-w"):
+    with pytest.raises(InvalidInputError, match="TDP in watts"):
         select_meter(FakeCudaKindDevice(power_limit_w=None), "estimate-tdp")

@@ -15,7 +15,7 @@ from synthetic_rows import features_frame  # noqa: E402 (tests/ is on sys.path)
 from perfscope.columns import as_columns
 from perfscope.devices.registry import device_spec, resolve_row_devices
 from perfscope.devicespecs import DeviceFigures
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.models.efficiency import efficiency_gap, efficiency_summary, measured_energy_j, roofline_columns
 from perfscope.models.energy_model import EnergyModel, fit_energy_coefficients
 from perfscope.models.forest import PAPER_FEATURES, ForestModel, PaperBaselineModel, paper_design
@@ -95,7 +95,7 @@ def test_init_stores_parameters_and_fit_returns_self(model):
 
 
 def test_models_refuse_a_non_dataframe():
-    with pytest.raises(UserInputError, match="DataFrame"):
+    with pytest.raises(InvalidInputError, match="DataFrame"):
         RooflineModel().fit(np.zeros((3, 3)))
 
 
@@ -103,7 +103,7 @@ def test_models_refuse_a_non_dataframe():
 
 def test_resolve_row_devices_names_the_device_without_figures():
     keys, names = ["cuda-mystery", H100_KEY], ["Mystery GPU 9000", H100]
-    with pytest.raises(UserInputError, match="cuda-mystery.*calibrate"):
+    with pytest.raises(InvalidInputError, match="cuda-mystery.*calibrate"):
         resolve_row_devices(keys, names)
     given = resolve_row_devices(keys, names, {"cuda-mystery": device_spec("t4")})
     assert given["cuda-mystery"].key == "t4" and given[H100_KEY].key == "h100-sxm"
@@ -232,7 +232,7 @@ def test_forest_leaves_out_doubtful_energy_unless_asked():
     rows["energy_quality"] = "doubtful"
     assert ForestModel(n_estimators=5).fit(rows).targets_ == ("latency",)
     assert ForestModel(n_estimators=5, include_doubtful_energy=True).fit(rows).targets_ == ("latency", "energy")
-    with pytest.raises(UserInputError, match="no energy"):
+    with pytest.raises(InvalidInputError, match="no energy"):
         ForestModel(n_estimators=5).fit(rows).predict_energy(rows)
 
 
@@ -313,11 +313,11 @@ def test_energy_model_takes_time_from_the_argument_or_its_latency_model():
 def test_energy_model_never_learns_from_estimates_or_doubtful_rows():
     rows = synthetic_rows(sizes=(256, 512, 1024), batches=(1,), tiles=(64,))
     rows["energy_is_estimate"] = True
-    with pytest.raises(UserInputError, match="measured energy"):
+    with pytest.raises(InvalidInputError, match="measured energy"):
         EnergyModel().fit(rows)
     rows["energy_is_estimate"] = False
     rows["energy_quality"] = "doubtful"
     assert np.isnan(measured_energy_j(rows)).all()
-    with pytest.raises(UserInputError, match="doubtful"):
+    with pytest.raises(InvalidInputError, match="doubtful"):
         EnergyModel().fit(rows)
     assert EnergyModel(include_doubtful_energy=True).fit(rows).n_rows_ == len(rows)

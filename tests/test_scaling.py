@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.scaling import fit_power_law
 
 T0, C, B = 5e-6, 2e-12, 1.2  # a launch floor and a super-linear term, as a GEMM in FLOPs
@@ -87,5 +87,5 @@ def test_nan_pairs_are_dropped():
     ([1, 2, 3, 4, 5], [1, 2, 3, 4]),  # lengths differ
 ])
 def test_bad_inputs_are_user_errors(x, t):
-    with pytest.raises(UserInputError):
+    with pytest.raises(InvalidInputError):
         fit_power_law(x, t)

@@ -10,7 +10,7 @@ from perfscope.collectors.filters import Filter
 from perfscope.collectors.protocol import case_config_id
 from perfscope.collectors.spec import expand, load_spec, parse_shard, parse_spec, plan, shard
 from perfscope.collectors.specs import preset_names
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.store import ProfileStore
 
 
@@ -42,14 +42,14 @@ def test_repeated_configurations_appear_once():
     ([1, 2], "a spec is a mapping"),
 ])
 def test_bad_specs_say_what_is_wrong(data, message):
-    with pytest.raises(UserInputError, match=message):
+    with pytest.raises(InvalidInputError, match=message):
         parse_spec(data)
 
 
 def test_unknown_family_and_implementation_are_user_errors():
-    with pytest.raises(UserInputError, match="unknown kernel family"):
+    with pytest.raises(InvalidInputError, match="unknown kernel family"):
         expand(parse_spec({"sweeps": [{"kernel": "fft"}]}))
-    with pytest.raises(UserInputError, match="unknown implementation"):
+    with pytest.raises(InvalidInputError, match="unknown implementation"):
         expand(parse_spec({"sweeps": [{"kernel": "gemm", "implementation": "cublas-lt"}]}))
 
 
@@ -58,9 +58,9 @@ def test_filters_allow_arithmetic_and_refuse_code():
     assert not Filter("not (m == 16)")({"m": 16})
     assert not Filter("tile_m < 4")({"tile_m": None})  # a missing value never passes a comparison
     for bad in ("__import__('os').system('true')", "m.bit_length()", "[x for x in m]", "lambda: 1"):
-        with pytest.raises(UserInputError, match="not allowed|bad filter"):
+        with pytest.raises(InvalidInputError, match="not allowed|bad filter"):
             Filter(bad)
-    with pytest.raises(UserInputError, match="names 'q'"):
+    with pytest.raises(InvalidInputError, match="names 'q'"):
         Filter("q > 1")({"m": 1})
 
 
@@ -72,7 +72,7 @@ def test_shards_partition_the_grid_deterministically():
     assert all(parts) and parts == [shard(cases, i, 3) for i in range(3)]
     assert parse_shard("2/5") == (2, 5)
     for bad in ("5/5", "-1/2", "a/b", "1"):
-        with pytest.raises(UserInputError):
+        with pytest.raises(InvalidInputError):
             parse_shard(bad)
 
 
@@ -100,7 +100,7 @@ def test_a_yaml_spec_file_is_read(tmp_path):
     path.write_text("name: mine\nsweeps:\n  - kernel: gemm\n    axes: {sizes: [8, 16]}\n")
     assert [c.m for c in expand(load_spec(path))] == [8, 16]
     path.write_text("sweeps: [unclosed\n")
-    with pytest.raises(UserInputError, match="not valid YAML"):
+    with pytest.raises(InvalidInputError, match="not valid YAML"):
         load_spec(path)
 
 

@@ -41,7 +41,9 @@ def test_a_value_that_would_leave_the_dataset_is_refused_and_nothing_is_written(
         store.append_table(rows_to_table([make_row(m=16), make_row(m=32, **{column: value})]))
     assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == before  # the good row was not written either
     assert store.read().table.column("m").to_pylist() == [8]
-    assert UnsafeNameError.exit_code == 2
+    from perfscope.cli import exit_code
+
+    assert exit_code(UnsafeNameError("x")) == 2
 
 
 def test_a_partition_directory_linked_outside_the_dataset_is_refused(tmp_path, make_row):

@@ -7,7 +7,7 @@ import pytest
 
 from perfscope.devices.base import Device, DeviceDescription, DeviceState
 from perfscope.devices.cpu import CpuDevice
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.timing import TimingPolicy, TimingResult, measure, median_ci
 
 
@@ -94,7 +94,7 @@ def test_warm_up_is_by_time_and_batches_reach_the_sample_length():
 
 @pytest.mark.parametrize("bad", [dict(warmup_s=-1), dict(budget_s=0.1, min_time_s=1), dict(min_samples=1)])
 def test_bad_policies_are_user_errors(bad):
-    with pytest.raises(UserInputError):
+    with pytest.raises(InvalidInputError):
         TimingPolicy(**bad)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
 
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.models import tree_arrays
 from perfscope.models.persistence import ModelFileError
 from perfscope.models.tree_arrays import FIELDS, ForestArrays, export_forest, predict
@@ -98,9 +98,9 @@ def test_arrays_round_trip_and_refuse_wrong_inputs():
     assert set(plain) == set(FIELDS) and all(isinstance(v, np.ndarray) and v.dtype != object for v in plain.values())
     again = ForestArrays.from_arrays(plain)
     assert np.array_equal(again.predict(X), arrays.predict(X))
-    with pytest.raises(UserInputError, match="takes \\(rows, 3\\)"):
+    with pytest.raises(InvalidInputError, match="takes \\(rows, 3\\)"):
         arrays.predict(X[:, :2])
-    with pytest.raises(UserInputError, match="only averaging regression forests"):
+    with pytest.raises(InvalidInputError, match="only averaging regression forests"):
         export_forest(object())
 
 

@@ -27,7 +27,7 @@ from perfscope.collectors.triton_kernels.cases import (
     tile_failure_reason,
 )
 from perfscope.devices.cpu import CpuDevice
-from perfscope.errors import UnsupportedConfigError, UserInputError
+from perfscope.errors import InvalidInputError, UnsupportedConfigError
 from perfscope.meters.null import NullMeter
 from perfscope.schema import CONFIG_COLUMNS, config_id
 from perfscope.timing import TimingPolicy
@@ -183,18 +183,18 @@ def test_grids_multiply_shapes_by_tiles():
     ({"sizes": [64], "tile": [16]}, "unknown gemm axes"),
 ])
 def test_gemm_tiles_that_can_never_compile_are_refused_at_expansion(axes, message):
-    with pytest.raises(UserInputError, match=message):
+    with pytest.raises(InvalidInputError, match=message):
         cases_from_axes("gemm", axes)
 
 
 def test_attention_has_no_tile_k_or_group_m_and_unknown_kernels_are_refused():
     axes = {"heads": [4], "seq": [64], "head_dim": [64]}
     for extra in ({"tile_k": [32]}, {"group_m": [8]}, {"backend": ["flash"]}):
-        with pytest.raises(UserInputError, match="unknown attention grid key"):
+        with pytest.raises(InvalidInputError, match="unknown attention grid key"):
             cases_from_axes("attention", {**axes, **extra})
-    with pytest.raises(UserInputError, match="no Triton kernel"):
+    with pytest.raises(InvalidInputError, match="no Triton kernel"):
         cases_from_axes("softmax", {})
-    with pytest.raises(UserInputError, match="needs c"):
+    with pytest.raises(InvalidInputError, match="needs c"):
         cases_from_axes("conv", {"n": [1], "h": [8], "w": [8], "k": [4], "r": [3], "s": [3]})
 
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from perfscope.collectors.triton_kernels import use_interpreter
 from perfscope.devices.base import DeviceDescription
 from perfscope.devices.cpu import CpuDevice
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 ON_GPU = torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET", "") in ("", "0")
 IN_THIS_PROCESS = ON_GPU or use_interpreter()
@@ -93,13 +93,13 @@ def test_matmul_refuses_bad_tiles_and_shapes():
     a, b = _uniform((32, 32), "fp16", 1), _uniform((32, 32), "fp16", 2)
     tiles = {"block_m": 16, "block_n": 16, "block_k": 16, "group_m": 1, "num_warps": 4, "num_stages": 2}
     for bad in ({"block_m": 24}, {"block_k": 8}, {"num_warps": 3}, {"num_stages": 0}, {"group_m": 0}):
-        with pytest.raises(UserInputError):
+        with pytest.raises(InvalidInputError):
             triton_matmul(a, b, **{**tiles, **bad})
-    with pytest.raises(UserInputError, match="multiplies"):
+    with pytest.raises(InvalidInputError, match="multiplies"):
         triton_matmul(a, _uniform((16, 32), "fp16", 3), **tiles)
-    with pytest.raises(UserInputError, match="one dtype"):
+    with pytest.raises(InvalidInputError, match="one dtype"):
         triton_matmul(a, b.float(), **tiles)
-    with pytest.raises(UserInputError, match="input_precision"):
+    with pytest.raises(InvalidInputError, match="input_precision"):
         triton_matmul(a, b, **tiles, input_precision="fp16")
 
 
@@ -147,12 +147,12 @@ def test_attention_takes_a_scale_and_any_strides():
 def test_attention_refuses_what_it_cannot_run():
     q, kv = _uniform((1, 4, 16, 16), "fp16", 1), _uniform((1, 3, 16, 16), "fp16", 2)
     options = {"causal": False, "block_m": 16, "block_n": 16, "num_warps": 4, "num_stages": 2}
-    with pytest.raises(UserInputError, match="must divide"):
+    with pytest.raises(InvalidInputError, match="must divide"):
         triton_attention_fwd(q, kv, kv, **options)
     odd = _uniform((1, 1, 16, 24), "fp16", 3)
-    with pytest.raises(UserInputError, match="head_dim"):
+    with pytest.raises(InvalidInputError, match="head_dim"):
         triton_attention_fwd(odd, odd, odd, **options)
-    with pytest.raises(UserInputError, match="block_n"):
+    with pytest.raises(InvalidInputError, match="block_n"):
         triton_attention_fwd(q, q, q, **{**options, "block_n": 8})
 
 
@@ -184,11 +184,11 @@ def test_conv2d_matches_float64(shape, stride, padding, dilation, layout, dtype,
 def test_conv2d_refuses_groups_and_empty_outputs():
     x = _uniform((1, 4, 6, 6), "fp32", 1)
     options = {"block_m": 16, "block_n": 16, "block_k": 16, "num_warps": 4, "num_stages": 2}
-    with pytest.raises(UserInputError, match="groups = 1"):
+    with pytest.raises(InvalidInputError, match="groups = 1"):
         triton_conv2d(x, _uniform((4, 2, 3, 3), "fp32", 2), **options)
-    with pytest.raises(UserInputError, match="empty"):
+    with pytest.raises(InvalidInputError, match="empty"):
         triton_conv2d(x, _uniform((4, 4, 7, 7), "fp32", 2), **options)
-    with pytest.raises(UserInputError, match="padding"):
+    with pytest.raises(InvalidInputError, match="padding"):
         triton_conv2d(x, _uniform((4, 4, 3, 3), "fp32", 2), padding=-1, **options)
 
 

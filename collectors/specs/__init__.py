@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 
 def preset_names() -> list[str]:
@@ -14,10 +14,10 @@ def preset_names() -> list[str]:
 
 
 def load_preset(name: str) -> dict[str, Any]:
-    """The parsed preset ``name``; ``UserInputError`` naming the known ones otherwise."""
+    """The parsed preset ``name``; ``InvalidInputError`` naming the known ones otherwise."""
     import yaml
 
     path = resources.files(__name__) / f"{name}.yaml"
     if not path.is_file():
-        raise UserInputError(f"unknown preset {name!r}: use one of {', '.join(preset_names())}")
+        raise InvalidInputError(f"unknown preset {name!r}: use one of {', '.join(preset_names())}")
     return yaml.safe_load(path.read_text())

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 MIN_DOT_BLOCK = 16  # tl.dot needs every block dimension >= 16
 INPUT_PRECISIONS = ("ieee", "tf32")  # how tl.dot multiplies fp32 inputs
@@ -48,10 +48,10 @@ def check_device(kernel: object, *tensors: Any) -> bool:
     ``kernel`` runs under the interpreter (CPU tensors) rather than compiled (CUDA tensors)."""
     devices = {t.device for t in tensors}
     if len(devices) != 1:
-        raise UserInputError(f"all tensors must be on one device; got {sorted(map(str, devices))}")
+        raise InvalidInputError(f"all tensors must be on one device; got {sorted(map(str, devices))}")
     interpreted = type(kernel).__name__ == "InterpretedFunction"
     if not interpreted and tensors[0].device.type != "cuda":
-        raise UserInputError(f"Triton kernels run on CUDA tensors (got {tensors[0].device}); to run them "
+        raise InvalidInputError(f"Triton kernels run on CUDA tensors (got {tensors[0].device}); to run them "
                              "on the CPU set TRITON_INTERPRET=1 before triton is first imported")
     return interpreted
 
@@ -86,27 +86,27 @@ def is_power_of_two(value: object) -> bool:
 def check_block(name: str, value: object, minimum: int = MIN_DOT_BLOCK) -> int:
     """A tile size that Triton can compile in principle: a power of two >= ``minimum``.
 
-    Raises ``UserInputError`` otherwise (a tile that is valid in principle but does not
+    Raises ``InvalidInputError`` otherwise (a tile that is valid in principle but does not
     fit a given GPU is found at launch, not here).
     """
     if not is_power_of_two(value) or value < minimum:
-        raise UserInputError(f"{name} must be a power of two >= {minimum} (tl.dot blocks), got {value!r}")
+        raise InvalidInputError(f"{name} must be a power of two >= {minimum} (tl.dot blocks), got {value!r}")
     return value
 
 
 def check_launch(num_warps: object, num_stages: object, group_m: object | None = None) -> None:
     """Validate launch parameters: ``num_warps`` a power of two in 1..32, ``num_stages`` >= 1,
-    ``group_m`` (when given) >= 1; ``UserInputError`` otherwise."""
+    ``group_m`` (when given) >= 1; ``InvalidInputError`` otherwise."""
     if not is_power_of_two(num_warps) or num_warps > 32:
-        raise UserInputError(f"num_warps must be a power of two from 1 to 32, got {num_warps!r}")
+        raise InvalidInputError(f"num_warps must be a power of two from 1 to 32, got {num_warps!r}")
     if not isinstance(num_stages, int) or isinstance(num_stages, bool) or num_stages < 1:
-        raise UserInputError(f"num_stages must be a positive integer, got {num_stages!r}")
+        raise InvalidInputError(f"num_stages must be a positive integer, got {num_stages!r}")
     if group_m is not None and (not isinstance(group_m, int) or isinstance(group_m, bool) or group_m < 1):
-        raise UserInputError(f"group_m must be a positive integer, got {group_m!r}")
+        raise InvalidInputError(f"group_m must be a positive integer, got {group_m!r}")
 
 
 def check_input_precision(value: str) -> str:
     """``"ieee"`` (true fp32 multiplies) or ``"tf32"`` (tensor cores, 10-bit mantissa)."""
     if value not in INPUT_PRECISIONS:
-        raise UserInputError(f"input_precision must be one of {', '.join(INPUT_PRECISIONS)}, got {value!r}")
+        raise InvalidInputError(f"input_precision must be one of {', '.join(INPUT_PRECISIONS)}, got {value!r}")
     return value

@@ -30,7 +30,7 @@ from perfscope.collectors.triton_kernels import (
     check_input_precision,
     check_launch,
 )
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 HEAD_DIMS = ATTENTION_HEAD_DIMS
@@ -153,22 +153,23 @@ def prepare_attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, 
     """Validate ``triton_attention_fwd``'s arguments once; return a function that launches
     the kernel on these tensors and returns ``out`` (what timing loops call)."""
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise UserInputError("q, k and v must be 4-D (batch, heads, seq, head_dim)")
+        raise InvalidInputError("q, k and v must be 4-D (batch, heads, seq, head_dim)")
     batch, heads, seq_q, head_dim = q.shape
     kv_batch, kv_heads, seq_k, kv_dim = k.shape
     if v.shape != k.shape or kv_batch != batch or kv_dim != head_dim:
-        raise UserInputError(f"k and v must be (batch={batch}, kv_heads, seq_k, head_dim={head_dim}) alike; "
+        raise InvalidInputError(f"k and v must be (batch={batch}, kv_heads, seq_k, head_dim={head_dim}) alike; "
                              f"got {tuple(k.shape)} and {tuple(v.shape)}")
     if kv_heads < 1 or heads % kv_heads:
-        raise UserInputError(f"kv_heads ({kv_heads}) must divide heads ({heads})")
+        raise InvalidInputError(f"kv_heads ({kv_heads}) must divide heads ({heads})")
     if not (q.dtype == k.dtype == v.dtype) or q.dtype not in SUPPORTED_DTYPES:
-        raise UserInputError(f"q, k and v need one dtype among fp32, fp16, bf16; got {q.dtype}, {k.dtype}, {v.dtype}")
+        raise InvalidInputError(f"q, k and v need one dtype among fp32, fp16, bf16; "
+                                f"got {q.dtype}, {k.dtype}, {v.dtype}")
     if head_dim not in HEAD_DIMS:
-        raise UserInputError(f"head_dim must be one of {', '.join(map(str, HEAD_DIMS))}; got {head_dim}")
+        raise InvalidInputError(f"head_dim must be one of {', '.join(map(str, HEAD_DIMS))}; got {head_dim}")
     if min(batch, heads, seq_q, seq_k) < 1:
-        raise UserInputError(f"empty attention: batch={batch}, heads={heads}, seq_q={seq_q}, seq_k={seq_k}")
+        raise InvalidInputError(f"empty attention: batch={batch}, heads={heads}, seq_q={seq_q}, seq_k={seq_k}")
     if batch * heads > MAX_GRID_Y:
-        raise UserInputError(f"batch * heads ({batch * heads}) exceeds CUDA's grid limit of {MAX_GRID_Y} (grid y)")
+        raise InvalidInputError(f"batch * heads ({batch * heads}) exceeds CUDA's grid limit of {MAX_GRID_Y} (grid y)")
     check_block("block_m", block_m)
     check_block("block_n", block_n)
     check_launch(num_warps, num_stages)
@@ -178,7 +179,7 @@ def prepare_attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, 
     if out is None:
         out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     elif out.shape != q.shape or out.dtype != q.dtype or out.device != q.device:
-        raise UserInputError(f"out must be a {tuple(q.shape)} {q.dtype} tensor on {q.device}; "
+        raise InvalidInputError(f"out must be a {tuple(q.shape)} {q.dtype} tensor on {q.device}; "
                              f"got {tuple(out.shape)} {out.dtype} on {out.device}")
     interpreted = check_device(_attention_fwd_kernel, q, k, v, out)
     kernel = _attention_fwd_kernel[(triton.cdiv(seq_q, block_m), batch * heads)]

@@ -36,7 +36,7 @@ from perfscope.collectors.protocol import Workload
 from perfscope.collectors.triton_kernels import ATTENTION_HEAD_DIMS, check_block, check_launch
 from perfscope.devices.base import Device
 from perfscope.dtypes import dtype_info
-from perfscope.errors import UnsupportedConfigError, UserInputError
+from perfscope.errors import InvalidInputError, UnsupportedConfigError
 from perfscope.features import gemm_min_bytes
 
 CPU_REASON = ("Triton kernels are timed on CUDA GPUs only; correctness is tested on the CPU "
@@ -79,7 +79,7 @@ class _Tiled:
     def __post_init__(self) -> None:
         super().__post_init__()  # the shape's checks
         if self.dtype not in DTYPES:
-            raise UserInputError(f"the Triton kernels run {', '.join(DTYPES)}; got {self.dtype!r}")
+            raise InvalidInputError(f"the Triton kernels run {', '.join(DTYPES)}; got {self.dtype!r}")
         names = {f.name for f in dataclasses.fields(self)}
         for name in ("tile_m", "tile_n", "tile_k"):
             if name in names:
@@ -151,7 +151,7 @@ class TritonGemmCase(_KLoopTiles, GemmShape):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.batch != 1:
-            raise UserInputError(f"the Triton GEMM multiplies one pair of matrices: batch must be 1, "
+            raise InvalidInputError(f"the Triton GEMM multiplies one pair of matrices: batch must be 1, "
                                  f"got {self.batch!r}")
 
     def build(self, device: Device) -> Workload:
@@ -315,13 +315,13 @@ def cases_from_axes(kernel: str, axes: Mapping[str, Any], *, seed: int = 0) -> l
     Tile axes: tile_m, tile_n, tile_k, group_m, num_warps, num_stages (attention has no
     tile_k or group_m); a missing tile axis takes ``DEFAULT_TILES[kernel]``. A tile
     setting that can never compile (a block that is not a power of two or below 16,
-    num_warps not a power of two up to 32) is a ``UserInputError`` here; one that does not
+    num_warps not a power of two up to 32) is a ``InvalidInputError`` here; one that does not
     fit a particular GPU is an ``unsupported`` row when measured.
     """
     if kernel not in DEFAULT_TILES:
-        raise UserInputError(f"no Triton kernel for {kernel!r}: use {', '.join(DEFAULT_TILES)}")
+        raise InvalidInputError(f"no Triton kernel for {kernel!r}: use {', '.join(DEFAULT_TILES)}")
     if not isinstance(axes, Mapping):
-        raise UserInputError(f"a {kernel} grid is a mapping of axis names to value lists, got {type(axes).__name__}")
+        raise InvalidInputError(f"a {kernel} grid is a mapping of axis names to value lists, got {type(axes).__name__}")
     tile_axes = ATTENTION_TILE_AXES if kernel == "attention" else TILE_AXES
     tiles = _tile_grid(kernel, {k: v for k, v in axes.items() if k in tile_axes}, tile_axes)
     shape_axes = {k: v for k, v in axes.items() if k not in tile_axes}
@@ -332,8 +332,8 @@ def cases_from_axes(kernel: str, axes: Mapping[str, Any], *, seed: int = 0) -> l
             cases = _conv_cases(shape_axes, tiles, seed)
         else:
             cases = _attention_cases(shape_axes, tiles, seed)
-    except UserInputError as exc:
-        raise UserInputError(f"triton {kernel} grid: {exc}") from None
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"triton {kernel} grid: {exc}") from None
     return list(dict.fromkeys(cases))
 
 
@@ -343,7 +343,7 @@ def _tile_grid(kernel: str, axes: Mapping[str, Any], names: tuple[str, ...]) -> 
         values = axes.get(name, DEFAULT_TILES[kernel][name])
         values = list(values) if isinstance(values, (list, tuple)) else [values]
         if not values:
-            raise UserInputError(f"triton {kernel} grid axis {name!r} is empty")
+            raise InvalidInputError(f"triton {kernel} grid axis {name!r} is empty")
         for value in values:
             if name in ("tile_m", "tile_n", "tile_k"):
                 check_block(name, value)
@@ -357,7 +357,7 @@ def _tile_grid(kernel: str, axes: Mapping[str, Any], names: tuple[str, ...]) -> 
 def _gemm_cases(axes: Mapping[str, Any], tiles: list[dict[str, int]], seed: int) -> list[TritonGemmCase]:
     unknown = sorted(set(axes) - set(_GEMM_SHAPE_AXES))
     if unknown:
-        raise UserInputError(f"unknown gemm axes {unknown}: use {', '.join(_GEMM_SHAPE_AXES + TILE_AXES)}")
+        raise InvalidInputError(f"unknown gemm axes {unknown}: use {', '.join(_GEMM_SHAPE_AXES + TILE_AXES)}")
     # the torch GEMM's grid: its cases have exactly the GemmShape fields
     return [TritonGemmCase(**dataclasses.asdict(shape), **tile)
             for shape in gemm_grid(dict(axes), seed=seed) for tile in tiles]

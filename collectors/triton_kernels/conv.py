@@ -28,7 +28,7 @@ from perfscope.collectors.triton_kernels import (
     check_input_precision,
     check_launch,
 )
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.features import conv2d_output_hw
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -116,18 +116,18 @@ def prepare_conv2d(x: torch.Tensor, w: torch.Tensor, *, stride: int | tuple[int,
     """Validate ``triton_conv2d``'s arguments once; return a function that launches the
     kernel on these tensors and returns ``out`` (what timing loops call)."""
     if x.dim() != 4 or w.dim() != 4:
-        raise UserInputError(f"x must be (N, C, H, W) and w (K, C, R, S); got {tuple(x.shape)} and {tuple(w.shape)}")
+        raise InvalidInputError(f"x must be (N, C, H, W) and w (K, C, R, S); got {tuple(x.shape)} and {tuple(w.shape)}")
     batch, channels, height, width = x.shape
     k_out, w_channels, r, s = w.shape
     if w_channels != channels:
-        raise UserInputError(f"w has {w_channels} input channels, x has {channels} (only groups = 1 is supported)")
+        raise InvalidInputError(f"w has {w_channels} input channels, x has {channels} (only groups = 1 is supported)")
     if x.dtype != w.dtype or x.dtype not in SUPPORTED_DTYPES:
-        raise UserInputError(f"x and w need one dtype among fp32, fp16, bf16; got {x.dtype} and {w.dtype}")
+        raise InvalidInputError(f"x and w need one dtype among fp32, fp16, bf16; got {x.dtype} and {w.dtype}")
     stride_hw = _pair("stride", stride, minimum=1)
     pad_hw = _pair("padding", padding, minimum=0)
     dil_hw = _pair("dilation", dilation, minimum=1)
     if min(batch, channels, k_out) < 1:
-        raise UserInputError(f"empty convolution: input {tuple(x.shape)}, weights {tuple(w.shape)}")
+        raise InvalidInputError(f"empty convolution: input {tuple(x.shape)}, weights {tuple(w.shape)}")
     p, q = conv2d_output_hw(height, width, r, s, stride_hw[0], stride_hw[1], pad_hw[0], pad_hw[1], *dil_hw)
     check_block("block_m", block_m)
     check_block("block_n", block_n)
@@ -139,7 +139,7 @@ def prepare_conv2d(x: torch.Tensor, w: torch.Tensor, *, stride: int | tuple[int,
         out = torch.empty((batch, k_out, p, q), dtype=x.dtype, device=x.device,
                           memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     elif out.shape != (batch, k_out, p, q) or out.dtype != x.dtype or out.device != x.device:
-        raise UserInputError(f"out must be a {(batch, k_out, p, q)} {x.dtype} tensor on {x.device}; "
+        raise InvalidInputError(f"out must be a {(batch, k_out, p, q)} {x.dtype} tensor on {x.device}; "
                              f"got {tuple(out.shape)} {out.dtype} on {out.device}")
     interpreted = check_device(_conv2d_kernel, x, w, out)
     kernel = _conv2d_kernel[(triton.cdiv(batch * p * q, block_m) * triton.cdiv(k_out, block_n),)]
@@ -154,5 +154,5 @@ def prepare_conv2d(x: torch.Tensor, w: torch.Tensor, *, stride: int | tuple[int,
 def _pair(name: str, value: int | tuple[int, int], minimum: int) -> tuple[int, int]:
     pair = (value, value) if isinstance(value, int) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in pair):
-        raise UserInputError(f"{name} must be an int >= {minimum} or a pair of them; got {value!r}")
+        raise InvalidInputError(f"{name} must be an int >= {minimum} or a pair of them; got {value!r}")
     return pair  # type: ignore[return-value]

@@ -23,7 +23,7 @@ from perfscope.collectors.triton_kernels import (
     check_input_precision,
     check_launch,
 )
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -80,7 +80,7 @@ def triton_matmul(a: torch.Tensor, b: torch.Tensor, *, block_m: int, block_n: in
     fp32 inputs on tensor-core GPUs: ``"ieee"`` (default, true fp32) or ``"tf32"``. Any
     strides are accepted. Tensors must be CUDA tensors, or CPU tensors under
     ``TRITON_INTERPRET=1`` (which ignores ``num_warps`` and ``num_stages``).
-    Raises ``UserInputError`` for bad shapes, dtypes or tiles.
+    Raises ``InvalidInputError`` for bad shapes, dtypes or tiles.
     """
     return prepare_matmul(a, b, block_m=block_m, block_n=block_n, block_k=block_k, group_m=group_m,
                           num_warps=num_warps, num_stages=num_stages, out=out, input_precision=input_precision)()
@@ -93,9 +93,10 @@ def prepare_matmul(a: torch.Tensor, b: torch.Tensor, *, block_m: int, block_n: i
     kernel on these tensors and returns ``out``: timing loops call it, so that argument
     checks (tens of microseconds of Python) are not timed with the kernel."""
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
-        raise UserInputError(f"triton_matmul multiplies (m x k) by (k x n); got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise InvalidInputError(f"triton_matmul multiplies (m x k) by (k x n); "
+                                f"got {tuple(a.shape)} and {tuple(b.shape)}")
     if a.dtype != b.dtype or a.dtype not in SUPPORTED_DTYPES:
-        raise UserInputError(f"triton_matmul needs A and B of one dtype among fp32, fp16, bf16; "
+        raise InvalidInputError(f"triton_matmul needs A and B of one dtype among fp32, fp16, bf16; "
                              f"got {a.dtype} and {b.dtype}")
     check_block("block_m", block_m)
     check_block("block_n", block_n)
@@ -105,11 +106,11 @@ def prepare_matmul(a: torch.Tensor, b: torch.Tensor, *, block_m: int, block_n: i
     m, k = a.shape
     n = b.shape[1]
     if min(m, n, k) < 1:
-        raise UserInputError(f"triton_matmul needs non-empty matrices; got m={m}, n={n}, k={k}")
+        raise InvalidInputError(f"triton_matmul needs non-empty matrices; got m={m}, n={n}, k={k}")
     if out is None:
         out = torch.empty((m, n), dtype=a.dtype, device=a.device)
     elif out.shape != (m, n) or out.dtype != a.dtype or out.device != a.device:
-        raise UserInputError(f"out must be a {m} x {n} {a.dtype} tensor on {a.device}; "
+        raise InvalidInputError(f"out must be a {m} x {n} {a.dtype} tensor on {a.device}; "
                              f"got {tuple(out.shape)} {out.dtype} on {out.device}")
     interpreted = check_device(_matmul_kernel, a, b, out)
     kernel = _matmul_kernel[(triton.cdiv(m, block_m) * triton.cdiv(n, block_n),)]

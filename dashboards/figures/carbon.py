@@ -76,7 +76,7 @@ def carbon_frame(rows: pd.DataFrame | None, *, intensity_gco2e_per_kwh: float, p
     """Per configuration: median energy and time per call, and kWh / gCO2e for ``calls`` calls.
 
     ``per_config``: ``energy_per_config(rows, energy)`` when already computed (the page
-    caches it: intensity, PUE and workload only rescale it). Raises ``UserInputError``
+    caches it: intensity, PUE and workload only rescale it). Raises ``InvalidInputError``
     for a bad intensity, PUE or embodied-carbon input.
     """
     from perfscope.carbon import carbon_cost

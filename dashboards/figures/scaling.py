@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from perfscope.dashboards.figures.common import TEMPLATE, add_note, check_rows, message_figure, numeric, seconds
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 X_CHOICES = {
     "flops": "FLOPs per call",
@@ -61,7 +61,7 @@ def fit_groups(points: pd.DataFrame) -> tuple[dict[str, object], pd.DataFrame]:
     for group, part in points.groupby("group", sort=False):
         try:
             fit = fit_power_law(part["x"], part["time_s"])
-        except UserInputError as exc:
+        except InvalidInputError as exc:
             records.append({"group": group, "points": len(part), "t0": "", "c": "", "b": "", "residual": "",
                             "note": str(exc)})
             continue

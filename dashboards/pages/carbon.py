@@ -17,7 +17,7 @@ from perfscope.dashboards.figures.carbon import (
     energy_per_config,
 )
 from perfscope.dashboards.filters import filters_key
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 KEY = "carbon"
 PATH = "/carbon"
@@ -106,7 +106,7 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         notes = []
         if region == CUSTOM:
             if custom_intensity is None:
-                raise UserInputError("type a grid intensity in gCO2e/kWh, or pick a region")
+                raise InvalidInputError("type a grid intensity in gCO2e/kWh, or pick a region")
             intensity = float(custom_intensity)
             notes.append(f"grid intensity {intensity:g} gCO2e/kWh (typed in)")
         else:
@@ -119,12 +119,12 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         if calls is None:
             calls = float(calls_per_step or 0) * float(steps or 0)
             if not calls > 0:
-                raise UserInputError("the workload needs calls per step and steps (both > 0)")
+                raise InvalidInputError("the workload needs calls per step and steps (both > 0)")
             label = f"per workload ({calls:,.0f} calls)"
         embodied = None
         if embodied_on and "on" in embodied_on:
             if embodied_kg is None:
-                raise UserInputError("embodied carbon needs the device's manufacturing footprint (kgCO2e)")
+                raise InvalidInputError("embodied carbon needs the device's manufacturing footprint (kgCO2e)")
             embodied = float(embodied_kg)
             notes.append(f"embodied: {embodied:g} kgCO2e over {lifetime_years} years at "
                          f"{float(utilisation or 1):.0%} utilisation, charged for the busy time")

@@ -31,9 +31,9 @@ def calibrate_command(
     err = Console(stderr=True)
     if threads is not None:
         if threads < 1:
-            from perfscope.errors import UserInputError
+            from perfscope.errors import InvalidInputError
 
-            raise UserInputError(f"--threads must be >= 1, got {threads}")
+            raise InvalidInputError(f"--threads must be >= 1, got {threads}")
         import torch
 
         torch.set_num_threads(threads)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from perfscope.cli_app import app
-from perfscope.errors import Interrupted, UserInputError
+from perfscope.errors import Interrupted, InvalidInputError
 
 _SEL = "What to measure"
 _HOW = "How to measure"
@@ -122,13 +122,13 @@ def collect(
 
     # validate everything cheap before anything runs or prints
     if energy not in METER_CHOICES:
-        raise UserInputError(f"unknown energy meter {energy!r}: choose one of {', '.join(METER_CHOICES)}")
+        raise InvalidInputError(f"unknown energy meter {energy!r}: choose one of {', '.join(METER_CHOICES)}")
     for name, value in (("--tdp-w", tdp_w), ("--energy-window-s", energy_window_s),
                         ("--time-budget-s", time_budget_s), ("--threads", threads), ("--workers", workers)):
         if value is not None and value <= 0:
-            raise UserInputError(f"{name} must be positive, got {value}")
+            raise InvalidInputError(f"{name} must be positive, got {value}")
     if executor not in ("local", "ray"):
-        raise UserInputError(f"unknown executor {executor!r}: use local or ray")
+        raise InvalidInputError(f"unknown executor {executor!r}: use local or ray")
     max_memory_share = parse_max_memory(max_memory)
     sweep_spec = build_spec(selection, {"warmup_s": warmup_s, "min_time_s": min_time_s, "budget_s": budget_s,
                                         "target_ci_rel": target_ci}, time_budget_s)
@@ -197,7 +197,7 @@ def build_spec(selection: Selection, timing: dict[str, float | None], time_budge
 
     family, spec, implementation = selection.family, selection.spec, selection.implementation
     if family is not None and family not in FAMILIES:
-        raise UserInputError(f"unknown kernel family {family!r}: use {', '.join(FAMILIES)}")
+        raise InvalidInputError(f"unknown kernel family {family!r}: use {', '.join(FAMILIES)}")
     overrides = _axes_from_flags(selection)
     if spec is not None:
         base = load_spec(spec)
@@ -205,9 +205,9 @@ def build_spec(selection: Selection, timing: dict[str, float | None], time_budge
                   and (implementation is None or s.implementation == implementation)]
         if not sweeps:
             message = f"spec {base.name!r} has no {family or ''} {implementation or ''} sweep"
-            raise UserInputError(message.replace("  ", " "))
+            raise InvalidInputError(message.replace("  ", " "))
     elif family is None:
-        raise UserInputError("say what to measure: a kernel family (gemm, conv, attention) or --spec")
+        raise InvalidInputError("say what to measure: a kernel family (gemm, conv, attention) or --spec")
     else:
         base = SweepSpec(name=f"{family} (flags)", sweeps=(), timing={})
         sweeps = [Sweep(kernel=family, implementation=implementation or "torch")]
@@ -232,7 +232,7 @@ def _axes_from_flags(selection: Selection) -> dict[str, list[Any]]:
     for item in selection.axis or []:
         key, sep, values = item.partition("=")
         if not sep or not key.strip():
-            raise UserInputError(f"bad axis {item!r}: use KEY=V1,V2")
+            raise InvalidInputError(f"bad axis {item!r}: use KEY=V1,V2")
         axes[key.strip()] = _split([values], _scalar, f"value of {key}")
     if selection.size:
         axes["sizes"] = _split(selection.size, _positive_int, "size")
@@ -307,7 +307,7 @@ def _split(values: list[str] | None, convert: Any, what: str) -> list[Any]:
             try:
                 out.append(convert(part))
             except ValueError:
-                raise UserInputError(f"bad {what} {part!r}") from None
+                raise InvalidInputError(f"bad {what} {part!r}") from None
     return out
 
 

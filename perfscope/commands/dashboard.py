@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from perfscope.cli_app import app
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 
 @app.command("dashboard")
@@ -27,7 +27,7 @@ def dashboard_command(
     _check_port(port)
     missing = [str(d) for d in datasets or [] if not d.exists()]
     if missing:
-        raise UserInputError(f"no such dataset: {', '.join(missing)}")
+        raise InvalidInputError(f"no such dataset: {', '.join(missing)}")
     if not check:
         _check_exposure(host, port)
     from perfscope.cli_render import Renderer
@@ -47,12 +47,12 @@ def dashboard_command(
     try:
         create_app(model_path=model, data=data).run(host=host, port=port, debug=False)
     except OSError as exc:  # the port was taken between the check and the bind
-        raise UserInputError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+        raise InvalidInputError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def _check_port(port: int) -> None:
     if not 1 <= port <= 65535:
-        raise UserInputError(f"--port must be between 1 and 65535, got {port}")
+        raise InvalidInputError(f"--port must be between 1 and 65535, got {port}")
 
 
 def _check_exposure(host: str, port: int) -> None:
@@ -70,12 +70,12 @@ def _check_exposure(host: str, port: int) -> None:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise UserInputError(f"--host {host}: cannot resolve it ({exc.strerror or exc})") from None
+        raise InvalidInputError(f"--host {host}: cannot resolve it ({exc.strerror or exc})") from None
     family, kind, proto, _name, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server itself binds
         try:
             probe.bind(address)
         except OSError as exc:
-            raise UserInputError(f"cannot serve on {host}:{port}: {exc.strerror or exc} "
+            raise InvalidInputError(f"cannot serve on {host}:{port}: {exc.strerror or exc} "
                                  f"(choose another --port)") from None

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from perfscope.cli_app import app
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 Int = Annotated[int | None, typer.Option()]
 
@@ -61,7 +61,7 @@ def _shape(kernel: str, given: dict[str, Any]) -> dict[str, Any]:
                       "seq_k": "seq_k", "head_dim": "head_dim"},
     }
     if kernel not in names:
-        raise UserInputError(f"unknown kernel family {kernel!r}: use gemm, conv or attention")
+        raise InvalidInputError(f"unknown kernel family {kernel!r}: use gemm, conv or attention")
     shape: dict[str, Any] = {}
     for flag, column in names[kernel].items():
         if given.get(flag) is not None:
@@ -79,7 +79,7 @@ def _shape(kernel: str, given: dict[str, Any]) -> dict[str, Any]:
                                                  "dil", "groups", "heads", "kv_heads", "seq", "seq_q", "seq_k",
                                                  "head_dim") if given.get(f) is not None and f not in used]
     if stray:
-        raise UserInputError(f"{' '.join(stray)} do not apply to {kernel}")
+        raise InvalidInputError(f"{' '.join(stray)} do not apply to {kernel}")
     return shape
 
 

@@ -82,11 +82,11 @@ def import_csv_command(
 def _write(table, out: Path, as_json: bool, path: Path) -> None:
     from collections import Counter
 
-    from perfscope.errors import UserInputError
+    from perfscope.errors import InvalidInputError
     from perfscope.importers import write_imported
 
     if table.num_rows == 0:
-        raise UserInputError(f"{path} holds no rows to import (a header only?): nothing was written to {out}")
+        raise InvalidInputError(f"{path} holds no rows to import (a header only?): nothing was written to {out}")
     files = write_imported(table, out)
     runs = sorted(set(table.column("run_id").to_pylist()))
     sources = sorted(set(table.column("source").to_pylist()))

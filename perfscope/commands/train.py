@@ -9,7 +9,7 @@ import typer
 
 from perfscope import strict_json
 from perfscope.cli_app import app
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 Datasets = Annotated[list[Path], typer.Argument(help="One or more perfscope datasets.")]
 Kernel = Annotated[list[str] | None, typer.Option(help="Only these kernel families.")]
@@ -52,22 +52,22 @@ def train_command(
 
 
 def check_writable(out: Path) -> None:
-    """``UserInputError`` unless a model bundle can be written at ``out``: it is a directory or
+    """``InvalidInputError`` unless a model bundle can be written at ``out``: it is a directory or
     can become one, and a file can be created in it (or in its nearest existing parent)."""
     import tempfile
 
     if out.exists() and not out.is_dir():
-        raise UserInputError(f"--out {out} is a file, not a directory")
+        raise InvalidInputError(f"--out {out} is a file, not a directory")
     place = out
     while not place.exists() and place != place.parent:
         place = place.parent
     if not place.is_dir():
-        raise UserInputError(f"cannot write the model to {out}: {place} is not a directory")
+        raise InvalidInputError(f"cannot write the model to {out}: {place} is not a directory")
     try:
         with tempfile.TemporaryFile(dir=place):
             pass
     except OSError as exc:
-        raise UserInputError(f"cannot write the model to {out}: {exc.strerror or exc} ({place})") from None
+        raise InvalidInputError(f"cannot write the model to {out}: {exc.strerror or exc} ({place})") from None
 
 
 @app.command("evaluate")

@@ -6,7 +6,7 @@ from typing import Any
 
 from perfscope.devices.base import Device, DeviceDescription, DeviceState, slugify
 from perfscope.devices.cpu import CpuDevice
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 __all__ = ["Device", "DeviceDescription", "DeviceState", "CpuDevice", "select_device", "slugify"]
 
@@ -34,11 +34,11 @@ def select_device(spec: str = "auto", *, nvml: Any = None, cuda: Any = None,
     if spec == "cuda" or spec.startswith("cuda:"):
         index_text = spec.partition(":")[2] or "0"
         if not index_text.isdigit():
-            raise UserInputError(f"bad device {spec!r}: use auto, cpu, cuda or cuda:N")
+            raise InvalidInputError(f"bad device {spec!r}: use auto, cpu, cuda or cuda:N")
         from perfscope.devices.cuda import CudaDevice
 
         return CudaDevice(int(index_text), nvml=nvml, cuda=cuda)
-    raise UserInputError(f"bad device {spec!r}: use auto, cpu, cuda or cuda:N")
+    raise InvalidInputError(f"bad device {spec!r}: use auto, cpu, cuda or cuda:N")
 
 
 def _torch_cuda_or_none() -> Any:

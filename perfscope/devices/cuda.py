@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from perfscope.devices.base import Device, DeviceDescription, DeviceState, Kernel
-from perfscope.errors import DeviceUnavailableError, NvmlError, UserInputError
+from perfscope.errors import DeviceUnavailableError, InvalidInputError, NvmlError
 from perfscope.nvml import load_nvml, nvml_call
 
 NVML_CLOCK_SM = 1
@@ -239,9 +239,9 @@ class CudaDevice(Device):
     ) -> list[float]:
         """Time each sample between two CUDA events; one synchronisation at the end."""
         if calls_per_sample < 1:
-            raise UserInputError(f"calls_per_sample must be at least 1, got {calls_per_sample}")
+            raise InvalidInputError(f"calls_per_sample must be at least 1, got {calls_per_sample}")
         if samples < 0:
-            raise UserInputError(f"samples must not be negative, got {samples}")
+            raise InvalidInputError(f"samples must not be negative, got {samples}")
         if samples == 0:
             return []
         cuda = self._cuda

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from perfscope.devicespecs import peak_flops_per_s
-from perfscope.errors import SchemaVersionError, UserInputError
+from perfscope.errors import InvalidInputError, SchemaVersionError
 
 PROFILE_VERSION = 1
 
@@ -88,15 +88,15 @@ class DeviceProfile:
 
     @classmethod
     def from_json_dict(cls, data: Mapping[str, Any]) -> DeviceProfile:
-        """Rebuild a profile from ``to_json_dict`` data (``UserInputError`` when malformed)."""
+        """Rebuild a profile from ``to_json_dict`` data (``InvalidInputError`` when malformed)."""
         version = data.get("profile_version")
         if not isinstance(version, int):
-            raise UserInputError("not a perfscope device profile (no profile_version)")
+            raise InvalidInputError("not a perfscope device profile (no profile_version)")
         if version > PROFILE_VERSION:
             raise SchemaVersionError(f"device profile version {version} is newer than this perfscope "
                                      f"reads ({PROFILE_VERSION}): upgrade perfscope or recalibrate")
         if data.get("source") != "calibrated":
-            raise UserInputError("not a calibrated device profile (source is not 'calibrated')")
+            raise InvalidInputError("not a calibrated device profile (source is not 'calibrated')")
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         measurement_fields = {f.name for f in fields(CalibrationMeasurement)}
@@ -107,4 +107,4 @@ class DeviceProfile:
             values["peaks_flops_per_s"] = {str(k): float(v) for k, v in data["peaks_flops_per_s"].items()}
             return cls(**values)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise UserInputError(f"malformed device profile: {exc}") from None
+            raise InvalidInputError(f"malformed device profile: {exc}") from None

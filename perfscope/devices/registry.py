@@ -32,7 +32,7 @@ from pathlib import Path
 from perfscope.devices.base import slugify
 from perfscope.devices.profile import DeviceProfile
 from perfscope.devicespecs import DeviceSpec, RooflineDevice, load_device_specs
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError, NotFoundError
 
 PROFILE_SUBDIR = "devices"
 CPU_NAMES = ("cpu", "local-cpu", "this-cpu")  # normalised names of "this machine's CPU"
@@ -68,7 +68,7 @@ def _alias_index() -> dict[str, str]:
             key = normalise_device_name(name)
             other = index.setdefault(key, device_id)
             if other != device_id:
-                raise UserInputError(f"device spec table: alias {name!r} names both {other} and {device_id}")
+                raise InvalidInputError(f"device spec table: alias {name!r} names both {other} and {device_id}")
     return index
 
 
@@ -89,11 +89,11 @@ def find_device_spec(name_or_id: str) -> DeviceSpec | None:
 
 def device_spec(name_or_id: str) -> DeviceSpec:
     """The spec row for an id or a common name ("H100", "NVIDIA GeForce RTX 4070", ...);
-    ``UserInputError`` listing the known ids when nothing matches."""
+    ``InvalidInputError`` listing the known ids when nothing matches."""
     spec = find_device_spec(name_or_id)
     if spec is None:
         known = ", ".join(sorted(load_device_specs()))
-        raise UserInputError(f"unknown device {name_or_id!r}: use one of {known} "
+        raise InvalidInputError(f"unknown device {name_or_id!r}: use one of {known} "
                              "(or calibrate this machine with `perfscope calibrate`)")
     return spec
 
@@ -168,7 +168,7 @@ _LOADED_PROFILES: dict[str, tuple[tuple[int, int, int], DeviceProfile]] = {}
 
 
 def load_profile(path: Path | str) -> DeviceProfile:
-    """Read a profile written by ``save_profile`` (``UserInputError`` if missing or malformed).
+    """Read a profile written by ``save_profile`` (``InvalidInputError`` if missing or malformed).
 
     The profile read last from each path is kept and returned again while the file's
     modification time, size and inode are unchanged (``save_profile`` replaces the file,
@@ -184,15 +184,15 @@ def load_profile(path: Path | str) -> DeviceProfile:
             return cached[1]
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserInputError(f"no device profile at {path}: run `perfscope calibrate` first") from None
+        raise InvalidInputError(f"no device profile at {path}: run `perfscope calibrate` first") from None
     except (OSError, json.JSONDecodeError) as exc:
-        raise UserInputError(f"cannot read device profile {path}: {exc}") from None
+        raise InvalidInputError(f"cannot read device profile {path}: {exc}") from None
     if not isinstance(data, dict):
-        raise UserInputError(f"{path} is not a perfscope device profile")
+        raise InvalidInputError(f"{path} is not a perfscope device profile")
     try:
         profile = DeviceProfile.from_json_dict(data)
-    except UserInputError as exc:
-        raise UserInputError(f"{path}: {exc}") from None
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{path}: {exc}") from None
     _LOADED_PROFILES[str(path)] = (version, profile)
     return profile
 
@@ -227,7 +227,7 @@ def list_profiles(directory: Path | str | None = None) -> list[DeviceProfile]:
             seen.add(path.name)
             try:
                 out.append(load_profile(path))
-            except UserInputError:
+            except InvalidInputError:
                 continue
     return out
 
@@ -244,15 +244,15 @@ def resolve_device(name_or_key: str, *, directory: Path | str | None = None) -> 
     """
     query = name_or_key.strip()
     if not query:
-        raise UserInputError("no device given: name a GPU (for example h100-sxm) or cpu")
+        raise InvalidInputError("no device given: name a GPU (for example h100-sxm) or cpu")
     if normalise_device_name(query) in CPU_NAMES:
         from perfscope.devices.cpu import CpuDevice
 
         key = CpuDevice().key
         profile = find_profile(key, directory)
         if profile is None:
-            raise UserInputError(f"no calibrated profile for this CPU ({key}): run `perfscope calibrate "
-                                 "--device cpu` first (CPU peaks are measured, never taken from a table)")
+            raise NotFoundError(f"no calibrated profile for this CPU ({key}): run `perfscope calibrate` "
+                                "on it first (CPU peaks are measured, never taken from a table)")
         return profile, "calibrated"
     profile = find_profile(query, directory)
     if profile is not None:
@@ -266,7 +266,7 @@ def resolve_device(name_or_key: str, *, directory: Path | str | None = None) -> 
     if spec is not None:
         return spec, "spec"
     calibrated = [p.device_key for p in list_profiles(directory)]
-    raise UserInputError(
+    raise InvalidInputError(
         f"unknown device {name_or_key!r}: use a spec-table id ({', '.join(sorted(load_device_specs()))})"
         + (f" or a calibrated profile ({', '.join(calibrated)})" if calibrated else "")
         + ", or run `perfscope calibrate` on it")
@@ -281,7 +281,7 @@ def resolve_row_device(device_key: str | None, device_name: str | None, *,
             continue
         try:
             return resolve_device(query, directory=directory)
-        except UserInputError:
+        except InvalidInputError:
             continue
     return None
 
@@ -291,7 +291,7 @@ def resolve_row_devices(device_keys: Iterable[object], device_names: Iterable[ob
     """The device of every distinct key in ``device_keys``: ``{device_key: device}``.
 
     ``devices`` (keyed by device key) wins; otherwise ``resolve_row_device`` finds each
-    key by itself, then by the first ``device_names`` entry beside it. ``UserInputError``
+    key by itself, then by the first ``device_names`` entry beside it. ``InvalidInputError``
     names the devices that have neither, and what to do."""
     given = dict(devices or {})
     names = list(device_names) if device_names is not None else None
@@ -310,7 +310,7 @@ def resolve_row_devices(device_keys: Iterable[object], device_names: Iterable[ob
         else:
             out[key] = found[0]
     if missing:
-        raise UserInputError(f"no roofline figures for device(s) {', '.join(missing)}: run `perfscope calibrate` "
+        raise InvalidInputError(f"no roofline figures for device(s) {', '.join(missing)}: run `perfscope calibrate` "
                              "on them (a CPU always needs it) or name a spec-table GPU")
     return out
 

@@ -29,7 +29,7 @@ from typing import Any
 import pyarrow as pa
 
 from perfscope.devices.base import slugify
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.features import gemm_flops, gemm_min_bytes
 from perfscope.importers.values import check_values
 from perfscope.schema import COLUMN_NAMES, SCHEMA_VERSION, arrow_schema, config_id
@@ -76,32 +76,32 @@ def file_time(path: Path) -> datetime:
 
 
 def require_file(path: str | os.PathLike[str], what: str) -> Path:
-    """``path`` as a Path; ``UserInputError`` when it is not a readable file."""
+    """``path`` as a Path; ``InvalidInputError`` when it is not a readable file."""
     p = Path(path)
     if not p.is_file():
-        raise UserInputError(f"no {what} at {p}: give the path of an existing file")
+        raise InvalidInputError(f"no {what} at {p}: give the path of an existing file")
     return p
 
 
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """Header and rows (dicts of raw strings) of a CSV file; ``UserInputError`` if unreadable."""
+    """Header and rows (dicts of raw strings) of a CSV file; ``InvalidInputError`` if unreadable."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             rows = list(reader)
             header = list(reader.fieldnames or [])
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise UserInputError(f"cannot read {path} as CSV: {exc}") from None
+        raise InvalidInputError(f"cannot read {path} as CSV: {exc}") from None
     if not header:
-        raise UserInputError(f"{path} is empty: expected a CSV file with a header row")
+        raise InvalidInputError(f"{path} is empty: expected a CSV file with a header row")
     return header, rows
 
 
 def require_columns(header: Iterable[str], needed: Iterable[str], path: Path, what: str) -> None:
-    """``UserInputError`` naming the columns of ``needed`` that ``header`` lacks."""
+    """``InvalidInputError`` naming the columns of ``needed`` that ``header`` lacks."""
     missing = [c for c in needed if c not in set(header)]
     if missing:
-        raise UserInputError(f"{path.name} is not a {what}: missing column(s) {', '.join(missing)}")
+        raise InvalidInputError(f"{path.name} is not a {what}: missing column(s) {', '.join(missing)}")
 
 
 def to_float(text: Any) -> float | None:
@@ -124,21 +124,21 @@ def to_int(text: Any) -> int | None:
 
 
 def timestamp_from_seconds(seconds: float, where: str) -> datetime:
-    """A UTC time from Unix seconds; ``UserInputError`` naming ``where`` when out of range (1e20)."""
+    """A UTC time from Unix seconds; ``InvalidInputError`` naming ``where`` when out of range (1e20)."""
     try:
         return datetime.fromtimestamp(seconds, tz=timezone.utc)
     except (OverflowError, OSError, ValueError):
-        raise UserInputError(f"{where}: timestamp {seconds!r} is not a time (Unix seconds out of range)") from None
+        raise InvalidInputError(f"{where}: timestamp {seconds!r} is not a time (Unix seconds out of range)") from None
 
 
 def parse_json_text(text: str | bytes, where: str) -> Any:
-    """JSON from a file or a cell; ``UserInputError`` (one line) when malformed or nested too deeply."""
+    """JSON from a file or a cell; ``InvalidInputError`` (one line) when malformed or nested too deeply."""
     try:
         return json.loads(text)
     except RecursionError:
-        raise UserInputError(f"{where}: JSON nested too deeply") from None
+        raise InvalidInputError(f"{where}: JSON nested too deeply") from None
     except ValueError as exc:
-        raise UserInputError(f"{where}: not valid JSON ({str(exc)[:200]})") from None
+        raise InvalidInputError(f"{where}: not valid JSON ({str(exc)[:200]})") from None
 
 
 def params_json(params: dict[str, Any]) -> str | None:
@@ -253,7 +253,7 @@ def assemble_table(rows: list[dict[str, Any]], shared: dict[str, Any]) -> pa.Tab
         try:
             array = pa.array(values, type=f.type)
         except (OverflowError, pa.ArrowInvalid) as exc:  # e.g. the FLOPs of 2^40-sized GEMMs
-            raise UserInputError(f"column {name}: a value does not fit {f.type} ({str(exc)[:120]}); "
+            raise InvalidInputError(f"column {name}: a value does not fit {f.type} ({str(exc)[:120]}); "
                                  "check the sizes in the source") from None
         if not f.nullable and array.null_count:
             raise ValueError(f"column {name!r} must not be null")

@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from perfscope.dtypes import dtype_info
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.importers.common import (
     UNKNOWN,
     assemble_table,
@@ -48,16 +48,16 @@ _TRUE, _FALSE = {"true", "1", "yes", "y", "t"}, {"false", "0", "no", "n", "f"}
 
 def parse_mapping(items: Iterable[str]) -> dict[str, str]:
     """``["m=M", "time_median_ms=Execution Time"]`` -> ``{"m": "M", ...}`` (split at the
-    first ``=``; whitespace around either side is dropped). ``UserInputError`` on a
+    first ``=``; whitespace around either side is dropped). ``InvalidInputError`` on a
     malformed or repeated item."""
     out: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         key, value = key.strip(), value.strip()
         if not sep or not key or not value:
-            raise UserInputError(f"bad mapping {item!r}: write perfscope_column=csv_column, e.g. m=M")
+            raise InvalidInputError(f"bad mapping {item!r}: write perfscope_column=csv_column, e.g. m=M")
         if key in out:
-            raise UserInputError(f"column {key!r} is mapped twice ({out[key]!r} and {value!r})")
+            raise InvalidInputError(f"column {key!r} is mapped twice ({out[key]!r} and {value!r})")
         out[key] = value
     return out
 
@@ -81,7 +81,7 @@ def import_csv(path: str | os.PathLike[str], mapping: dict[str, str], *,
     dtype; achieved rates; ``energy_gross_j`` from ``power_avg_w`` x time, with
     ``energy_method`` ``import:csv`` where energy or power is given; ``measured_at``
     the file's modification time. Unknown perfscope columns, columns the importer sets
-    itself and CSV columns the file lacks raise ``UserInputError`` naming them.
+    itself and CSV columns the file lacks raise ``InvalidInputError`` naming them.
     """
     file = require_file(path, "CSV file")
     defaults = dict(defaults or {})
@@ -90,12 +90,12 @@ def import_csv(path: str | os.PathLike[str], mapping: dict[str, str], *,
     header, records = read_csv(file)
     missing = sorted({c for c in mapping.values() if c not in header})
     if missing:
-        raise UserInputError(f"{file.name} has no column(s) {', '.join(map(repr, missing))} "
+        raise InvalidInputError(f"{file.name} has no column(s) {', '.join(map(repr, missing))} "
                              f"(it has {', '.join(map(repr, header))})")
     absent = [c for c in REQUIRED if c not in mapping and defaults.get(c) in (None, "")]
     if absent:
-        raise UserInputError(f"give {', '.join(absent)}: map a CSV column to each (--map {absent[0]}=COLUMN) or "
-                             f"set a value for all rows (--default {absent[0]}=VALUE)")
+        raise InvalidInputError(f"give {', '.join(absent)}: map a CSV column to each ({absent[0]}=COLUMN) or "
+                                f"set a value for all rows ({absent[0]}=VALUE as a default)", parameter="map")
     constant = {name: _convert(value, types[name], name, "default") for name, value in defaults.items()
                 if not name.startswith(PARAMS_PREFIX)}
     constant_params = {name[len(PARAMS_PREFIX):]: value for name, value in defaults.items()
@@ -126,18 +126,18 @@ def _check_columns(mapping: dict[str, str], defaults: dict[str, Any], types: dic
     unknown = sorted({n for n in names if n not in types and not (n.startswith(PARAMS_PREFIX) and
                                                                    len(n) > len(PARAMS_PREFIX))})
     if unknown:
-        raise UserInputError(f"not perfscope columns: {', '.join(unknown)} (see perfscope.schema.Measurement; "
+        raise InvalidInputError(f"not perfscope columns: {', '.join(unknown)} (see perfscope.schema.Measurement; "
                              f"use {PARAMS_PREFIX}NAME for configuration the schema has no column for)")
     fixed = sorted({n for n in names if n in SET_BY_IMPORTER})
     if fixed:
-        raise UserInputError(f"the importer sets {', '.join(fixed)} itself: do not map or default them")
+        raise InvalidInputError(f"the importer sets {', '.join(fixed)} itself: do not map or default them")
 
 
 def _complete(row: dict[str, Any], params: dict[str, Any], fallback_time: datetime, where: str) -> dict[str, Any]:
     """Fill what the mapping left out (see ``import_csv``)."""
     empty = [name for name in REQUIRED if row.get(name) in (None, "")]
     if empty:
-        raise UserInputError(f"{where}: no value for {', '.join(empty)} (empty cell and no default)")
+        raise InvalidInputError(f"{where}: no value for {', '.join(empty)} (empty cell and no default)")
     if params or row.get("params_json"):
         merged = _json_object(row.get("params_json"), where)
         merged.update(params)
@@ -148,8 +148,8 @@ def _complete(row: dict[str, Any], params: dict[str, Any], fallback_time: dateti
     row.setdefault("measured_at", fallback_time)
     try:
         dtype_info(row["dtype"])
-    except UserInputError as exc:
-        raise UserInputError(f"{where}: {exc}") from None
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{where}: {exc}") from None
     if "status" not in row:
         given = row.get("time_median_ms") is not None
         row["status"] = "ok" if given else "error"
@@ -166,11 +166,11 @@ def _complete(row: dict[str, Any], params: dict[str, Any], fallback_time: dateti
         row.setdefault("batch", 1)
         try:
             work = gemm_work(row["batch"], row["m"], row["n"], row["k"], row["dtype"])
-        except UserInputError as exc:
-            raise UserInputError(f"{where}: {exc}") from None
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{where}: {exc}") from None
         if any(value >= 2**63 for value in work.values()):
-            raise UserInputError(f"{where}: the FLOPs or bytes of batch {row['batch']} x m {row['m']} x n {row['n']} "
-                                 f"x k {row['k']} do not fit int64: check the sizes")
+            raise InvalidInputError(f"{where}: the FLOPs or bytes of batch {row['batch']} x m {row['m']} "
+                                    f"x n {row['n']} x k {row['k']} do not fit int64: check the sizes")
         for name, value in work.items():
             row.setdefault(name, value)
     if row.get("power_avg_w") is not None and "energy_gross_j" not in row:  # (None: dropped by check_values)
@@ -187,11 +187,11 @@ def _json_object(text: Any, where: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except RecursionError:
-        raise UserInputError(f"{where}: params_json is nested too deeply") from None
+        raise InvalidInputError(f"{where}: params_json is nested too deeply") from None
     except ValueError:
         value = None
     if not isinstance(value, dict):
-        raise UserInputError(f"{where}: params_json must be a JSON object, got {text!r}")
+        raise InvalidInputError(f"{where}: params_json must be a JSON object, got {text!r}")
     return value
 
 
@@ -241,10 +241,10 @@ def _convert(value: Any, arrow_type: pa.DataType, column: str, where: str) -> An
             return _float_list(value if text is None else text)
         return text if text is not None else str(value)
     except RecursionError:
-        raise UserInputError(f"{where}: nested too deeply for {column}") from None
+        raise InvalidInputError(f"{where}: nested too deeply for {column}") from None
     except (TypeError, ValueError, OverflowError, OSError):
         kind = {"bool": "true/false", "int64": "integer", "double": "number"}.get(str(arrow_type), str(arrow_type))
-        raise UserInputError(f"{where}: {value!r} is not a valid {kind} for {column}") from None
+        raise InvalidInputError(f"{where}: {value!r} is not a valid {kind} for {column}") from None
 
 
 def _timestamp(value: Any) -> datetime:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.expressions import Expression, number_of
 
 _SUBSCRIPT = re.compile(r"\b(?:ProblemSize|problem_size)\s*\[\s*(\d)\s*\]")
@@ -20,11 +20,11 @@ MAX_INT64 = 2**63 - 1
 
 
 class NumericExpression:
-    """A compiled expression; ``expr(names) -> float`` (``UserInputError`` when it is not a finite number)."""
+    """A compiled expression; ``expr(names) -> float`` (``InvalidInputError`` when it is not a finite number)."""
 
     def __init__(self, text: str, what: str) -> None:
         if not isinstance(text, str) or not text.strip():
-            raise UserInputError(f"{what}: empty expression")
+            raise InvalidInputError(f"{what}: empty expression")
         self.text = text
         self.what = what
         self._expression = Expression(_SUBSCRIPT.sub(r"problem_size_\1", text), what)
@@ -37,5 +37,5 @@ class NumericExpression:
         """The value as a count (FLOPs, bytes, threads): a non-negative integer that fits int64."""
         value = self(names)
         if value < 0 or value > MAX_INT64:
-            raise UserInputError(f"{self.what} {self.text!r} gives {value:g}: a count must be between 0 and 2**63-1")
+            raise InvalidInputError(f"{self.what} {self.text!r} gives {value:g}: a count must be between 0 and 2**63-1")
         return round(value)

@@ -36,7 +36,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.importers.common import (
     UNKNOWN,
     assemble_table,
@@ -113,7 +113,8 @@ def import_gpperf(path: str | os.PathLike[str], *, gpu_name: str | None = None) 
     if times is not None:
         if gpu_name is None:
             if len(names) != 1:
-                raise UserInputError(f"{times.name} does not name its GPU: give gpu_name (--gpu-name)")
+                raise InvalidInputError(f"{times.name} does not name its GPU: give its name (gpu_name)",
+                                        parameter="gpu_name")
             (gpu_name,) = names
         rows += _tiled_rows(times, power, gpu_name)
     shared = {"run_id": run_id, "device_kind": "cuda", "kernel": "gemm", "cache_mode": UNKNOWN, "batch": 1}
@@ -127,10 +128,10 @@ def _locate(path: Path) -> tuple[Path | None, Path | None, Path | None]:
         found = [path / name for name in (CUTLASS_FILE, TILED_TIMES_FILE, TILED_POWER_FILE)]
         cutlass, times, power = (p if p.is_file() else None for p in found)
         if cutlass is None and times is None:
-            raise UserInputError(f"{path} holds neither {CUTLASS_FILE} nor {TILED_TIMES_FILE}")
+            raise InvalidInputError(f"{path} holds neither {CUTLASS_FILE} nor {TILED_TIMES_FILE}")
         return cutlass, times, power
     if not path.is_file():
-        raise UserInputError(f"no GPPerf file or folder at {path}")
+        raise InvalidInputError(f"no GPPerf file or folder at {path}")
     header, _ = read_csv(path)
     if set(CUTLASS_COLUMNS) <= set(header):
         return path, None, None
@@ -138,9 +139,9 @@ def _locate(path: Path) -> tuple[Path | None, Path | None, Path | None]:
         power = path.with_name(TILED_POWER_FILE)
         return None, path, power if power.is_file() else None
     if set(TILED_KEYS) | {TILED_POWER} <= set(header):
-        raise UserInputError(f"{path.name} holds power only: import {TILED_TIMES_FILE} (its power file is "
+        raise InvalidInputError(f"{path.name} holds power only: import {TILED_TIMES_FILE} (its power file is "
                              "joined when it lies beside it)")
-    raise UserInputError(f"{path.name} is not a GPPerf CSV: expected the columns of {CUTLASS_FILE} "
+    raise InvalidInputError(f"{path.name} is not a GPPerf CSV: expected the columns of {CUTLASS_FILE} "
                          f"({', '.join(CUTLASS_COLUMNS)}) or of {TILED_TIMES_FILE}")
 
 
@@ -168,7 +169,7 @@ def _cutlass_rows(path: Path) -> list[dict[str, Any]]:
     for line, rec in enumerate(records, start=2):
         m, n, k = to_int(rec.get("m")), to_int(rec.get("n")), to_int(rec.get("k"))
         if m is None or n is None or k is None or min(m, n, k) < 1:
-            raise UserInputError(f"{path.name} line {line}: m, n, k must be positive integers, got "
+            raise InvalidInputError(f"{path.name} line {line}: m, n, k must be positive integers, got "
                                  f"{rec.get('m')!r}, {rec.get('n')!r}, {rec.get('k')!r}")
         kernel_name = rec["kernel"].strip()
         if kernel_name not in parsed_names:
@@ -261,7 +262,7 @@ def _tiled_rows(times_path: Path, power_path: Path | None, gpu_name: str) -> lis
     for line, rec in enumerate(records, start=2):
         m, n, k, tile = (to_int(rec.get(c)) for c in TILED_KEYS)
         if m is None or n is None or k is None or tile is None or min(m, n, k, tile) < 1:
-            raise UserInputError(f"{times_path.name} line {line}: M, N, K and Tile Size must be positive integers")
+            raise InvalidInputError(f"{times_path.name} line {line}: M, N, K and Tile Size must be positive integers")
         row: dict[str, Any] = {"source": source, "implementation": "gpperf.tiled_sgemm", "dtype": "fp32",
                                "m": m, "n": n, "k": k, "tile_m": tile, "tile_n": tile, "tile_k": tile,
                                "device_name": gpu_name, "device_key": device_key, "measured_at": measured_at}

@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from perfscope.dtypes import dtype_info
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.importers.common import (
     assemble_table,
     assign_config_ids,
@@ -107,7 +107,7 @@ def import_kernel_tuner(path: str | os.PathLike[str], *, kernel: str | None = No
     kernel_name = record.kernel_name or (geometry.kernel_name if geometry else None) or file.name.split(".")[0]
     family = kernel or _family(kernel_name)
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-        raise UserInputError(f"batch must be a positive integer, got {batch!r}")
+        raise InvalidInputError(f"batch must be a positive integer, got {batch!r}")
     name, kind = _device(record, file, device_name, device_kind)
     run_id = import_run_id(FORMAT, [file] + ([Path(t1)] if t1 is not None else []),
                            {"kernel": family, "m": m, "n": n, "k": k, "batch": batch, "dtype": dtype,
@@ -177,7 +177,8 @@ def _device(record: TuningRecord, file: Path, name: str | None, kind: str | None
     spec = find_device_spec(chosen) if chosen else None
     if not chosen:
         if record.format == "t4":  # (not guessed from the file name: "t4.json" is no NVIDIA T4)
-            raise UserInputError(f"{file.name}: a T4 file does not name its device: pass --device-name")
+            raise InvalidInputError(f"{file.name}: a T4 file does not name its device: give its name",
+                                    parameter="device_name")
         spec = find_device_spec(file.name.split(".")[0])
         chosen = spec.name if spec is not None else "unknown GPU"
     return chosen, kind or device_kind_for(chosen, spec)
@@ -195,7 +196,7 @@ def _sizes(family: str, problem: list[int] | None, m: int | None, n: int | None,
     sizes = {name: given[name] if given[name] is not None else derived.get(name) for name in ("m", "n", "k")}
     for name, value in sizes.items():
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise UserInputError(f"gemm {name} must be a positive integer, got {value!r}")
+            raise InvalidInputError(f"gemm {name} must be a positive integer, got {value!r}")
     m_, n_, k_ = sizes["m"], sizes["n"], sizes["k"]
     if m_ is None or n_ is None or k_ is None:
         return {}  # e.g. a 2-element problem_size: sizes stay unknown rather than guessed
@@ -209,9 +210,9 @@ def _conv_sizes(conv: dict[str, int]) -> dict[str, Any]:
     for key, value in conv.items():
         column = key if key in CONV_COLUMNS else f"conv_{key}"
         if column not in CONV_COLUMNS:
-            raise UserInputError(f"unknown convolution size {key!r}: use {', '.join(CONV_COLUMNS)}")
+            raise InvalidInputError(f"unknown convolution size {key!r}: use {', '.join(CONV_COLUMNS)}")
         if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key.startswith("pad") else 1):
-            raise UserInputError(f"convolution {key} must be a positive integer, got {value!r}")
+            raise InvalidInputError(f"convolution {key} must be a positive integer, got {value!r}")
         out[column] = value
     return out
 
@@ -223,7 +224,7 @@ def parse_sizes(text: str) -> dict[str, int]:
         key, sep, value = part.partition("=")
         number = to_int(value)
         if not sep or number is None:
-            raise UserInputError(f"bad size {part!r}: expected NAME=INTEGER, e.g. n=1,c=64,h=56,w=56,k=64,r=3,s=3")
+            raise InvalidInputError(f"bad size {part!r}: expected NAME=INTEGER, e.g. n=1,c=64,h=56,w=56,k=64,r=3,s=3")
         out[key.strip()] = number
     return out
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 
 REQUIRED_KEYS = ("device_name", "kernel_name", "tune_params_keys", "cache")
 MAX_TEXT_BYTES = 1 << 30  # a decompressed cache larger than this is refused, not read into memory
@@ -40,19 +40,19 @@ class TuningRecord:
 
 
 def read_tuning_file(path: Path) -> TuningRecord:
-    """A cache or T4 file as a ``TuningRecord`` (``UserInputError``, one line, when it is neither)."""
+    """A cache or T4 file as a ``TuningRecord`` (``InvalidInputError``, one line, when it is neither)."""
     text = _text(path)
     try:
         data = json.loads(text)
     except RecursionError:
-        raise UserInputError(f"{path.name}: JSON nested too deeply to be a Kernel Tuner file") from None
+        raise InvalidInputError(f"{path.name}: JSON nested too deeply to be a Kernel Tuner file") from None
     except ValueError as exc:
         try:  # Kernel Tuner appends '"key": {...},' per entry and closes the file at the end
             data = json.loads(text.rstrip().rstrip(",") + "}\n}")
         except RecursionError:
-            raise UserInputError(f"{path.name}: JSON nested too deeply to be a Kernel Tuner file") from None
+            raise InvalidInputError(f"{path.name}: JSON nested too deeply to be a Kernel Tuner file") from None
         except ValueError:
-            raise UserInputError(f"{path.name} is not a Kernel Tuner cache file (not JSON: {exc})") from None
+            raise InvalidInputError(f"{path.name} is not a Kernel Tuner cache file (not JSON: {exc})") from None
     if isinstance(data, dict) and isinstance(data.get("results"), list) and "cache" not in data:
         return _t4(data, path)
     return _cache(data, path)
@@ -66,26 +66,26 @@ def _text(path: Path) -> str:
         with opener(path, "rb") as fh:
             raw = fh.read(MAX_TEXT_BYTES + 1)
     except (OSError, EOFError) as exc:
-        raise UserInputError(f"cannot read {path}: {exc}") from None
+        raise InvalidInputError(f"cannot read {path}: {exc}") from None
     if len(raw) > MAX_TEXT_BYTES:
-        raise UserInputError(f"{path.name} holds more than {MAX_TEXT_BYTES >> 20} MiB of JSON: split it first")
+        raise InvalidInputError(f"{path.name} holds more than {MAX_TEXT_BYTES >> 20} MiB of JSON: split it first")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UserInputError(f"cannot read {path}: not UTF-8 text ({exc.reason})") from None
+        raise InvalidInputError(f"cannot read {path}: not UTF-8 text ({exc.reason})") from None
 
 
 def _cache(data: Any, path: Path) -> TuningRecord:
     if not isinstance(data, dict) or any(key not in data for key in REQUIRED_KEYS):
         missing = [key for key in REQUIRED_KEYS if not isinstance(data, dict) or key not in data]
-        raise UserInputError(f"{path.name} is not a Kernel Tuner cache file: missing {', '.join(missing)}")
+        raise InvalidInputError(f"{path.name} is not a Kernel Tuner cache file: missing {', '.join(missing)}")
     if not isinstance(data["cache"], dict):
-        raise UserInputError(f"{path.name}: 'cache' is not an object")
+        raise InvalidInputError(f"{path.name}: 'cache' is not an object")
     keys = _keys(data["tune_params_keys"], path)
     entries = []
     for key, entry in data["cache"].items():
         if not isinstance(entry, dict):
-            raise UserInputError(f"{path.name}: cache entry {key!r} is not an object")
+            raise InvalidInputError(f"{path.name}: cache entry {key!r} is not an object")
         entries.append((str(key), entry))
     return TuningRecord("cache", _text_field(data["device_name"], "device_name", path),
                         _text_field(data["kernel_name"], "kernel_name", path),
@@ -98,7 +98,7 @@ def _t4(data: dict[str, Any], path: Path) -> TuningRecord:
     for i, result in enumerate(data["results"]):
         config = result.get("configuration") if isinstance(result, dict) else None
         if not isinstance(config, dict):
-            raise UserInputError(f"{path.name}: T4 result {i} has no 'configuration' object")
+            raise InvalidInputError(f"{path.name}: T4 result {i} has no 'configuration' object")
         for name in config:
             if name not in keys:
                 keys.append(str(name))
@@ -120,13 +120,13 @@ def _t4(data: dict[str, Any], path: Path) -> TuningRecord:
             entry["timestamp"] = result["timestamp"]
         entries.append((",".join(str(config[k]) for k in config), entry))
     if not entries:
-        raise UserInputError(f"{path.name}: the T4 file holds no results")
+        raise InvalidInputError(f"{path.name}: the T4 file holds no results")
     return TuningRecord("t4", None, None, None, keys, entries)
 
 
 def _keys(keys: Any, path: Path) -> list[str]:
     if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
-        raise UserInputError(f"{path.name}: tune_params_keys must be a list of parameter names, got "
+        raise InvalidInputError(f"{path.name}: tune_params_keys must be a list of parameter names, got "
                              f"{type(keys).__name__}")
     return list(keys)
 
@@ -135,7 +135,7 @@ def _text_field(value: Any, name: str, path: Path) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise UserInputError(f"{path.name}: {name} must be a string, got {type(value).__name__}")
+        raise InvalidInputError(f"{path.name}: {name} must be a string, got {type(value).__name__}")
     return value
 
 
@@ -146,6 +146,6 @@ def problem_size(value: Any, path: Path) -> list[int] | None:
     sizes = [value] if isinstance(value, int) and not isinstance(value, bool) else value
     if not isinstance(sizes, (list, tuple)) or not 1 <= len(sizes) <= 3 or not all(
             isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_PROBLEM_SIZE for v in sizes):
-        raise UserInputError(f"{path.name}: problem_size {str(value)[:80]} is not 1 to 3 integers between 1 and "
+        raise InvalidInputError(f"{path.name}: problem_size {str(value)[:80]} is not 1 to 3 integers between 1 and "
                              f"{MAX_PROBLEM_SIZE}")
     return list(sizes)

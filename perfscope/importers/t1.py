@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.importers.expressions import NumericExpression
 
 AXES = ("X", "Y", "Z")
@@ -39,12 +39,12 @@ class LaunchGeometry:
         """``threads_per_block`` and ``blocks`` of one configuration."""
         block = [expr.count(params) for expr in self.local]
         if min(block) < 1:
-            raise UserInputError(f"T1 LocalSize gives an empty block {block} for {params}")
+            raise InvalidInputError(f"T1 LocalSize gives an empty block {block} for {params}")
         if self.grid_div is not None and self.problem_size:
             sizes = list(self.problem_size) + [1] * (3 - len(self.problem_size))
             divisors = [math.prod(expr.count(params) for expr in axis) for axis in self.grid_div]
             if min(divisors) < 1:
-                raise UserInputError(f"T1 GridDiv gives a zero divisor for {params}")
+                raise InvalidInputError(f"T1 GridDiv gives a zero divisor for {params}")
             grid = [math.ceil(s / d) for s, d in zip(sizes, divisors, strict=True)]
         else:
             size = [expr.count(params) for expr in self.global_]
@@ -53,19 +53,19 @@ class LaunchGeometry:
 
 
 def read_t1(path: str | Path) -> LaunchGeometry:
-    """The launch geometry of a T1 file (``UserInputError`` for a file that is not one)."""
+    """The launch geometry of a T1 file (``InvalidInputError`` for a file that is not one)."""
     file = Path(path)
     try:
         if file.stat().st_size > MAX_T1_BYTES:
-            raise UserInputError(f"{file.name} is larger than a T1 description can be ({MAX_T1_BYTES} bytes)")
+            raise InvalidInputError(f"{file.name} is larger than a T1 description can be ({MAX_T1_BYTES} bytes)")
         data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise UserInputError(f"cannot read the T1 file {file}: {str(exc).splitlines()[0] if str(exc) else exc!r}") \
+        raise InvalidInputError(f"cannot read the T1 file {file}: {str(exc).splitlines()[0] if str(exc) else exc!r}") \
             from None
     spec = data.get("KernelSpecification") if isinstance(data, dict) else None
     if not isinstance(spec, dict) or not isinstance(spec.get("LocalSize"), dict) \
             or not isinstance(spec.get("GlobalSize"), dict):
-        raise UserInputError(f"{file.name} is not a T1 kernel description: no KernelSpecification with LocalSize "
+        raise InvalidInputError(f"{file.name} is not a T1 kernel description: no KernelSpecification with LocalSize "
                              "and GlobalSize")
     local = tuple(_expression(spec["LocalSize"], axis, "T1 LocalSize") for axis in AXES)
     global_ = tuple(_expression(spec["GlobalSize"], axis, "T1 GlobalSize") for axis in AXES)
@@ -84,12 +84,12 @@ def _divisors(values: Any, axis: str) -> tuple[NumericExpression, ...]:
     if values is None:
         return ()
     if not isinstance(values, list) or len(values) > 16:
-        raise UserInputError(f"T1 GridDiv{axis} must be a list of expressions, got {str(values)[:60]}")
+        raise InvalidInputError(f"T1 GridDiv{axis} must be a list of expressions, got {str(values)[:60]}")
     return tuple(_expression({axis: v}, axis, f"T1 GridDiv{axis}") for v in values)
 
 
 def _expression(sizes: dict[str, Any], axis: str, what: str) -> NumericExpression:
     value = sizes.get(axis, "1")
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise UserInputError(f"{what} {axis} is {value!r}: expected an expression or an integer")
+        raise InvalidInputError(f"{what} {axis} is {value!r}: expected an expression or an integer")
     return NumericExpression(str(value), f"{what} {axis}")

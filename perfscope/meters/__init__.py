@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from perfscope.devices.base import Device
-from perfscope.errors import MeterUnavailableError, NvmlError, UserInputError
+from perfscope.errors import InvalidInputError, MeterUnavailableError, NvmlError
 from perfscope.meters.base import EnergyMeter, EnergyReading
 from perfscope.meters.null import NullMeter
 from perfscope.meters.rapl import DEFAULT_POWERCAP_ROOT, RaplMeter, rapl_available
@@ -47,24 +47,24 @@ def select_meter(
     ``auto`` never fails: on a CUDA device it tries NVML's energy counter, then NVML's
     sampled power, then gives a ``NullMeter`` with the reason; on the CPU it tries RAPL,
     then a TDP estimate when ``tdp_w`` is given, then a ``NullMeter``. A meter named
-    explicitly that cannot be used raises ``MeterUnavailableError`` (``UserInputError``
+    explicitly that cannot be used raises ``MeterUnavailableError`` (``InvalidInputError``
     for an unknown name or a TDP estimate without ``tdp_w``).
     """
     choice = requested.strip().lower()
     if choice not in METER_CHOICES:
-        raise UserInputError(
-            f"unknown energy meter {requested!r}: choose one of {', '.join(METER_CHOICES)}"
+        raise InvalidInputError(
+            f"unknown energy meter {requested!r}: choose one of {', '.join(METER_CHOICES)}", parameter="energy"
         )
     is_cuda = device.kind == "cuda"
     if choice == "none":
-        return NullMeter("energy measurement turned off (--energy none)")
+        return NullMeter("energy measurement turned off (energy meter none)")
     if choice == "estimate-tdp":
         return _tdp_meter(device, tdp_w, is_cuda)
     if choice in ("nvml-counter", "nvml-sampled"):
         if not is_cuda:
             raise MeterUnavailableError(
                 f"{choice} measures an NVIDIA GPU but the device is {device.kind}; "
-                f"use --energy rapl, estimate-tdp or auto"
+                f"use the energy meter rapl, estimate-tdp or auto", parameter="energy"
             )
         try:
             return _nvml_meter(choice, device, nvml)
@@ -75,8 +75,8 @@ def select_meter(
     if choice == "rapl":
         if is_cuda:
             raise MeterUnavailableError(
-                "rapl measures the CPU packages, not a GPU; use --energy nvml-counter, "
-                "nvml-sampled or auto for a CUDA device"
+                "rapl measures the CPU packages, not a GPU; use the energy meter nvml-counter, "
+                "nvml-sampled or auto for a CUDA device", parameter="energy"
             )
         return RaplMeter(powercap_root)
 
@@ -88,7 +88,7 @@ def select_meter(
         return RaplMeter(powercap_root)
     if tdp_w is not None:
         return _tdp_meter(device, tdp_w, is_cuda)
-    return NullMeter(f"no energy meter: {reason}; pass --tdp-w W for a TDP-based estimate")
+    return NullMeter(f"no energy meter: {reason}; give the TDP in watts (tdp_w) for a TDP-based estimate")
 
 
 def _handle_index(device: Device) -> int:
@@ -135,8 +135,8 @@ def _tdp_meter(device: Device, tdp_w: float | None, is_cuda: bool) -> TdpEstimat
         if tdp_w is None:
             tdp_w = device.describe().power_limit_w
         if tdp_w is None:
-            raise UserInputError("--energy estimate-tdp needs --tdp-w W (the GPU's TDP in watts)")
+            raise InvalidInputError("the estimate-tdp energy meter needs the GPU's TDP in watts", parameter="tdp_w")
         return TdpEstimateMeter(tdp_w, utilisation=ConstantUtilisation(1.0))
     if tdp_w is None:
-        raise UserInputError("--energy estimate-tdp needs --tdp-w W (the CPU's TDP in watts)")
+        raise InvalidInputError("the estimate-tdp energy meter needs the CPU's TDP in watts", parameter="tdp_w")
     return TdpEstimateMeter(tdp_w)

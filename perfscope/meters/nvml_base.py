@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.meters.base import EnergyMeter
 from perfscope.nvml import load_nvml, nvml_call
 
@@ -19,7 +19,7 @@ class NvmlMeter(EnergyMeter):
     def __init__(self, handle_index: int, nvml: Any, clock: Callable[[], float] | None, period_s: float,
                  period_name: str) -> None:
         if not period_s > 0:
-            raise UserInputError(f"{period_name} must be a positive number of seconds, got {period_s!r}")
+            raise InvalidInputError(f"{period_name} must be a positive number of seconds, got {period_s!r}")
         self.handle_index = handle_index
         self._clock: Callable[[], float] = clock if clock is not None else time.monotonic
         self._nvml = load_nvml(nvml)

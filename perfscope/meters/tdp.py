@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol, cast
 
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.meters.base import EnergyMeter, EnergyReading
 
 
@@ -69,7 +69,7 @@ class ConstantUtilisation:
 
     def __init__(self, value: float) -> None:
         if not (0.0 <= value <= 1.0):
-            raise UserInputError(f"utilisation must be between 0 and 1, got {value}")
+            raise InvalidInputError(f"utilisation must be between 0 and 1, got {value}")
         self.value = float(value)
 
     def begin(self) -> object:
@@ -105,7 +105,7 @@ class TdpEstimateMeter(EnergyMeter):
         clock: Callable[[], float] | None = None,
     ) -> None:
         if not isinstance(tdp_w, (int, float)) or not math.isfinite(tdp_w) or tdp_w <= 0:
-            raise UserInputError(f"--tdp-w must be a positive number of watts, got {tdp_w!r}")
+            raise InvalidInputError(f"the TDP must be a positive number of watts, got {tdp_w!r}", parameter="tdp_w")
         self.tdp_w = float(tdp_w)
         self._clock: Callable[[], float] = clock if clock is not None else time.perf_counter
         self.utilisation: UtilisationSource = (

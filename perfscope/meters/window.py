@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from perfscope.devices.base import Device, Kernel
-from perfscope.errors import MeasurementError, MeterUnavailableError, NvmlError, UserInputError
+from perfscope.errors import InvalidInputError, MeasurementError, MeterUnavailableError, NvmlError
 from perfscope.meters.base import EnergyMeter, EnergyReading
 from perfscope.meters.null import NullMeter
 
@@ -75,7 +75,7 @@ def measure_energy(
     if isinstance(meter, NullMeter):
         return EnergyResult(energy_method=meter.method, energy_reason=meter.reason)
     if not (math.isfinite(per_call_s) and per_call_s > 0):
-        raise UserInputError(f"per_call_s must be a positive time, got {per_call_s!r}")
+        raise InvalidInputError(f"per_call_s must be a positive time, got {per_call_s!r}")
     if window_s is None:
         # 20% margin: a kernel slightly faster than its timed median must not fall
         # just short of the meter's minimum window and cost a retry

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from perfscope.columns import all_missing, as_columns, columns_size, float_column, repeat
-from perfscope.errors import UserInputError
+from perfscope.errors import InvalidInputError
 from perfscope.roofline import feature_columns
 
 # Efficiency assumed by the roofline fallback on spec-sheet peaks: tuned library
@@ -52,11 +52,11 @@ def config_columns(kernel: str, configs: list[Mapping[str, Any]] | Mapping[str, 
     """Configuration rows as columns (a dict of column name -> 1-D numpy array): ``kernel``,
     ``dtype``, ``implementation`` and the family's shape columns (defaults filled), plus
     every column given. ``configs``: a list of dicts, a mapping of column -> values (arrays,
-    lists or scalars) or a DataFrame. Checks the columns it needs (``UserInputError``)."""
+    lists or scalars) or a DataFrame. Checks the columns it needs (``InvalidInputError``)."""
     from perfscope.dtypes import dtype_info
 
     if kernel not in SHAPE_COLUMNS:
-        raise UserInputError(f"unknown kernel family {kernel!r}: use {', '.join(SHAPE_COLUMNS)}")
+        raise InvalidInputError(f"unknown kernel family {kernel!r}: use {', '.join(SHAPE_COLUMNS)}")
     columns = as_columns(configs)
     size = columns_size(columns)
     columns["kernel"] = repeat(kernel, size)
@@ -75,12 +75,12 @@ def config_columns(kernel: str, configs: list[Mapping[str, Any]] | Mapping[str, 
             elif column in _SHAPE_DEFAULTS:
                 columns[column] = np.full(size, _SHAPE_DEFAULTS[column])
             else:
-                raise UserInputError(f"a {kernel} estimate needs {column}")
+                raise InvalidInputError(f"a {kernel} estimate needs {column}")
         if column != "causal":
             values = float_column(columns, column, size)
             lowest = 0 if column in ("pad_h", "pad_w") else 1
             if np.isnan(values).any() or (values < lowest).any():
-                raise UserInputError(f"{column} must be a positive integer" + (" or 0" if lowest == 0 else ""))
+                raise InvalidInputError(f"{column} must be a positive integer" + (" or 0" if lowest == 0 else ""))
     return columns
 
 
@@ -191,7 +191,7 @@ def estimate(kernel: str, device: str, dtype: str = "fp32", *, model: Any = None
     CPU) and its gain over the given (or default) configuration."""
     for name, value in shape.items():  # numpy would turn 2**63 into a float and estimate NaN
         if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
-            raise UserInputError(f"{name} = {value} does not fit a 64-bit integer")
+            raise InvalidInputError(f"{name} = {value} does not fit a 64-bit integer")
     config = dict(shape)
     if implementation is not None:
         config["implementation"] = implementation
@@ -210,10 +210,11 @@ def estimate(kernel: str, device: str, dtype: str = "fp32", *, model: Any = None
 def _best_tile(kernel: str, device: str, dtype: str, config: dict[str, Any], model: Any,
                default_latency_s: float) -> dict[str, Any]:
     if kernel != "gemm":
-        raise UserInputError("--best-tile is available for gemm")
+        raise InvalidInputError("the best-tile search is available for gemm", parameter="best_tile")
     if model is None:
-        raise UserInputError("--best-tile needs a model trained on a tile sweep (perfscope train): the roofline "
-                             "alone ignores on-chip reuse and would always favour the smallest tile")
+        raise InvalidInputError("the best-tile search needs a model trained on a tile sweep: the roofline "
+                                "alone ignores on-chip reuse and would always favour the smallest tile",
+                                parameter="model")
     on_cpu = device.lower().startswith("cpu")
     candidates = CPU_TILE_CANDIDATES if on_cpu else GPU_TILE_CANDIDATES
     implementation = config.get("implementation") or ("numba.tiled" if on_cpu else "triton.matmul")
@@ -222,7 +223,7 @@ def _best_tile(kernel: str, device: str, dtype: str, config: dict[str, Any], mod
     out = estimate_columns(kernel, configs, device, dtype=dtype, model=model)
     latency = np.asarray(out["latency_s"], dtype=float)
     if np.isnan(latency).all():
-        raise UserInputError(f"no tile has a latency estimate on {device} for {dtype}")
+        raise InvalidInputError(f"no tile has a latency estimate on {device} for {dtype}")
     best = int(np.nanargmin(latency))  # the first of equal minima, as pandas' idxmin
     return {"tile_m": int(out["tile_m"][best]), "tile_n": int(out["tile_n"][best]), "tile_k": int(out["tile_k"][best]),
             "implementation": implementation, "latency_s": float(latency[best]),
