@@ -26,7 +26,7 @@ TEMPLATE = go.layout.Template(layout={
     "yaxis": {"gridcolor": "#EBF0F8", "linecolor": "#EBF0F8", "zerolinecolor": "#EBF0F8", "automargin": True},
     "hovermode": "closest", "title": {"x": 0.05},
 })
-DEFAULT_MAX_POINTS = 10_000
+DEFAULT_MAX_POINTS = 3_000  # marks per scatter: beyond, rows are binned server-side
 MESSAGE_META = "perfscope-message"  # layout.meta marker: tests and pages can tell a message figure
 
 
@@ -207,12 +207,13 @@ def seconds(value: float) -> str:
 
 
 def thin_points(rows: pd.DataFrame, x: str, y: str, *, by: str | None = None,
-                max_points: int = DEFAULT_MAX_POINTS) -> tuple[pd.DataFrame, str | None]:
+                max_points: int = DEFAULT_MAX_POINTS, sums: Sequence[str] = ()) -> tuple[pd.DataFrame, str | None]:
     """At most about ``max_points`` points for a log-log scatter, aggregated server-side.
 
     Up to ``max_points`` rows are returned as they are (``point_count`` 1). Beyond, rows
     are binned on a log grid per ``by`` group; each bin becomes one point at the geometric
-    mean of its x and y, carrying its first row's other columns and ``point_count``.
+    mean of its x and y, carrying its first row's other columns and ``point_count``; each
+    column of ``sums`` is summed over the bin (a count of flagged rows, say).
     Returns the frame and a note saying how many rows went into how many points.
     """
     xv, yv = numeric(rows, x), numeric(rows, y)
@@ -244,6 +245,9 @@ def thin_points(rows: pd.DataFrame, x: str, y: str, *, by: str | None = None,
     out[x] = 10 ** mean_lx
     out[y] = 10 ** mean_ly
     out["point_count"] = counts
+    for column in sums:
+        if column in frame:
+            out[column] = np.bincount(inverse, weights=numeric(frame, column), minlength=len(uniq))
     note = f"{n:,} rows shown as {len(out):,} points (log-binned geometric means; size = rows per point)"
     return out, note
 
@@ -288,5 +292,8 @@ def hover(rows: pd.DataFrame, items: Sequence[tuple[str, str, str]] = ()) -> dic
     for j, (_, label, fmt) in enumerate(present, start=1):
         template += f"<br>{label}: %{{customdata[{j}]:{fmt}}}"
     template += "<br>rows: %{customdata[0]:,}<extra></extra>"
-    text = config_labels(rows) + "<br>device: " + device
+    labels = config_labels(rows)
+    if (counts > 1).any():  # a binned point stands for many rows: its label is only an example
+        labels = np.where(counts > 1, [f"{int(c):,} rows binned, e.g. " for c in counts], "") + labels
+    text = labels + "<br>device: " + device
     return {"text": text, "customdata": data, "hovertemplate": template}

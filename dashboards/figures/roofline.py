@@ -27,6 +27,7 @@ from perfscope.dashboards.figures.common import (
     split_by,
     thin_points,
 )
+from perfscope.dashboards.units import log_axis
 
 HOVER = (
     ("intensity_flops_per_byte", "intensity (FLOP/B)", ".3g"),
@@ -51,10 +52,43 @@ def ceilings_from_rows(rows: pd.DataFrame) -> pd.DataFrame:
     return frame.drop_duplicates(["device_key", "source", "dtype"]).reset_index(drop=True)
 
 
-def roofline_figure(rows: pd.DataFrame, ceilings: pd.DataFrame | None = None, *,
-                    max_points: int = DEFAULT_MAX_POINTS) -> go.Figure:
-    """Achieved FLOP/s vs intensity per dtype, with ceilings (from ``ceilings`` or the rows).
+# fixed palettes: a (device, dtype) keeps its colour and a device its symbol across filters
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#bcbd22",
+           "#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd")
+SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "triangle-down", "pentagon", "hexagon",
+           "star-triangle-up")
+ABOVE_CEILING_TOLERANCE = 1.02  # a point more than 2% above its own ceiling is flagged
 
+
+def style_map(device_keys: list[str], pairs: list[tuple[str, str]]) -> tuple[dict, dict]:
+    """(colour per (device, dtype), symbol per device) from every pair in the whole dataset,
+    so that a filter never changes which colour or symbol a series has."""
+    colours = {pair: PALETTE[i % len(PALETTE)] for i, pair in enumerate(sorted(set(pairs)))}
+    symbols = {key: SYMBOLS[i % len(SYMBOLS)] for i, key in enumerate(sorted(set(device_keys)))}
+    return colours, symbols
+
+
+def above_ceiling(rows: pd.DataFrame) -> np.ndarray:
+    """Rows whose achieved FLOP/s exceeds the ceiling their own bound used
+    (min(peak, intensity x bandwidth)) by more than ``ABOVE_CEILING_TOLERANCE``."""
+    achieved = numeric(rows, "achieved_flops_per_s")
+    peak = numeric(rows, "peak_flops_per_s")
+    bandwidth = numeric(rows, "mem_bandwidth_bytes_per_s")
+    intensity = numeric(rows, "intensity_flops_per_byte")
+    with np.errstate(invalid="ignore"):
+        roof = np.where(np.isfinite(bandwidth), np.minimum(peak, intensity * bandwidth), peak)
+        return np.isfinite(roof) & (roof > 0) & (achieved > roof * ABOVE_CEILING_TOLERANCE)
+
+
+def roofline_figure(rows: pd.DataFrame, ceilings: pd.DataFrame | None = None, *,
+                    max_points: int = DEFAULT_MAX_POINTS, colours: dict | None = None,
+                    symbols: dict | None = None, sources: dict[str, str] | None = None) -> go.Figure:
+    """Achieved FLOP/s vs intensity per (device, dtype), with ceilings (from ``ceilings`` or the rows).
+
+    Points and ceilings of one (device, dtype) share a colour (``colours``, else from these
+    rows), each device has a symbol; each ceiling marks its ridge point; a point above its
+    ceiling is outlined red and counted in the note, which names the ceiling's source
+    (``sources``: device key -> "spec sheet h100-sxm", "calibrated 2026-01-02 (file)", ...).
     Needs ``intensity_flops_per_byte`` and either ``achieved_flops_per_s`` or ``flops`` and
     ``time_median_ms``.
     """
@@ -69,54 +103,83 @@ def roofline_figure(rows: pd.DataFrame, ceilings: pd.DataFrame | None = None, *,
                 achieved = numeric(rows, "flops") / (numeric(rows, "time_median_ms") / 1e3)
         else:
             return message_figure(f"{title}: the rows lack achieved_flops_per_s (or flops and time_median_ms)", title)
-    frame = rows.assign(achieved_flops_per_s=achieved)
-    points, note = thin_points(frame, "intensity_flops_per_byte", "achieved_flops_per_s", by="dtype",
-                               max_points=max_points)
+    device = rows["device_key"].astype(str) if "device_key" in rows else pd.Series("?", index=rows.index)
+    frame = rows.assign(achieved_flops_per_s=achieved, series=device + " " + rows["dtype"].astype(str))
+    frame = frame.assign(above_ceiling=above_ceiling(frame).astype(float))
+    points, note = thin_points(frame, "intensity_flops_per_byte", "achieved_flops_per_s", by="series",
+                               max_points=max_points, sums=("above_ceiling",))
     if points.empty:
         return message_figure(f"{title}: no measured rows with a positive intensity and FLOP/s "
                               "(failed or unsupported configurations have no time)", title)
+    pairs = list(zip(points["device_key"].astype(str), points["dtype"].astype(str), strict=True)) \
+        if "device_key" in points else [("?", d) for d in points["dtype"].astype(str)]
+    if colours is None or symbols is None:
+        own_colours, own_symbols = style_map([p[0] for p in pairs], pairs)
+        colours, symbols = colours or own_colours, symbols or own_symbols
     fig = go.Figure()
-    for dtype, part in split_by(points, "dtype"):
+    for series, part in split_by(points, "series"):
+        key, _, dtype = series.partition(" ")
+        colour = colours.get((key, dtype), "#444")
+        flagged = numeric(part, "above_ceiling") > 0
         fig.add_scatter(
-            x=part["intensity_flops_per_byte"], y=part["achieved_flops_per_s"], mode="markers", name=dtype,
-            marker={"size": marker_sizes(part["point_count"]), "opacity": 0.75},
-            legendgroup=dtype, **hover(part, HOVER))
+            x=part["intensity_flops_per_byte"], y=part["achieved_flops_per_s"], mode="markers", name=series,
+            marker={"size": marker_sizes(part["point_count"]), "opacity": 0.8, "color": colour,
+                    "symbol": symbols.get(key, "circle"),
+                    "line": {"color": np.where(flagged, "#c00000", "rgba(0,0,0,0)").tolist(),
+                             "width": np.where(flagged, 2.0, 0.0).tolist()}},
+            legendgroup=series, **hover(part, HOVER))
     xs = numeric(points, "intensity_flops_per_byte")
     x_lo, x_hi = float(np.nanmin(xs)) / 4, float(np.nanmax(xs)) * 4
     ceilings = ceilings_from_rows(rows) if ceilings is None else ceilings
-    dtypes = set(points["dtype"].astype(str))
+    shown = set(points["series"].astype(str))
     drawn = 0
     if ceilings is not None and not ceilings.empty:
         for rec in ceilings.itertuples(index=False):
-            if rec.dtype not in dtypes:
+            if f"{rec.device_key} {rec.dtype}" not in shown:
                 continue
             x_lo = min(x_lo, _ridge(rec) / 4) if math.isfinite(_ridge(rec)) else x_lo
             x_hi = max(x_hi, _ridge(rec) * 4) if math.isfinite(_ridge(rec)) else x_hi
         grid = np.logspace(math.log10(x_lo), math.log10(x_hi), 200)
         for rec in ceilings.itertuples(index=False):
-            if rec.dtype not in dtypes:
+            series = f"{rec.device_key} {rec.dtype}"
+            if series not in shown:
                 continue
+            colour = colours.get((rec.device_key, rec.dtype), "#444")
             bandwidth = rec.mem_bandwidth_bytes_per_s
             roof = np.minimum(rec.peak_flops_per_s, grid * bandwidth) if math.isfinite(bandwidth) \
                 else np.full_like(grid, rec.peak_flops_per_s)
-            fig.add_scatter(x=grid, y=roof, mode="lines", name=f"{rec.device_key} {rec.dtype} ({rec.source})",
-                            line={"dash": "dash" if rec.source == "spec" else "solid", "width": 2},
-                            legendgroup=rec.dtype,
-                            hovertemplate=(f"{rec.device_key} {rec.dtype} {rec.source} ceiling<br>"
+            origin = (sources or {}).get(f"{rec.device_key}:{rec.source}", rec.source)
+            fig.add_scatter(x=grid, y=roof, mode="lines", name=f"{series} ({rec.source})",
+                            line={"dash": "dash" if rec.source == "spec" else "solid", "width": 2, "color": colour},
+                            legendgroup=series,
+                            hovertemplate=(f"{series} {rec.source} ceiling ({origin})<br>"
                                            f"peak {si(rec.peak_flops_per_s, 'FLOP/s')}, "
                                            f"bandwidth {si(bandwidth, 'B/s')}<br>ridge {_ridge(rec):.3g} FLOP/B"
                                            "<extra></extra>"))
+            ridge = _ridge(rec)
+            if math.isfinite(ridge):
+                fig.add_scatter(x=[ridge], y=[rec.peak_flops_per_s], mode="markers", showlegend=False,
+                                legendgroup=series, name=f"{series} ridge ({rec.source})",
+                                marker={"symbol": "diamond-open", "size": 11, "color": colour, "line": {"width": 2}},
+                                hovertemplate=(f"ridge point of {series} ({rec.source}): {ridge:.3g} FLOP/B, "
+                                               f"{si(rec.peak_flops_per_s, 'FLOP/s')}<extra></extra>"))
             drawn += 1
     if not drawn:
         note = "; ".join(filter(None, [note, "no ceilings: the device has no peak for these dtypes "
                                               "(not in the spec table, not calibrated)"]))
+    over = int(numeric(points, "above_ceiling").sum())
+    if over:
+        named = "; ".join(f"{k}: {v}" for k, v in (sources or {}).items()) or "the peaks the bound used"
+        note = "; ".join(filter(None, [note, f"{over:,} row(s) above their own ceiling (outlined red): that ceiling "
+                                              f"is too low for them (ceilings from {named})"]))
+    ys = numeric(points, "achieved_flops_per_s")
+    peaks = numeric(ceilings, "peak_flops_per_s") if ceilings is not None and not ceilings.empty else np.array([])
     fig.update_layout(template=TEMPLATE, title=title,
-                      xaxis={"type": "log", "title": "arithmetic intensity (FLOP / byte of minimum traffic)"},
-                      yaxis={"type": "log", "title": "achieved FLOP/s"}, legend_title="dtype / ceiling",
-                      margin={"b": 110})
+                      xaxis=log_axis([x_lo, x_hi], "FLOP/B",
+                                     title="arithmetic intensity (FLOP per byte of minimum traffic)"),
+                      yaxis=log_axis([*ys, *peaks], "FLOP/s", title="achieved FLOP/s"),
+                      legend_title="device dtype / ceiling (source)", margin={"b": 110})
     return add_note(fig, note)
-
-
 def _ridge(rec) -> float:
     bw = rec.mem_bandwidth_bytes_per_s
     return rec.peak_flops_per_s / bw if bw and math.isfinite(bw) and bw > 0 else math.nan

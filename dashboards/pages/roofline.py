@@ -9,7 +9,7 @@ from dash import Input, Output, dcc, html
 from perfscope.dashboards.components import control, figure_id, figure_panel, guard, notes_list
 from perfscope.dashboards.context import DashboardContext
 from perfscope.dashboards.data import ceilings_frame, distinct
-from perfscope.dashboards.figures.roofline import roofline_figure
+from perfscope.dashboards.figures.roofline import roofline_figure, style_map
 
 KEY = "roofline"
 PATH = "/roofline"
@@ -40,6 +40,11 @@ def layout(**_query: Any) -> html.Div:
 def register(app: Any, context: DashboardContext) -> dict[str, Any]:
     """Add the roofline callbacks to ``app``."""
     data = context.data
+    # styles from every (device, dtype) in the dataset: a filter never recolours a series
+    pairs = data.rows[["device_key", "dtype"]].drop_duplicates() if len(data.rows) else data.rows[[]]
+    pair_list = [(str(k), str(d)) for k, d in pairs.itertuples(index=False)] if len(pairs) else []
+    colours, symbols = style_map([k for k, _ in pair_list], pair_list)
+    origins = ceiling_sources(data.devices)
 
     @app.callback(Output(figure_id("roofline"), "figure"), Output("roofline-notes", "children"),
                   Input("filters", "data"), Input("roofline-sources", "value"))
@@ -54,6 +59,24 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         ceilings = ceilings_frame(devices, dtypes)
         ceilings = ceilings[ceilings["source"].isin(sources or [])]
         notes = [info.note for info in devices.values()]
-        return roofline_figure(rows, ceilings), notes_list(notes)
+        figure = roofline_figure(rows, ceilings, colours=colours, symbols=symbols,
+                                 sources={k: v for k, v in origins.items() if k.split(":")[0] in devices})
+        return figure, notes_list(notes)
 
     return {"update_roofline": update_roofline}
+
+
+def ceiling_sources(devices: dict) -> dict[str, str]:
+    """"device:source" -> where that ceiling's figures come from: the spec-sheet row, or the
+    calibrated profile's file and date."""
+    from perfscope.devices.registry import profile_path
+
+    out = {}
+    for key, info in devices.items():
+        if info.spec is not None:
+            out[f"{key}:spec"] = f"spec sheet row {getattr(info.spec, 'device_id', '?')}"
+        if info.calibrated is not None:
+            when = str(getattr(info.calibrated, "measured_at", "") or "")[:10] or "undated"
+            path = profile_path(key)
+            out[f"{key}:calibrated"] = f"calibrated {when}" + (f", {path}" if path.is_file() else "")
+    return out
