@@ -294,8 +294,8 @@ def browser_bench(app: Any, data: Any, as_json: bool, build_s: float, load_s: fl
 
     from perfscope.dashboards.pages import PAGES
 
-    dtypes = data.options.get("dtype") or []
-    selections = [[d] for d in dtypes[:2]] + [[]]  # two dtypes, then all rows again
+    devices = data.options.get("device") or []
+    selections = [[d] for d in devices[:2]] + [[]]  # one device, the other, then all rows again
     url, http = web.serve(app)
     driver = web.chromium()
     pages: dict[str, dict[str, float]] = {}
@@ -307,7 +307,7 @@ def browser_bench(app: Any, data: Any, as_json: bool, build_s: float, load_s: fl
         for page in PAGES:
             web.severe_console_messages(driver)
             first = web.first_render_s(driver, url + page.PATH)
-            changes = [web.filter_change_s(driver, "dtype", value) for value in selections[:max(1, repeat)]]
+            changes = [web.filter_change_s(driver, "device", value) for value in selections[:max(1, repeat)]]
             pages[page.KEY] = {"first_render_s": round(first, 3),
                                "filter_change_s": round(statistics.median(changes), 3)}
             messages = web.severe_console_messages(driver)

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8050
+WARM_VIEWS_MIN_ROWS = 50_000  # from this size on, the default views are computed at startup
 RENDERED_PATH = "rendered-path"  # the store holding the path of the page last rendered
 RENDERED_KWARG = "rendered_path"  # its name among the router's layout arguments
 EXPORT_COLUMNS = (
@@ -113,6 +114,8 @@ def create_app(datasets: Sequence[Path | str] | None = None, model_path: Path | 
         callbacks.update(page.register(app, context))
     app.perfscope_callbacks = callbacks  # the registered functions, by name (tests call them)
     _warm_up(data)
+    if len(data.rows) >= WARM_VIEWS_MIN_ROWS:
+        _warm_default_views(callbacks)
     app.perfscope_context = context
     return app
 
@@ -129,6 +132,21 @@ def _routed_layout(page: Any) -> Any:
         return page.layout(**query)
 
     return layout
+
+
+def _warm_default_views(callbacks: dict[str, Any]) -> None:
+    """Compute each page's unfiltered default view once at startup (the results are cached
+    per selection), so a large dataset's first page view does not wait for them."""
+    from perfscope.dashboards.pages.scaling import DEFAULT_GROUP_BY
+
+    everything = empty_filters()
+    calls = [("update_overview", (everything,)), ("update_roofline", (everything, ["spec", "calibrated"])),
+             ("update_gap", (everything,)), ("update_waterline_options", (everything, "fp32", None)),
+             ("update_scaling", (everything, "flops", list(DEFAULT_GROUP_BY))),
+             ("update_tile_options", (everything, None, None, None))]
+    for name, args in calls:
+        if name in callbacks:
+            callbacks[name](*args)
 
 
 def _warm_up(data: DashboardData, sample_rows: int = 300) -> None:

@@ -77,6 +77,22 @@ def control(label: str, component: Any, *, width: str = "220px") -> html.Div:
     return html.Div([html.Label(label), component], className="control", style={"width": width})
 
 
+def cached(data: Any, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Keep a page callback's results per argument values (``DashboardData.cached``): going
+    back to a selection, or the first view of a page already computed, costs nothing."""
+    import json
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any) -> Any:
+            key = json.dumps(args, sort_keys=True, default=str)
+            return data.cached(name, None, lambda: fn(*args), key)
+
+        return wrapper
+
+    return decorate
+
+
 def guard(*kinds: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Turn an exception inside a callback into messages for its outputs, never a traceback.
 

@@ -53,6 +53,7 @@ _FEATURES_KEPT = (
     "tiles", "waves", "tile_efficiency", "wave_efficiency", "device_source", "roofline_attainment",
 )
 MASK_CACHE_SIZE = 32
+RESULT_CACHE_SIZE = 48  # page results (figures, tables) kept per selection
 # statuses whose rows hold a measured time (the others did not run and get no features)
 MEASURED_STATUSES = ("ok", "contended")
 UNTILED = "untiled"
@@ -160,6 +161,7 @@ class DashboardData:
 
     def __post_init__(self) -> None:
         self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._results: OrderedDict[tuple, Any] = OrderedDict()
         self.options: dict[str, list[str]] = self._filter_options()
 
     # -- construction ---------------------------------------------------------------
@@ -208,8 +210,9 @@ class DashboardData:
         """Dashboard data from a frame of rows (schema columns; missing ones become null)."""
         notes = list(notes)
         rows, devices = _add_features(_prepare(rows), notes)
-        return cls(rows=rows, datasets=list(datasets), problems=list(problems), notes=notes,
-                   devices=devices)
+        data = cls(rows=rows, datasets=list(datasets), problems=list(problems), notes=notes, devices=devices)
+        release_freed_memory()
+        return data
 
     # -- filtering ----------------------------------------------------------------------
     def index(self, filters: Mapping[str, Sequence[object]] | None) -> np.ndarray:
@@ -239,6 +242,19 @@ class DashboardData:
         if len(idx) == len(frame):
             return frame
         return frame.iloc[idx]
+
+    def cached(self, name: str, filters: Mapping[str, Sequence[object]] | None, compute: Any, *extra: Any) -> Any:
+        """``compute()``'s result for (``name``, the filters, ``extra``), kept for the last
+        ``RESULT_CACHE_SIZE`` calls: going back to a selection is instant."""
+        key = (name, filters_key(filters), extra)
+        if key in self._results:
+            self._results.move_to_end(key)
+            return self._results[key]
+        value = compute()
+        self._results[key] = value
+        if len(self._results) > RESULT_CACHE_SIZE:
+            self._results.popitem(last=False)
+        return value
 
     def count(self, filters: Mapping[str, Sequence[object]] | None) -> int:
         """Number of rows passing ``filters``."""
@@ -309,6 +325,7 @@ def _prepare(rows: pd.DataFrame) -> pd.DataFrame:
     for column in ("noisy", "throttled", "energy_is_estimate"):  # flags: True, or not (None counts as not)
         if rows[column].dtype != bool:
             rows[column] = rows[column].to_numpy() == True  # noqa: E712
+    _compact_sizes(rows)
     is_conv = (rows["kernel"] == "conv").to_numpy()
     rows["batch_size"] = np.where(is_conv, rows["conv_n"].to_numpy(dtype=float),
                                   rows["batch"].to_numpy(dtype=float))
@@ -316,6 +333,45 @@ def _prepare(rows: pd.DataFrame) -> pd.DataFrame:
     rows["shape"] = _shape_column(rows)
     rows["time_s"] = rows["time_median_ms"].to_numpy(dtype=float) / 1e3
     return rows
+
+
+# configuration sizes: integers, kept as float32 when every value fits its 24-bit mantissa exactly
+_SIZE_COLUMNS = ("conv_c", "conv_h", "conv_w", "conv_r", "conv_s", "stride_h", "stride_w", "pad_h", "pad_w",
+                 "dil_h", "dil_w", "groups", "heads", "kv_heads", "seq_q", "seq_k", "head_dim", "tile_group_m",
+                 "tile_num_warps", "tile_num_stages", "threads", "power_limit_w")
+_FLOAT32_EXACT = 2.0**24
+
+
+def _compact_sizes(rows: pd.DataFrame) -> None:
+    """Halve the memory of size columns that float32 holds exactly (most are empty for a
+    family: a GEMM has no conv or attention sizes)."""
+    for column in _SIZE_COLUMNS:
+        if column not in rows or rows[column].dtype.kind not in "iuf":
+            continue
+        values = rows[column].to_numpy(dtype=float)
+        finite = values[np.isfinite(values)]
+        if not finite.size or (np.abs(finite).max() < _FLOAT32_EXACT and (finite == np.round(finite)).all()):
+            rows[column] = values.astype(np.float32)
+
+
+def release_freed_memory() -> None:
+    """Give memory freed while loading back to the operating system (Arrow's pool and, on
+    glibc, malloc's free lists), so the server's RSS is what the data holds, not its peak."""
+    import gc
+
+    gc.collect()
+    try:
+        import pyarrow as pa
+
+        pa.default_memory_pool().release_unused()
+    except (ImportError, AttributeError):
+        pass
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to trim
 
 
 def _shape_column(rows: pd.DataFrame) -> pd.Categorical:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from perfscope.dashboards.aggregate import group_codes, group_quantiles
 from perfscope.dashboards.figures.common import (
     DEFAULT_MAX_POINTS,
     TEMPLATE,
@@ -30,6 +31,7 @@ from perfscope.dashboards.figures.common import (
     split_by,
     thin_points,
 )
+from perfscope.dashboards.units import duration, linear_ticks, log_axis
 
 ISO_EFFICIENCIES = (0.5, 0.25, 0.1, 0.01)
 GAP_HOVER = (
@@ -75,8 +77,8 @@ def latency_flops_figure(rows: pd.DataFrame, *, efficiencies: tuple[float, ...] 
                             line={"dash": "dot", "width": 1, "color": "#888"},
                             hovertemplate=f"{eff:.0%} of {device} {dtype} peak<extra></extra>")
     fig.update_layout(template=TEMPLATE, title=title, margin={"b": 110},
-                      xaxis={"type": "log", "title": "FLOPs per call"},
-                      yaxis={"type": "log", "title": "median latency (s)"})
+                      xaxis=log_axis(grid, "FLOP", title="work per call"),
+                      yaxis=log_axis(numeric(points, "time_s"), "s", title="median latency"))
     return add_note(fig, note)
 
 
@@ -132,10 +134,14 @@ def gap_table(rows: pd.DataFrame, top: int = 15) -> pd.DataFrame:
     frame = rows[positive(numeric(rows, "gap"))]
     if frame.empty:
         return pd.DataFrame(columns=["configuration", "device", "gap", "time", "bound", "regime"])
-    grouped = frame.groupby(["device_key", "config_id"], observed=True, sort=False)
-    med = grouped["gap"].median().dropna().sort_values(ascending=False).head(top)
-    firsts = frame.drop_duplicates(["device_key", "config_id"]).set_index(["device_key", "config_id"])
-    chosen = firsts.loc[med.index].reset_index()
+    groups, _ = group_codes(frame, ["device_key", "config_id"])
+    counts, medians = group_quantiles(groups, numeric(frame, "gap"), [0.5])
+    ranked = np.argsort(-np.nan_to_num(medians[:, 0], nan=-np.inf), kind="stable")[:top]
+    ranked = ranked[np.isfinite(medians[ranked, 0])]
+    first = np.full(len(counts), -1, dtype=np.int64)
+    first[groups[::-1]] = np.arange(len(groups) - 1, -1, -1)  # each group's first row
+    chosen = frame.iloc[first[ranked]]
+    med = pd.Series(medians[ranked, 0])
     return pd.DataFrame({
         "configuration": config_labels(chosen),
         "device": chosen["device_key"].astype(str).to_numpy(),
@@ -144,6 +150,20 @@ def gap_table(rows: pd.DataFrame, top: int = 15) -> pd.DataFrame:
         "bound": [seconds(v) for v in numeric(chosen, "bound_time_s")],
         "regime": chosen["bound"].astype(str).to_numpy() if "bound" in chosen else "",
     })
+
+
+MAX_LABEL_CHARS = 28
+
+
+def short_labels(names: list[str], limit: int = MAX_LABEL_CHARS) -> list[str]:
+    """Axis labels of at most ``limit`` characters, still distinct (the full name goes in the hover)."""
+    out: list[str] = []
+    for name in names:
+        label = name if len(name) <= limit else name[:limit - 1] + "…"
+        while label in out:  # a repeated label would merge two bars
+            label += "\u200b"
+        out.append(label)
+    return out
 
 
 def waterline_figure(layers: pd.DataFrame, totals: dict[str, float] | None = None,
@@ -162,25 +182,32 @@ def waterline_figure(layers: pd.DataFrame, totals: dict[str, float] | None = Non
     measured = numeric(layers, "time_s")
     if not np.isfinite(bound).any() and not np.isfinite(measured).any():
         return message_figure(f"{title}: no bound (no peak for this device and dtype) and no measured layer", title)
-    names = [str(v) for v in layers["layer"]]
+    full_names = [str(v) for v in layers["layer"]]
+    names = short_labels(full_names)
     fig = go.Figure()
-    fig.add_bar(x=names, y=bound, name="roofline bound", marker_color="#9aa5b1",
-                hovertemplate="%{x}: bound %{y:.3s}s<extra></extra>")
-    fig.add_bar(x=names, y=measured, name="measured (median)", marker_color="#2b6cb0",
-                hovertemplate="%{x}: measured %{y:.3s}s<extra></extra>")
+    fig.add_bar(x=names, y=bound, name="roofline bound", marker_color="#9aa5b1", customdata=full_names,
+                text=[duration(v) if math.isfinite(v) else "" for v in bound], textposition="outside",
+                hovertemplate="%{customdata}: bound %{text}<extra></extra>")
+    fig.add_bar(x=names, y=measured, name="measured (median)", marker_color="#2b6cb0", customdata=full_names,
+                text=[duration(v) if math.isfinite(v) else "" for v in measured], textposition="outside",
+                hovertemplate="%{customdata}: measured %{text}<extra></extra>")
     totals = totals or {}
     total_names = ["Σ bounds", "Σ measured", "fused bound"]
     total_values = [totals.get("sum_bound_s", math.nan), totals.get("measured_sum_s", math.nan),
                     totals.get("fused_bound_s", math.nan)]
     fig.add_bar(x=total_names, y=total_values, name="totals", marker_color=["#9aa5b1", "#2b6cb0", "#2f855a"],
-                hovertemplate="%{x}: %{y:.3s}s<extra></extra>")
+                text=[duration(v) if math.isfinite(v) else "" for v in total_values], textposition="outside",
+                hovertemplate="%{x}: %{text}<extra></extra>")
     # the waterline: cumulative bound across the sequence
     cumulative = np.nancumsum(np.where(np.isfinite(bound), bound, 0.0))
     fig.add_scatter(x=names, y=cumulative, mode="lines+markers", name="cumulative bound (waterline)",
                     line={"color": "#c05621", "dash": "dash"})
-    missing = [n for n, m in zip(names, measured, strict=True) if not math.isfinite(m)]
+    missing = [n for n, m in zip(full_names, measured, strict=True) if not math.isfinite(m)]
     note = (f"not measured in the selection: {', '.join(missing)} (the measured sum leaves them out)"
             if missing else None)
+    heights = [v for v in [*bound, *measured, *total_values, *cumulative] if math.isfinite(v)]
+    # a linear axis: a bar twice as long is twice the time
     fig.update_layout(template=TEMPLATE, title=title, barmode="group", margin={"b": 110},
-                      yaxis={"title": "time per call (s)", "type": "log"})
+                      xaxis={"tickangle": -30, "automargin": True},
+                      yaxis={"title": "time per call (linear)", "type": "linear", **linear_ticks(heights, "s")})
     return add_note(fig, note)

@@ -103,31 +103,43 @@ def roofline_figure(rows: pd.DataFrame, ceilings: pd.DataFrame | None = None, *,
                 achieved = numeric(rows, "flops") / (numeric(rows, "time_median_ms") / 1e3)
         else:
             return message_figure(f"{title}: the rows lack achieved_flops_per_s (or flops and time_median_ms)", title)
-    device = rows["device_key"].astype(str) if "device_key" in rows else pd.Series("?", index=rows.index)
-    frame = rows.assign(achieved_flops_per_s=achieved, series=device + " " + rows["dtype"].astype(str))
+    # the series key as integer codes (labels only for the thinned points: astype(str) on a
+    # million categorical rows costs a second)
+    device_codes, device_values = pd.factorize(rows["device_key"] if "device_key" in rows
+                                               else pd.Series("?", index=rows.index))
+    dtype_codes, dtype_values = pd.factorize(rows["dtype"])
+    frame = rows.assign(achieved_flops_per_s=achieved,
+                        series_code=device_codes.astype(np.int64) * (len(dtype_values) + 1) + dtype_codes)
     frame = frame.assign(above_ceiling=above_ceiling(frame).astype(float))
-    points, note = thin_points(frame, "intensity_flops_per_byte", "achieved_flops_per_s", by="series",
+    points, note = thin_points(frame, "intensity_flops_per_byte", "achieved_flops_per_s", by="series_code",
                                max_points=max_points, sums=("above_ceiling",))
     if points.empty:
         return message_figure(f"{title}: no measured rows with a positive intensity and FLOP/s "
                               "(failed or unsupported configurations have no time)", title)
-    pairs = list(zip(points["device_key"].astype(str), points["dtype"].astype(str), strict=True)) \
-        if "device_key" in points else [("?", d) for d in points["dtype"].astype(str)]
+    code = points["series_code"].to_numpy(dtype=np.int64)
+    point_devices = np.array([str(v) for v in device_values] + ["?"], dtype=object)[code // (len(dtype_values) + 1)]
+    point_dtypes = np.array([str(v) for v in dtype_values] + ["?"], dtype=object)[code % (len(dtype_values) + 1)]
+    points = points.assign(series=point_devices + " " + point_dtypes)
+    pairs = list(zip(point_devices, point_dtypes, strict=True))
     if colours is None or symbols is None:
         own_colours, own_symbols = style_map([p[0] for p in pairs], pairs)
         colours, symbols = colours or own_colours, symbols or own_symbols
     fig = go.Figure()
     for series, part in split_by(points, "series"):
         key, _, dtype = series.partition(" ")
-        colour = colours.get((key, dtype), "#444")
-        flagged = numeric(part, "above_ceiling") > 0
         fig.add_scatter(
             x=part["intensity_flops_per_byte"], y=part["achieved_flops_per_s"], mode="markers", name=series,
-            marker={"size": marker_sizes(part["point_count"]), "opacity": 0.8, "color": colour,
-                    "symbol": symbols.get(key, "circle"),
-                    "line": {"color": np.where(flagged, "#c00000", "rgba(0,0,0,0)").tolist(),
-                             "width": np.where(flagged, 2.0, 0.0).tolist()}},
+            marker={"size": marker_sizes(part["point_count"]), "opacity": 0.8,
+                    "color": colours.get((key, dtype), "#444"),
+                    "symbol": symbols.get(key, "circle")},
             legendgroup=series, **hover(part, HOVER))
+    flagged = points[numeric(points, "above_ceiling") > 0]
+    if len(flagged):
+        fig.add_scatter(x=flagged["intensity_flops_per_byte"], y=flagged["achieved_flops_per_s"], mode="markers",
+                        name="above its ceiling",
+                        marker={"symbol": "circle-open", "size": 14, "color": "#c00000", "line": {"width": 2}},
+                        customdata=numeric(flagged, "above_ceiling"),
+                        hovertemplate="%{customdata:,} row(s) above their own ceiling<extra></extra>")
     xs = numeric(points, "intensity_flops_per_byte")
     x_lo, x_hi = float(np.nanmin(xs)) / 4, float(np.nanmax(xs)) * 4
     ceilings = ceilings_from_rows(rows) if ceilings is None else ceilings

@@ -7,7 +7,7 @@ from typing import Any
 from dash import Input, Output, dcc, html
 
 from perfscope.carbon import grid_intensity, load_intensity_table
-from perfscope.dashboards.components import control, data_table, figure_id, figure_panel, guard, notes_list
+from perfscope.dashboards.components import cached, control, data_table, figure_id, figure_panel, guard, notes_list
 from perfscope.dashboards.context import DashboardContext
 from perfscope.dashboards.figures.carbon import (
     COMPARE_BY,
@@ -99,6 +99,7 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
                   Input("carbon-embodied-kg", "value"), Input("carbon-lifetime", "value"),
                   Input("carbon-utilisation", "value"))
     @guard("figure", "children", "children")
+    @cached(data, "update_carbon")
     def update_carbon(filters: dict | None, region: str | None, custom_intensity: float | None, pue: float | None,
                       energy: str | None, by: str | None, workload: str | None, calls_per_step: float | None,
                       steps: float | None, embodied_on: list[str] | None, embodied_kg: float | None,

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 from dash import Input, Output, State, dcc, html
 
-from perfscope.dashboards.components import control, data_table, figure_id, figure_panel, guard, notes_list
+from perfscope.dashboards.aggregate import group_codes, group_quantiles
+from perfscope.dashboards.components import cached, control, data_table, figure_id, figure_panel, guard, notes_list
 from perfscope.dashboards.context import DashboardContext
 from perfscope.dashboards.data import distinct
 from perfscope.dashboards.figures.common import config_labels, message_figure, numeric, seconds, si
@@ -81,6 +82,7 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
                   Output("gap-table", "children"), Output("gap-summary", "children"),
                   Input("filters", "data"))
     @guard("figure", "figure", "children", "children")
+    @cached(data, "update_gap")
     def update_gap(filters: dict | None) -> tuple:
         rows = data.select(filters, _GAP_COLUMNS)
         return (latency_flops_figure(rows), gap_figure(rows), data_table(gap_table(rows), empty="no bound"),
@@ -92,6 +94,7 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
                   Output("waterline-configs", "options"),
                   Input("filters", "data"), State("waterline-dtype", "value"), State("waterline-device", "value"))
     @guard("other", "other", "other", "other", "other")
+    @cached(data, "update_waterline_options")
     def update_waterline_options(filters: dict | None, dtype: str | None, device: str | None) -> tuple:
         rows = data.select(filters, ("device_key", "dtype", "config_id", "status"))
         dtypes = distinct(rows["dtype"]) or list(DTYPES)
@@ -118,6 +121,7 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
                   Input("waterline-device", "value"), Input("waterline-configs", "value"),
                   Input("filters", "data"))
     @guard("figure", "children")
+    @cached(data, "update_waterline")
     def update_waterline(sequence_name: str | None, dtype: str | None, device_key: str | None,
                          config_ids: list[str] | None, filters: dict | None) -> tuple:
         title = "Waterline"
@@ -153,17 +157,26 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
             "update_waterline": update_waterline}
 
 
-def _summary(rows: pd.DataFrame) -> pd.DataFrame:
-    """``perfscope.models.efficiency.efficiency_summary`` over the rows that have a bound."""
-    from perfscope.models.efficiency import efficiency_summary
+SUMMARY_BY = ("device_key", "kernel", "dtype", "bound")
 
+
+def _summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Achieved fraction of the bound per (device, kernel, dtype, regime): rows, median,
+    p10, p90 and the median gap, as ``perfscope.models.efficiency.efficiency_summary``
+    defines them (computed here on group codes: seconds faster on a million rows)."""
     if rows.empty or "achieved_fraction" not in rows:
         return pd.DataFrame()
-    usable = rows[np.isfinite(numeric(rows, "achieved_fraction"))]
-    if usable.empty:
+    fraction = numeric(rows, "achieved_fraction")
+    usable = np.isfinite(fraction)
+    if not usable.any():
         return pd.DataFrame()
-    table = efficiency_summary(usable, by=("device_key", "kernel", "dtype", "bound"))
-    for column in ("fraction_median", "fraction_p10", "fraction_p90"):
-        table[column] = [f"{v:.1%}" for v in table[column]]
-    table["gap_median"] = [f"{v:.3g}x" for v in table["gap_median"]]
-    return table
+    part = rows.iloc[np.flatnonzero(usable)] if not usable.all() else rows
+    groups, table = group_codes(part, SUMMARY_BY)
+    values = fraction[usable]
+    counts, quantiles = group_quantiles(groups, values, [0.5, 0.1, 0.9], n_groups=len(table))
+    _, gaps = group_quantiles(groups, 1.0 / values, [0.5], n_groups=len(table))
+    table["n_rows"] = counts
+    for j, column in enumerate(("fraction_median", "fraction_p10", "fraction_p90")):
+        table[column] = [f"{v:.1%}" for v in quantiles[:, j]]
+    table["gap_median"] = [f"{v:.3g}x" for v in gaps[:, 0]]
+    return table[table["n_rows"] > 0].reset_index(drop=True)

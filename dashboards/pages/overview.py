@@ -6,7 +6,7 @@ from typing import Any
 
 from dash import Input, Output, html
 
-from perfscope.dashboards.components import data_table, figure_id, figure_panel, guard, notes_list
+from perfscope.dashboards.components import cached, data_table, figure_id, figure_panel, guard, notes_list
 from perfscope.dashboards.context import DashboardContext
 from perfscope.dashboards.figures import overview as figs
 from perfscope.dashboards.filters import describe_filters
@@ -50,6 +50,7 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         Input("filters", "data"),
     )
     @guard("children", "figure", "figure", "children", "children", "children")
+    @cached(data, "update_overview")
     def update_overview(filters: dict | None) -> tuple:
         rows = data.select(filters, _COLUMNS)
         notes = [f"{len(rows):,} of {len(data.rows):,} rows selected ({describe_filters(filters)})"]

@@ -6,7 +6,7 @@ from typing import Any
 
 from dash import Input, Output, dcc, html
 
-from perfscope.dashboards.components import control, figure_id, figure_panel, guard, notes_list
+from perfscope.dashboards.components import cached, control, figure_id, figure_panel, guard, notes_list
 from perfscope.dashboards.context import DashboardContext
 from perfscope.dashboards.data import ceilings_frame, distinct
 from perfscope.dashboards.figures.roofline import roofline_figure, style_map
@@ -49,6 +49,7 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
     @app.callback(Output(figure_id("roofline"), "figure"), Output("roofline-notes", "children"),
                   Input("filters", "data"), Input("roofline-sources", "value"))
     @guard("figure", "children")
+    @cached(data, "update_roofline")
     def update_roofline(filters: dict | None, sources: list[str] | None) -> tuple:
         rows = data.select(filters, _COLUMNS)
         devices = {k: v for k, v in data.devices.items() if k in set(data.options["device"])}

@@ -6,7 +6,7 @@ from typing import Any
 
 from dash import Input, Output, dcc, html
 
-from perfscope.dashboards.components import control, data_table, figure_id, figure_panel, guard
+from perfscope.dashboards.components import cached, control, data_table, figure_id, figure_panel, guard
 from perfscope.dashboards.context import DashboardContext
 from perfscope.dashboards.figures.scaling import DEFAULT_GROUP_BY, X_CHOICES, scaling_view
 
@@ -46,6 +46,7 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
     @app.callback(Output(figure_id("scaling"), "figure"), Output("scaling-table", "children"),
                   Input("filters", "data"), Input("scaling-x", "value"), Input("scaling-group", "value"))
     @guard("figure", "children")
+    @cached(data, "update_scaling")
     def update_scaling(filters: dict | None, x: str | None, group_by: list[str] | None) -> tuple:
         x = x if x in X_CHOICES else "flops"
         group_by = [g for g in (group_by or []) if g in GROUP_CHOICES and g != x]

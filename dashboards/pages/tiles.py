@@ -10,7 +10,7 @@ import pandas as pd
 from dash import Input, Output, State, dcc, html
 
 from perfscope.dashboards.adapters import predict_latency_s
-from perfscope.dashboards.components import control, figure_id, figure_panel, guard, notes_list
+from perfscope.dashboards.components import cached, control, figure_id, figure_panel, guard, notes_list
 from perfscope.dashboards.context import DashboardContext
 from perfscope.dashboards.data import distinct
 from perfscope.dashboards.figures.common import numeric, shape_labels
@@ -92,6 +92,7 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
                   Input("filters", "data"), State("tiles-shape", "value"), State("tiles-dtype", "value"),
                   State("tiles-device", "value"))
     @guard("other", "other", "other", "other", "other", "other")
+    @cached(data, "update_tile_options")
     def update_tile_options(filters: dict | None, shape: str | None, dtype: str | None,
                             device: str | None) -> tuple:
         rows = tiled_rows(filters)
@@ -113,6 +114,7 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
                   Input("filters", "data"), Input("tiles-shape", "value"), Input("tiles-dtype", "value"),
                   Input("tiles-device", "value"), Input("tiles-value", "value"))
     @guard("figure", "children")
+    @cached(data, "update_tiles")
     def update_tiles(filters: dict | None, shape: str | None, dtype: str | None, device: str | None,
                      value: str | None) -> tuple:
         rows = tiled_rows(filters)
