@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from perfscope.dashboards.figures.common import TEMPLATE, add_note, check_rows, message_figure, numeric, seconds
+from perfscope.dashboards.units import log_axis
 from perfscope.errors import InvalidInputError
 
 X_CHOICES = {
@@ -137,7 +138,7 @@ def scaling_view(rows: pd.DataFrame, x: str = "flops", group_by: Sequence[str] =
     fig.update_layout(template=TEMPLATE, title=title, margin={"b": 120}, legend_title="group")
     fig.update_xaxes(type="log", row=1, col=1)
     fig.update_xaxes(type="log", title=X_CHOICES.get(x, x), row=2, col=1)
-    fig.update_yaxes(type="log", title="median time (s)", row=1, col=1)
+    fig.update_yaxes(log_axis(numeric(points, "time_s"), "s", title="median time"), row=1, col=1)
     fig.update_yaxes(title="time / fit - 1", tickformat=".0%", row=2, col=1)
     return add_note(fig, "; ".join(notes)), table
 

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from perfscope.dashboards.figures.common import TEMPLATE, add_note, check_rows, message_figure, numeric, seconds, si
+from perfscope.dashboards.units import log_axis
 
 VALUES = {"time": ("time_s", "median time (s)"), "energy": ("energy_gross_j", "energy per call (J)")}
 OTHER_TILE_PARAMS = ("tile_k", "tile_num_warps", "tile_num_stages", "tile_group_m")
@@ -83,7 +84,8 @@ def tile_heatmap_figure(rows: pd.DataFrame, value: str = "time") -> go.Figure:
         text[by][bx] = "★ " + text[by][bx]
         fig.add_heatmap(x=xs, y=ys, z=np.log10(z), text=text, texttemplate="%{text}", colorscale="Viridis_r",
                         zmin=math.log10(zmin), zmax=math.log10(zmax), showscale=(i == len(panels)),
-                        colorbar={"title": "log10 " + label.split(" (")[0]},
+                        colorbar=_colorbar(zmin, zmax, "s" if col.endswith("_s") else "J",
+                                           label.split(" (")[0] + " (log colour scale)"),
                         hovertemplate="tile_m %{y} x tile_n %{x}: %{text}<extra>" + name + "</extra>",
                         row=1, col=i)
         axis = "" if i == 1 else str(i)
@@ -94,3 +96,10 @@ def tile_heatmap_figure(rows: pd.DataFrame, value: str = "time") -> go.Figure:
         notes.append(f"{name}: {_best_label(b, col)}")
     fig.update_layout(template=TEMPLATE, title=title, margin={"b": 110})
     return add_note(fig, "; ".join(notes) + "; each cell: the best over tile_k, warps and stages")
+
+
+def _colorbar(zmin: float, zmax: float, unit: str, title: str) -> dict:
+    """A colour bar over log10 values whose ticks read in units (1 ms, 10 ms), not in log10."""
+    axis = log_axis([zmin, zmax], unit)
+    ticks = [math.log10(v) for v in axis.get("tickvals", [])]
+    return {"title": title, "tickvals": ticks, "ticktext": axis.get("ticktext", [])}
