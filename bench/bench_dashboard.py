@@ -290,9 +290,8 @@ def browser_bench(app: Any, data: Any, as_json: bool, build_s: float, load_s: fl
     """Every page in headless Chromium: first render, filter change, server RSS (see module doc)."""
     import dashboard_browser as web
 
-    from perfscope.hostload import ForeignLoad
-
     from perfscope.dashboards.pages import PAGES
+    from perfscope.hostload import ForeignLoad
 
     devices = data.options.get("device") or []
     selections = [[d] for d in devices[:2]] + [[]]  # one device, the other, then all rows again

@@ -25,7 +25,7 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 TIMEOUT_S = 120
 
 # Resolves with performance.now() once Dash is idle and every graph has drawn.
-_SETTLE_JS = """
+_SETTLE_JS = ("""
 const done = arguments[arguments.length - 1];
 const start = arguments[0];
 const mustSeeBusy = arguments[1];
@@ -44,7 +44,10 @@ function idle() {
   if (document.readyState !== 'complete') return false;
   if (!document.querySelector('#_pages_content') || !document.querySelector('#_pages_content').children.length)
     return false;
-  if (pending() > 0 || document.querySelectorAll('[data-dash-is-loading="true"]').length) { seenBusy = true; return false; }
+  if (pending() > 0 || document.querySelectorAll('[data-dash-is-loading="true"]').length) {
+    seenBusy = true;
+    return false;
+  }
   const graphs = document.querySelectorAll('.dash-graph');
   const drawn = document.querySelectorAll('.dash-graph .main-svg').length;
   if (drawn < graphs.length) return false;
@@ -56,11 +59,11 @@ function poll() {
     requestAnimationFrame(() => requestAnimationFrame(() => done(performance.now())));
     return;
   }
-  if (performance.now() - start > %d) { done(-1); return; }
+  if (performance.now() - start > TIMEOUT_MS) { done(-1); return; }
   setTimeout(poll, 5);
 }
 poll();
-""" % (TIMEOUT_S * 1000)
+""").replace("TIMEOUT_MS", str(TIMEOUT_S * 1000))
 
 _CHANGE_JS = """
 const t0 = performance.now();
