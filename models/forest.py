@@ -46,7 +46,8 @@ from perfscope.models.efficiency import Computed, measured_energy_j
 from perfscope.models.persistence import LightEstimator, LightRegressorMixin, ModelFileError, check_is_fitted
 from perfscope.models.roofline_model import DeviceFeaturesMixin, training_rows
 from perfscope.models.tree_arrays import ForestArrays, export_forest
-from perfscope.roofline import Rows, arithmetic_intensity, work_and_traffic
+from perfscope.roofline import arithmetic_intensity
+from perfscope.work import Rows, work_and_traffic
 
 if TYPE_CHECKING:
     import pandas as pd

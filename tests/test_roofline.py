@@ -19,8 +19,8 @@ from perfscope.roofline import (
     ridge_point,
     roofline_bound,
     tile_wave,
-    work_and_traffic,
 )
+from perfscope.work import work_and_traffic
 
 H100 = device_spec("h100-sxm")
 
