@@ -101,11 +101,12 @@ class AttentionShape(Case):
         assert self.kv_heads is not None  # set in __post_init__
         q = self.batch * self.heads * self.seq_q * self.head_dim
         kv = self.batch * self.kv_heads * self.seq_k * self.head_dim
-        scores = 0 if self.fused else self.batch * self.heads * self.seq_q * self.seq_k * max(bpe, FLOAT32_BYTES)
+        # unfused (the math backend): scores, a temporary and their softmax, as measured on a CPU
+        scores = 0 if self.fused else 3 * self.batch * self.heads * self.seq_q * self.seq_k * max(bpe, FLOAT32_BYTES)
         rows = min(self.seq_q, 2 * CHECK_EDGE_ROWS)
         return MemoryNeed(operand_bytes=bpe * (q + 2 * kv),
                           input_sets=input_set_count(self.cache_mode, self.fused_min_bytes, device),
-                          output_bytes=bpe * q, workspace_bytes=FLOAT32_BYTES * max(q, kv) + scores,
+                          output_bytes=2 * bpe * q, workspace_bytes=FLOAT32_BYTES * max(q, kv) + scores,
                           host_check_bytes=FLOAT64_BYTES * (2 * self.seq_k * self.head_dim + rows * self.seq_k
                                                             + 2 * rows * self.head_dim))
 

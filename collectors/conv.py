@@ -121,7 +121,8 @@ class ConvShape(Case):
         filters = min(self.k, CHECK_FILTERS)
         return MemoryNeed(operand_bytes=bpe * (x + wt),
                           input_sets=input_set_count(self.cache_mode, self.min_bytes, device),
-                          output_bytes=bpe * self.n * self.k * oh * ow, workspace_bytes=FLOAT32_BYTES * max(x, wt),
+                          # two results alive at once: the check's and a timed call's
+                          output_bytes=2 * bpe * self.n * self.k * oh * ow, workspace_bytes=FLOAT32_BYTES * max(x, wt),
                           host_check_bytes=FLOAT64_BYTES * (self.c * self.h * self.w
                                                             + filters * (self.c // self.groups) * self.r * self.s
                                                             + 2 * filters * oh * ow))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -120,3 +121,40 @@ def test_plan_counts_configurations_the_guard_will_refuse():
     done = subprocess.run([sys.executable, "-m", "perfscope", "plan", "gemm", "--size", "16", "--max-memory", "150%"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "--max-memory" in done.stderr and "Traceback" not in done.stderr
+
+
+_PEAK_GROWTH = """
+import sys, torch
+from perfscope.collectors.attention import AttentionCase
+from perfscope.collectors.conv import ConvCase
+from perfscope.collectors.gemm import GemmCase
+from perfscope.devices.cpu import CpuDevice
+torch.set_num_threads(1)
+case = {"gemm": GemmCase(batch=1, m=2048, n=2048, k=2048, dtype="fp32"),
+        "conv": ConvCase(n=16, c=64, h=112, w=112, k=64, r=3, s=3, pad_h=1, pad_w=1),
+        "attention": AttentionCase(batch=2, heads=8, seq_q=2048, seq_k=2048, head_dim=64)}[sys.argv[1]]
+device = CpuDevice()
+def status_kb(key):
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key + ":"))
+open("/proc/self/clear_refs", "w").write("5")  # resets the peak (VmHWM) to the current RSS
+before = status_kb("VmRSS")
+workload = case.build(device)
+workload.check()
+workload.kernel(0)
+grown = (status_kb("VmHWM") - before) * 1024
+need = case.memory_need(device)
+print(need.device_bytes + need.host_check_bytes, grown)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux's peak-RSS reset")
+@pytest.mark.parametrize("family", ["gemm", "conv", "attention"])
+def test_the_estimated_need_covers_what_measuring_allocates(family):
+    """Peak RSS growth of building, checking and running one case on the CPU (a fresh Linux process)
+    against the guard's estimate: the guard must not underestimate by much, nor refuse for nothing."""
+    done = subprocess.run([sys.executable, "-c", _PEAK_GROWTH, family], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    estimated, grown = map(int, done.stdout.split())
+    assert grown > 50 * 2**20  # the case is large enough to measure
+    assert 0.9 * grown <= estimated <= 2.0 * grown, (estimated, grown)
