@@ -18,7 +18,7 @@ from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_d
 from perfscope.collectors.memory_guard import FLOAT32_BYTES, FLOAT64_BYTES, MemoryNeed
 from perfscope.collectors.protocol import Case, Workload, check_cache_mode
 from perfscope.devices.base import Device
-from perfscope.dtypes import dtype_info
+from perfscope.dtypes import bytes_per_element, dtype_info, is_tf32
 from perfscope.errors import InvalidInputError, UnsupportedConfigError
 from perfscope.features import attention_flops, attention_min_bytes
 
@@ -97,7 +97,7 @@ class AttentionShape(Case):
     def memory_need(self, device: Device) -> MemoryNeed:
         """What measuring this shape allocates: (Q, K, V) per input set, O, float32 staging,
         the scores when the kernel is not fused, and the float64 check (one head at a time)."""
-        bpe = dtype_info(self.dtype).bytes_per_element
+        bpe = bytes_per_element(self.dtype)
         assert self.kv_heads is not None  # set in __post_init__
         q = self.batch * self.heads * self.seq_q * self.head_dim
         kv = self.batch * self.kv_heads * self.seq_k * self.head_dim
@@ -160,7 +160,7 @@ class AttentionCase(AttentionShape):
 
         info = dtype_info(self.dtype)
         check_dtype_supported(info, device, "attention")
-        if self.dtype == "tf32" and self.backend != "math":
+        if is_tf32(self.dtype) and self.backend != "math":
             raise UnsupportedConfigError(f"tf32 is a matmul setting only the math backend honours; "
                                          f"the {self.backend} backend runs fp32 as fp32")
         member = getattr(SDPBackend, BACKENDS[self.backend], None)
@@ -179,7 +179,7 @@ class AttentionCase(AttentionShape):
         matmul = torch.backends.cuda.matmul
         tf32_before = matmul.allow_tf32
         if device.kind == "cuda":
-            matmul.allow_tf32 = self.dtype == "tf32"  # the math backend's matmuls
+            matmul.allow_tf32 = is_tf32(self.dtype)  # the math backend's matmuls
 
         outputs: list[Any] = []  # the probe's result, which is call 0's, for the check
 

@@ -31,7 +31,7 @@ from typing import Any
 from perfscope.devices.base import Device
 from perfscope.devices.profile import CalibrationMeasurement, DeviceProfile
 from perfscope.devices.registry import find_device_spec
-from perfscope.dtypes import DTYPES, dtype_info
+from perfscope.dtypes import DTYPES, check_dtype, is_fp8
 from perfscope.errors import InvalidInputError, MeasurementError, UnsupportedConfigError
 from perfscope.timing import TimingPolicy, measure
 
@@ -78,7 +78,7 @@ def calibrate(device: Device | str = "auto", *, dtypes: Sequence[str] | None = N
     policy = policy or CALIBRATE_POLICY
     chosen = list(dtypes) if dtypes is not None else _default_dtypes(dev)
     for d in chosen:
-        dtype_info(d)
+        check_dtype(d)
     desc = dev.describe()
     measurements: list[CalibrationMeasurement] = []
     for d in chosen:
@@ -153,14 +153,14 @@ def _measure_gemm(device: Device, dtype: str, size: int, policy: TimingPolicy) -
     from perfscope.collectors.gemm import GemmCase
 
     case = GemmCase(batch=1, m=size, n=size, k=size, dtype=dtype)
-    op = "torch._scaled_mm (per-tensor scales, bf16 output)" if dtype.startswith("fp8") else "torch.matmul"
+    op = "torch._scaled_mm (per-tensor scales, bf16 output)" if is_fp8(dtype) else "torch.matmul"
     method = f"{op} {size}x{size}x{size} {dtype}, warm inputs, 2*n^3 FLOPs / median call time"
     return _run(device, "peak_flops_per_s", dtype, method, policy, lambda: _gemm_workload(case, device))
 
 
 def _gemm_workload(case: Any, device: Device) -> tuple[Callable[[int], object], Callable[[], float], float, float,
                                                           Callable[[], None]]:
-    if case.dtype.startswith("fp8"):
+    if is_fp8(case.dtype):
         from perfscope.collectors.fp8 import build_fp8_gemm  # scaled matmul (CUDA, cc >= 8.9)
 
         workload = build_fp8_gemm(case, device)

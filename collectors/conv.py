@@ -21,7 +21,7 @@ from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_d
 from perfscope.collectors.memory_guard import FLOAT32_BYTES, FLOAT64_BYTES, MemoryNeed
 from perfscope.collectors.protocol import Case, Workload, check_cache_mode
 from perfscope.devices.base import Device
-from perfscope.dtypes import DtypeInfo, dtype_info
+from perfscope.dtypes import DtypeInfo, bytes_per_element, check_dtype, dtype_info, is_fp8, is_tf32
 from perfscope.errors import InvalidInputError, UnsupportedConfigError
 from perfscope.features import conv2d_flops, conv2d_min_bytes, conv2d_output_hw
 
@@ -61,7 +61,7 @@ class ConvShape(Case):
 
     def __post_init__(self) -> None:
         _ = self.flops  # validates sizes, groups and the output shape (InvalidInputError)
-        dtype_info(self.dtype)
+        check_dtype(self.dtype)
         if self.layout not in LAYOUTS:
             raise InvalidInputError(f"conv layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
         check_cache_mode(self.cache_mode)
@@ -115,7 +115,7 @@ class ConvShape(Case):
     def memory_need(self, device: Device) -> MemoryNeed:
         """What measuring this shape allocates: (x, w) per input set, the output, float32
         staging, and the float64 check of the first image's first filters on the host."""
-        bpe = dtype_info(self.dtype).bytes_per_element
+        bpe = bytes_per_element(self.dtype)
         oh, ow = self.output_hw
         x, wt = self.n * self.c * self.h * self.w, self.k * (self.c // self.groups) * self.r * self.s
         filters = min(self.k, CHECK_FILTERS)
@@ -234,7 +234,7 @@ def _set_cudnn_flags(benchmark: bool, dtype: str) -> Any:
     cudnn = torch.backends.cudnn
     before = (cudnn.benchmark, cudnn.allow_tf32)
     cudnn.benchmark = benchmark
-    cudnn.allow_tf32 = dtype == "tf32"  # torch enables tf32 convolutions by default; fp32 must not use it
+    cudnn.allow_tf32 = is_tf32(dtype)  # torch enables tf32 convolutions by default; fp32 must not use it
 
     def restore() -> None:
         cudnn.benchmark, cudnn.allow_tf32 = before
@@ -244,7 +244,7 @@ def _set_cudnn_flags(benchmark: bool, dtype: str) -> Any:
 
 def check_dtype_supported(info: DtypeInfo, device: Device, what: str) -> None:
     """``UnsupportedConfigError`` for a dtype this device (or collector) cannot run."""
-    if info.name.startswith("fp8"):
+    if is_fp8(info.name):
         raise UnsupportedConfigError(f"fp8 {what} is not collected (torch has no plain fp8 {what})")
     check_device_supports(info, device)
 

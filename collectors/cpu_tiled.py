@@ -65,7 +65,7 @@ from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_d
 from perfscope.collectors.memory_guard import MemoryNeed, gemm_memory_need
 from perfscope.collectors.protocol import Case, Workload, check_cache_mode, restore_torch_threads, torch_threads
 from perfscope.devices.base import Device
-from perfscope.dtypes import dtype_info
+from perfscope.dtypes import bytes_per_element, check_dtype, dtype_info
 from perfscope.errors import InvalidInputError, UnsupportedConfigError
 from perfscope.features import gemm_flops, gemm_min_bytes
 
@@ -166,7 +166,7 @@ class CpuTiledGemmCase(Case):
             _positive_int(name, getattr(self, name))
         if self.threads is not None:
             _positive_int("threads", self.threads)
-        dtype_info(self.dtype)  # unknown names are user errors; known but unsupported ones become rows
+        check_dtype(self.dtype)  # unknown names are user errors; known but unsupported ones become rows
         check_cache_mode(self.cache_mode)
 
     @property
@@ -187,7 +187,7 @@ class CpuTiledGemmCase(Case):
 
     def memory_need(self, device: Device) -> MemoryNeed:
         """What measuring this shape allocates (the memory guard compares it with free memory)."""
-        return gemm_memory_need(1, self.m, self.n, self.k, dtype_info(self.dtype).bytes_per_element,
+        return gemm_memory_need(1, self.m, self.n, self.k, bytes_per_element(self.dtype),
                                 self.cache_mode, device, CHECK_ROWS)
 
     def build(self, device: Device) -> Workload:

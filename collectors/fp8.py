@@ -29,7 +29,7 @@ from typing import Any
 from perfscope.collectors.inputs import input_set_count, seeded_uniform
 from perfscope.collectors.protocol import Workload
 from perfscope.devices.base import Device
-from perfscope.dtypes import dtype_info
+from perfscope.dtypes import check_tolerance, dtype_info
 from perfscope.errors import InvalidInputError, UnsupportedConfigError
 from perfscope.features import gemm_flops, gemm_min_bytes
 
@@ -155,5 +155,5 @@ def build_fp8_gemm(case: Any, device: Device) -> Workload:
         ref = dequantize(a8[:rows], scale_a) @ dequantize(b8, scale_b)
         return float((out[:rows].double().cpu() - ref).abs().max()) / math.sqrt(k)
 
-    return Workload(kernel=call, check=check, check_tolerance=dtype_info(case.dtype).check_tolerance,
+    return Workload(kernel=call, check=check, check_tolerance=check_tolerance(case.dtype),
                     flops=gemm_flops(1, m, n, k), min_bytes=min_bytes, input_sets=sets, release=inputs.clear)

@@ -14,7 +14,7 @@ from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_d
 from perfscope.collectors.memory_guard import MemoryNeed, gemm_memory_need
 from perfscope.collectors.protocol import Case, Workload, check_cache_mode
 from perfscope.devices.base import Device
-from perfscope.dtypes import DtypeInfo, dtype_info
+from perfscope.dtypes import DtypeInfo, bytes_per_element, check_dtype, dtype_info, is_fp8, is_tf32
 from perfscope.errors import InvalidInputError, UnsupportedConfigError
 from perfscope.features import gemm_flops, gemm_min_bytes
 
@@ -41,7 +41,7 @@ class GemmShape(Case):
 
     def __post_init__(self) -> None:
         _ = self.flops  # validates the sizes (InvalidInputError)
-        dtype_info(self.dtype)
+        check_dtype(self.dtype)
         check_cache_mode(self.cache_mode)
 
     @property
@@ -56,7 +56,7 @@ class GemmShape(Case):
 
     def memory_need(self, device: Device) -> MemoryNeed:
         """What measuring this shape allocates (the memory guard compares it with free memory)."""
-        return gemm_memory_need(self.batch, self.m, self.n, self.k, dtype_info(self.dtype).bytes_per_element,
+        return gemm_memory_need(self.batch, self.m, self.n, self.k, bytes_per_element(self.dtype),
                                 self.cache_mode, device, CHECK_ROWS)
 
     def make_inputs(self, device: Device) -> list[tuple[Any, Any, Any]]:
@@ -92,7 +92,7 @@ class GemmCase(GemmShape):
     @property
     def implementation(self) -> str:
         """The torch call that runs this case (matmul, bmm or _scaled_mm for fp8)."""
-        if self.dtype.startswith("fp8"):
+        if is_fp8(self.dtype):
             return "torch._scaled_mm"
         return "torch.matmul" if self.batch == 1 else "torch.bmm"
 
@@ -102,13 +102,13 @@ class GemmCase(GemmShape):
 
         info = dtype_info(self.dtype)
         check_device_supports(info, device)
-        if info.name.startswith("fp8"):
+        if is_fp8(info.name):
             from perfscope.collectors.fp8 import build_fp8_gemm
 
             return build_fp8_gemm(self, device)
         if device.kind == "cuda":
             # tf32 is fp32 storage with tensor-core multiplies; plain fp32 must not use it
-            torch.backends.cuda.matmul.allow_tf32 = self.dtype == "tf32"
+            torch.backends.cuda.matmul.allow_tf32 = is_tf32(self.dtype)
         inputs = self.make_inputs(device)
         sets = len(inputs)
         op = torch.matmul if self.batch == 1 else torch.bmm

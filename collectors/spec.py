@@ -1,4 +1,4 @@
-"""Sweep specs: YAML files (or shipped presets) that say what to measure.
+"""Sweep specs: YAML files (or shipped presets) that say what to measure (docs/specs.md).
 
 ```yaml
 name: quick
@@ -15,49 +15,62 @@ sweeps:
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from perfscope.collectors.families import cases_for
 from perfscope.collectors.filters import Filter
 from perfscope.collectors.protocol import Case, case_config_id
+from perfscope.collectors.spec_models import SWEEP_MODELS, Sweep, Timing, invalid
 from perfscope.collectors.sweep import unique_cases
 from perfscope.errors import InvalidInputError
 from perfscope.timing import TimingPolicy
 
-_SPEC_KEYS = {"name", "description", "timing", "time_budget_s", "sweeps"}
+log = logging.getLogger(__name__)
+
+_SPEC_KEYS = {"name", "description", "timing", "time_budget_s", "sweeps", "$schema"}
 _SWEEP_KEYS = {"kernel", "implementation", "axes", "filters"}
 
-
-@dataclass(frozen=True)
-class Sweep:
-    """One family's grid: axes (each a list of values) and filters."""
-
-    kernel: str
-    implementation: str = "torch"
-    axes: dict[str, list[Any]] = field(default_factory=dict)
-    filters: tuple[str, ...] = ()
+__all__ = ["Sweep", "SweepSpec", "expand", "load_spec", "parse_spec", "plan", "shard", "spec_json_schema"]
 
 
-@dataclass(frozen=True)
-class SweepSpec:
-    """A whole sweep: grids, timing policy and an optional time budget."""
+class SweepSpec(BaseModel):
+    """A whole sweep: grids (one typed model per kernel family), timing policy and an optional time budget."""
 
-    name: str
-    sweeps: tuple[Sweep, ...]
-    timing: dict[str, float] = field(default_factory=dict)
-    time_budget_s: float | None = None
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    name: str = Field(default="spec", description="What the spec is called (shown by plan and collect).")
     description: str = ""
+    timing: Timing = Field(default_factory=Timing, description="Timing policy settings for every configuration.")
+    time_budget_s: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="Start no configuration after this many seconds.")
+    sweeps: Annotated[tuple[Sweep, ...], Field(min_length=1)]
+    schema_url: str | None = Field(default=None, alias="$schema", description="The JSON Schema of this file.")
+
+    @field_validator("timing", mode="before")
+    @classmethod
+    def _no_timing(cls, value: Any) -> Any:
+        return {} if value is None else value
 
     @property
     def policy(self) -> TimingPolicy:
         """The timing policy built from the spec's ``timing`` settings."""
         try:
-            return TimingPolicy(**self.timing)
-        except TypeError as exc:
+            return TimingPolicy(**self.timing.model_dump(exclude_none=True))
+        except (TypeError, ValueError) as exc:
             raise InvalidInputError(f"spec {self.name!r}: bad timing settings ({exc})") from None
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """The JSON Schema of spec files (what ``collectors/specs/spec.schema.json`` holds)."""
+    schema = SweepSpec.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "perfscope sweep spec"
+    return schema
 
 
 def load_spec(name_or_path: str | Path) -> SweepSpec:
@@ -79,35 +92,80 @@ def load_spec(name_or_path: str | Path) -> SweepSpec:
 
 
 def parse_spec(data: Any, origin: str = "spec") -> SweepSpec:
-    """Validate a parsed spec; errors name the origin and the offending key."""
+    """Validate a parsed spec once; errors name the origin and the offending key."""
     if not isinstance(data, dict):
         raise InvalidInputError(f"{origin}: a spec is a mapping with 'sweeps'")
     unknown = set(data) - _SPEC_KEYS
     if unknown:
-        raise InvalidInputError(f"{origin}: unknown keys {sorted(unknown)}; use {sorted(_SPEC_KEYS)}")
-    sweeps = []
-    for i, raw in enumerate(data.get("sweeps") or []):
+        raise InvalidInputError(f"{origin}: unknown keys {sorted(unknown)}; use {sorted(_SPEC_KEYS - {'$schema'})}")
+    raw_sweeps = data.get("sweeps") or []
+    if not raw_sweeps:
+        raise InvalidInputError(f"{origin}: no sweeps")
+    if not isinstance(raw_sweeps, list):
+        raise InvalidInputError(f"{origin}: sweeps must be a list")
+    for i, raw in enumerate(raw_sweeps):
         if not isinstance(raw, dict) or "kernel" not in raw:
             raise InvalidInputError(f"{origin}: sweep {i} needs a 'kernel'")
         bad = set(raw) - _SWEEP_KEYS
         if bad:
             raise InvalidInputError(f"{origin}: sweep {i} has unknown keys {sorted(bad)}; use {sorted(_SWEEP_KEYS)}")
-        axes = raw.get("axes") or {}
-        if not isinstance(axes, dict):
-            raise InvalidInputError(f"{origin}: sweep {i} axes must be a mapping of lists")
-        axes = {k: v if isinstance(v, list) else [v] for k, v in axes.items()}
-        filters = raw.get("filters") or []
-        sweeps.append(Sweep(kernel=str(raw["kernel"]), implementation=str(raw.get("implementation", "torch")),
-                            axes=axes, filters=tuple(filters if isinstance(filters, list) else [filters])))
-    if not sweeps:
-        raise InvalidInputError(f"{origin}: no sweeps")
+        if raw["kernel"] not in SWEEP_MODELS:
+            raise InvalidInputError(f"{origin}: sweep {i}: unknown kernel family {raw['kernel']!r}: "
+                                    f"use {', '.join(SWEEP_MODELS)}")
+        implementation = raw.get("implementation", "torch")
+        allowed = SWEEP_MODELS[raw["kernel"]].model_fields["implementation"].annotation.__args__  # type: ignore[union-attr]
+        if implementation not in allowed:
+            raise InvalidInputError(f"{origin}: sweep {i}: unknown implementation {implementation!r} for "
+                                    f"{raw['kernel']}: use {', '.join(allowed)}")
+    timing = data.get("timing")
+    if timing is not None and not isinstance(timing, dict):
+        raise InvalidInputError(f"{origin}: bad timing settings: a mapping of setting -> number")
+    if isinstance(timing, dict) and set(timing) - set(Timing.model_fields):
+        bad = sorted(set(timing) - set(Timing.model_fields))
+        raise InvalidInputError(f"{origin}: bad timing settings {bad}: use {', '.join(Timing.model_fields)}")
     budget = data.get("time_budget_s")
-    if budget is not None and not (isinstance(budget, (int, float)) and budget > 0):
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0):
         raise InvalidInputError(f"{origin}: time_budget_s must be a positive number")
-    spec = SweepSpec(name=str(data.get("name", origin)), sweeps=tuple(sweeps), timing=dict(data.get("timing") or {}),
-                     time_budget_s=budget, description=str(data.get("description", "")))
-    _ = spec.policy  # validate the timing settings now
+    try:
+        spec = SweepSpec.model_validate({"name": str(data.get("name", origin)), **{
+            k: v for k, v in data.items() if k != "name"}})
+    except ValidationError as exc:
+        raise invalid(origin, exc) from None
+    _ = spec.policy  # the timing policy's own checks, now
+    log.debug("spec %s: %d sweep(s)", spec.name, len(spec.sweeps))
     return spec
+
+
+def flag_spec(family: str, implementation: str | None) -> SweepSpec:
+    """The one-sweep spec of ``perfscope collect FAMILY`` without a spec file (axes come from overrides)."""
+    sweep = SWEEP_MODELS[family].model_validate({"kernel": family, "implementation": implementation or "torch"})
+    return SweepSpec(name=f"{family} (flags)", sweeps=(sweep,))
+
+
+def with_overrides(spec: SweepSpec, sweeps: list[Any], axes: dict[str, list[Any]], filters: tuple[str, ...],
+                   timing: dict[str, float | None], time_budget_s: float | None) -> SweepSpec:
+    """``spec`` restricted to ``sweeps``, each with ``axes`` overriding its own and ``filters`` added,
+    and ``timing``/``time_budget_s`` overriding the spec's where given; validated again."""
+    merged = []
+    for sweep in sweeps:
+        own = sweep.axes.as_lists()
+        if sweep.kernel == "gemm" and {"sizes", "shapes", "m", "n", "k"} & set(axes):
+            for key in ("sizes", "shapes", "m", "n", "k"):  # explicit shapes replace the spec's
+                own.pop(key, None)
+        try:
+            merged.append(type(sweep).model_validate({
+                "kernel": sweep.kernel, "implementation": sweep.implementation,
+                "axes": {**own, **axes}, "filters": sweep.filters + tuple(filters)}))
+        except ValidationError as exc:
+            raise invalid(f"spec {spec.name!r}", exc) from None
+    settings = {**spec.timing.model_dump(exclude_none=True), **{k: v for k, v in timing.items() if v is not None}}
+    try:
+        return spec.model_validate({
+            **spec.model_dump(by_alias=True, exclude={"sweeps", "timing", "time_budget_s"}),
+            "sweeps": merged, "timing": settings,
+            "time_budget_s": time_budget_s if time_budget_s is not None else spec.time_budget_s})
+    except ValidationError as exc:
+        raise invalid(f"spec {spec.name!r}", exc) from None
 
 
 def expand(spec: SweepSpec, *, seed: int = 0) -> list[Case]:
@@ -115,7 +173,7 @@ def expand(spec: SweepSpec, *, seed: int = 0) -> list[Case]:
     cases: list[Case] = []
     for sweep in spec.sweeps:
         filters = [Filter(text) for text in sweep.filters]
-        for case in cases_for(sweep.kernel, sweep.implementation, sweep.axes, seed=seed):
+        for case in cases_for(sweep.kernel, sweep.implementation, sweep.axes.as_lists(), seed=seed):
             if not filters:
                 cases.append(case)
                 continue

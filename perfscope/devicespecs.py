@@ -22,7 +22,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Protocol, runtime_checkable
 
-from perfscope.dtypes import DTYPES, dtype_info
+from perfscope.dtypes import DTYPES, check_dtype
 from perfscope.errors import InvalidInputError, UnsupportedConfigError
 
 SPEC_TABLE = "devices.csv"
@@ -152,7 +152,7 @@ def peak_flops_per_s(device: DeviceSpec | RooflineDevice, dtype: str) -> float:
     Raises ``InvalidInputError`` for an unknown dtype name and ``UnsupportedConfigError``
     when the device has no such peak (not supported, or not published by the vendor).
     """
-    dtype_info(dtype)  # unknown names are the user's error
+    check_dtype(dtype)  # unknown names are the user's error
     value = device.peaks_flops_per_s.get(dtype)
     if value is None:
         where = "calibrated profile" if device.source_kind == "calibrated" else "spec table"

@@ -1,10 +1,19 @@
-"""Precisions perfscope knows: storage size, check tolerance, torch name."""
+"""Precisions perfscope knows: storage size, check tolerance, torch name, and the
+questions code asks of a precision (``is_fp8``, ``is_tf32``, ``bytes_per_element``).
+
+``Dtype`` is the vocabulary: the names specs, flags and the ``dtype`` column use. Ask
+these functions rather than testing names (``name.startswith("fp8")``) in place.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from perfscope.errors import InvalidInputError
+
+Dtype = Literal["fp32", "tf32", "fp16", "bf16", "fp8_e4m3", "fp8_e5m2"]
+"""A precision's name, as specs, command-line flags and the ``dtype`` column spell it."""
 
 
 @dataclass(frozen=True)
@@ -40,3 +49,31 @@ def dtype_info(name: str) -> DtypeInfo:
         return DTYPES[name]
     except KeyError:
         raise InvalidInputError(f"unknown dtype {name!r}: use one of {', '.join(DTYPES)}") from None
+
+
+def check_dtype(name: str) -> str:
+    """``name`` when perfscope knows it; ``InvalidInputError`` listing the known ones otherwise."""
+    return dtype_info(name).name
+
+
+def bytes_per_element(name: str) -> int:
+    """Storage size of one element of ``name`` (tf32 is stored as fp32: 4)."""
+    return dtype_info(name).bytes_per_element
+
+
+def check_tolerance(name: str) -> float:
+    """Tolerance on max |out - ref| / sqrt(k) when checking a result of precision ``name``."""
+    return dtype_info(name).check_tolerance
+
+
+def is_fp8(name: str) -> bool:
+    """Whether ``name`` is an 8-bit float (fp8_e4m3, fp8_e5m2): scaled matmuls, one shared peak."""
+    return name.startswith("fp8_")
+
+
+def is_tf32(name: str) -> bool:
+    """Whether ``name`` asks for TF32 math: fp32 storage multiplied on tensor cores with a
+    10-bit mantissa (torch's ``allow_tf32`` switches, Triton's ``input_precision="tf32"``)."""
+    return name == "tf32"
+
+

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from perfscope.dtypes import dtype_info
+from perfscope.dtypes import bytes_per_element
 from perfscope.errors import InvalidInputError
 
 IntArg = Any  # an integer, or an array-like of integers
@@ -173,7 +173,7 @@ def gemm_min_bytes(batch: IntArg, m: IntArg, n: IntArg, k: IntArg, dtype: str,
     """Bytes that must move at least once: read A and B, write C (and read C if beta != 0)."""
     sizes = _gemm_sizes(batch, m, n, k)
     _enforce(_gemm_rules(*sizes))
-    s = dtype_info(dtype).bytes_per_element
+    s = bytes_per_element(dtype)
 
     def formula(b: Any, m: Any, n: Any, k: Any, beta: Any) -> Any:
         return s * b * (m * k + k * n + m * n * _where(beta, 2, 1))
@@ -273,7 +273,7 @@ def conv2d_min_bytes(n: IntArg, c: IntArg, h: IntArg, w: IntArg, k: IntArg, r: I
     (K*(C/groups)*R*S), write the output (N*K*P*Q); padding is not stored."""
     args = _conv2d_args(n, c, h, w, k, r, s, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups)
     _enforce(_conv2d_rules(*args))
-    size = dtype_info(dtype).bytes_per_element
+    size = bytes_per_element(dtype)
 
     def formula(n: Any, c: Any, h: Any, w: Any, k: Any, r: Any, s: Any, stride_h: Any, stride_w: Any,
                 pad_h: Any, pad_w: Any, dil_h: Any, dil_w: Any, groups: Any) -> Any:
@@ -343,7 +343,7 @@ def attention_min_bytes(batch: IntArg, heads: IntArg, kv_heads: IntArg, seq_q: I
         "attention", "a positive integer", batch=batch, heads=heads, kv_heads=kv_heads, seq_q=seq_q, seq_k=seq_k,
         head_dim=head_dim)
     _enforce(_attention_rules(batch, heads, seq_q, seq_k, head_dim, kv_heads))
-    size = dtype_info(dtype).bytes_per_element
+    size = bytes_per_element(dtype)
 
     def formula(b: Any, h: Any, hkv: Any, nq: Any, nk: Any, d: Any, fused: Any) -> Any:
         total = size * b * d * (2 * h * nq + 2 * hkv * nk)

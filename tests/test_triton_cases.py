@@ -6,7 +6,6 @@ No kernel runs here (see test_triton_kernels.py for that, under the interpreter)
 from __future__ import annotations
 
 import ast
-import dataclasses
 import subprocess
 import sys
 
@@ -201,7 +200,7 @@ def test_attention_has_no_tile_k_or_group_m_and_unknown_kernels_are_refused():
 def _preset_triton_cases(name):
     spec = load_spec(name)
     sweeps = tuple(s for s in spec.sweeps if s.implementation == "triton")
-    return expand(dataclasses.replace(spec, sweeps=sweeps))
+    return expand(spec.model_copy(update={"sweeps": sweeps}))
 
 
 def test_the_shipped_presets_expand_their_triton_sweeps():

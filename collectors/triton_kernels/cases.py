@@ -35,7 +35,7 @@ from perfscope.collectors.gemm import cases_from_axes as gemm_grid
 from perfscope.collectors.protocol import Workload
 from perfscope.collectors.triton_kernels import ATTENTION_HEAD_DIMS, check_block, check_launch
 from perfscope.devices.base import Device
-from perfscope.dtypes import dtype_info
+from perfscope.dtypes import check_tolerance, dtype_info, is_tf32
 from perfscope.errors import InvalidInputError, UnsupportedConfigError
 from perfscope.features import gemm_min_bytes
 
@@ -100,7 +100,7 @@ class _Tiled:
     @property
     def input_precision(self) -> str:
         """How ``tl.dot`` multiplies: tf32 on tensor cores for the tf32 dtype, else exactly."""
-        return "tf32" if self.dtype == "tf32" else "ieee"
+        return "tf32" if is_tf32(self.dtype) else "ieee"
 
     def _workload(self, device: Device, launchers: list[Callable[[], Any]], inputs: list[tuple[Any, ...]],
                   error: Callable[..., float]) -> Workload:
@@ -119,7 +119,7 @@ class _Tiled:
 
         release = _clearer(inputs, launchers)
         launch_once(call, device, self.tiles, release)
-        return Workload(kernel=call, check=check, check_tolerance=dtype_info(self.dtype).check_tolerance,
+        return Workload(kernel=call, check=check, check_tolerance=check_tolerance(self.dtype),
                         flops=self.flops, min_bytes=self.min_bytes, input_sets=sets, release=release)
 
 

@@ -190,10 +190,8 @@ def _cases(sweep_spec: Any, shard_spec: str | None, *, seed: int = 0) -> list[An
 
 def build_spec(selection: Selection, timing: dict[str, float | None], time_budget_s: float | None) -> Any:
     """The sweep spec that flags and/or a spec file describe (flags override the file)."""
-    from dataclasses import replace
-
     from perfscope.collectors.families import FAMILIES
-    from perfscope.collectors.spec import Sweep, SweepSpec, load_spec
+    from perfscope.collectors.spec import flag_spec, load_spec, with_overrides
 
     family, spec, implementation = selection.family, selection.spec, selection.implementation
     if family is not None and family not in FAMILIES:
@@ -209,20 +207,9 @@ def build_spec(selection: Selection, timing: dict[str, float | None], time_budge
     elif family is None:
         raise InvalidInputError("say what to measure: a kernel family (gemm, conv, attention) or --spec")
     else:
-        base = SweepSpec(name=f"{family} (flags)", sweeps=(), timing={})
-        sweeps = [Sweep(kernel=family, implementation=implementation or "torch")]
-    merged = []
-    for sweep in sweeps:
-        axes = dict(sweep.axes)
-        if sweep.kernel == "gemm" and {"sizes", "shapes", "m", "n", "k"} & set(overrides):
-            for key in ("sizes", "shapes", "m", "n", "k"):  # explicit shapes replace the spec's
-                axes.pop(key, None)
-        axes.update(overrides)
-        merged.append(replace(sweep, axes=axes, filters=sweep.filters + tuple(selection.filters or ())))
-    merged_timing = dict(base.timing)
-    merged_timing.update({k: v for k, v in timing.items() if v is not None})
-    result = replace(base, sweeps=tuple(merged), timing=merged_timing,
-                     time_budget_s=time_budget_s if time_budget_s is not None else base.time_budget_s)
+        base = flag_spec(family, implementation)
+        sweeps = list(base.sweeps)
+    result = with_overrides(base, sweeps, overrides, tuple(selection.filters or ()), timing, time_budget_s)
     _ = result.policy  # validate timing now
     return result
 
@@ -263,7 +250,8 @@ def _run(cases: list[Any], sweep_spec: Any, out: Path, device_spec: str, energy:
     run_id = new_run_id()
     if executor == "ray":
         settings = WorkerSettings(dataset=str(out.resolve()), device=device_spec, energy=energy, tdp_w=tdp_w,
-                                  timing=dict(sweep_spec.timing), energy_window_s=energy_window_s, resume=resume,
+                                  timing=sweep_spec.timing.model_dump(exclude_none=True),
+                                  energy_window_s=energy_window_s, resume=resume,
                                   time_budget_s=sweep_spec.time_budget_s, threads=threads,
                                   max_memory_share=max_memory_share)
         report = run_ray(cases, settings, run_id, address=address, workers=workers)

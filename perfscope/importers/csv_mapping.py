@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from perfscope.dtypes import dtype_info
+from perfscope.dtypes import check_dtype
 from perfscope.errors import InvalidInputError
 from perfscope.importers.common import (
     UNKNOWN,
@@ -147,7 +147,7 @@ def _complete(row: dict[str, Any], params: dict[str, Any], fallback_time: dateti
     row.setdefault("cache_mode", UNKNOWN)
     row.setdefault("measured_at", fallback_time)
     try:
-        dtype_info(row["dtype"])
+        check_dtype(row["dtype"])
     except InvalidInputError as exc:
         raise InvalidInputError(f"{where}: {exc}") from None
     if "status" not in row:

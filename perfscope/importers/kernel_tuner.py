@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from perfscope.dtypes import dtype_info
+from perfscope.dtypes import check_dtype
 from perfscope.errors import InvalidInputError
 from perfscope.importers.common import (
     assemble_table,
@@ -100,7 +100,7 @@ def import_kernel_tuner(path: str | os.PathLike[str], *, kernel: str | None = No
     """
     file = require_file(path, "Kernel Tuner cache or T4 file")
     record = read_tuning_file(file)
-    dtype_info(dtype)
+    check_dtype(dtype)
     geometry = read_t1(Path(t1)) if t1 is not None else None
     if record.problem_size is None and geometry is not None and geometry.problem_size:
         record.problem_size = list(geometry.problem_size)

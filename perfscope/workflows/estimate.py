@@ -53,7 +53,7 @@ def config_columns(kernel: str, configs: list[Mapping[str, Any]] | Mapping[str, 
     ``dtype``, ``implementation`` and the family's shape columns (defaults filled), plus
     every column given. ``configs``: a list of dicts, a mapping of column -> values (arrays,
     lists or scalars) or a DataFrame. Checks the columns it needs (``InvalidInputError``)."""
-    from perfscope.dtypes import dtype_info
+    from perfscope.dtypes import check_dtype
 
     if kernel not in SHAPE_COLUMNS:
         raise InvalidInputError(f"unknown kernel family {kernel!r}: use {', '.join(SHAPE_COLUMNS)}")
@@ -65,7 +65,7 @@ def config_columns(kernel: str, configs: list[Mapping[str, Any]] | Mapping[str, 
     if "dtype" not in columns:
         columns["dtype"] = repeat("fp32", size)
     for name in dict.fromkeys(columns["dtype"].tolist()):
-        dtype_info(str(name))
+        check_dtype(str(name))
     if "implementation" not in columns:
         columns["implementation"] = repeat(DEFAULT_IMPLEMENTATION[kernel], size)
     for column in SHAPE_COLUMNS[kernel]:
