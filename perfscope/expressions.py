@@ -133,7 +133,7 @@ class Expression:
                                  f"names it can use ({', '.join(sorted(names))})")
         self._evaluator.names = names
         try:
-            return self._evaluator._eval(self._tree)  # the tree was parsed and checked once, above
+            return self._evaluator.eval(self.text, previously_parsed=self._tree)  # parsed and checked once
         except (_TooLarge, ArithmeticError, TypeError, ValueError, simpleeval.InvalidExpression) as exc:
             raise InvalidInputError(f"{self.what} {self.text!r} cannot be evaluated: {_describe(exc)}") from None
         except RecursionError:
