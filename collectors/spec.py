@@ -180,7 +180,9 @@ def expand(spec: SweepSpec, *, seed: int = 0) -> list[Case]:
             names = filter_names(case)
             if all(f(names) for f in filters):
                 cases.append(case)
-    return unique_cases(cases)
+    unique = unique_cases(cases)
+    log.info("spec %s: %d configuration(s) from %d sweep(s)", spec.name, len(unique), len(spec.sweeps))
+    return unique
 
 
 def filter_names(case: Case) -> dict[str, Any]:

@@ -313,8 +313,9 @@ def format_validation_error(origin: str, error: ValidationError) -> str:
     elif first["type"] == "union_tag_invalid":
         tag = first.get("ctx", {}).get("tag")
         message = f"unknown kernel family {tag!r}: use {', '.join(SWEEP_MODELS)}"
-    elif first["type"] == "literal_error" and where.endswith("implementation"):
-        message = f"unknown implementation {first.get('input')!r}: {message}"
+    elif first["type"] == "literal_error":  # e.g. "unknown dtype 'fp64': Input should be 'fp32', ..."
+        name = next((str(part) for part in reversed(first["loc"]) if isinstance(part, str)), "value")
+        message = f"unknown {name} {first.get('input')!r}: {message}"
     extra = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
     return f"{origin}: {where}: {message}{extra}" if where else f"{origin}: {message}{extra}"
 

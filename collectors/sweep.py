@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -11,6 +12,8 @@ from perfscope.collectors.protocol import Case, RunContext, case_config_id, meas
 from perfscope.schema import Measurement
 from perfscope.store import ProfileStore
 from perfscope.store_locks import Claim, ConfigClaims
+
+log = logging.getLogger(__name__)
 
 # how long a sweep waits, at its end, for a configuration another collector is measuring
 CLAIM_WAIT_S = 600.0
@@ -79,6 +82,8 @@ def run_sweep(cases: Sequence[Case], store: ProfileStore, ctx: RunContext, *, re
     todo = [c for c in cases if case_config_id(c) not in done]
     report = SweepReport(run_id=ctx.run_id, dataset=str(store.root), device_key=device_key,
                          planned=len(cases), skipped=len(cases) - len(todo))
+    log.info("sweep %s on %s: %d configuration(s), %d already in %s", ctx.run_id, device_key, len(cases),
+             report.skipped, store.root)
     if on_start is not None:
         on_start(len(todo))
 
@@ -106,6 +111,8 @@ def run_sweep(cases: Sequence[Case], store: ProfileStore, ctx: RunContext, *, re
     finally:
         store.compact(ctx.run_id)
         report.wall_s = time.perf_counter() - start
+        log.info("sweep %s: %d measured in %.1f s (%s)", ctx.run_id, report.measured, report.wall_s,
+                 ", ".join(f"{k} {v}" for k, v in sorted(report.statuses.items())) or "none")
     return report
 
 
@@ -121,6 +128,7 @@ def _measure_claimed(case: Case, claim: Claim, store: ProfileStore, ctx: RunCont
         claim.release(done=saved)
     report.statuses[row.status] += 1
     report.rows.append(row)
+    log.debug("%s: %s%s", row.config_id, row.status, f" ({row.reason})" if row.reason else "")
     if timing is not None:
         report.timed_s += timing.timed_s
     if row.energy_window_s:

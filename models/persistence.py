@@ -37,6 +37,7 @@ import importlib
 import inspect
 import io
 import json
+import logging
 import math
 import os
 import platform
@@ -53,6 +54,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from perfscope.errors import ModelFileError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -396,6 +399,7 @@ def save_bundle(out_dir: str | Path, models: Mapping[str, Any], *, rows: pd.Data
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+    log.info("saved model bundle %s (%s)", out, ", ".join(models))
     return out
 
 
@@ -569,6 +573,7 @@ def load_bundle(path: str | Path) -> ModelBundle:
             detail = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
             raise ModelFileError(f"{document_path}: the model state is not valid ({detail}): retrain the model "
                                  "or restore the file") from None
+        log.debug("loaded model %s from %s", name, root)
         model_metadata[name] = document.get("metadata", {})
     return ModelBundle(models=models, metadata=manifest.get("metadata", {}), path=root,
                        model_metadata=model_metadata)

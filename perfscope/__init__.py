@@ -24,7 +24,12 @@ only), and torch, triton and dash only where they are needed. See docs/architect
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
+
+# library modules log through logging.getLogger(__name__); the application decides where
+# records go (the perfscope command: rich on stderr, see perfscope/cli_logging.py)
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # name -> (module, attribute). No module of the package shares a name with an attribute
 # here: an imported submodule would otherwise replace the attribute on the package.

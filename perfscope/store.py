@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import re
 import uuid
@@ -72,6 +73,8 @@ from perfscope.store_files import (
     write_data_file,
 )
 from perfscope.store_locks import CLAIMS_DIR, LOCKS_DIR, ConfigClaims, FileLockHandle, run_lock_path, try_lock
+
+log = logging.getLogger(__name__)
 
 META_FILE = "_perfscope-dataset.json"
 LEGACY_META_FILE = "perfscope-dataset.json"
@@ -215,6 +218,7 @@ class ProfileStore:
             path = partition / f"part-{run_id}-{os.getpid()}-{next(_seq):06d}.parquet"
             write_data_file(path, table.filter(mask), compression=compression)
             written.append(path)
+        log.debug("wrote %d row(s) to %d file(s) under %s", table.num_rows, len(written), self.root)
         return written
 
     def compact(self, run_id: str) -> int:

@@ -161,3 +161,16 @@ def test_the_cli_names_the_option_of_an_argument_the_library_refused(tmp_path):
     err = _one_line_error(_perfscope("collect", "gemm", "--size", "8", "--device", "cpu", "--energy", "none",
                                      "--max-memory", "lots", "-o", str(tmp_path / "ds")))
     assert "memory limit" in err and "(option --max-memory)" in err
+
+
+def test_library_logs_through_logging_and_the_cli_shows_it_with_verbose():
+    import logging
+
+    import perfscope.collectors.spec  # noqa: F401 (its logger exists once imported)
+
+    assert logging.getLogger("perfscope.collectors.spec").handlers == []  # the library installs none
+    assert all(isinstance(h, logging.NullHandler) for h in logging.getLogger("perfscope").handlers)
+    quiet = _perfscope("plan", "gemm", "--size", "8")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    loud = _perfscope("-v", "plan", "gemm", "--size", "8")
+    assert loud.returncode == 0 and "perfscope.collectors.spec" in loud.stderr and "1 configuration" in loud.stderr

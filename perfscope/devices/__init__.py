@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from perfscope.devices.base import Device, DeviceDescription, DeviceState, slugify
 from perfscope.devices.cpu import CpuDevice
 from perfscope.errors import InvalidInputError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Device", "DeviceDescription", "DeviceState", "CpuDevice", "select_device", "slugify"]
 
@@ -28,6 +31,7 @@ def select_device(spec: str = "auto", *, nvml: Any = None, cuda: Any = None,
             from perfscope.devices.cuda import CudaDevice
 
             return CudaDevice(0, nvml=nvml, cuda=cuda_mod)
+        log.info("no CUDA device visible: measuring on the CPU")
         if notify is not None:
             notify("no CUDA device visible: measuring on the CPU")
         return CpuDevice()

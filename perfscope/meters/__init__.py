@@ -8,6 +8,7 @@ when a CUDA device asks for one.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from perfscope.devices.base import Device
@@ -17,6 +18,8 @@ from perfscope.meters.null import NullMeter
 from perfscope.meters.rapl import DEFAULT_POWERCAP_ROOT, RaplMeter, rapl_available
 from perfscope.meters.tdp import ConstantUtilisation, TdpEstimateMeter
 from perfscope.meters.window import EnergyResult, measure_energy
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "METER_CHOICES",
@@ -88,6 +91,7 @@ def select_meter(
         return RaplMeter(powercap_root)
     if tdp_w is not None:
         return _tdp_meter(device, tdp_w, is_cuda)
+    log.info("no energy meter: %s", reason)
     return NullMeter(f"no energy meter: {reason}; give the TDP in watts (tdp_w) for a TDP-based estimate")
 
 
