@@ -54,6 +54,7 @@ _FEATURES_KEPT = (
 )
 MASK_CACHE_SIZE = 32
 RESULT_CACHE_SIZE = 48  # page results (figures, tables) kept per selection
+RELEASE_AFTER_ROWS = 200_000
 # statuses whose rows hold a measured time (the others did not run and get no features)
 MEASURED_STATUSES = ("ok", "contended")
 UNTILED = "untiled"
@@ -251,6 +252,8 @@ class DashboardData:
             self._results.move_to_end(key)
             return self._results[key]
         value = compute()
+        if len(self.rows) >= RELEASE_AFTER_ROWS:
+            release_freed_memory()  # a large selection's temporaries: back to the OS, not kept in RSS
         self._results[key] = value
         if len(self._results) > RESULT_CACHE_SIZE:
             self._results.popitem(last=False)

@@ -189,3 +189,30 @@ def test_page_controls_live_in_the_url_and_come_back_from_it(server, browser):
     checked = browser.find_element("css selector", "#estimate-kernel input[value='conv']")
     assert checked.is_selected()
     assert severe(browser) == []
+
+
+def _roofline_colours(driver) -> dict:
+    return driver.execute_script("""
+        const plot = document.querySelector('.js-plotly-plot');
+        const out = {};
+        for (const t of plot.data) {
+            if (t.mode === 'markers' && t.showlegend !== false && t.marker && typeof t.marker.color === 'string')
+                out[t.name] = t.marker.color;
+            if (t.mode === 'lines') out[t.name] = t.line.color;  // ceilings: "<series> (source)"
+        }
+        return out;""")
+
+
+def test_roofline_colours_stay_with_their_series_across_a_filter(server, browser):
+    browser.get(f"{server}/roofline")
+    settle(browser)
+    before = _roofline_colours(browser)
+    series = {name: colour for name, colour in before.items() if "(" not in name}
+    assert len(series) >= 3 and len(set(series.values())) == len(series)  # one colour per (device, dtype)
+    ceilings = {name: colour for name, colour in before.items() if name.endswith("(spec)")}
+    assert ceilings and all(colour == series[name.rsplit(" (", 1)[0]] for name, colour in ceilings.items())
+    browser.get(f"{server}/roofline?device={H100_KEY}")
+    settle(browser)
+    after = _roofline_colours(browser)
+    assert after and set(after) < set(before)  # the filter removed a series
+    assert all(after[name] == before[name] for name in after)

@@ -170,8 +170,14 @@ def test_gap_page(cb):
 
 def test_waterline_preset_and_custom_sequences(cb, app):
     options = cb["update_waterline_options"](ALL, None, None)
-    dtypes, dtype, devices, device, configs = options
-    assert set(dtypes) == {"fp32", "bf16", "fp16"} and H100_KEY in devices and configs
+    dtypes, dtype, devices, device = options
+    assert set(dtypes) == {"fp32", "bf16", "fp16"} and H100_KEY in devices
+    every = cb["update_config_search"](None, ALL, [])
+    found = cb["update_config_search"]("BF16 2048x2048", ALL, [])
+    assert found and all("bf16" in o["label"] and "2048x2048" in o["label"] for o in found)
+    assert len({o["label"] for o in every}) == len(every)  # labels tell configurations apart
+    kept = cb["update_config_search"]("no-such-thing", ALL, [every[0]["value"]])
+    assert [o["value"] for o in kept] == [every[0]["value"]]  # the chosen ones stay listed
     fig, totals = cb["update_waterline"]("Transformer MLP (d_model 1024, 4x, 2048 tokens)", "bf16", H100_KEY, [], ALL)
     assert not is_message(fig) and "fused bound" in str(totals)
     rows = app.perfscope_context.data.rows

@@ -135,11 +135,23 @@ def gap_table(rows: pd.DataFrame, top: int = 15) -> pd.DataFrame:
     if frame.empty:
         return pd.DataFrame(columns=["configuration", "device", "gap", "time", "bound", "regime"])
     groups, _ = group_codes(frame, ["device_key", "config_id"])
-    counts, medians = group_quantiles(groups, numeric(frame, "gap"), [0.5])
+    gaps = numeric(frame, "gap")
+    # only groups whose largest gap reaches the top-th largest smallest gap can hold a top
+    # median (a median lies between its group's extremes): medians of those groups only
+    extremes = pd.Series(gaps).groupby(groups, sort=False).agg(["min", "max"])
+    if len(extremes) > top:
+        threshold = np.partition(extremes["min"].to_numpy(), -top)[-top]
+        keep = extremes.index[extremes["max"].to_numpy() >= threshold].to_numpy()
+        rows_kept = np.isin(groups, keep)
+    else:
+        rows_kept = np.ones(len(groups), dtype=bool)
+    sub_groups, sub_index = pd.factorize(groups[rows_kept])
+    _, medians = group_quantiles(sub_groups.astype(np.int64), gaps[rows_kept], [0.5])
     ranked = np.argsort(-np.nan_to_num(medians[:, 0], nan=-np.inf), kind="stable")[:top]
     ranked = ranked[np.isfinite(medians[ranked, 0])]
-    first = np.full(len(counts), -1, dtype=np.int64)
-    first[groups[::-1]] = np.arange(len(groups) - 1, -1, -1)  # each group's first row
+    positions = np.flatnonzero(rows_kept)
+    first = np.full(len(sub_index), -1, dtype=np.int64)
+    first[sub_groups[::-1]] = positions[::-1]  # each group's first row
     chosen = frame.iloc[first[ranked]]
     med = pd.Series(medians[ranked, 0])
     return pd.DataFrame({

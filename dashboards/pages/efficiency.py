@@ -29,7 +29,7 @@ PATH = "/efficiency"
 NAME = "Waterline / gap"
 ORDER = 2
 CUSTOM = "__custom__"
-MAX_CONFIG_OPTIONS = 400
+MAX_CONFIG_OPTIONS = 60  # options listed per search (the search covers every configuration)
 
 _SHAPE = ("batch", "m", "n", "k", "conv_n", "conv_c", "conv_h", "conv_w", "conv_k", "conv_r", "conv_s",
           "stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "groups", "heads", "kv_heads", "seq_q",
@@ -67,8 +67,9 @@ def layout(**_query: Any) -> html.Div:
                                           clearable=False), width="140px"),
             control("Device", dcc.Dropdown(id="waterline-device", options=[], clearable=False), width="260px"),
         ], className="controls"),
-        control("Custom sequence: configurations in order",
-                dcc.Dropdown(id="waterline-configs", options=[], multi=True), width="100%"),
+        control("Custom sequence: configurations in order (type to search every measured configuration)",
+                dcc.Dropdown(id="waterline-configs", options=[], multi=True, placeholder="search: bf16 4096 triton"),
+                width="100%"),
         figure_panel("waterline"),
         html.Div(id="waterline-totals"),
     ])
@@ -91,30 +92,48 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
 
     @app.callback(Output("waterline-dtype", "options"), Output("waterline-dtype", "value"),
                   Output("waterline-device", "options"), Output("waterline-device", "value"),
-                  Output("waterline-configs", "options"),
                   Input("filters", "data"), State("waterline-dtype", "value"), State("waterline-device", "value"))
-    @guard("other", "other", "other", "other", "other")
+    @guard("other", "other", "other", "other")
     @cached(data, "update_waterline_options")
     def update_waterline_options(filters: dict | None, dtype: str | None, device: str | None) -> tuple:
-        rows = data.select(filters, ("device_key", "dtype", "config_id", "status"))
+        rows = data.select(filters, ("device_key", "dtype"))
         dtypes = distinct(rows["dtype"]) or list(DTYPES)
         dtypes = [d for d in dtypes if d in DTYPES] or list(DTYPES)
         devices = distinct(rows["device_key"]) or sorted(data.devices)
         return (dtypes, dtype if dtype in dtypes else dtypes[0], devices,
-                device if device in devices else (devices[0] if devices else None), _config_options(filters))
+                device if device in devices else (devices[0] if devices else None))
 
-    def _config_options(filters: dict | None) -> list[dict[str, str]]:
-        rows = data.select(filters, ("config_id", "status", "device_key", "kernel", "implementation", "dtype",
-                                     "tile", *_SHAPE))
-        if rows.empty:
-            return []
-        ok = rows[(rows["status"] == "ok").to_numpy()]
-        counts = ok["config_id"].value_counts()
-        top = counts[counts > 0].index[:MAX_CONFIG_OPTIONS]
-        firsts = ok.drop_duplicates("config_id").set_index("config_id").loc[list(top)].reset_index()
-        labels = config_labels(firsts)
-        return [{"label": str(label), "value": str(cid)}
-                for label, cid in zip(labels, firsts["config_id"], strict=True)]
+    def config_choices(filters: dict | None) -> pd.DataFrame:
+        """Every measured configuration of the selection: id, label (searchable), rows."""
+        def compute() -> pd.DataFrame:
+            rows = data.select(filters, ("config_id", "status", "device_key", "kernel", "implementation", "dtype",
+                                         "tile", "shape"))
+            ok = rows[(rows["status"] == "ok").to_numpy()]
+            if ok.empty:
+                return pd.DataFrame(columns=["config_id", "label", "search"])
+            firsts = ok.drop_duplicates("config_id")
+            labels = config_labels(firsts) + " · " + firsts["device_key"].astype(str).to_numpy()
+            ids = firsts["config_id"].astype(str).to_numpy()
+            repeated = pd.Series(labels).duplicated(keep=False).to_numpy()
+            labels = np.where(repeated, labels + " #" + pd.Series(ids).str[:6].to_numpy(), labels)
+            return pd.DataFrame({"config_id": ids, "label": labels, "search": [str(v).lower() for v in labels]})
+        return data.cached("waterline_config_choices", filters, compute)
+
+    @app.callback(Output("waterline-configs", "options"), Input("waterline-configs", "search_value"),
+                  Input("filters", "data"), State("waterline-configs", "value"))
+    @guard("other")
+    def update_config_search(search: str | None, filters: dict | None, chosen: list[str] | None) -> list[dict]:
+        """The configurations matching every word typed (at most ``MAX_CONFIG_OPTIONS``),
+        after the ones already in the sequence: the whole selection is searchable."""
+        choices = config_choices(filters)
+        keep = choices[choices["config_id"].isin(chosen or [])]
+        words = (search or "").lower().split()
+        match = np.ones(len(choices), dtype=bool)
+        for word in words:
+            match &= choices["search"].str.contains(word, regex=False).to_numpy()
+        found = choices[match & ~choices["config_id"].isin(chosen or []).to_numpy()].head(MAX_CONFIG_OPTIONS)
+        both = pd.concat([keep, found])
+        return [{"label": label, "value": cid} for cid, label in zip(both["config_id"], both["label"], strict=True)]
 
     @app.callback(Output(figure_id("waterline"), "figure"), Output("waterline-totals", "children"),
                   Input("waterline-sequence", "value"), Input("waterline-dtype", "value"),
@@ -154,6 +173,7 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         return figure, html.Div([notes_list(notes), data_table(table)])
 
     return {"update_gap": update_gap, "update_waterline_options": update_waterline_options,
+            "update_config_search": update_config_search,
             "update_waterline": update_waterline}
 
 
