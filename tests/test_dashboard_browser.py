@@ -26,7 +26,7 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
          "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1700")
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
 PAGES = {"overview": "/", "roofline": "/roofline", "efficiency": "/efficiency", "scaling": "/scaling",
-         "carbon": "/carbon", "tiles": "/tiles", "estimate": "/estimate"}
+         "carbon": "/carbon", "energy": "/energy", "tiles": "/tiles", "estimate": "/estimate"}
 SETTLE_TIMEOUT_S = 20
 
 

@@ -406,3 +406,9 @@ def test_bad_dataset_path_is_reported_not_raised(tmp_path):
     app = app_module.create_app([tmp_path / "missing"])
     assert any("missing" in p for p in app.perfscope_context.data.problems)
     assert isinstance(app.perfscope_context.data.rows, pd.DataFrame)
+
+
+def test_time_energy_page_follows_the_filters(cb):
+    fig, table = cb["update_pareto"]({"device": [H100_KEY]}, "gross")
+    assert not is_message(fig) and "front" in fig.layout.title.text
+    assert "cpu-test" not in str(table)

@@ -433,3 +433,27 @@ def test_devices_resolve_to_spec_or_none(data):
     cpu = data.rows[data.rows["device_key"] == "cpu-test"]
     assert cpu["bound_time_s"].isna().all() and cpu["gap"].isna().all()
     assert cpu["intensity_flops_per_byte"].notna().all()  # work and traffic need no device
+
+
+# ---- time vs energy ------------------------------------------------------------------------
+
+def test_pareto_front_keeps_only_unbeaten_points():
+    from perfscope.dashboards.figures.pareto import pareto_mask
+
+    time_s = np.array([1.0, 2.0, 3.0, 2.5, 1.0, np.nan])
+    energy_j = np.array([5.0, 3.0, 1.0, 4.0, 6.0, 0.1])
+    # (2.5, 4) is beaten by (2, 3); (1, 6) by (1, 5); the NaN point is not drawn
+    assert pareto_mask(time_s, energy_j).tolist() == [True, True, True, False, False, False]
+
+
+def test_pareto_figure_per_configuration_with_doubtful_energy_hollow(rows):
+    from perfscope.dashboards.figures.pareto import pareto_figure
+
+    fig, table = pareto_figure(rows)
+    assert not common.is_message(fig)
+    front = next(t for t in fig.data if t.name == "Pareto front")
+    assert len(front.x) == len(table) >= 1
+    hollow = [t for t in fig.data if "estimated/doubtful" in (t.name or "")]
+    assert hollow and all(t.marker.symbol.endswith("-open") for t in hollow)  # the CPU rows' TDP estimates
+    net, _ = pareto_figure(rows.assign(energy_net_j=np.nan), "net")
+    assert common.is_message(net) and "idle power" in common.message_text(net)

@@ -8,6 +8,6 @@ by name (tests call them directly).
 
 from __future__ import annotations
 
-from perfscope.dashboards.pages import carbon, efficiency, estimate, overview, roofline, scaling, tiles
+from perfscope.dashboards.pages import carbon, efficiency, energy, estimate, overview, roofline, scaling, tiles
 
-PAGES = (overview, roofline, efficiency, scaling, carbon, tiles, estimate)
+PAGES = (overview, roofline, efficiency, scaling, carbon, energy, tiles, estimate)

@@ -26,7 +26,7 @@ from perfscope.dtypes import DTYPES
 KEY = "estimate"
 PATH = "/estimate"
 NAME = "Estimate"
-ORDER = 6
+ORDER = 7
 KERNELS = ("gemm", "conv", "attention")
 DEFAULT_IMPLEMENTATION = "default"
 # URL key -> (component id, property): the page's controls

@@ -19,7 +19,7 @@ from perfscope.dashboards.figures.tiles import tile_heatmap_figure
 KEY = "tiles"
 PATH = "/tiles"
 NAME = "Tile explorer"
-ORDER = 5
+ORDER = 6
 MAX_SHAPES = 300
 
 _SHAPE = ("batch", "m", "n", "k", "conv_n", "conv_c", "conv_h", "conv_w", "conv_k", "conv_r", "conv_s",
