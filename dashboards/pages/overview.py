@@ -58,8 +58,8 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         notes += [info.note for key, info in data.devices.items()]
         if context.model_note:
             notes.append(context.model_note)
-        warnings = list(data.notes) + [f"skipped file: {p}" for p in data.problems]
-        summary = html.Div([notes_list(warnings, kind="warning"), notes_list(notes),
+        # the dataset's warnings (notes, skipped files) are in the shell above every page
+        summary = html.Div([notes_list(notes),
                             data_table(figs.dataset_summary(rows)),
                             html.H3("Data-quality flags"), data_table(_percent(figs.quality_flags(rows), "share"))])
         return (summary, figs.coverage_figure(rows), figs.quality_figure(rows),
