@@ -143,7 +143,7 @@ def _warm_default_views(callbacks: dict[str, Any]) -> None:
     calls = [("update_overview", (everything,)), ("update_roofline", (everything, ["spec", "calibrated"])),
              ("update_gap", (everything,)), ("update_waterline_options", (everything, "fp32", None)),
              ("update_scaling", (everything, "flops", list(DEFAULT_GROUP_BY))),
-             ("update_tile_options", (everything, None, None, None))]
+             ("update_tile_options", (everything, None, None, None, None))]
     for name, args in calls:
         if name in callbacks:
             callbacks[name](*args)

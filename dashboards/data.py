@@ -186,7 +186,8 @@ class DashboardData:
         tables, problems, names = [], [], []
         for path in paths:
             try:
-                result = ProfileStore(path).read(list(DASHBOARD_COLUMNS))
+                store = ProfileStore(path)
+                result = store.read([*DASHBOARD_COLUMNS, *_param_columns(store)])
             except PerfscopeError as exc:
                 problems.append(f"{path}: {exc}")
                 continue
@@ -308,6 +309,26 @@ class DashboardData:
         n = len(self.rows)
         devices = ", ".join(self.options.get("device", [])[:4]) or "no device"
         return f"{n:,} rows from {len(self.datasets)} dataset(s) ({devices})"
+
+
+def _param_columns(store: Any) -> list[str]:
+    """The tunable-parameter columns (``param_<name>``) of a dataset's files, from their schemas."""
+    import pyarrow.parquet as pq
+
+    from perfscope.store_files import is_param_column
+
+    names: dict[str, None] = {}
+    for path in store.files():
+        try:
+            names.update(dict.fromkeys(n for n in pq.read_schema(path).names if is_param_column(n)))
+        except (OSError, ValueError):
+            continue  # an unreadable file: read() reports it
+    return list(names)
+
+
+def param_columns(rows: pd.DataFrame) -> list[str]:
+    """The ``param_<name>`` columns of a frame."""
+    return [c for c in rows.columns if str(c).startswith("param_")]
 
 
 def _prepare(rows: pd.DataFrame) -> pd.DataFrame:

@@ -225,18 +225,22 @@ def test_carbon_page_bad_input_shows_a_message_not_a_traceback(cb):
 
 
 def test_tile_explorer_options_and_heatmap(cb):
-    options = cb["update_tile_options"]({"device": [H100_KEY]}, None, None, None)
-    shapes, shape, dtypes, dtype, devices, device = options
+    options = cb["update_tile_options"]({"device": [H100_KEY]}, None, None, None, None)
+    implementations, implementation, shapes, shape, dtypes, dtype, devices, device = options
+    assert implementations == ["triton.matmul"] and implementation == "triton.matmul"
     assert len(shapes) == len(SIZES) and device == H100_KEY
-    fig, notes = cb["update_tiles"]({"device": [H100_KEY]}, shape, dtype, device, "time")
+    fig, notes = cb["update_tiles"]({"device": [H100_KEY]}, implementation, shape, dtype, device, "time")
     heat = fig.data[0]
     assert heat.type == "heatmap"
     assert sum(str(c).startswith("★") for row in heat.text for c in row) == 1
     assert len([c for row in heat.text for c in row if c]) == len(TILES) - 1  # tiled variants only
-    energy, _ = cb["update_tiles"]({"device": [H100_KEY]}, shape, dtype, device, "energy")
+    energy, _ = cb["update_tiles"]({"device": [H100_KEY]}, implementation, shape, dtype, device, "energy")
     assert not is_message(energy)
-    nothing = cb["update_tile_options"]({"device": ["cpu-test"]}, None, None, None)
+    nothing = cb["update_tile_options"]({"device": ["cpu-test"]}, None, None, None, None)
     assert nothing[0] == [] and nothing[1] is None
+    xs, x, ys, y, heat, parallel = cb["update_parameter_space"]({"device": [H100_KEY]}, implementation, shape,
+                                                                 dtype, device, None, None)
+    assert {x, y} == {"tile_m", "tile_n"} and not is_message(heat) and parallel.data[0].type == "parcoords"
 
 
 def estimate_form(**overrides):
@@ -378,8 +382,9 @@ def test_tile_explorer_shows_model_predictions_next_to_measurements(dataset, mon
     app.perfscope_context.model = object()  # a loaded bundle; its predictions come from the adapter below
     monkeypatch.setattr(tiles_page, "predict_latency_s", lambda model, rows: (rows["time_s"].to_numpy() * 1.1, ""))
     cb = app.perfscope_callbacks
-    _, shape, _, dtype, _, device = cb["update_tile_options"]({"device": [H100_KEY]}, None, None, None)
-    fig, _ = cb["update_tiles"]({"device": [H100_KEY]}, shape, dtype, device, "time")
+    _, impl, _, shape, _, dtype, _, device = cb["update_tile_options"]({"device": [H100_KEY]}, None, None, None,
+                                                                         None)
+    fig, _ = cb["update_tiles"]({"device": [H100_KEY]}, impl, shape, dtype, device, "time")
     assert [t.type for t in fig.data].count("heatmap") == 2
     assert "predicted (model)" in [a.text for a in fig.layout.annotations]
 

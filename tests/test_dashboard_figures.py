@@ -457,3 +457,23 @@ def test_pareto_figure_per_configuration_with_doubtful_energy_hollow(rows):
     assert hollow and all(t.marker.symbol.endswith("-open") for t in hollow)  # the CPU rows' TDP estimates
     net, _ = pareto_figure(rows.assign(energy_net_j=np.nan), "net")
     assert common.is_message(net) and "idle power" in common.message_text(net)
+
+
+def test_parameter_space_views_any_param_columns():
+    from perfscope.dashboards.figures.params import (
+        parameter_heatmap,
+        parameter_parallel_coordinates,
+        varying_parameters,
+    )
+
+    grid = [(bx, by, u) for bx in (16, 32, 64) for by in (1, 2, 4) for u in (0, 1)]
+    rows = pd.DataFrame({"param_block_size_x": [g[0] for g in grid], "param_block_size_y": [g[1] for g in grid],
+                         "param_unroll": [g[2] for g in grid], "tile_m": np.nan,
+                         "time_s": [1e-3 * g[0] / 16 / g[1] * (0.9 if g[2] else 1.0) for g in grid]})
+    varying = varying_parameters(rows)
+    assert varying == ["param_block_size_x", "param_block_size_y", "param_unroll"]
+    heat = parameter_heatmap(rows, "param_block_size_x", "param_block_size_y")
+    cells = [c for row in heat.data[0].text for c in row]
+    assert sum(c.startswith("★") for c in cells) == 1 and "★ 225 µs" in cells  # 16 x 4, unrolled: 1e-3/4*0.9
+    parallel = parameter_parallel_coordinates(rows, varying)
+    assert [d.label for d in parallel.data[0].dimensions] == ["block_size_x", "block_size_y", "unroll", "median time"]

@@ -12,8 +12,13 @@ from dash import Input, Output, State, dcc, html
 from perfscope.dashboards.adapters import predict_latency_s
 from perfscope.dashboards.components import cached, control, figure_id, figure_panel, guard, notes_list
 from perfscope.dashboards.context import DashboardContext
-from perfscope.dashboards.data import distinct
-from perfscope.dashboards.figures.common import numeric, shape_labels
+from perfscope.dashboards.data import distinct, param_columns
+from perfscope.dashboards.figures.common import message_figure, numeric, shape_labels
+from perfscope.dashboards.figures.params import (
+    parameter_heatmap,
+    parameter_parallel_coordinates,
+    varying_parameters,
+)
 from perfscope.dashboards.figures.tiles import tile_heatmap_figure
 
 KEY = "tiles"
@@ -39,6 +44,8 @@ def layout(**_query: Any) -> html.Div:
                "best over the other tile parameters. The star marks the best tile. With a model loaded "
                "(perfscope dashboard --model), its predicted grid sits next to the measured one."),
         html.Div([
+            control("Implementation", dcc.Dropdown(id="tiles-implementation", options=[], clearable=False),
+                    width="220px"),
             control("Shape", dcc.Dropdown(id="tiles-shape", options=[], clearable=False), width="360px"),
             control("Dtype", dcc.Dropdown(id="tiles-dtype", options=[], clearable=False), width="140px"),
             control("Device", dcc.Dropdown(id="tiles-device", options=[], clearable=False), width="260px"),
@@ -48,6 +55,15 @@ def layout(**_query: Any) -> html.Div:
         ], className="controls"),
         figure_panel("tiles", height=520),
         html.Div(id="tiles-notes"),
+        html.H3("Parameter space"),
+        html.P("Tile sizes and tunable parameters (imported parameter spaces: param_<name> columns) of the "
+               "implementation, shape, dtype and device above: the best median time over two chosen parameters, "
+               "and every configuration across all of them."),
+        html.Div([control("x", dcc.Dropdown(id="params-x", options=[], clearable=False), width="240px"),
+                  control("y", dcc.Dropdown(id="params-y", options=[], clearable=False), width="240px")],
+                 className="controls"),
+        html.Div([html.Div(figure_panel("params-heatmap"), className="half"),
+                  html.Div(figure_panel("params-parcoords"), className="half")], className="row"),
     ])
 
 
@@ -81,23 +97,37 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
     """Add the tile-explorer callbacks to ``app``."""
     data = context.data
 
-    def tiled_rows(filters: dict | None) -> pd.DataFrame:
-        rows = data.select(filters, _COLUMNS)
-        keep = np.isfinite(numeric(rows, "tile_m")) & (rows["status"] == "ok").to_numpy()
+    params = param_columns(data.rows)
+
+    def tiled_rows(filters: dict | None, implementation: str | None = None) -> pd.DataFrame:
+        """Measured rows with a tile or a tunable parameter (of one implementation when given)."""
+        rows = data.select(filters, (*_COLUMNS, *params))
+        tuned = np.isfinite(numeric(rows, "tile_m"))
+        for column in params:
+            tuned |= rows[column].notna().to_numpy()
+        keep = tuned & (rows["status"] == "ok").to_numpy()
+        if implementation:
+            keep &= (rows["implementation"] == implementation).to_numpy()
         return rows[keep]
 
-    @app.callback(Output("tiles-shape", "options"), Output("tiles-shape", "value"),
+    @app.callback(Output("tiles-implementation", "options"), Output("tiles-implementation", "value"),
+                  Output("tiles-shape", "options"), Output("tiles-shape", "value"),
                   Output("tiles-dtype", "options"), Output("tiles-dtype", "value"),
                   Output("tiles-device", "options"), Output("tiles-device", "value"),
-                  Input("filters", "data"), State("tiles-shape", "value"), State("tiles-dtype", "value"),
-                  State("tiles-device", "value"))
-    @guard("other", "other", "other", "other", "other", "other")
+                  Input("filters", "data"), Input("tiles-implementation", "value"), State("tiles-shape", "value"),
+                  State("tiles-dtype", "value"), State("tiles-device", "value"))
+    @guard("other", "other", "other", "other", "other", "other", "other", "other")
     @cached(data, "update_tile_options")
-    def update_tile_options(filters: dict | None, shape: str | None, dtype: str | None,
-                            device: str | None) -> tuple:
-        rows = tiled_rows(filters)
-        if rows.empty:
-            return [], None, [], None, [], None
+    def update_tile_options(filters: dict | None, implementation: str | None, shape: str | None,
+                            dtype: str | None, device: str | None) -> tuple:
+        """Implementations with tiled or tuned rows; the shapes, dtypes and devices of the one chosen
+        ("best" is only compared within one implementation and shape)."""
+        everything = tiled_rows(filters)
+        if everything.empty:
+            return [], None, [], None, [], None, [], None
+        implementations = distinct(everything["implementation"])
+        implementation = implementation if implementation in implementations else implementations[0]
+        rows = everything[(everything["implementation"] == implementation).to_numpy()]
         counts = rows.groupby(["kernel", *_SHAPE], dropna=False, observed=True, sort=False).size()
         counts = counts[counts > 0].sort_values(ascending=False).head(MAX_SHAPES)
         firsts = counts.reset_index(name="rows")
@@ -107,23 +137,46 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
                     "value": keys[i]} for i in range(len(keys))]
         dtypes = distinct(rows["dtype"])
         devices = distinct(rows["device_key"])
-        return (options, shape if shape in keys else keys[0], dtypes, dtype if dtype in dtypes else dtypes[0],
-                devices, device if device in devices else devices[0])
+        return (implementations, implementation, options, shape if shape in keys else keys[0], dtypes,
+                dtype if dtype in dtypes else dtypes[0], devices, device if device in devices else devices[0])
 
-    @app.callback(Output(figure_id("tiles"), "figure"), Output("tiles-notes", "children"),
-                  Input("filters", "data"), Input("tiles-shape", "value"), Input("tiles-dtype", "value"),
-                  Input("tiles-device", "value"), Input("tiles-value", "value"))
-    @guard("figure", "children")
-    @cached(data, "update_tiles")
-    def update_tiles(filters: dict | None, shape: str | None, dtype: str | None, device: str | None,
-                     value: str | None) -> tuple:
-        rows = tiled_rows(filters)
-        if shape and dtype and device and not rows.empty:
+    def chosen_rows(filters: dict | None, implementation: str | None, shape: str | None, dtype: str | None,
+                    device: str | None) -> pd.DataFrame:
+        rows = tiled_rows(filters, implementation)
+        if shape and dtype and device and implementation and not rows.empty:
             mask = _shape_mask(rows, shape) & (rows["dtype"] == dtype).to_numpy() \
                 & (rows["device_key"] == device).to_numpy()
-            rows = rows[mask]
-        else:
-            rows = rows.iloc[:0]
+            return rows[mask]
+        return rows.iloc[:0]
+
+    @app.callback(Output("params-x", "options"), Output("params-x", "value"), Output("params-y", "options"),
+                  Output("params-y", "value"), Output(figure_id("params-heatmap"), "figure"),
+                  Output(figure_id("params-parcoords"), "figure"),
+                  Input("filters", "data"), Input("tiles-implementation", "value"), Input("tiles-shape", "value"),
+                  Input("tiles-dtype", "value"), Input("tiles-device", "value"), Input("params-x", "value"),
+                  Input("params-y", "value"))
+    @guard("other", "other", "other", "other", "figure", "figure")
+    @cached(data, "update_parameter_space")
+    def update_parameter_space(filters: dict | None, implementation: str | None, shape: str | None,
+                               dtype: str | None, device: str | None, x: str | None, y: str | None) -> tuple:
+        rows = chosen_rows(filters, implementation, shape, dtype, device)
+        varying = varying_parameters(rows)
+        if len(varying) < 2:
+            text = "fewer than two parameters vary for this implementation and shape"
+            return (varying, None, varying, None, message_figure(f"Parameter heatmap: {text}"),
+                    parameter_parallel_coordinates(rows, varying))
+        x = x if x in varying else varying[0]
+        y = y if y in varying and y != x else next(v for v in varying if v != x)
+        return (varying, x, varying, y, parameter_heatmap(rows, x, y), parameter_parallel_coordinates(rows, varying))
+
+    @app.callback(Output(figure_id("tiles"), "figure"), Output("tiles-notes", "children"),
+                  Input("filters", "data"), Input("tiles-implementation", "value"), Input("tiles-shape", "value"),
+                  Input("tiles-dtype", "value"), Input("tiles-device", "value"), Input("tiles-value", "value"))
+    @guard("figure", "children")
+    @cached(data, "update_tiles")
+    def update_tiles(filters: dict | None, implementation: str | None, shape: str | None, dtype: str | None,
+                     device: str | None, value: str | None) -> tuple:
+        rows = chosen_rows(filters, implementation, shape, dtype, device)
         notes = []
         if context.model is not None and not rows.empty and value != "energy":
             predicted, why = predict_latency_s(context.model, rows)
@@ -134,4 +187,5 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
             notes.append(context.model_note)
         return tile_heatmap_figure(rows, value or "time"), notes_list(notes)
 
-    return {"update_tile_options": update_tile_options, "update_tiles": update_tiles}
+    return {"update_tile_options": update_tile_options, "update_tiles": update_tiles,
+            "update_parameter_space": update_parameter_space}
