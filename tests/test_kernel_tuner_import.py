@@ -106,8 +106,9 @@ def test_t4_results_import_with_their_status_and_runtimes(tmp_path):
                 "correctness": 1, "measurements": []}]
     path = tmp_path / "t4.json"
     path.write_text(json.dumps({"schema_version": "1.0.0", "results": results}))
-    with pytest.raises(InvalidInputError, match="--device-name"):
+    with pytest.raises(InvalidInputError, match="does not name its device") as caught:
         import_kernel_tuner(path)
+    assert caught.value.parameter == "device_name"  # the CLI shows it as --device-name
     rows = _rows(import_kernel_tuner(path, device_name="NVIDIA A100-PCIE-40GB", kernel="stencil"))
     assert [r["status"] for r in rows] == ["ok", "error"]
     assert rows[0]["samples_ms"] == [1.0, 1.2, 1.1] and rows[0]["time_mean_ms"] == 1.1
