@@ -33,7 +33,7 @@ from perfscope.timing import TimingPolicy
 
 log = logging.getLogger(__name__)
 
-_SPEC_KEYS = {"name", "description", "timing", "time_budget_s", "sweeps", "$schema"}
+_SPEC_KEYS = {"name", "description", "timing", "time_budget_s", "device", "sweeps", "$schema"}
 _SWEEP_KEYS = {"kernel", "implementation", "axes", "filters"}
 
 __all__ = ["Sweep", "SweepSpec", "expand", "load_spec", "parse_spec", "plan", "shard", "spec_json_schema"]
@@ -48,6 +48,8 @@ class SweepSpec(BaseModel):
     timing: Timing = Field(default_factory=Timing, description="Timing policy settings for every configuration.")
     time_budget_s: Annotated[float, Field(gt=0)] | None = Field(
         default=None, description="Start no configuration after this many seconds.")
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")] | None = Field(
+        default=None, description="Where to measure (auto, cpu, cuda or cuda:N); a --device flag overrides it.")
     sweeps: Annotated[tuple[Sweep, ...], Field(min_length=1)]
     schema_url: str | None = Field(default=None, alias="$schema", description="The JSON Schema of this file.")
 

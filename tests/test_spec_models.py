@@ -111,3 +111,19 @@ PRESET_IDS = {"default": (2636, "c41ae3b7c9131e15"), "full": (82056, "482be63268
 def test_presets_expand_to_the_same_configurations_as_before(name):
     ids = _ids(load_spec(name))
     assert (len(ids), hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]) == PRESET_IDS[name]
+
+
+def test_a_spec_may_name_its_device_and_a_bad_one_is_refused():
+    spec = parse_spec({"device": "cuda:1", "sweeps": [{"kernel": "gemm", "axes": {"sizes": [8]}}]})
+    assert spec.device == "cuda:1"
+    assert parse_spec({"sweeps": [{"kernel": "gemm"}]}).device is None  # collect then uses --device (auto)
+    with pytest.raises(InvalidInputError, match="device"):
+        parse_spec({"device": "gpu0", "sweeps": [{"kernel": "gemm"}]})
+
+
+def test_library_lookups_of_unknown_names_are_not_found_errors():
+    from perfscope.devices.registry import device_spec
+    from perfscope.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match="unknown device 'no-such-gpu'"):
+        device_spec("no-such-gpu")

@@ -83,7 +83,8 @@ def _with_selection(command: Callable[..., None]) -> Callable[..., None]:
 def collect(
     selection: Selection,
     out: Out = Path("profiles"),
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", rich_help_panel=_RUN)] = "auto",
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N (default: the spec's, else auto).",
+                                               rich_help_panel=_RUN)] = None,
     energy: Annotated[str, typer.Option(help="auto, nvml-counter, nvml-sampled, rapl, estimate-tdp, none.",
                                         rich_help_panel=_HOW)] = "auto",
     tdp_w: Annotated[float | None, typer.Option(help="TDP in W for an estimate where no meter exists.",
@@ -133,8 +134,8 @@ def collect(
     sweep_spec = build_spec(selection, {"warmup_s": warmup_s, "min_time_s": min_time_s, "budget_s": budget_s,
                                         "target_ci_rel": target_ci}, time_budget_s)
     cases = _cases(sweep_spec, shard_spec, seed=seed)
-    _run(cases, sweep_spec, out, device, energy, tdp_w, threads, energy_window_s, resume, executor, address,
-         workers, quiet, as_json, max_memory_share)
+    _run(cases, sweep_spec, out, device or sweep_spec.device or "auto", energy, tdp_w, threads, energy_window_s,
+         resume, executor, address, workers, quiet, as_json, max_memory_share)
 
 
 @app.command("plan")

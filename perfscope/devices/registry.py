@@ -93,8 +93,8 @@ def device_spec(name_or_id: str) -> DeviceSpec:
     spec = find_device_spec(name_or_id)
     if spec is None:
         known = ", ".join(sorted(load_device_specs()))
-        raise InvalidInputError(f"unknown device {name_or_id!r}: use one of {known} "
-                             "(or calibrate this machine with `perfscope calibrate`)")
+        raise NotFoundError(f"unknown device {name_or_id!r}: use one of {known} "
+                            "(or calibrate this machine with `perfscope calibrate`)")
     return spec
 
 
@@ -184,7 +184,7 @@ def load_profile(path: Path | str) -> DeviceProfile:
             return cached[1]
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InvalidInputError(f"no device profile at {path}: run `perfscope calibrate` first") from None
+        raise NotFoundError(f"no device profile at {path}: run `perfscope calibrate` first") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise InvalidInputError(f"cannot read device profile {path}: {exc}") from None
     if not isinstance(data, dict):
