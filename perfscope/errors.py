@@ -3,7 +3,7 @@
 Library code raises these with plain one-line messages that say what is wrong and what
 to do, in the library's terms (never a command-line flag, never an exit status). Only
 the command line (``perfscope/cli.py``, ``perfscope/commands/``) maps them to exit
-statuses and speaks of its flags: see ``perfscope.cli.exit_code``.
+statuses and speaks of its flags (docs/errors-and-logging.md).
 
     PerfscopeError
     ├── InvalidInputError (also a ValueError): arguments, configuration or file content

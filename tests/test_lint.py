@@ -1,4 +1,4 @@
-"""The repository passes its linters: ruff, mypy and (where configured) import-linter.
+"""The repository passes its linters: ruff, mypy and (where configured) import-linter (docs/development.md).
 
 Each runs as a subprocess from the environment running the tests, with the
 configuration in pyproject.toml, so CI runs them through the README's test command.
