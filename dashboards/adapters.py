@@ -126,6 +126,6 @@ def predict_latency_s(bundle: Any, rows: pd.DataFrame) -> tuple[np.ndarray | Non
 
     try:
         predicted = estimate_rows(bundle, rows)
-    except (PerfscopeError, KeyError) as exc:
-        return None, f"no predictions: {exc}"
+    except (PerfscopeError, KeyError, AttributeError, ValueError) as exc:  # a model that cannot predict here
+        return None, f"no predictions from the model: {type(exc).__name__}: {exc}"
     return predicted["latency_s"].to_numpy(dtype=float), ""

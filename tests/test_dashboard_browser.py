@@ -59,7 +59,7 @@ def _small_model(dataset, out):
     rows = ProfileStore(dataset).read().table.to_pandas()
     ok = rows[(rows["status"] == "ok") & (rows["device_key"] == H100_KEY)].reset_index(drop=True)
     models = {"forest": ConformalWrapper(ForestModel(n_estimators=8), n_splits=3).fit(ok),
-              "roofline": RooflineModel().fit(ok)}
+              "roofline": ConformalWrapper(RooflineModel(), n_splits=3).fit(ok)}
     return save_bundle(out, models, rows=ok)
 
 

@@ -26,7 +26,7 @@ def model_app(tmp_path_factory):
         rows = rows_to_table(dashboard_rows()).to_pandas()
         ok = rows[(rows["status"] == "ok") & (rows["device_key"] == H100_KEY)].reset_index(drop=True)
         models = {"forest": ConformalWrapper(ForestModel(n_estimators=8), n_splits=3).fit(ok),
-                  "roofline": RooflineModel().fit(ok)}
+                  "roofline": ConformalWrapper(RooflineModel(), n_splits=3).fit(ok)}
         path = save_bundle(tmp_path_factory.mktemp("model") / "bundle", models, rows=ok)
         app = create_app(data=DashboardData.from_rows(rows), model_path=path)
         yield app, path

@@ -89,3 +89,14 @@ def test_the_app_serves_a_dataset_with_a_failed_huge_gemm(tmp_path):
     response = app.server.test_client().get("/_perfscope/export.csv")
     assert response.status_code == 200
     assert len(pd.read_csv(io.StringIO(response.get_data(as_text=True)))) == len(dashboard_rows()) + 1
+
+
+def test_a_model_that_cannot_predict_leaves_the_page_drawn(monkeypatch):
+    from perfscope.dashboards import adapters
+
+    def broken(bundle, rows):
+        raise AttributeError("'RooflineModel' object has no attribute 'estimator_'")
+
+    monkeypatch.setattr("perfscope.models.training.estimate_rows", broken)
+    predicted, why = adapters.predict_latency_s(object(), pd.DataFrame({"m": [1]}))
+    assert predicted is None and "no predictions from the model" in why
