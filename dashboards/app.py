@@ -137,12 +137,12 @@ def _routed_layout(page: Any) -> Any:
 def _warm_default_views(callbacks: dict[str, Any]) -> None:
     """Compute each page's unfiltered default view once at startup (the results are cached
     per selection), so a large dataset's first page view does not wait for them."""
-    from perfscope.dashboards.pages.scaling import DEFAULT_GROUP_BY
+    from perfscope.dashboards.pages.scaling import PAGE_DEFAULT_GROUP_BY
 
     everything = empty_filters()
     calls = [("update_overview", (everything,)), ("update_roofline", (everything, ["spec", "calibrated"])),
              ("update_gap", (everything,)), ("update_waterline_options", (everything, "fp32", None)),
-             ("update_scaling", (everything, "flops", list(DEFAULT_GROUP_BY))),
+             ("update_scaling", (everything, "flops", list(PAGE_DEFAULT_GROUP_BY))),
              ("update_tile_options", (everything, None, None, None, None))]
     for name, args in calls:
         if name in callbacks:

@@ -72,6 +72,8 @@ def from_query(query: Mapping[str, Any], key: str, default: Any, *, kind: type =
     if choices is not None:
         if kind is list:
             value = [v for v in value if v in choices]
+            if not value:
+                return default
         elif value not in choices:
             return default
     return value

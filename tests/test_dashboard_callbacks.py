@@ -190,6 +190,21 @@ def test_waterline_preset_and_custom_sequences(cb, app):
     assert "pick configurations" in message_text(empty)
 
 
+def test_scaling_groups_tiles_apart_and_fixes_pooled_sizes(cb, app):
+    from perfscope.dashboards.pages.scaling import PAGE_DEFAULT_GROUP_BY, fix_other_sizes
+
+    assert "tile" in PAGE_DEFAULT_GROUP_BY and "params" in PAGE_DEFAULT_GROUP_BY
+    fig, table = cb["update_scaling"]({"device": [H100_KEY]}, "flops", list(PAGE_DEFAULT_GROUP_BY))
+    groups = {t.legendgroup for t in fig.data if t.legendgroup}
+    assert any("128x128x32" in g for g in groups) and any("untiled" in g for g in groups)
+    rows = pd.DataFrame({"m": [1, 2, 4, 1, 2], "n": [8, 8, 8, 16, 16], "k": [8, 8, 8, 8, 8],
+                         "batch_size": 1.0, "time_s": 1.0})
+    fixed, note = fix_other_sizes(rows, "m", ["batch_size", "n", "k"])
+    assert fixed["n"].tolist() == [8, 8, 8] and "n = 8" in note and "pool" in note
+    same, none = fix_other_sizes(rows[rows["n"] == 8], "m", ["batch_size", "n", "k"])
+    assert len(same) == 3 and none == ""
+
+
 def test_scaling_page(cb):
     fig, table = cb["update_scaling"]({"device": [H100_KEY]}, "flops", ["implementation", "dtype"])
     assert not is_message(fig)
@@ -417,3 +432,14 @@ def test_time_energy_page_follows_the_filters(cb):
     fig, table = cb["update_pareto"]({"device": [H100_KEY]}, "gross")
     assert not is_message(fig) and "front" in fig.layout.title.text
     assert "cpu-test" not in str(table)
+
+
+def test_page_controls_start_from_the_url_and_bad_values_fall_back():
+    from perfscope.dashboards.pages import carbon, roofline, scaling
+
+    assert "'x': 'm'" not in str(scaling.layout())
+    text = str(scaling.layout(x="m", group="dtype,tile"))
+    assert "value='m'" in text and "value=['dtype', 'tile']" in text
+    assert "value=['spec']" in str(roofline.layout(ceilings="spec"))
+    assert "value=['spec', 'calibrated']" in str(roofline.layout(ceilings="bogus"))  # unknown: the default
+    assert "value=1.3" in str(carbon.layout(pue="1.3")) and "value='World'" in str(carbon.layout())

@@ -17,6 +17,7 @@ from perfscope.dashboards.figures.carbon import (
     energy_per_config,
 )
 from perfscope.dashboards.filters import filters_key
+from perfscope.dashboards.url_state import from_query, register_url_state
 from perfscope.errors import InvalidInputError
 
 KEY = "carbon"
@@ -30,7 +31,7 @@ _COLUMNS = ("device_key", "config_id", "kernel", "implementation", "dtype", "til
             "energy_gross_j", "energy_net_j", "energy_is_estimate")
 
 
-def layout(**_query: Any) -> html.Div:
+def layout(**query: Any) -> html.Div:
     """The carbon page."""
     regions = [{"label": r.label, "value": r.region} for r in load_intensity_table()]
     regions.append({"label": "Custom intensity (type it)", "value": CUSTOM})
@@ -40,13 +41,16 @@ def layout(**_query: Any) -> html.Div:
                "time, when asked). Energy per call is the median of a configuration's rows. Estimated energy "
                "(TDP x utilisation, no meter) is hatched and labelled."),
         html.Div([
-            control("Grid intensity", dcc.Dropdown(id="carbon-region", options=regions, value=DEFAULT_REGION,
+            control("Grid intensity", dcc.Dropdown(id="carbon-region", options=regions,
+                                                   value=from_query(query, "region", DEFAULT_REGION),
                                                    clearable=False), width="340px"),
             control("Custom gCO2e/kWh", dcc.Input(id="carbon-intensity", type="number", min=0, value=None,
                                                   placeholder="e.g. 250"), width="150px"),
-            control("PUE", dcc.Input(id="carbon-pue", type="number", min=1, step=0.01, value=1.0), width="90px"),
+            control("PUE", dcc.Input(id="carbon-pue", type="number", min=1, step=0.01,
+                                     value=from_query(query, "pue", 1.0, kind=float)), width="90px"),
             control("Energy", dcc.RadioItems(id="carbon-energy", options=[
-                {"label": "gross", "value": "gross"}, {"label": "net of idle", "value": "net"}], value="gross",
+                {"label": "gross", "value": "gross"}, {"label": "net of idle", "value": "net"}],
+                value=from_query(query, "energy", "gross", choices=("gross", "net")),
                 inline=True), width="200px"),
             control("Compare", dcc.Dropdown(id="carbon-by", options=[{"label": v, "value": k}
                                                                      for k, v in COMPARE_BY.items()],
@@ -55,7 +59,8 @@ def layout(**_query: Any) -> html.Div:
         html.Div([
             control("Amount", dcc.RadioItems(id="carbon-workload", options=[{"label": v, "value": k}
                                                                             for k, v in WORKLOADS.items()],
-                                             value="million", inline=True), width="360px"),
+                                             value=from_query(query, "workload", "million", choices=list(WORKLOADS)),
+                                             inline=True), width="360px"),
             control("Workload: calls per step", dcc.Input(id="carbon-calls-per-step", type="number", min=1,
                                                           value=100), width="190px"),
             control("steps", dcc.Input(id="carbon-steps", type="number", min=1, value=100_000), width="130px"),
@@ -138,5 +143,8 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         figure = carbon_figure(frame, by if by in COMPARE_BY else "dtype", workload=label)
         return figure, notes_list(notes), data_table(carbon_summary(frame), empty="no rows with energy")
 
-    return {"update_carbon": update_carbon}
+    url_state = register_url_state(app, KEY, {"region": ("carbon-region", "value"), "pue": ("carbon-pue", "value"),
+                                              "energy": ("carbon-energy", "value"),
+                                              "workload": ("carbon-workload", "value")})
+    return {"update_carbon": update_carbon, "url_state_carbon": url_state}
 

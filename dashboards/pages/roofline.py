@@ -10,6 +10,7 @@ from perfscope.dashboards.components import cached, control, figure_id, figure_p
 from perfscope.dashboards.context import DashboardContext
 from perfscope.dashboards.data import ceilings_frame, distinct
 from perfscope.dashboards.figures.roofline import roofline_figure, style_map
+from perfscope.dashboards.url_state import from_query, register_url_state
 
 KEY = "roofline"
 PATH = "/roofline"
@@ -22,7 +23,7 @@ _COLUMNS = ("device_key", "implementation", "dtype", "tile", "shape", "intensity
 SOURCES = [{"label": "spec sheet", "value": "spec"}, {"label": "calibrated", "value": "calibrated"}]
 
 
-def layout(**_query: Any) -> html.Div:
+def layout(**query: Any) -> html.Div:
     """The roofline page."""
     return html.Div([
         html.H2("Roofline"),
@@ -30,7 +31,9 @@ def layout(**_query: Any) -> html.Div:
                "minimum traffic. Ceilings: min(peak of the dtype, intensity x memory bandwidth); dashed from the "
                "spec sheet, solid when calibrated on the machine."),
         html.Div([control("Ceilings", dcc.Checklist(id="roofline-sources", options=SOURCES,
-                                                    value=["spec", "calibrated"], inline=True), width="320px")],
+                                                    value=from_query(query, "ceilings", ["spec", "calibrated"],
+                                                                     kind=list, choices=["spec", "calibrated"]),
+                                                    inline=True), width="320px")],
                  className="controls"),
         figure_panel("roofline", height=560),
         html.Div(id="roofline-notes"),
@@ -64,7 +67,8 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
                                  sources={k: v for k, v in origins.items() if k.split(":")[0] in devices})
         return figure, notes_list(notes)
 
-    return {"update_roofline": update_roofline}
+    url_state = register_url_state(app, KEY, {"ceilings": ("roofline-sources", "value")})
+    return {"update_roofline": update_roofline, "url_state_roofline": url_state}
 
 
 def ceiling_sources(devices: dict) -> dict[str, str]:
