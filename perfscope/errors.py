@@ -10,9 +10,9 @@ statuses and speaks of its flags (docs/errors-and-logging.md).
     │   └── NotFoundError (also a LookupError): a named thing that does not exist
     │       └── DeviceUnavailableError: a device not present on this machine
     ├── StateError: what exists (on disk, on the machine) does not allow the operation
-    ├── StoreError: a profile dataset cannot be opened, read or written
-    │   └── SchemaVersionError
-    ├── ModelFileError: a model file or bundle cannot be loaded or written
+    │   ├── StoreError: a profile dataset cannot be opened, read or written
+    │   │   └── SchemaVersionError
+    │   └── ModelFileError: a model file or bundle cannot be loaded or written
     ├── MeterUnavailableError, MeasurementError, NvmlError (and its kinds)
     ├── UnsupportedConfigError: recorded as a row by the collectors, not raised past them
     └── Interrupted: the user stopped a command
@@ -85,7 +85,7 @@ class Interrupted(PerfscopeError):
     """The user stopped a command (Ctrl-C); the message says what was kept."""
 
 
-class StoreError(PerfscopeError):
+class StoreError(StateError):
     """A profile dataset cannot be opened, read or written."""
 
 
@@ -93,7 +93,7 @@ class SchemaVersionError(StoreError):
     """A dataset or file was written with a schema version this perfscope cannot read."""
 
 
-class ModelFileError(PerfscopeError):
+class ModelFileError(StateError):
     """A model file or bundle cannot be loaded or written: missing, foreign, tampered or untrusted."""
 
 

@@ -174,3 +174,10 @@ def test_library_logs_through_logging_and_the_cli_shows_it_with_verbose():
     assert quiet.returncode == 0 and quiet.stderr == ""
     loud = _perfscope("-v", "plan", "gemm", "--size", "8")
     assert loud.returncode == 0 and "perfscope.collectors.spec" in loud.stderr and "1 configuration" in loud.stderr
+
+
+def test_store_and_model_file_errors_are_state_errors():
+    from perfscope import errors
+
+    assert issubclass(errors.StoreError, errors.StateError) and issubclass(errors.ModelFileError, errors.StateError)
+    assert not issubclass(errors.StateError, errors.InvalidInputError)  # the input was fine; what exists is not
