@@ -21,7 +21,7 @@ from perfscope.dashboards.adapters import load_model
 from perfscope.dashboards.components import NO_CLOUD_CONFIG, notes_list
 from perfscope.dashboards.context import DashboardContext
 from perfscope.dashboards.data import DashboardData
-from perfscope.dashboards.exports import EXPORT_ROUTE, register_export_routes
+from perfscope.dashboards.exports import EXPORT_ROUTE, escape_formula_cells, plotted_frame, register_export_routes
 from perfscope.dashboards.figures.common import warm_up
 from perfscope.dashboards.filters import (
     FILTER_NAMES,
@@ -190,6 +190,8 @@ def _shell(data: DashboardData) -> html.Div:
         dcc.Store(id="filters", data=empty_filters()),
         dcc.Store(id=RENDERED_PATH),
         dcc.Download(id="download-html"),
+        dcc.Download(id="download-plotted"),
+        dcc.Store(id="svg-exported"),
         html.Header([html.H1("perfscope"), html.Span(data.summary_line(), className="summary")]),
         html.Nav([dcc.Link(page.NAME, href=page.PATH, id=f"nav-{page.KEY}") for page in PAGES]),
         html.Div([*filters,
@@ -265,5 +267,34 @@ def _register_shell(app: dash.Dash, data: DashboardData) -> dict[str, Any]:
                 return {"content": html_text, "filename": f"perfscope-{name}.html", "type": "text/html"}
         raise PreventUpdate
 
-    return {"sync_filters": sync_filters, "export_html": export_html}
+    @app.callback(Output("download-plotted", "data"), Input({"type": "export-plotted", "name": ALL}, "n_clicks"),
+                  State({"type": "figure", "name": ALL}, "figure"), State({"type": "figure", "name": ALL}, "id"),
+                  prevent_initial_call=True)
+    def export_plotted(clicks: list[int | None], figures: list[dict | None], ids: list[dict]) -> dict:
+        """The clicked panel's plotted points as CSV: one row per point of every trace."""
+        trigger = ctx.triggered_id
+        if not isinstance(trigger, dict) or not any(clicks or []):
+            raise PreventUpdate
+        for figure, fid in zip(figures, ids, strict=True):
+            if fid.get("name") == trigger.get("name") and figure:
+                frame = escape_formula_cells(plotted_frame(figure))
+                return {"content": frame.to_csv(index=False), "filename": f"perfscope-{fid['name']}-plotted.csv",
+                        "type": "text/csv"}
+        raise PreventUpdate
+
+    # SVG: drawn by plotly.js in the browser (no server-side image engine needed)
+    app.clientside_callback(
+        """function(clicks) {
+            const t = window.dash_clientside.callback_context.triggered;
+            if (!t.length || !t[0].value) { return window.dash_clientside.no_update; }
+            const name = JSON.parse(t[0].prop_id.split('.')[0]).name;
+            const graph = document.getElementById(JSON.stringify({name: name, type: 'figure'}));
+            const plot = graph && graph.querySelector('.js-plotly-plot');
+            if (plot) { Plotly.downloadImage(plot, {format: 'svg', filename: 'perfscope-' + name}); }
+            return name;
+        }""",
+        Output("svg-exported", "data"), Input({"type": "export-svg", "name": ALL}, "n_clicks"),
+        prevent_initial_call=True)
+
+    return {"sync_filters": sync_filters, "export_html": export_html, "export_plotted": export_plotted}
 

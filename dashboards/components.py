@@ -40,6 +40,13 @@ def figure_panel(name: str, *, height: int | None = None) -> html.Div:
     return html.Div([
         dcc.Loading(dcc.Graph(id=figure_id(name), config=config, style=style, figure=placeholder_figure())),
         html.Div([html.Button("Download figure (HTML)", id=export_id(name), n_clicks=0, className="export-button"),
+                  " ",
+                  html.Button("SVG", id={"type": "export-svg", "name": name}, n_clicks=0, className="export-button",
+                              title="the figure as a vector image"),
+                  " ",
+                  html.Button("CSV of what is plotted", id={"type": "export-plotted", "name": name}, n_clicks=0,
+                              className="export-button",
+                              title="every trace's points as drawn (binned points as drawn, with their row counts)"),
                   html.Span(" PNG: camera icon in the figure's toolbar", className="hint")],
                  className="export-row"),
     ], className="figure-panel")

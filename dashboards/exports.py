@@ -119,3 +119,59 @@ def register_export_routes(server: object, data: DashboardData, columns: Sequenc
     server.add_url_rule(EXPORT_ROUTE + ".csv", "perfscope_export_csv", export_csv)  # type: ignore[attr-defined]
     server.add_url_rule(EXPORT_ROUTE + ".parquet", "perfscope_export_parquet",  # type: ignore[attr-defined]
                         export_parquet)
+
+
+def plotted_frame(figure: dict) -> pd.DataFrame:
+    """What a figure plotted: one row per point of every trace (trace name and type, x, y,
+    z, hover text, and ``customdata`` columns such as a binned point's row count)."""
+    records: list[dict] = []
+    for index, trace in enumerate(figure.get("data") or []):
+        name = trace.get("name") or f"trace {index}"
+        kind = trace.get("type", "scatter")
+        if kind == "parcoords":
+            for dim in trace.get("dimensions") or []:
+                for i, value in enumerate(_values(dim.get("values"))):
+                    records.append({"trace": name, "type": kind, "point": i, "dimension": dim.get("label"),
+                                    "value": value})
+            continue
+        xs, ys = _values(trace.get("x")), _values(trace.get("y"))
+        if kind == "heatmap":
+            z = trace.get("z") or []
+            for i, row in enumerate(z):
+                for j, value in enumerate(_values(row)):
+                    records.append({"trace": name, "type": kind, "x": xs[j] if j < len(xs) else j,
+                                    "y": ys[i] if i < len(ys) else i, "z": value})
+            continue
+        text = _values(trace.get("text"))
+        custom = trace.get("customdata")
+        custom_rows = _values(custom) if custom is not None else []
+        for i in range(max(len(xs), len(ys))):
+            record = {"trace": name, "type": kind, "x": xs[i] if i < len(xs) else None,
+                      "y": ys[i] if i < len(ys) else None}
+            if i < len(text):
+                record["text"] = str(text[i]).replace("<br>", "; ")
+            if i < len(custom_rows):
+                row = custom_rows[i]
+                for k, value in enumerate(row if isinstance(row, (list, tuple)) else [row]):
+                    record[f"customdata_{k}"] = value
+            records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def _values(value: object) -> list:
+    """A trace array as a list (plotly's JSON may carry typed arrays as {"dtype", "bdata"})."""
+    if value is None:
+        return []
+    if isinstance(value, dict) and "bdata" in value:
+        import base64
+
+        data = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        if shape:
+            data = data.reshape([int(s) for s in str(shape).split(",")])
+        return data.tolist()
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, str):
+        return [value]
+    return list(np.asarray(value).tolist()) if np.ndim(value) else [value]

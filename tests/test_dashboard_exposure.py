@@ -100,3 +100,19 @@ def test_a_model_that_cannot_predict_leaves_the_page_drawn(monkeypatch):
     monkeypatch.setattr("perfscope.models.training.estimate_rows", broken)
     predicted, why = adapters.predict_latency_s(object(), pd.DataFrame({"m": [1]}))
     assert predicted is None and "no predictions from the model" in why
+
+
+def test_csv_of_what_a_chart_plotted_has_every_point_with_its_row_count():
+    import json
+
+    from perfscope.dashboards.exports import plotted_frame
+    from perfscope.dashboards.figures import roofline
+
+    data = DashboardData.from_rows(rows_to_table(dashboard_rows()).to_pandas())
+    fig = roofline.roofline_figure(data.rows, max_points=5)  # binned: each point stands for several rows
+    frame = plotted_frame(json.loads(fig.to_json()))  # as the browser sends it back (typed arrays included)
+    points = frame[frame["trace"].str.contains(" fp32|bf16") & (frame["type"] == "scatter")
+                   & frame["customdata_0"].notna()]
+    assert len(points) and np.isfinite(points["x"].astype(float)).all()
+    assert points["customdata_0"].sum() >= 5  # the row counts of the binned points
+    assert "rows binned" in " ".join(points["text"].astype(str))
