@@ -52,7 +52,11 @@ function idle() {
   const drawn = document.querySelectorAll('.dash-graph .main-svg').length;
   if (drawn < graphs.length) return false;
   if (document.body.innerText.includes('loading...')) return false;
-  return !mustSeeBusy || seenBusy || performance.now() - start > 1500;
+  // a change is done once Dash ran its callbacks: seen busy, or the selection count rewritten
+  // (a page with nothing to redraw only runs the filter sync, which can finish between polls)
+  const count = document.querySelector('#selection-count');
+  const rewritten = count && window.__countBefore !== undefined && count.innerText !== window.__countBefore;
+  return !mustSeeBusy || seenBusy || rewritten || performance.now() - start > 1500;
 }
 function poll() {
   if (idle()) {
@@ -66,6 +70,8 @@ poll();
 """).replace("TIMEOUT_MS", str(TIMEOUT_S * 1000))
 
 _CHANGE_JS = """
+const count = document.querySelector('#selection-count');
+window.__countBefore = count ? count.innerText : undefined;
 const t0 = performance.now();
 window.dash_clientside.set_props(arguments[0], {value: arguments[1]});
 return t0;

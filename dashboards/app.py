@@ -147,6 +147,12 @@ def _warm_default_views(callbacks: dict[str, Any]) -> None:
     for name, args in calls:
         if name in callbacks:
             callbacks[name](*args)
+    # the tile explorer's first choices, as its option callback picks them
+    options = callbacks["update_tile_options"](everything, None, None, None, None)
+    if isinstance(options, tuple) and len(options) == 8 and options[1] is not None:
+        _, implementation, _, shape, _, dtype, _, device = options
+        callbacks["update_tiles"](everything, implementation, shape, dtype, device, "time")
+        callbacks["update_parameter_space"](everything, implementation, shape, dtype, device, None, None)
 
 
 def _warm_up(data: DashboardData, sample_rows: int = 300) -> None:

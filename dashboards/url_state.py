@@ -17,14 +17,16 @@ from perfscope.dashboards.filters import FILTER_NAMES
 LIST_SEPARATOR = ","
 
 
-def merge_query(search: str | None, page_values: Mapping[str, Any], page_keys: Sequence[str]) -> str:
-    """``search`` with ``page_keys`` replaced by ``page_values`` (empty values dropped),
-    every other parameter (the filters) kept in order; with its leading ``?`` or empty."""
+def merge_query(search: str | None, page_values: Mapping[str, Any], page_keys: Sequence[str],
+                defaults: Mapping[str, Any] | None = None) -> str:
+    """``search`` with ``page_keys`` replaced by ``page_values`` (empty values and values equal
+    to their ``defaults`` dropped: a page at its defaults keeps a clean URL), every other
+    parameter (the filters) kept in order; with its leading ``?`` or empty."""
     kept = [(k, v) for k, v in parse_qsl((search or "").lstrip("?"), keep_blank_values=False)
             if k not in page_keys]
     for key in page_keys:
         text = query_value(page_values.get(key))
-        if text:
+        if text and (defaults is None or key not in defaults or text != query_value(defaults[key])):
             kept.append((key, text))
     return "?" + urlencode(kept) if kept else ""
 
@@ -50,6 +52,8 @@ def query_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
         return LIST_SEPARATOR.join(str(v) for v in value if v is not None and str(v) != "")
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # 1.0 and 1 are one value (the browser sends whole numbers as ints)
     return str(value)
 
 
@@ -79,9 +83,10 @@ def from_query(query: Mapping[str, Any], key: str, default: Any, *, kind: type =
     return value
 
 
-def register_url_state(app: Any, page_key: str, controls: Mapping[str, tuple[str, str]]) -> Any:
+def register_url_state(app: Any, page_key: str, controls: Mapping[str, tuple[str, str]],
+                       defaults: Mapping[str, Any] | None = None) -> Any:
     """Write a page's controls (URL key -> (component id, property)) into the URL when one
-    changes. Returns the registered function (tests call it)."""
+    changes, leaving out those at their ``defaults``. Returns the registered function."""
     from dash import Input, Output, State, no_update
 
     keys = list(controls)
@@ -91,7 +96,7 @@ def register_url_state(app: Any, page_key: str, controls: Mapping[str, tuple[str
                   prevent_initial_call=True)
     def write_page_controls(*args: Any) -> Any:
         *values, search = args
-        merged = merge_query(search, dict(zip(keys, values, strict=True)), keys)
+        merged = merge_query(search, dict(zip(keys, values, strict=True)), keys, defaults)
         return no_update if merged == (search or "") else merged
 
     write_page_controls.__name__ = f"url_state_{page_key}"

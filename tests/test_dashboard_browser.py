@@ -216,3 +216,16 @@ def test_roofline_colours_stay_with_their_series_across_a_filter(server, browser
     after = _roofline_colours(browser)
     assert after and set(after) < set(before)  # the filter removed a series
     assert all(after[name] == before[name] for name in after)
+
+
+def test_svg_export_runs_in_the_browser(server, browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{server}/roofline")
+    settle(browser)
+    browser.get_log("browser")
+    browser.execute_script("""window.__svg = null; const original = Plotly.downloadImage;
+        Plotly.downloadImage = (gd, opts) => { window.__svg = opts.format; return Promise.resolve(); };""")
+    browser.execute_script("""document.getElementById('{"name":"roofline","type":"export-svg"}').click();""")
+    WebDriverWait(browser, SETTLE_TIMEOUT_S).until(lambda d: d.execute_script("return window.__svg;") == "svg")
+    assert severe(browser) == []

@@ -145,6 +145,8 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
 
     url_state = register_url_state(app, KEY, {"region": ("carbon-region", "value"), "pue": ("carbon-pue", "value"),
                                               "energy": ("carbon-energy", "value"),
-                                              "workload": ("carbon-workload", "value")})
+                                              "workload": ("carbon-workload", "value")},
+                                   defaults={"region": DEFAULT_REGION, "pue": 1.0, "energy": "gross",
+                                             "workload": "million"})
     return {"update_carbon": update_carbon, "url_state_carbon": url_state}
 

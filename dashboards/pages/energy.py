@@ -50,5 +50,5 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         figure, table = pareto_figure(data.select(filters, _COLUMNS), energy or "gross")
         return figure, data_table(table, empty="no configuration with both a time and an energy")
 
-    url_state = register_url_state(app, KEY, {"energy": ("energy-kind", "value")})
+    url_state = register_url_state(app, KEY, {"energy": ("energy-kind", "value")}, defaults={"energy": "gross"})
     return {"update_pareto": update_pareto, "url_state_energy": url_state}

@@ -67,7 +67,8 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
                                  sources={k: v for k, v in origins.items() if k.split(":")[0] in devices})
         return figure, notes_list(notes)
 
-    url_state = register_url_state(app, KEY, {"ceilings": ("roofline-sources", "value")})
+    url_state = register_url_state(app, KEY, {"ceilings": ("roofline-sources", "value")},
+                                   defaults={"ceilings": ["spec", "calibrated"]})
     return {"update_roofline": update_roofline, "url_state_roofline": url_state}
 
 

@@ -72,7 +72,8 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         figure, table = scaling_view(rows, x, group_by)
         return figure, html.Div([notes_list([note], kind="warning"), data_table(table, empty="no fits")])
 
-    url_state = register_url_state(app, KEY, {"x": ("scaling-x", "value"), "group": ("scaling-group", "value")})
+    url_state = register_url_state(app, KEY, {"x": ("scaling-x", "value"), "group": ("scaling-group", "value")},
+                                   defaults={"x": "flops", "group": list(PAGE_DEFAULT_GROUP_BY)})
     return {"update_scaling": update_scaling, "url_state_scaling": url_state}
 
 
