@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from perfscope.errors import InvalidInputError
+from perfscope.errors import InvalidInputError, NotFoundError
 
 JOULES_PER_KWH = 3.6e6
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
@@ -147,8 +147,8 @@ def grid_intensity(region: str) -> GridIntensity:
         if row.region.lower() == region.strip().lower():
             return row
     known = ", ".join(r.region for r in _load_table())
-    raise InvalidInputError(f"no carbon intensity for region {region!r}: use one of {known}, "
-                         "or give your own intensity in gCO2e/kWh")
+    raise NotFoundError(f"no carbon intensity for region {region!r}: use one of {known}, "
+                        "or give your own intensity in gCO2e/kWh")
 
 
 def _check_pue(pue: float) -> None:

@@ -127,3 +127,10 @@ def test_library_lookups_of_unknown_names_are_not_found_errors():
 
     with pytest.raises(NotFoundError, match="unknown device 'no-such-gpu'"):
         device_spec("no-such-gpu")
+
+
+def test_an_unknown_preset_is_not_found():
+    from perfscope.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match="unknown preset 'nope'"):
+        load_spec("nope")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from perfscope.errors import InvalidInputError
+from perfscope.errors import NotFoundError
 
 
 def preset_names() -> list[str]:
@@ -19,5 +19,5 @@ def load_preset(name: str) -> dict[str, Any]:
 
     path = resources.files(__name__) / f"{name}.yaml"
     if not path.is_file():
-        raise InvalidInputError(f"unknown preset {name!r}: use one of {', '.join(preset_names())}")
+        raise NotFoundError(f"unknown preset {name!r}: use one of {', '.join(preset_names())}")
     return yaml.safe_load(path.read_text())
