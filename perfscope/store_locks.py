@@ -18,6 +18,8 @@ import os
 import time
 from pathlib import Path
 
+from perfscope.errors import StoreError
+
 LOCKS_DIR = "_locks"
 CLAIMS_DIR = "_claims"
 
@@ -79,14 +81,20 @@ class ConfigClaims:
 
     def __init__(self, root: Path, device_key: str) -> None:
         self.directory = root / CLAIMS_DIR / f"device={device_key}"
-        self.directory.mkdir(parents=True, exist_ok=True)
-        # only what is recorded from now on counts: earlier rows are the caller's to judge
-        self._start = {p.name: p.stat().st_size for p in self.directory.glob("*.done")}
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            # only what is recorded from now on counts: earlier rows are the caller's to judge
+            self._start = {p.name: p.stat().st_size for p in self.directory.glob("*.done")}
+        except OSError as exc:
+            raise StoreError(f"cannot set up claims in {self.directory}: {exc.strerror or exc}") from None
 
     def claim(self, config_id: str, *, wait_s: float = 0.0) -> Claim | str:
         """A held ``Claim``, or ``DONE`` / ``BUSY``."""
         slot = config_id[:2] if len(config_id) >= 2 else "00"
-        lock = try_lock(self.directory / f"{slot}.lock", wait_s=wait_s)
+        try:
+            lock = try_lock(self.directory / f"{slot}.lock", wait_s=wait_s)
+        except OSError as exc:
+            raise StoreError(f"cannot claim a configuration in {self.directory}: {exc.strerror or exc}") from None
         if lock is None:
             return self.BUSY
         done_log = self.directory / f"{slot}.done"
@@ -111,7 +119,9 @@ class Claim:
         self.config_id, self._lock, self._done_log = config_id, lock, done_log
 
     def release(self, *, done: bool) -> None:
-        """Release the claim; with ``done`` the configuration is first logged as stored."""
+        """Release the claim; with ``done`` the configuration is first logged as stored (best
+        effort: if the log cannot be written, as on a full disk, a collector running at once
+        may measure it again, but no row is lost)."""
         try:
             if done:
                 fd = os.open(self._done_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -119,5 +129,7 @@ class Claim:
                     os.write(fd, f"{self.config_id}\n".encode())
                 finally:
                     os.close(fd)
+        except OSError:
+            pass
         finally:
             self._lock.release()

@@ -1,18 +1,9 @@
-"""Several collectors writing one dataset at once share the grid: nothing twice, nothing lost."""
+"""Configuration claims: how collectors writing one dataset at once share a grid (the
+three-process test is in test_faults.py)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
-import pytest
-
-from perfscope.store import ProfileStore
 from perfscope.store_locks import Claim, ConfigClaims
-
-FAST = ["--warmup-s", "0.005", "--min-time-s", "0.01", "--budget-s", "0.02", "--energy", "none", "--threads", "1"]
-SIZES = "8,12,16,20,24,28,32,36,40,44,48,52"
 
 
 def test_a_configuration_claimed_elsewhere_is_busy_then_done(tmp_path):
@@ -36,21 +27,3 @@ def test_what_was_recorded_before_a_sweep_started_is_not_counted_as_done(tmp_pat
     claim = later.claim("ab12")
     assert isinstance(claim, Claim)
     claim.release(done=False)
-
-
-@pytest.mark.slow
-def test_three_collectors_on_one_grid_measure_each_configuration_once(tmp_path):
-    ds = tmp_path / "ds"
-    args = [sys.executable, "-m", "perfscope", "collect", "gemm", "--size", SIZES, "--dtype", "fp32",
-            "--out", str(ds), "--json", *FAST]
-    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
-    outputs = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in outputs]
-    summaries = [json.loads(out) for out, _ in outputs]
-    table = ProfileStore(ds).read(["run_id", "config_id", "m"]).table
-    ids = table.column("config_id").to_pylist()
-    assert len(ids) == len(set(ids)) == 12  # every configuration once, in one run only
-    assert sorted(table.column("m").to_pylist()) == [int(s) for s in SIZES.split(",")]
-    assert sum(s["measured"] for s in summaries) == 12
-    for s in summaries:  # each configuration is accounted for by every collector
-        assert s["measured"] + s["left_to_other_collectors"] + s["skipped_already_measured"] == 12
