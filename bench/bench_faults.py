@@ -127,7 +127,7 @@ def enospc(work: Path) -> Outcome:
         root = work / f"ds{allowed}"
         calls = {"n": 0}
 
-        def full_disk(table, where, _allowed=allowed, **kwargs):
+        def full_disk(table, where, _allowed=allowed, calls=calls, **kwargs):
             calls["n"] += 1
             if calls["n"] > _allowed:
                 Path(where).write_bytes(b"PAR1 partial")
@@ -216,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{'scenario':30s} {'injected':>8s} {'survived':>8s} {'lost':>5s} {'dup':>5s} {'wall s':>7s}  note")
     for o in outcomes:
-        print(f"{o.scenario:30s} {o.injected:8d} {o.survived:8d} {o.lost:5d} {o.duplicated:5d} {o.wall_s:7.1f}  {o.note}")
+        print(f"{o.scenario:30s} {o.injected:8d} {o.survived:8d} {o.lost:5d} {o.duplicated:5d} "
+              f"{o.wall_s:7.1f}  {o.note}")
     total = Outcome("total", *(sum(getattr(o, f) for o in outcomes) for f in ("injected", "survived", "lost",
                                                                                "duplicated", "wall_s")))
     print(f"{total.scenario:30s} {total.injected:8d} {total.survived:8d} {total.lost:5d} {total.duplicated:5d} "

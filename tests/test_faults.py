@@ -86,7 +86,7 @@ def test_every_kind_of_damaged_file_is_skipped_with_a_reason_and_the_rest_is_kep
 def test_ls_on_a_dataset_damaged_every_way_warns_per_file_without_a_traceback(tmp_path, make_row):
     store = ProfileStore(tmp_path / "ds", create=True)
     paths = [store.append([make_row(m=8 * (i + 1))])[0] for i in range(len(CORRUPTIONS) + 1)]
-    for path, kind in zip(paths, sorted(CORRUPTIONS)):
+    for path, kind in zip(paths, sorted(CORRUPTIONS), strict=False):
         corrupt(path, kind, random.Random(kind))
     run = subprocess.run([sys.executable, "-m", "perfscope", "ls", str(store.root), "--json"], capture_output=True,
                          text=True)

@@ -49,6 +49,7 @@ class UnionCheck:
 
 
 def check_union(dataset: Path, expected_config_ids: set[str]) -> UnionCheck:
+    """Compare the configurations stored in ``dataset`` with ``expected_config_ids``."""
     from perfscope.store import ProfileStore
 
     result = ProfileStore(dataset).read(["run_id", "config_id"])
@@ -67,6 +68,8 @@ def leftovers(dataset: Path) -> list[Path]:
 
 @dataclass
 class KillReport:
+    """When each killed run got its signal, and how many were still running."""
+
     delays_s: list[float] = field(default_factory=list)
     killed: int = 0  # runs that were still going when the signal came
     finished_early: int = 0  # runs that had ended before it
@@ -114,7 +117,7 @@ def _drive_kills(dataset: Path, sizes: str, kills: int, seed: int) -> KillReport
                 os._exit(0)
         start = time.monotonic()
 
-        def ended() -> bool:
+        def ended(pid: int = pid) -> bool:
             return os.waitpid(pid, os.WNOHANG)[0] != 0
 
         if i % 2 == 0:
@@ -192,7 +195,7 @@ def _disagreeing_partition(path: Path, rng: random.Random) -> None:
     pq.write_table(table.replace_schema_metadata({SCHEMA_METADATA_KEY: b"1"}), path)
 
 
-CORRUPTIONS: dict[str, Callable[[Path, random.Random], None]] = {
+CORRUPTIONS: dict[str, Callable[[Path, random.Random], object]] = {
     "40 bytes overwritten": _overwrite_40_bytes,
     "truncated": _truncate,
     "emptied": lambda path, rng: path.write_bytes(b""),
@@ -207,6 +210,7 @@ CORRUPTIONS: dict[str, Callable[[Path, random.Random], None]] = {
 
 
 def corrupt(path: Path, kind: str, rng: random.Random) -> None:
+    """Damage the data file ``path`` in the way ``kind`` names (a key of ``CORRUPTIONS``)."""
     CORRUPTIONS[kind](path, rng)
 
 
