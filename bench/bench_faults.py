@@ -5,8 +5,8 @@ Scenarios (tiny fp32 CPU GEMMs with tiny timing budgets, real ``perfscope collec
 processes unless said otherwise):
 
 * ``kill -9``: a collector killed with SIGKILL at ``--kills`` random moments, each run
-  resuming the last, then one run to the end (``perfscope.testing.faults.kill_repeatedly``);
-* damaged files: each way of ``perfscope.testing.faults.CORRUPTIONS`` applied to one of
+  resuming the last, then one run to the end (``tests/fault_injection.py: kill_repeatedly``);
+* damaged files: each way of ``fault_injection.CORRUPTIONS`` applied to one of
   three data files (in this process, through ``ProfileStore``);
 * ENOSPC: an in-process sweep whose Parquet writes fail with ENOSPC after k writes
   (k = 0..5), then resumed with space back;
@@ -33,6 +33,7 @@ import os
 import random
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -40,7 +41,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from perfscope.testing.faults import (
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from fault_injection import (  # noqa: E402  (the tests' fault-injection helpers)
     CORRUPTIONS,
     check_union,
     collect_command,

@@ -12,12 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from perfscope.collectors.gemm import cases_from_axes
-from perfscope.collectors.protocol import case_config_id
-from perfscope.errors import StoreError
-from perfscope.store import ProfileStore
-from perfscope.testing.faults import (
+from fault_injection import (  # tests/ is on sys.path (rootdir import mode)
     CORRUPTIONS,
     check_union,
     collect_command,
@@ -26,6 +21,11 @@ from perfscope.testing.faults import (
     leftovers,
     run_concurrently,
 )
+
+from perfscope.collectors.gemm import cases_from_axes
+from perfscope.collectors.protocol import case_config_id
+from perfscope.errors import StoreError
+from perfscope.store import ProfileStore
 
 SIZES = [8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64, 68]
 

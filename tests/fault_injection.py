@@ -1,8 +1,9 @@
 """Fault injection against a profile dataset: damaged files, killed and concurrent
 collectors, and the union check that says whether rows were lost or duplicated.
 
-Used by ``tests/test_faults.py`` and ``bench/bench_faults.py``; the collectors run as
-real ``python -m perfscope collect`` processes on the CPU.
+Used by ``tests/test_faults.py`` and ``bench/bench_faults.py`` (not a test module; it
+drives the CLI, so it lives beside the tests rather than in the core's ``perfscope.testing``).
+The collectors run as real ``perfscope collect`` processes on the CPU.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def kill_repeatedly(dataset: Path, sizes: Sequence[int], kills: int, seed: int) 
     once, so each run starts in milliseconds instead of seconds and the moments fall in
     the sweep itself rather than in Python's start-up.
     """
-    proc = subprocess.run([sys.executable, "-m", "perfscope.testing.faults", str(dataset),
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), str(dataset),
                            ",".join(map(str, sizes)), str(kills), str(seed)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"kill driver failed: {proc.stderr.strip()[-2000:]}")
