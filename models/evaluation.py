@@ -18,7 +18,7 @@ residuals (``coverage_method`` says which).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -40,8 +40,8 @@ from perfscope.models.intervals import (
 SPLITS = ("shape", "random", "device")
 
 METRIC_COLUMNS = ("n_rows", "n_predicted", "n_groups", "n_folds", "r2", "mean_abs_pct_error",
-                  "median_abs_pct_error", "within_10pct", "interval_coverage", "nominal_coverage",
-                  "interval_factor_median", "coverage_method")
+                  "median_abs_pct_error", "within_10pct", "spearman", "regret", "interval_coverage",
+                  "nominal_coverage", "interval_factor_median", "coverage_method", "reason")
 
 Progress = Callable[[str], None]
 
@@ -54,15 +54,20 @@ def shape_groups(rows: Any) -> np.ndarray:
     return group_codes(rows, columns)
 
 
-def split_folds(rows: pd.DataFrame, split: str = "shape", n_splits: int | None = 5, seed: int = 0
-                ) -> list[tuple[np.ndarray, np.ndarray]]:
+def split_folds(rows: pd.DataFrame, split: str = "shape", n_splits: int | None = 5, seed: int = 0,
+                group_by: Sequence[str] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train positions, test positions) per fold of ``rows`` for a ``split`` (see module docstring).
 
     ``n_splits=None`` means one fold per group (leave-one-shape-out); more folds than
-    groups become one fold per group.
+    groups become one fold per group. ``group_by`` (tunable parameter names) holds out
+    unseen combinations of those parameters' values instead of shapes (``split="shape"``).
     """
-    from sklearn.model_selection import GroupKFold, KFold, LeaveOneGroupOut
+    from sklearn.model_selection import KFold, LeaveOneGroupOut
 
+    if group_by and split == "shape":
+        from perfscope.models.ranking import parameter_groups
+
+        return _grouped(rows, parameter_groups(rows, group_by), n_splits, seed, f"({', '.join(group_by)}) value")
     if split not in SPLITS:
         raise InvalidInputError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     if split == "random":
@@ -75,21 +80,29 @@ def split_folds(rows: pd.DataFrame, split: str = "shape", n_splits: int | None =
         if len(np.unique(labels)) < 2:
             raise InvalidInputError("a device split needs rows from at least two devices")
         return list(LeaveOneGroupOut().split(rows, groups=labels))
-    labels = shape_groups(rows)
+    return _grouped(rows, shape_groups(rows), n_splits, seed, "shape")
+
+
+def _grouped(rows: pd.DataFrame, labels: np.ndarray, n_splits: int | None, seed: int, what: str
+             ) -> list[tuple[np.ndarray, np.ndarray]]:
+    from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
+
     n_groups = len(np.unique(labels))
     if n_groups < 2:
-        raise InvalidInputError("a shape split needs at least two distinct shapes")
+        hint = " (a one-shape sweep: pass --group-by PARAM1,PARAM2)" if what == "shape" else ""
+        raise InvalidInputError(f"a grouped split needs at least two distinct {what}s{hint}")
     if n_splits is None or n_splits >= n_groups:
         return list(LeaveOneGroupOut().split(rows, groups=labels))
     if n_splits < 2:
-        raise InvalidInputError(f"n_splits must be at least 2 (or None: leave one shape out), got {n_splits}")
+        raise InvalidInputError(f"n_splits must be at least 2 (or None: leave one {what} out), got {n_splits}")
     return list(GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(rows, groups=labels))
 
 
 def cross_validated_predictions(models: Mapping[str, Any], rows: pd.DataFrame, split: str = "shape",
                                 n_splits: int | None = 5, seed: int = 0, *, include_doubtful_energy: bool = False,
                                 targets: tuple[str, ...] = ("latency", "energy", "power"),
-                                progress: Progress | None = None) -> pd.DataFrame:
+                                progress: Progress | None = None,
+                                group_by: Sequence[str] | None = None) -> pd.DataFrame:
     """Out-of-fold predictions of every model: one row per (model, target, data row).
 
     Columns: ``model``, ``target``, ``row`` (position among the ok rows), ``fold``,
@@ -98,15 +111,22 @@ def cross_validated_predictions(models: Mapping[str, Any], rows: pd.DataFrame, s
     on the ok rows of the training side only, with its ``include_doubtful_energy``
     parameters (nested ones too) set to the value given here. A fold where a model
     refuses to fit (``InvalidInputError``, e.g. no energy rows there) is left out for that
-    model: ``n_folds`` of the figures tells.
+    model: ``n_folds`` of the figures tells; the reasons are kept in
+    ``attrs["reasons"]`` (model -> last reason), so a model that never ran is reported
+    with its reason rather than dropped. ``context`` labels rows that share everything
+    but the tunable parameters (``perfscope.models.ranking``).
     """
+    from perfscope.models.ranking import context_labels
+
     if not models:
         raise InvalidInputError("no models to evaluate")
     data = ok_rows(rows).reset_index(drop=True)
     if len(data) < 2:
         raise InvalidInputError("fewer than two ok rows with a time: nothing to evaluate")
-    folds = split_folds(data, split, n_splits, seed)
+    folds = split_folds(data, split, n_splits, seed, group_by)
     groups = shape_groups(data)
+    contexts = context_labels(data)
+    reasons: dict[str, str] = {}
     truth = {t: measured_target(data, t, include_doubtful_energy) for t in targets}
     records = []
     for name, template in models.items():
@@ -117,6 +137,7 @@ def cross_validated_predictions(models: Mapping[str, Any], rows: pd.DataFrame, s
             try:
                 model.fit(data.iloc[train])
             except InvalidInputError as exc:  # e.g. no energy rows on this side: the fold is left out
+                reasons[name] = str(exc)
                 if progress is not None:
                     progress(f"{name}: fold {fold + 1} left out: {exc}")
                 continue
@@ -126,16 +147,48 @@ def cross_validated_predictions(models: Mapping[str, Any], rows: pd.DataFrame, s
                 needed = "energy" if target == "power" else target
                 if needed not in fitted_targets or not np.isfinite(truth[target][test]).any():
                     continue
+                try:
+                    predicted = predict_target(model, part, target)
+                except InvalidInputError as exc:  # e.g. a device the model has no figures for
+                    reasons[name] = str(exc)
+                    continue
                 frame = {"model": name, "target": target, "row": test, "fold": fold, "group": groups[test],
-                         "y_true": truth[target][test], "y_pred": predict_target(model, part, target)}
+                         "context": contexts[test], "y_true": truth[target][test], "y_pred": predicted}
                 if hasattr(model, "predict_interval") and target in getattr(model, "quantiles_", {}):
                     frame["low"], frame["high"] = model.predict_interval(part, target)
                 records.append(pd.DataFrame(frame))
-    columns = ["model", "target", "row", "fold", "group", "y_true", "y_pred", "low", "high"]
-    if not records:
-        return pd.DataFrame(columns=columns)
-    out = pd.concat(records, ignore_index=True)
-    return out.reindex(columns=columns)
+            if split == "device" and hasattr(model, "adapt"):
+                records += _few_shot(name, model, data, test, truth["latency"], groups, contexts, fold, seed)
+    columns = ["model", "target", "row", "fold", "group", "context", "y_true", "y_pred", "low", "high"]
+    out = pd.concat(records, ignore_index=True).reindex(columns=columns) if records else pd.DataFrame(columns=columns)
+    out.attrs["reasons"] = reasons
+    out.attrs["models"] = list(models)
+    return out
+
+
+FEW_SHOT_K = (10, 50)
+"""Measured configurations of the held-out device that ``adapt``-able models get on a device split."""
+
+
+def _few_shot(name: str, model: Any, data: pd.DataFrame, test: np.ndarray, truth: np.ndarray, groups: np.ndarray,
+              contexts: np.ndarray, fold: int, seed: int) -> list[pd.DataFrame]:
+    """Predictions of ``name+k-shot``: the fitted model adapted to k random rows of the held-out
+    device, judged on the device's other rows."""
+    import copy
+
+    out = []
+    rng = np.random.default_rng(seed + fold)
+    for k in FEW_SHOT_K:
+        if k >= len(test):
+            continue
+        chosen = rng.choice(len(test), size=k, replace=False)
+        rest = np.setdiff1d(np.arange(len(test)), chosen)
+        adapted = copy.deepcopy(model).adapt(data.iloc[test[chosen]])
+        rows = test[rest]
+        out.append(pd.DataFrame({"model": f"{name}+{k}shot", "target": "latency", "row": rows, "fold": fold,
+                                 "group": groups[rows], "context": contexts[rows], "y_true": truth[rows],
+                                 "y_pred": adapted.predict_latency(data.iloc[rows])}))
+    return out
 
 
 def _with_energy_policy(model: Any, include_doubtful_energy: bool) -> Any:
@@ -148,7 +201,10 @@ def _with_energy_policy(model: Any, include_doubtful_energy: bool) -> Any:
 
 
 def summarize(predictions: pd.DataFrame, alpha: float = 0.1) -> pd.DataFrame:
-    """The figures of ``evaluate`` from ``cross_validated_predictions`` output."""
+    """The figures of ``evaluate`` from ``cross_validated_predictions`` output; a model
+    with no predictions at all gets a row with its ``reason`` and no figures."""
+    from perfscope.models.ranking import ranking_figures
+
     rows = []
     for (name, target), part in predictions.groupby(["model", "target"], sort=False):
         part = part[np.isfinite(part["y_true"].to_numpy(dtype=float))]
@@ -157,15 +213,24 @@ def summarize(predictions: pd.DataFrame, alpha: float = 0.1) -> pd.DataFrame:
         ok = np.isfinite(p)
         pct = np.abs(p[ok] / y[ok] - 1.0)
         coverage, method, factor = _coverage(part[ok], alpha)
+        spearman, regret = (ranking_figures(y, p, part["context"].to_numpy()) if target == "latency"
+                            else (np.nan, np.nan))
         rows.append({
             "model": name, "target": target, "n_rows": int(len(part)), "n_predicted": int(ok.sum()),
             "n_groups": int(part["group"].nunique()), "n_folds": int(part["fold"].nunique()),
             "r2": _r2(y[ok], p[ok]), "mean_abs_pct_error": float(np.mean(pct)) * 100 if ok.any() else np.nan,
             "median_abs_pct_error": float(np.median(pct)) * 100 if ok.any() else np.nan,
             "within_10pct": float(np.mean(pct <= 0.10)) if ok.any() else np.nan,
+            "spearman": spearman, "regret": regret, "reason": None,
             "interval_coverage": coverage, "nominal_coverage": 1.0 - alpha,
             "interval_factor_median": factor, "coverage_method": method,
         })
+    seen = {r["model"] for r in rows}
+    reasons = predictions.attrs.get("reasons", {})
+    for name in predictions.attrs.get("models", []):
+        if name not in seen:
+            rows.append({"model": name, "target": "latency", "n_rows": 0, "n_predicted": 0,
+                         "reason": reasons.get(name, "the model made no predictions on this split")})
     return pd.DataFrame(rows, columns=["model", "target", *METRIC_COLUMNS])
 
 
@@ -208,7 +273,7 @@ def to_records(table: pd.DataFrame) -> list[dict[str, Any]]:
 
 def evaluate(models: Mapping[str, Any], rows: pd.DataFrame, split: str = "shape", n_splits: int | None = 5,
              seed: int = 0, *, alpha: float = 0.1, include_doubtful_energy: bool = False,
-             progress: Progress | None = None) -> pd.DataFrame:
+             progress: Progress | None = None, group_by: Sequence[str] | None = None) -> pd.DataFrame:
     """Cross-validate every model on ``rows`` and return their figures side by side.
 
     One row per (model, target) with ``METRIC_COLUMNS``: errors in percent,
@@ -219,7 +284,8 @@ def evaluate(models: Mapping[str, Any], rows: pd.DataFrame, split: str = "shape"
     for the splits.
     """
     predictions = cross_validated_predictions(models, rows, split, n_splits, seed,
-                                              include_doubtful_energy=include_doubtful_energy, progress=progress)
+                                              include_doubtful_energy=include_doubtful_energy, progress=progress,
+                                              group_by=group_by)
     table = summarize(predictions, alpha)
     table.insert(2, "split", split)
     return table

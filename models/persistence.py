@@ -77,6 +77,7 @@ _KINDS: dict[str, tuple[str, str]] = {
     "log_linear": ("perfscope.models.roofline_model", "LogLinearModel"),
     "forest": ("perfscope.models.forest", "ForestModel"),
     "paper_baseline": ("perfscope.models.forest", "PaperBaselineModel"),
+    "param_forest": ("perfscope.models.param_forest", "ParameterForestModel"),
     "energy": ("perfscope.models.energy_model", "EnergyModel"),
     "conformal": ("perfscope.models.intervals", "ConformalWrapper"),
 }
@@ -513,6 +514,8 @@ def _features_of(model: Any) -> dict[str, Any]:
     kind = model_kind(model)
     if kind == "conformal":
         return _features_of(model.estimator_)
+    if kind == "param_forest":
+        return {"features": list(model.feature_names_), "targets": ["latency"]}
     features = {"forest": list(FOREST_FEATURES), "paper_baseline": list(PAPER_FEATURES),
                 "log_linear": list(LOG_LINEAR_FEATURES), "roofline": ["bound_time_s", "bound", "kernel", "dtype"],
                 "energy": ["time_s", "flops", "min_bytes"]}[kind]

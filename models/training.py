@@ -52,6 +52,8 @@ class TrainReport:
     evaluation: pd.DataFrame
     fingerprint: str
     interval_quantiles: dict[str, dict[str, float]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # model -> why it could not be fitted
+    group_by: list[str] | None = None  # parameters whose combinations were held out (None: shapes)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (``perfscope train --json``)."""
@@ -60,7 +62,8 @@ class TrainReport:
         return to_jsonable({"out_dir": str(self.out_dir), "n_rows": self.n_rows, "n_shapes": self.n_shapes,
                           "n_energy_rows": self.n_energy_rows, "devices": self.devices, "kernels": self.kernels,
                           "dtypes": self.dtypes, "models": self.models, "fingerprint": self.fingerprint,
-                          "interval_quantiles": self.interval_quantiles,
+                          "interval_quantiles": self.interval_quantiles, "skipped": self.skipped,
+                          "group_by": self.group_by,
                           "evaluation": self.evaluation.to_dict(orient="records")})
 
 
@@ -127,13 +130,15 @@ def _learnable_rows(rows: RowsOrPaths, kernels: Sequence[str] | None, devices: S
 
 
 def default_models(seed: int = 0, n_jobs: int | None = None, *, energy: bool = True) -> dict[str, Any]:
-    """The models ``perfscope evaluate`` compares: forest, roofline, log-linear, paper baseline
-    (and roofline-timed energy when ``energy``)."""
+    """The models ``perfscope evaluate`` compares: forest, parameter forest, roofline, log-linear,
+    paper baseline (and roofline-timed energy when ``energy``)."""
     from perfscope.models.energy_model import EnergyModel
     from perfscope.models.forest import ForestModel, PaperBaselineModel
+    from perfscope.models.param_forest import ParameterForestModel
     from perfscope.models.roofline_model import LogLinearModel, RooflineModel
 
     models: dict[str, Any] = {"forest": ForestModel(random_state=seed, n_jobs=n_jobs), "roofline": RooflineModel(),
+                              "param_forest": ParameterForestModel(random_state=seed, n_jobs=n_jobs),
                               "log_linear": LogLinearModel(),
                               "paper_baseline": PaperBaselineModel(random_state=seed, n_jobs=n_jobs)}
     if energy:
@@ -145,8 +150,13 @@ def evaluate_datasets(rows: RowsOrPaths, *, split: str = "shape", n_splits: int 
                       kernels: Sequence[str] | None = None, devices: Sequence[str] | None = None,
                       dtypes: Sequence[str] | None = None, include_doubtful_energy: bool = False,
                       models: Mapping[str, Any] | None = None, n_jobs: int | None = None,
-                      include_contended: bool = False, progress: Progress | None = None) -> pd.DataFrame:
+                      include_contended: bool = False, progress: Progress | None = None,
+                      group_by: Sequence[str] | None = None) -> pd.DataFrame:
     """``perfscope evaluate``: ``evaluate`` of ``default_models`` (or ``models``) on the selected rows.
+
+    ``group_by`` (tunable parameter names): hold out unseen combinations of their values
+    (with ``split="shape"``); a one-shape sweep without it is grouped by its two most
+    varied parameters.
 
     Returns the DataFrame of ``perfscope.models.evaluation.evaluate`` (one row per model
     and target); ``.to_dict(orient="records")`` is its JSON form. ``include_contended``
@@ -161,29 +171,48 @@ def evaluate_datasets(rows: RowsOrPaths, *, split: str = "shape", n_splits: int 
     if models is None:
         has_energy = usable_energy_mask(data, include_doubtful_energy).sum() >= MIN_ENERGY_ROWS
         models = default_models(seed, n_jobs, energy=bool(has_energy))
+    if split == "shape" and not group_by:
+        from perfscope.models.evaluation import shape_groups
+        from perfscope.models.ranking import most_varied_parameters
+
+        if len(np.unique(shape_groups(data))) < 2:
+            group_by = most_varied_parameters(data) or None
+            if group_by and progress is not None:
+                progress(f"one shape: holding out unseen ({', '.join(group_by)}) combinations")
     return evaluate(models, data, split=split, n_splits=n_splits, seed=seed,
-                    include_doubtful_energy=include_doubtful_energy, progress=progress)
+                    include_doubtful_energy=include_doubtful_energy, progress=progress, group_by=group_by)
 
 
 def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequence[str] | None = None,
           devices: Sequence[str] | None = None, dtypes: Sequence[str] | None = None, seed: int = 0,
           n_splits: int = 5, alpha: float = 0.1, include_doubtful_energy: bool = False,
-          n_jobs: int | None = None, include_contended: bool = False,
+          n_jobs: int | None = None, include_contended: bool = False, group_by: Sequence[str] | None = None,
           progress: Progress | None = None) -> TrainReport:
-    """Fit perfscope's models on the selected ok rows, evaluate them on unseen shapes, save a bundle.
+    """Fit perfscope's models on the selected ok rows, evaluate them on unseen groups, save a bundle.
 
     ``rows``: a DataFrame of profile rows or dataset path(s). ``kernels``, ``devices``
-    (key or name) and ``dtypes`` select rows. ``n_splits`` folds of the grouped shape
-    split serve both the evaluation and the conformal calibration; ``alpha`` = 0.1 gives
-    90% intervals. ``include_doubtful_energy`` admits energy marked doubtful (imports);
+    (key or name) and ``dtypes`` select rows. ``n_splits`` folds of the grouped split
+    serve both the evaluation and the conformal calibration; ``alpha`` = 0.1 gives 90%
+    intervals. Groups are shapes; ``group_by`` (tunable parameter names) groups by
+    their combinations instead, and a one-shape sweep (the common auto-tuning dataset)
+    is grouped by its two most varied parameters when ``group_by`` is not given.
+    ``include_doubtful_energy`` admits energy marked doubtful (imports);
     ``include_contended`` rows timed while another workload shared the device.
+
+    Models: ``forest`` and ``roofline`` (they need FLOPs and a device with peaks) and
+    ``param_forest`` (``ParameterForestModel``, when the rows have tunable parameters),
+    each in a ``ConformalWrapper``; ``energy`` with measured energy. A model that cannot
+    fit these rows is left out of the bundle and its reason kept (``skipped``).
     """
     from perfscope.models.efficiency import usable_energy_mask
     from perfscope.models.energy_model import EnergyModel
     from perfscope.models.evaluation import evaluate, shape_groups
     from perfscope.models.forest import ForestModel
     from perfscope.models.intervals import ConformalWrapper
+    from perfscope.models.param_features import parameters, tunable_names
+    from perfscope.models.param_forest import ParameterForestModel
     from perfscope.models.persistence import data_fingerprint, save_bundle
+    from perfscope.models.ranking import most_varied_parameters, parameter_groups
     from perfscope.models.roofline_model import RooflineModel
 
     notify = progress or (lambda message: None)
@@ -191,42 +220,63 @@ def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequen
     if len(data) == 0:
         raise InvalidInputError("no ok rows with a time match the selection: nothing to train on")
     n_shapes = int(len(np.unique(shape_groups(data))))
-    if n_shapes < 2:
-        raise InvalidInputError("training needs at least two distinct shapes (models are judged on unseen shapes)")
+    if group_by is None and n_shapes < 2:
+        group_by = most_varied_parameters(data)
+        if not group_by:
+            raise InvalidInputError("one shape and no tunable parameter that varies: nothing to hold out "
+                                 "(training judges models on unseen shapes or parameter combinations)")
     n_energy = int(usable_energy_mask(data, include_doubtful_energy).sum())
-    forest = ForestModel(random_state=seed, n_jobs=n_jobs, include_doubtful_energy=include_doubtful_energy)
-    roofline = RooflineModel()
-    candidates: dict[str, Any] = {"forest": forest, "roofline": roofline}
+    candidates: dict[str, Any] = {
+        "forest": ForestModel(random_state=seed, n_jobs=n_jobs, include_doubtful_energy=include_doubtful_energy),
+        "roofline": RooflineModel()}
+    if tunable_names(parameters(data)):
+        candidates["param_forest"] = ParameterForestModel(random_state=seed, n_jobs=n_jobs)
     if n_energy >= MIN_ENERGY_ROWS:
         candidates["energy"] = EnergyModel(latency_model=RooflineModel(),
                                            include_doubtful_energy=include_doubtful_energy)
-    notify(f"evaluating on unseen shapes ({n_shapes} shapes, {min(n_splits, n_shapes)} folds)")
+    held_out = f"unseen ({', '.join(group_by)}) combinations" if group_by else f"unseen shapes ({n_shapes})"
+    notify(f"evaluating on {held_out}, {n_splits} folds")
     table = evaluate(candidates, data, split="shape", n_splits=n_splits, seed=seed, alpha=alpha,
-                     include_doubtful_energy=include_doubtful_energy, progress=progress)
+                     include_doubtful_energy=include_doubtful_energy, progress=progress, group_by=group_by)
     notify("fitting the final models on every row")
-    final: dict[str, Any] = {
-        "forest": ConformalWrapper(forest, alpha=alpha, groups="shape", n_splits=n_splits, random_state=seed).fit(data),
-        "roofline": ConformalWrapper(roofline, alpha=alpha, groups="shape", n_splits=n_splits,
-                                     random_state=seed).fit(data),
-    }
+    names = list(group_by) if group_by else None
+    groups: Any = (lambda frame: parameter_groups(frame, names)) if names else "shape"
+    final: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    for name in ("forest", "roofline", "param_forest"):
+        if name not in candidates:
+            continue
+        try:
+            final[name] = ConformalWrapper(candidates[name], alpha=alpha, groups=groups, n_splits=n_splits,
+                                           random_state=seed).fit(data)
+        except InvalidInputError as exc:
+            skipped[name] = str(exc)
+            notify(f"{name} left out: {exc}")
+    if not final:
+        raise InvalidInputError("no model could be fitted on these rows: " + "; ".join(f"{k}: {v}"
+                                                                                    for k, v in skipped.items()))
     if n_energy >= MIN_ENERGY_ROWS:
         final["energy"] = EnergyModel(include_doubtful_energy=include_doubtful_energy).fit(data)
     per_model = {name: {"evaluation": table[table["model"] == name].to_dict(orient="records")} for name in final}
     if "energy" in final:
         per_model["energy"]["coefficients"] = final["energy"].report().to_dict(orient="records")
-    per_model["roofline"]["efficiencies"] = final["roofline"].estimator_.report().to_dict(orient="records")
+    if "roofline" in final:
+        per_model["roofline"]["efficiencies"] = final["roofline"].estimator_.report().to_dict(orient="records")
     selection = {"kernels": list(kernels or []), "devices": list(devices or []), "dtypes": list(dtypes or []),
                  "include_doubtful_energy": include_doubtful_energy, "include_contended": include_contended,
-                 "seed": seed, "n_splits": n_splits, "alpha": alpha}
+                 "seed": seed, "n_splits": n_splits, "alpha": alpha, "group_by": names}
     out = save_bundle(out_dir, final, rows=data, model_metadata=per_model,
-                      metadata={"evaluation": table.to_dict(orient="records"), "evaluation_split": "shape",
-                                "selection": selection, "n_shapes": n_shapes, "n_energy_rows": n_energy})
+                      metadata={"evaluation": table.to_dict(orient="records"),
+                                "evaluation_split": f"group_by:{','.join(names)}" if names else "shape",
+                                "selection": selection, "n_shapes": n_shapes, "n_energy_rows": n_energy,
+                                "skipped_models": skipped})
     quantiles = {name: dict(model.quantiles_) for name, model in final.items() if hasattr(model, "quantiles_")}
     return TrainReport(out_dir=out, n_rows=int(len(data)), n_shapes=n_shapes, n_energy_rows=n_energy,
                        devices=sorted(data["device_key"].astype(str).unique()),
                        kernels=sorted(data["kernel"].astype(str).unique()),
                        dtypes=sorted(data["dtype"].astype(str).unique()), models=list(final), evaluation=table,
-                       fingerprint=data_fingerprint(data), interval_quantiles=quantiles)
+                       fingerprint=data_fingerprint(data), interval_quantiles=quantiles, skipped=skipped,
+                       group_by=names)
 
 
 def bundle_predictions(bundle: Any, rows: Any, *, computed: Any = None) -> dict[str, np.ndarray]:
@@ -240,7 +290,7 @@ def bundle_predictions(bundle: Any, rows: Any, *, computed: Any = None) -> dict[
     learnt energy; otherwise the energy model at the forest's latency, no interval; absent
     when the bundle has neither).
     """
-    forest = bundle["forest"]
+    forest = bundle["forest"] if "forest" in bundle.models else bundle["param_forest"]
     # every target in one pass over the features
     predicted = (forest.predict_with_intervals(rows) if computed is None
                  else forest.predict_with_intervals(rows, computed=computed))
@@ -265,6 +315,8 @@ def estimate_rows(bundle: Any, rows: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     predicted = bundle_predictions(bundle, rows)
+    if "roofline" not in bundle.models:  # e.g. a kernel without FLOPs: no roofline explanation
+        return pd.DataFrame({name: value for name, value in predicted.items()}, index=rows.index)
     explained = bundle["roofline"].estimator_.explain(rows)
     columns = {name: predicted[name] for name in ("latency_s", "latency_low_s", "latency_high_s")}
     columns.update({"roofline_latency_s": explained["latency_s"].to_numpy(),

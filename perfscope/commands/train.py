@@ -20,6 +20,15 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")
 IncludeContended = Annotated[bool, typer.Option(
     "--include-contended", help="Also use rows timed while another workload shared the device (status contended).")]
 Strict = Annotated[bool, typer.Option("--strict", help="Fail (exit 2) if any data file had to be skipped.")]
+GroupBy = Annotated[str | None, typer.Option(
+    "--group-by", help="Hold out unseen combinations of these tunable parameters (comma-separated), "
+                       "e.g. block_size_x,block_size_y. Default: shapes; a one-shape sweep: its two most "
+                       "varied parameters.")]
+
+
+def _names(text: str | None) -> list[str] | None:
+    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    return names or None
 
 
 @app.command("train")
@@ -32,6 +41,7 @@ def train_command(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     include_contended: IncludeContended = False,
     strict: Strict = False,
+    group_by: GroupBy = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -41,14 +51,19 @@ def train_command(
     check_writable(out)  # before minutes of training, not after
     rows, read = read_rows(datasets, strict=strict, as_json=as_json)
     report = train(rows, out_dir=out, kernels=kernel, devices=device, dtypes=dtype, seed=seed,
-                   include_contended=include_contended, progress=None if quiet or as_json else _progress)
+                   include_contended=include_contended, group_by=_names(group_by),
+                   progress=None if quiet or as_json else _progress)
     if as_json:
         print(strict_json.dumps({**report.to_dict(), **_files_summary(read)}))
         return
     print(f"trained on {report.n_rows} rows, {report.n_shapes} shapes ({', '.join(report.kernels)}; "
           f"{', '.join(report.devices)}); saved to {report.out_dir}")
-    print("judged on shapes held out of training (grouped 5-fold):")
+    held_out = (f"unseen ({', '.join(report.group_by)}) combinations" if report.group_by
+                else "shapes held out of training")
+    print(f"judged on {held_out} (grouped 5-fold):")
     print(_table(report.evaluation))
+    for name, reason in report.skipped.items():
+        print(f"{name}: not fitted: {reason}")
 
 
 def check_writable(out: Path) -> None:
@@ -81,6 +96,7 @@ def evaluate_command(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     include_contended: IncludeContended = False,
     strict: Strict = False,
+    group_by: GroupBy = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -91,7 +107,7 @@ def evaluate_command(
     rows, read = read_rows(datasets, strict=strict, as_json=as_json)
     table = evaluate_datasets(rows, split=split, n_splits=None if folds == 0 else folds, seed=seed,
                               kernels=kernel, devices=device, dtypes=dtype, include_contended=include_contended,
-                              progress=None if quiet or as_json else _progress)
+                              group_by=_names(group_by), progress=None if quiet or as_json else _progress)
     if as_json:
         print(strict_json.dumps({"split": split, "results": to_records(table), **_files_summary(read)}))
         return
@@ -122,5 +138,5 @@ def _progress(message: str) -> None:
 
 def _table(frame) -> str:
     columns = [c for c in ("model", "target", "r2", "mean_abs_pct_error", "median_abs_pct_error", "within_10pct",
-                           "interval_coverage", "n_rows") if c in frame.columns]
+                           "spearman", "regret", "interval_coverage", "n_rows", "reason") if c in frame.columns]
     return frame[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}")

@@ -1,0 +1,249 @@
+"""``ParameterForestModel``: latency of any tunable kernel from its parameters, launch and device.
+
+For data users bring from auto-tuners (Kernel Tuner caches, T4 files, Triton or CUTLASS
+sweeps): one problem size, many configurations, kernels with no FLOP count, GPUs without
+a spec row. Features (``perfscope.models.param_features``): every tunable parameter,
+launch features where the geometry is known, the device's peaks where known, the work
+(FLOPs, minimum bytes) and shape columns where the rows have them. Distinct
+configurations stay distinct: nothing is bucketed.
+
+Target: log time minus a per-device scale (the median log time of the device's training
+rows), so the forest learns the shape of the landscape and the scale says how fast the
+device is. A device not seen in training gets its scale from a least-squares line of
+the training devices' scales on their log memory bandwidth and log FP32 peak where at
+least three training devices have both (zero-shot), else the mean scale; ``adapt``
+takes k measured configurations of a new device (few-shot): its scale becomes their
+median residual, and a second, small forest learns what remains of their residuals when
+k >= ``MIN_ADAPT_ROWS_FOR_RESIDUALS``.
+
+Extremely randomised trees (Geurts et al. 2006): thresholds drawn at random interpolate
+between the parameter values seen, where a random forest's best-split thresholds make
+steps; leaves of one row, every feature tried at each split (the regression defaults of
+that paper), 200 trees. Fixed on principle, not tuned on any test split.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from perfscope.errors import UserInputError
+from perfscope.models.param_features import (
+    DEVICE_FEATURES,
+    LAUNCH_FEATURES,
+    encode,
+    launch_features,
+    parameters,
+    problem_elements,
+    tunable_names,
+)
+from perfscope.models.persistence import LightEstimator, LightRegressorMixin, check_is_fitted
+from perfscope.models.tree_arrays import ForestArrays, export_forest
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SHAPE_FEATURES = ("batch", "m", "n", "k", "conv_n", "conv_c", "conv_h", "conv_w", "conv_k", "conv_r", "conv_s",
+                  "heads", "seq_q", "seq_k", "head_dim")
+MIN_ADAPT_ROWS_FOR_RESIDUALS = 8
+
+
+class ParameterForestModel(LightRegressorMixin, LightEstimator):
+    """Forest on tunable parameters + launch + device features, log time with a per-device scale.
+
+    Fitted: ``forest_`` (``ForestArrays``), ``feature_names_``, ``params_`` (tunable
+    parameter names), ``codes_`` (string parameter codes), ``scales_`` (device key ->
+    scale), ``device_figures_`` (device key -> (log10 bandwidth, log10 FP32 peak, compute
+    units), NaN unknown), ``scale_line_`` (coefficients or None), ``residual_forests_``
+    (device key -> ``ForestArrays`` from ``adapt``), ``n_rows_``.
+    """
+
+    def __init__(self, n_estimators: int = 200, min_samples_leaf: int = 1, random_state: int | None = 0,
+                 n_jobs: int | None = None) -> None:
+        self.n_estimators = n_estimators
+        self.min_samples_leaf = min_samples_leaf
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    # -- features --------------------------------------------------------------------------
+    def _device_figures(self, rows: Any) -> dict[str, tuple[float, float, float]]:
+        from perfscope.devices.registry import resolve_row_device
+
+        known = dict(getattr(self, "device_figures_", {}))
+        keys = [str(k) for k in rows["device_key"]]
+        names = list(rows["device_name"]) if "device_name" in rows else [None] * len(keys)
+        for key, name in zip(keys, names, strict=True):
+            if key in known:
+                continue
+            resolved = resolve_row_device(key, name if isinstance(name, str) else None)
+            if resolved is None:
+                known[key] = (math.nan, math.nan, math.nan)
+                continue
+            device = resolved[0]
+            bandwidth = device.mem_bandwidth_bytes_per_s or math.nan
+            peak = device.peaks_flops_per_s.get("fp32", math.nan)
+            known[key] = (math.log10(bandwidth) if bandwidth > 0 else math.nan,
+                          math.log10(peak) if peak > 0 else math.nan, float(device.sm_count or math.nan))
+        return known
+
+    def _design(self, rows: Any, fitting: bool) -> np.ndarray:
+        from perfscope.roofline import work_and_traffic
+
+        size = len(rows["device_key"])
+        params = parameters(rows)
+        if fitting:
+            self.params_ = tunable_names(params)
+            self.codes_ = {}
+        columns: list[np.ndarray] = []
+        for name in self.params_:
+            values, codes = encode(params.get(name, [None] * size), self.codes_.get(name))
+            if fitting and codes is not None:
+                self.codes_[name] = codes
+            columns.append(values)
+        figures = self._device_figures(rows)
+        if fitting:
+            self.device_figures_ = figures
+        device = np.array([figures[str(k)] for k in rows["device_key"]], dtype=float).reshape(size, 3)
+        launch = launch_features(params, problem_elements(rows, size), device[:, 2], size)
+        columns += [launch[name] for name in LAUNCH_FEATURES]
+        columns += [device[:, i] for i in range(len(DEVICE_FEATURES))]
+        flops, min_bytes = work_and_traffic(rows)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            columns += [np.log10(np.asarray(flops, dtype=float)), np.log10(np.asarray(min_bytes, dtype=float))]
+        for name in SHAPE_FEATURES:
+            columns.append(_floats(rows, name, size))
+        design = np.column_stack(columns) if columns else np.empty((size, 0))
+        if fitting:
+            self.feature_names_ = ([f"param_{n}" for n in self.params_] + list(LAUNCH_FEATURES)
+                                   + list(DEVICE_FEATURES) + ["log10_flops", "log10_min_bytes"] + list(SHAPE_FEATURES))
+        return np.where(np.isfinite(design), design, -1.0)
+
+    # -- fitting ---------------------------------------------------------------------------
+    def _new_forest(self) -> Any:
+        from sklearn.ensemble import ExtraTreesRegressor
+
+        return ExtraTreesRegressor(n_estimators=self.n_estimators, min_samples_leaf=self.min_samples_leaf,
+                                   max_features=1.0, random_state=self.random_state, n_jobs=self.n_jobs)
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> ParameterForestModel:
+        """Fit on the ok rows of ``X`` (``y``: latency in seconds, default the measured time)."""
+        from perfscope.models.roofline_model import training_rows
+
+        rows, latency_s = training_rows(X, y)
+        if len(rows) < 2:
+            raise UserInputError("too few ok rows with a time to fit the parameter forest (need 2)")
+        log_time = np.log(latency_s)
+        keys = rows["device_key"].astype(str).to_numpy()
+        self.scales_ = {key: float(np.median(log_time[keys == key])) for key in np.unique(keys)}
+        design = self._design(rows, fitting=True)
+        target = log_time - np.array([self.scales_[k] for k in keys])
+        self.forest_ = export_forest(self._new_forest().fit(design, target))
+        self.scale_line_ = self._fit_scale_line()
+        self.residual_forests_: dict[str, ForestArrays] = {}
+        self.n_rows_ = len(rows)
+        return self
+
+    def _fit_scale_line(self) -> list[float] | None:
+        """Least squares scale ~ a + b * log10 bandwidth + c * log10 FP32 peak over the training devices."""
+        points = [(self.device_figures_[k][0], self.device_figures_[k][1], s) for k, s in self.scales_.items()
+                  if k in self.device_figures_ and all(map(math.isfinite, self.device_figures_[k][:2]))]
+        if len(points) < 3:
+            return None
+        a = np.array([[1.0, p[0], p[1]] for p in points])
+        coefficients, *_ = np.linalg.lstsq(a, np.array([p[2] for p in points]), rcond=None)
+        return [float(c) for c in coefficients]
+
+    def _scale(self, key: str) -> float:
+        if key in self.scales_:
+            return self.scales_[key]
+        figures = self.device_figures_.get(key, (math.nan, math.nan, math.nan))
+        if self.scale_line_ is not None and all(map(math.isfinite, figures[:2])):
+            a, b, c = self.scale_line_
+            return a + b * figures[0] + c * figures[1]
+        return float(np.mean(list(self.scales_.values())))
+
+    def adapt(self, X: pd.DataFrame, y: Any = None) -> ParameterForestModel:
+        """Few-shot: learn the scale (and, with enough rows, a residual forest) of the devices of
+        ``X``'s ok rows from those measured configurations; the main forest is kept."""
+        from perfscope.models.roofline_model import training_rows
+
+        check_is_fitted(self)
+        rows, latency_s = training_rows(X, y)
+        if len(rows) == 0:
+            raise UserInputError("adapt needs measured ok rows of the new device")
+        self.device_figures_ = self._device_figures(rows)
+        design = self._design(rows, fitting=False)
+        relative = self.forest_.predict(design)
+        residual = np.log(latency_s) - relative
+        keys = rows["device_key"].astype(str).to_numpy()
+        for key in np.unique(keys):
+            mine = keys == key
+            self.scales_[key] = float(np.median(residual[mine]))
+            self.residual_forests_.pop(key, None)
+            if mine.sum() >= MIN_ADAPT_ROWS_FOR_RESIDUALS:
+                from sklearn.ensemble import ExtraTreesRegressor
+
+                small = ExtraTreesRegressor(n_estimators=50, min_samples_leaf=3, random_state=self.random_state)
+                self.residual_forests_[key] = export_forest(
+                    small.fit(design[mine], residual[mine] - self.scales_[key]))
+        return self
+
+    # -- prediction ------------------------------------------------------------------------
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted latency per row in seconds."""
+        check_is_fitted(self)
+        if not hasattr(X, "__getitem__") or "device_key" not in X:
+            raise UserInputError("X must be profile rows with a device_key column")
+        self.device_figures_ = self._device_figures(X)
+        design = self._design(X, fitting=False)
+        out = self.forest_.predict(design)
+        keys = np.asarray([str(k) for k in X["device_key"]])
+        for key in np.unique(keys):
+            mine = keys == key
+            out[mine] += self._scale(key)
+            if key in self.residual_forests_:
+                out[mine] += self.residual_forests_[key].predict(design[mine])
+        return np.exp(out)
+
+    def predict_latency(self, X: Any) -> np.ndarray:
+        """Same as ``predict``: latency in seconds."""
+        return self.predict(X)
+
+    # -- persistence -----------------------------------------------------------------------
+    def _to_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        check_is_fitted(self)
+        objects: dict[str, Any] = {"forest": self.forest_}
+        objects.update({f"residual.{i}": f for i, f in enumerate(self.residual_forests_.values())})
+        state = {"params": self.get_params(), "features": self.feature_names_, "tunables": self.params_,
+                 "codes": self.codes_, "scales": self.scales_, "scale_line": self.scale_line_,
+                 "device_figures": {k: list(v) for k, v in self.device_figures_.items()},
+                 "residual_devices": list(self.residual_forests_), "n_rows": self.n_rows_}
+        return state, objects
+
+    @classmethod
+    def _from_state(cls, state: Mapping[str, Any], objects: Mapping[str, Any]) -> ParameterForestModel:
+        model = cls(**state["params"])
+        model.forest_ = objects["forest"]
+        model.feature_names_ = list(state["features"])
+        model.params_ = list(state["tunables"])
+        model.codes_ = {k: dict(v) for k, v in state["codes"].items()}
+        model.scales_ = {k: float(v) for k, v in state["scales"].items()}
+        model.scale_line_ = state["scale_line"]
+        model.device_figures_ = {k: tuple(float(x) if x is not None else math.nan for x in v)
+                                 for k, v in state["device_figures"].items()}
+        model.residual_forests_ = {k: objects[f"residual.{i}"] for i, k in enumerate(state["residual_devices"])}
+        model.n_rows_ = int(state["n_rows"])
+        return model
+
+
+def _floats(rows: Any, name: str, size: int) -> np.ndarray:
+    if name not in rows:
+        return np.full(size, np.nan)
+    values = rows[name]
+    try:
+        return np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        return np.array([float(v) if isinstance(v, (int, float)) else np.nan for v in values])
