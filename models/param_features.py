@@ -62,7 +62,7 @@ def parameters(rows: Any) -> dict[str, list[Any]]:
     columns = rows.columns if hasattr(rows, "columns") else list(rows)
     for column in columns:
         if isinstance(column, str) and column.startswith(PARAM_PREFIX):
-            values = list(rows[column])
+            values = rows[column].tolist()  # Python scalars, not numpy ones
             out[column[len(PARAM_PREFIX):]] = [None if _missing(v) else v for v in values]
     return out
 

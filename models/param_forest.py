@@ -90,7 +90,7 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
         return known
 
     def _design(self, rows: Any, fitting: bool) -> np.ndarray:
-        from perfscope.roofline import work_and_traffic
+        from perfscope.work import work_and_traffic
 
         size = len(rows["device_key"])
         params = parameters(rows)
@@ -133,17 +133,17 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
         from perfscope.models.roofline_model import training_rows
 
         rows, latency_s = training_rows(X, y)
-        if len(rows) < 2:
+        if len(latency_s) < 2:
             raise UserInputError("too few ok rows with a time to fit the parameter forest (need 2)")
         log_time = np.log(latency_s)
-        keys = rows["device_key"].astype(str).to_numpy()
+        keys = np.asarray(rows["device_key"]).astype(str)
         self.scales_ = {key: float(np.median(log_time[keys == key])) for key in np.unique(keys)}
         design = self._design(rows, fitting=True)
         target = log_time - np.array([self.scales_[k] for k in keys])
         self.forest_ = export_forest(self._new_forest().fit(design, target))
         self.scale_line_ = self._fit_scale_line()
         self.residual_forests_: dict[str, ForestArrays] = {}
-        self.n_rows_ = len(rows)
+        self.n_rows_ = len(latency_s)
         return self
 
     def _fit_scale_line(self) -> list[float] | None:
@@ -172,13 +172,13 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
 
         check_is_fitted(self)
         rows, latency_s = training_rows(X, y)
-        if len(rows) == 0:
+        if len(latency_s) == 0:
             raise UserInputError("adapt needs measured ok rows of the new device")
         self.device_figures_ = self._device_figures(rows)
         design = self._design(rows, fitting=False)
         relative = self.forest_.predict(design)
         residual = np.log(latency_s) - relative
-        keys = rows["device_key"].astype(str).to_numpy()
+        keys = np.asarray(rows["device_key"]).astype(str)
         for key in np.unique(keys):
             mine = keys == key
             self.scales_[key] = float(np.median(residual[mine]))

@@ -39,7 +39,8 @@ def parameter_groups(rows: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
         known = ", ".join(sorted(params)) or "none"
         raise UserInputError(f"--group-by names {', '.join(missing)}, which the rows do not have as parameters "
                              f"(they have: {known})")
-    keys = pd.Series(["\x00".join(str(params[n][i]) for n in names) for i in range(len(rows))], dtype=object)
+    size = len(params[names[0]]) if names else 0
+    keys = pd.Series(["\x00".join(str(params[n][i]) for n in names) for i in range(size)], dtype=object)
     return pd.factorize(keys)[0]
 
 

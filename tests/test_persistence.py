@@ -334,7 +334,7 @@ def test_train_saves_a_bundle_that_estimates_unseen_configurations(tmp_path):
     other = rows.assign(kernel="conv")  # filtered out by kernels=
     report = train(pd.concat([rows, other], ignore_index=True), out_dir=tmp_path / "m", kernels=["gemm"], n_splits=3)
     assert report.n_rows == len(rows) and report.kernels == ["gemm"] and report.n_energy_rows == len(rows)
-    assert report.models == ["forest", "roofline", "energy"]
+    assert report.models == ["forest", "roofline", "param_forest", "energy"]  # rows carry tile parameters
     figures = report.evaluation.set_index(["model", "target"])
     assert figures.loc[("forest", "latency"), "median_abs_pct_error"] < 10
     assert set(report.to_dict()) >= {"out_dir", "evaluation", "fingerprint"}
