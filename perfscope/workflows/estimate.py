@@ -114,10 +114,9 @@ def estimate_columns(kernel: str, configs: list[Mapping[str, Any]] | Any, device
     out["bound"] = np.where(regime != None, regime, np.nan).astype(object)  # noqa: E711 (elementwise)
     energy_j = energy_method = None
     if model is not None:
-        from perfscope.models.persistence import ModelBundle, load_bundle
-        from perfscope.models.training import bundle_predictions
+        from perfscope.models.training import bundle_predictions  # see _bundle
 
-        bundle = model if isinstance(model, ModelBundle) else load_bundle(model)
+        bundle = _bundle(model)
         # the work (FLOPs, bytes) does not depend on the device, and all the features are
         # reused when the model's figures for this device are the resolved ones
         predicted = bundle_predictions(bundle, {**rows, "flops": features["flops"], "min_bytes": features["min_bytes"]},
@@ -196,9 +195,7 @@ def estimate(kernel: str, device: str, dtype: str = "fp32", *, model: Any = None
     if implementation is not None:
         config["implementation"] = implementation
     if model is not None and best_tile:
-        from perfscope.models.persistence import ModelBundle, load_bundle
-
-        model = model if isinstance(model, ModelBundle) else load_bundle(model)  # loaded once for both
+        model = _bundle(model)  # loaded once for both
     out = estimate_columns(kernel, [config], device, dtype=dtype, model=model, region=region,
                            intensity_gco2e_per_kwh=intensity_gco2e_per_kwh, pue=pue)
     result = {name: _plain(values[0]) for name, values in out.items()}
@@ -228,6 +225,15 @@ def _best_tile(kernel: str, device: str, dtype: str, config: dict[str, Any], mod
     return {"tile_m": int(out["tile_m"][best]), "tile_n": int(out["tile_n"][best]), "tile_k": int(out["tile_k"][best]),
             "implementation": implementation, "latency_s": float(latency[best]),
             "gain_over_default": float(default_latency_s / latency[best]), "method": out["method"][best]}
+
+
+def _bundle(model: Any) -> Any:
+    """``model`` as a loaded bundle: a ``ModelBundle`` as it is, a path loaded (the one place
+    an estimate loads a bundle). The models are imported here, not at the top: the roofline
+    fallback needs none of them, and importing them costs ~50 ms of every cold start."""
+    from perfscope.models.persistence import ModelBundle, load_bundle
+
+    return model if isinstance(model, ModelBundle) else load_bundle(model)
 
 
 def _plain(value: Any) -> Any:
