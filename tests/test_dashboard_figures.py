@@ -477,3 +477,14 @@ def test_parameter_space_views_any_param_columns():
     assert sum(c.startswith("★") for c in cells) == 1 and "★ 225 µs" in cells  # 16 x 4, unrolled: 1e-3/4*0.9
     parallel = parameter_parallel_coordinates(rows, varying)
     assert [d.label for d in parallel.data[0].dimensions] == ["block_size_x", "block_size_y", "unroll", "median time"]
+
+
+def test_carbon_never_calls_doubtful_energy_measured_and_net_says_why(rows):
+    doubtful = rows.assign(energy_quality="doubtful", energy_is_estimate=False)
+    frame = carbon.carbon_frame(doubtful, intensity_gco2e_per_kwh=400.0)
+    assert frame["estimated"].all()
+    summary = carbon.carbon_summary(frame)
+    assert "measured" not in set(summary["energy"])
+    net = carbon.carbon_frame(rows.assign(energy_net_j=np.nan), intensity_gco2e_per_kwh=400.0, energy="net")
+    message = common.message_text(carbon.carbon_figure(net))
+    assert "net-of-idle" in message and "gross energy" in message and "idle power" in message

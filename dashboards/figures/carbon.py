@@ -42,6 +42,7 @@ def energy_per_config(rows: pd.DataFrame, energy: str = "gross") -> pd.DataFrame
     if rows is None or rows.empty or any(c not in rows for c in need):
         frame = pd.DataFrame(columns=columns)
         frame.attrs["rows_without_energy"] = 0 if rows is None else len(rows)
+        frame.attrs["rows_with_gross_energy"] = 0 if rows is None or rows.empty else _gross_rows(rows)
         return frame
     energy_j = numeric(rows, column)
     ok = np.isfinite(energy_j) & (energy_j > 0)
@@ -49,6 +50,8 @@ def energy_per_config(rows: pd.DataFrame, energy: str = "gross") -> pd.DataFrame
     keys = ["device_key", "config_id"]
     estimated = (subset["energy_is_estimate"].to_numpy() == True) if "energy_is_estimate" in subset \
         else np.zeros(len(subset), dtype=bool)  # noqa: E712
+    if "energy_quality" in subset:  # power read after the run (imports): doubtful, never "measured"
+        estimated = estimated | (subset["energy_quality"].astype(str) == "doubtful").to_numpy()
     work = pd.DataFrame({"device_key": subset["device_key"], "config_id": subset["config_id"],
                          "energy_j": energy_j[ok], "time_s": numeric(subset, "time_s"), "estimated": estimated})
     agg = work.groupby(keys, observed=True, sort=False).agg(
@@ -67,7 +70,13 @@ def energy_per_config(rows: pd.DataFrame, energy: str = "gross") -> pd.DataFrame
         "rows": agg["rows"].to_numpy(), "estimated": agg["estimated"].astype(bool).to_numpy(),
     })
     frame.attrs["rows_without_energy"] = int((~ok).sum())
+    frame.attrs["rows_with_gross_energy"] = _gross_rows(rows) if column != "energy_gross_j" else int(ok.sum())
     return frame
+
+
+def _gross_rows(rows: pd.DataFrame) -> int:
+    gross = numeric(rows, "energy_gross_j")
+    return int((np.isfinite(gross) & (gross > 0)).sum())
 
 
 def carbon_frame(rows: pd.DataFrame | None, *, intensity_gco2e_per_kwh: float, pue: float = 1.0, calls: float = 1e6,
@@ -102,6 +111,12 @@ def carbon_figure(frame: pd.DataFrame, by: str = "dtype", *, workload: str = "pe
     problem = check_rows(frame, ["shape", "total_gco2e", "estimated", by], title)
     if problem is not None:
         without = frame.attrs.get("rows_without_energy", 0) if isinstance(frame, pd.DataFrame) else 0
+        gross_rows = frame.attrs.get("rows_with_gross_energy", 0) if isinstance(frame, pd.DataFrame) else 0
+        if isinstance(frame, pd.DataFrame) and frame.empty and without and gross_rows:
+            return message_figure(f"{title}: no net-of-idle energy in the {without:,} selected rows, though "
+                                  f"{gross_rows:,} have gross energy: net needs the device's idle power, which "
+                                  "the meter records only when it measured idle before the run; use gross",
+                                  title)
         if isinstance(frame, pd.DataFrame) and frame.empty and without:
             return message_figure(f"{title}: none of the {without:,} selected rows has energy "
                                   "(no meter on that machine; collect with --energy estimate-tdp --tdp-w W "
@@ -114,7 +129,7 @@ def carbon_figure(frame: pd.DataFrame, by: str = "dtype", *, workload: str = "pe
     for (value, estimated), group in part.groupby([part[by].astype(str), "estimated"], sort=True):
         agg = group.groupby("shape", sort=False).agg(total=("total_gco2e", "median"), kwh=("energy_kwh", "median"),
                                                      energy=("energy_j", "median"), n=("rows", "sum"))
-        name = f"{value} (estimated energy)" if estimated else str(value)
+        name = f"{value} (estimated energy)" if estimated else str(value)  # estimated or doubtful
         fig.add_bar(x=agg.index, y=agg["total"], name=name,
                     marker={"pattern": {"shape": "/" if estimated else ""}},
                     customdata=np.column_stack([agg["kwh"], agg["energy"], agg["n"]]),
@@ -125,7 +140,8 @@ def carbon_figure(frame: pd.DataFrame, by: str = "dtype", *, workload: str = "pe
     if len(shapes) > max_shapes:
         notes.append(f"{len(shapes)} shapes: the {max_shapes} with the most configurations shown")
     if part["estimated"].any():
-        notes.append("hatched: estimated energy (TDP x utilisation, no meter)")
+        notes.append("hatched: estimated energy (TDP x utilisation, no meter) or doubtful energy (power read "
+                     "after the run, from an import), never counted as measured")
     if frame.attrs.get("rows_without_energy"):
         notes.append(f"{frame.attrs['rows_without_energy']:,} selected rows without energy left out")
     fig.update_layout(template=TEMPLATE, title=title, barmode="group", margin={"b": 130},
@@ -144,7 +160,7 @@ def carbon_summary(frame: pd.DataFrame) -> pd.DataFrame:
         configs=("config_id", "size")).reset_index()
     return pd.DataFrame({
         "device": out["device_key"], "dtype": out["dtype"],
-        "energy": np.where(out["estimated"], "estimated (TDP)", "measured"),
+        "energy": np.where(out["estimated"], "estimated (TDP) or doubtful", "measured"),
         "energy per call": [si(v, "J") for v in out["energy_j"]],
         "kWh": [f"{v:.4g}" for v in out["kwh"]],
         "gCO2e": [f"{v:.4g}" if math.isfinite(v) else "n/a" for v in out["g"]],

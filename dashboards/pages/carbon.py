@@ -28,7 +28,7 @@ CUSTOM = "__custom__"
 DEFAULT_REGION = "World"
 WORKLOADS = {"call": "per call", "million": "per 1M calls", "workload": "per workload"}
 _COLUMNS = ("device_key", "config_id", "kernel", "implementation", "dtype", "tile", "shape", "time_s",
-            "energy_gross_j", "energy_net_j", "energy_is_estimate")
+            "energy_gross_j", "energy_net_j", "energy_is_estimate", "energy_quality")
 
 
 def layout(**query: Any) -> html.Div:
