@@ -166,7 +166,7 @@ def cross_validated_predictions(models: Mapping[str, Any], rows: pd.DataFrame, s
     return out
 
 
-FEW_SHOT_K = (10, 50)
+FEW_SHOT_K = (10, 20, 50)
 """Measured configurations of the held-out device that ``adapt``-able models get on a device split."""
 
 

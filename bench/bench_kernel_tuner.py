@@ -1,0 +1,114 @@
+"""Predictor figures on real auto-tuning data: Kernel Tuner dedispersion caches on six GPUs.
+
+Imports every ``*.json.gz`` of the folder as shipped (with the T1 file when present) and
+prints, for ``ParameterForestModel`` and the bar to beat (a plain
+``RandomForestRegressor(n_estimators=60)`` on the raw parameters, log time), per GPU:
+
+* unseen (block_size_x, block_size_y) groups, 5-fold (what matters for an auto-tuner);
+* leave one GPU out: zero-shot, and with k = 10, 20, 50 measured configurations of the
+  held-out GPU (``adapt``).
+
+    python bench/bench_kernel_tuner.py [--folder DIR] [--trees 200] [--n-jobs 2] [--gpus A100,W6600]
+
+Timing is wall-clock on whatever machine runs it (shared machines say so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "kernel_tuner" / "dedispersion_milo"
+COLUMNS = ["model", "n_predicted", "median_abs_pct_error", "r2", "spearman", "regret", "interval_coverage", "reason"]
+
+
+class PlainForest:
+    """The bar to beat: RandomForestRegressor(n_estimators=60) on the raw tunable parameters, log time."""
+
+    def __init__(self, random_state: int = 0) -> None:
+        self.random_state = random_state
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {"random_state": self.random_state}
+
+    def set_params(self, **params) -> PlainForest:
+        self.random_state = params.get("random_state", self.random_state)
+        return self
+
+    def _design(self, rows) -> np.ndarray:
+        return rows[[c for c in rows.columns if c.startswith("param_")]].to_numpy(dtype=float)
+
+    def fit(self, rows, y=None) -> PlainForest:
+        from sklearn.ensemble import RandomForestRegressor
+
+        self.forest_ = RandomForestRegressor(n_estimators=60, random_state=self.random_state, n_jobs=2)
+        self.forest_.fit(self._design(rows), np.log(rows["time_median_ms"].to_numpy() / 1e3))
+        return self
+
+    def predict(self, rows) -> np.ndarray:
+        return np.exp(self.forest_.predict(self._design(rows)))
+
+
+def load(folder: Path, gpus: list[str] | None) -> pd.DataFrame:
+    import pyarrow as pa
+
+    from perfscope.importers import import_kernel_tuner
+
+    t1 = next(iter(folder.glob("*.T1.json")), None)
+    paths = [p for p in sorted(folder.glob("*.json.gz")) if not gpus or p.name.split(".")[0] in gpus]
+    tables = [import_kernel_tuner(p, t1=t1) for p in paths]
+    return pa.concat_tables(tables, promote_options="default").to_pandas()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sklearn.base import clone  # noqa: F401  (the evaluation clones models)
+
+    from perfscope.models.evaluation import evaluate
+    from perfscope.models.param_forest import ParameterForestModel
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", type=Path, default=DEFAULT)
+    parser.add_argument("--trees", type=int, default=200)
+    parser.add_argument("--n-jobs", type=int, default=None)
+    parser.add_argument("--gpus", default="", help="comma-separated file stems (default: all)")
+    parser.add_argument("--skip-device", action="store_true")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", message=".*sklearn.utils.parallel.delayed.*")
+    if not args.folder.is_dir():
+        print(f"Kernel Tuner caches not found at {args.folder}: skipped (pass --folder DIR)")
+        return 0
+    start = time.perf_counter()
+    rows = load(args.folder, [g for g in args.gpus.split(",") if g])
+    print(f"# imported {len(rows)} rows, {rows['device_key'].nunique()} GPUs in {time.perf_counter() - start:.0f} s")
+    models = {"param_forest": ParameterForestModel(n_estimators=args.trees, n_jobs=args.n_jobs),
+              "plain_rf60": PlainForest()}
+    per_gpu = []
+    for device in rows["device_key"].unique():
+        start = time.perf_counter()
+        table = evaluate(models, rows[rows["device_key"] == device].reset_index(drop=True), split="shape",
+                         n_splits=5, group_by=["block_size_x", "block_size_y"])
+        print(f"\n## {device}: unseen (block_size_x, block_size_y), 5-fold ({time.perf_counter() - start:.0f} s)")
+        print(table[COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        per_gpu.append(table.assign(device=device))
+    grouped = pd.concat(per_gpu)
+    mean = grouped.groupby("model")[["median_abs_pct_error", "r2", "spearman", "regret", "interval_coverage"]].mean()
+    print("\n## mean over GPUs, unseen (block_size_x, block_size_y) groups (targets: median <= 2.5%, "
+          "Spearman >= 0.90, regret <= 1.03)")
+    print(mean.to_string(float_format=lambda v: f"{v:.3f}"))
+    if not args.skip_device:
+        start = time.perf_counter()
+        table = evaluate({"param_forest": models["param_forest"]}, rows, split="device")
+        print(f"\n## leave one GPU out: zero-shot and k-shot ({time.perf_counter() - start:.0f} s; targets zero-shot "
+              "median <= 20%, regret <= 1.10; 20 configurations: median <= 5%, regret <= 1.05)")
+        print(table[COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
