@@ -17,8 +17,11 @@ Two ways to get unseen-group scores (``method``):
   the model is fitted on the rest (and kept as is);
 * ``"cv"`` (default): cross-conformal: out-of-fold scores from a grouped K-fold over
   all rows, then the model is refitted on every row. Every row gives a score, at the
-  price of K + 1 fits; the guarantee is approximate (Barber et al. 2021 bound it by
-  1 - 2·alpha) and close to nominal in practice.
+  price of K + 1 fits. This is cross-conformal with a refit, *not* CV+: the interval
+  is centred on the refitted model's prediction with one pooled quantile, so Barber et
+  al.'s (2021) 1 - 2·alpha bound, which holds for CV+ and jackknife+ (intervals built
+  from each fold's own model), does not apply; there is no finite-sample guarantee.
+  Coverage is measured, not promised: check it on held-out groups (``evaluate``).
 """
 
 from __future__ import annotations
