@@ -15,7 +15,7 @@ from perfscope.dashboards.figures.common import TEMPLATE, check_rows, message_fi
 from perfscope.dashboards.units import duration, log_axis
 
 TILE_PARAMETERS = ("tile_m", "tile_n", "tile_k", "tile_group_m", "tile_num_warps", "tile_num_stages")
-MAX_PARCOORDS_ROWS = 5_000
+MAX_PARCOORDS_ROWS = 1_000  # lines drawn: the fastest configurations, where the choice is made
 
 
 def varying_parameters(rows: pd.DataFrame) -> list[str]:
@@ -71,7 +71,8 @@ def parameter_parallel_coordinates(rows: pd.DataFrame, parameters: list[str]) ->
     frame["time_s"] = numeric(rows, "time_s")
     frame = frame[np.isfinite(frame["time_s"])]
     per_config = frame.fillna(-1).groupby(parameters)["time_s"].median().reset_index()
-    if len(per_config) > MAX_PARCOORDS_ROWS:  # the fastest configurations, where the choice is made
+    total = len(per_config)
+    if total > MAX_PARCOORDS_ROWS:
         per_config = per_config.nsmallest(MAX_PARCOORDS_ROWS, "time_s")
     log_time = np.log10(per_config["time_s"].to_numpy())
     ticks = log_axis(per_config["time_s"], "s")
@@ -81,5 +82,6 @@ def parameter_parallel_coordinates(rows: pd.DataFrame, parameters: list[str]) ->
                        "ticktext": ticks.get("ticktext", [])})
     fig = go.Figure(go.Parcoords(line={"color": log_time, "colorscale": "Viridis", "reversescale": True},
                                  dimensions=dimensions))
-    fig.update_layout(template=TEMPLATE, title=f"{title}: {len(per_config):,} configurations")
+    shown = f"the fastest {len(per_config):,} of {total:,}" if total > len(per_config) else f"{total:,}"
+    fig.update_layout(template=TEMPLATE, title=f"{title}: {shown} configurations")
     return fig
