@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-jobs", type=int, default=None)
     parser.add_argument("--gpus", default="", help="comma-separated file stems (default: all)")
     parser.add_argument("--skip-device", action="store_true")
+    parser.add_argument("--skip-grouped", action="store_true")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*sklearn.utils.parallel.delayed.*")
     if not args.folder.is_dir():
@@ -89,18 +90,19 @@ def main(argv: list[str] | None = None) -> int:
     models = {"param_forest": ParameterForestModel(n_estimators=args.trees, n_jobs=args.n_jobs),
               "plain_rf60": PlainForest()}
     per_gpu = []
-    for device in rows["device_key"].unique():
+    for device in [] if args.skip_grouped else rows["device_key"].unique():
         start = time.perf_counter()
         table = evaluate(models, rows[rows["device_key"] == device].reset_index(drop=True), split="shape",
                          n_splits=5, group_by=["block_size_x", "block_size_y"])
         print(f"\n## {device}: unseen (block_size_x, block_size_y), 5-fold ({time.perf_counter() - start:.0f} s)")
         print(table[COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         per_gpu.append(table.assign(device=device))
-    grouped = pd.concat(per_gpu)
-    mean = grouped.groupby("model")[["median_abs_pct_error", "r2", "spearman", "regret", "interval_coverage"]].mean()
-    print("\n## mean over GPUs, unseen (block_size_x, block_size_y) groups (targets: median <= 2.5%, "
-          "Spearman >= 0.90, regret <= 1.03)")
-    print(mean.to_string(float_format=lambda v: f"{v:.3f}"))
+    if per_gpu:
+        grouped = pd.concat(per_gpu)
+        figures = ["median_abs_pct_error", "r2", "spearman", "regret", "interval_coverage"]
+        print("\n## mean over GPUs, unseen (block_size_x, block_size_y) groups (targets: median <= 2.5%, "
+              "Spearman >= 0.90, regret <= 1.03)")
+        print(grouped.groupby("model")[figures].mean().to_string(float_format=lambda v: f"{v:.3f}"))
     if not args.skip_device:
         start = time.perf_counter()
         table = evaluate({"param_forest": models["param_forest"]}, rows, split="device")

@@ -9,9 +9,12 @@ configurations stay distinct: nothing is bucketed.
 
 Target: log time minus a per-device scale (the median log time of the device's training
 rows), so the forest learns the shape of the landscape and the scale says how fast the
-device is. A device not seen in training gets its scale from a least-squares line of
-the training devices' scales on their log memory bandwidth and log FP32 peak where at
-least three training devices have both (zero-shot), else the mean scale; ``adapt``
+device is. A device not seen in training gets its scale from its spec figures
+(zero-shot): time taken as proportional to 1 / sqrt(bandwidth x FP32 peak), the
+geometric mean of the two roofline ceilings (a kernel of unknown intensity is as likely
+memory- as compute-bound), with only the constant fitted over the training devices
+that have both figures; a fitted slope from a handful of GPUs overfits. Without
+figures, the mean scale. ``adapt``
 takes k measured configurations of a new device (few-shot): its scale becomes their
 median residual, and a second, small forest learns what remains of their residuals when
 k >= ``MIN_ADAPT_ROWS_FOR_RESIDUALS``.
@@ -147,14 +150,15 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
         return self
 
     def _fit_scale_line(self) -> list[float] | None:
-        """Least squares scale ~ a + b * log10 bandwidth + c * log10 FP32 peak over the training devices."""
-        points = [(self.device_figures_[k][0], self.device_figures_[k][1], s) for k, s in self.scales_.items()
+        """scale = a - ln(10)/2 * (log10 bandwidth + log10 FP32 peak): ``[a, slope, slope]``, only
+        ``a`` fitted (the mean over the training devices with both figures); None without any."""
+        slope = -math.log(10) / 2
+        points = [s - slope * (self.device_figures_[k][0] + self.device_figures_[k][1])
+                  for k, s in self.scales_.items()
                   if k in self.device_figures_ and all(map(math.isfinite, self.device_figures_[k][:2]))]
-        if len(points) < 3:
+        if not points:
             return None
-        a = np.array([[1.0, p[0], p[1]] for p in points])
-        coefficients, *_ = np.linalg.lstsq(a, np.array([p[2] for p in points]), rcond=None)
-        return [float(c) for c in coefficients]
+        return [float(np.mean(points)), slope, slope]
 
     def _scale(self, key: str) -> float:
         if key in self.scales_:
