@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import dash_ag_grid as dag  # at import time: Dash refuses component libraries first imported inside a callback
 import pandas as pd
 from dash import dcc, html
 
@@ -52,23 +53,39 @@ def figure_panel(name: str, *, height: int | None = None) -> html.Div:
     ], className="figure-panel")
 
 
-def data_table(frame: pd.DataFrame | None, *, max_rows: int = 50, empty: str = "nothing to show") -> html.Div:
-    """A plain HTML table of ``frame`` (first ``max_rows`` rows)."""
+MAX_TABLE_ROWS = 5_000  # rows sent to a table (sortable and filterable in the browser)
+
+
+def data_table(frame: pd.DataFrame | None, *, max_rows: int = MAX_TABLE_ROWS, empty: str = "nothing to show") -> Any:
+    """A sortable, filterable table (dash-ag-grid) of ``frame``: numbers written with their
+    units by column name (``units.format_cell``), at most ``max_rows`` rows sent."""
+    from perfscope.dashboards.units import format_cell, grid_value_formatter
+
     if frame is None or frame.empty:
         return html.Div(empty, className="muted")
     shown = frame.head(max_rows)
-    header = html.Tr([html.Th(str(c)) for c in shown.columns])
-    body = [html.Tr([html.Td(_cell(v)) for v in row]) for row in shown.itertuples(index=False)]
-    extra = [html.Div(f"... {len(frame) - max_rows:,} more", className="muted")] if len(frame) > max_rows else []
-    return html.Div([html.Table([html.Thead(header), html.Tbody(body)], className="table"), *extra])
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        if pd.isna(value):
-            return ""
-        return f"{value:.4g}"
-    return "" if value is None else str(value)
+    fields = [f"c{i}" for i in range(len(shown.columns))]  # grid fields: no dots or spaces from headers
+    names = [str(c) for c in shown.columns]
+    numeric_columns = {name for name, dtype in zip(names, shown.dtypes, strict=True) if dtype.kind in "iuf"}
+    records = []
+    for row in shown.itertuples(index=False):
+        record = {}
+        for field, name, value in zip(fields, names, row, strict=True):
+            if name in numeric_columns:  # numbers stay numbers (they sort as numbers), written with units
+                record[field] = None if value is None or value != value else value
+            else:
+                record[field] = format_cell(name, value)
+        records.append(record)
+    columns = [{"field": field, "headerName": name, "sortable": True, "resizable": True,
+                "filter": "agNumberColumnFilter" if name in numeric_columns else True,
+                **({"valueFormatter": grid_value_formatter(name)} if name in numeric_columns else {})}
+               for field, name in zip(fields, names, strict=True)]
+    extra = [html.Div(f"the first {max_rows:,} of {len(frame):,} rows", className="muted")] \
+        if len(frame) > max_rows else []
+    height = min(36 + 28 * len(shown) + 4, 420)
+    return html.Div([dag.AgGrid(rowData=records, columnDefs=columns, columnSize="autoSize",
+                                dashGridOptions={"rowHeight": 28, "headerHeight": 34, "enableCellTextSelection": True},
+                                style={"height": f"{height}px"}, className="ag-theme-alpine"), *extra])
 
 
 def notes_list(notes: Sequence[str], *, kind: str = "note") -> html.Div:

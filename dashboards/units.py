@@ -80,6 +80,23 @@ _COLUMN_RULES: tuple[tuple[str, Any], ...] = (
 )
 
 
+# column name ending -> unit for the browser's d3 SI format (tables keep numbers, so they sort as numbers)
+_COLUMN_UNITS = (("_flops_per_s", "FLOP/s"), ("_s", "s"), ("_bytes", "B"), ("min_bytes", "B"), ("_j", "J"),
+                 ("_w", "W"), ("_gco2e", "gCO2e"), ("flops", "FLOP"))
+_PERCENT_SUFFIXES = ("_fraction", "efficiency", "attainment")
+
+
+def grid_value_formatter(name: str) -> dict[str, str]:
+    """A dash-ag-grid ``valueFormatter`` writing a numeric column with its unit (d3's SI
+    prefixes: 590µs, 1.5TFLOP/s) or as a percentage; plain numbers to 4 significant digits."""
+    if name.endswith(_PERCENT_SUFFIXES):
+        body = "d3.format('.3~%')(params.value)"
+    else:
+        unit = next((u for suffix, u in _COLUMN_UNITS if name.endswith(suffix)), None)
+        body = f"d3.format('.3~s')(params.value) + '{unit}'" if unit else "d3.format('.4~g')(params.value)"
+    return {"function": f"params.value == null || isNaN(params.value) ? '' : {body}"}
+
+
 def column_formatter(name: str) -> Any | None:
     """The formatter for a column by its name's unit suffix, or None (written as it is)."""
     for suffix, rule in _COLUMN_RULES:

@@ -48,3 +48,15 @@ def test_group_quantiles_match_pandas():
         assert quantiles[i, 0] == pytest.approx(values.median())
         assert quantiles[i, 1] == pytest.approx(values.quantile(0.1))
         assert quantiles[i, 2] == pytest.approx(values.quantile(0.9))
+
+
+def test_tables_are_sortable_grids_that_keep_numbers_and_show_units():
+    from perfscope.dashboards.components import data_table
+
+    table = data_table(pd.DataFrame({"configuration": ["a", "b"], "time_s": [5.9e-4, 2.0], "rows": [3, 10]}))
+    grid = table.children[0]
+    assert type(grid).__name__ == "AgGrid"
+    assert all(c["sortable"] for c in grid.columnDefs)
+    time_column = next(c for c in grid.columnDefs if c["headerName"] == "time_s")
+    assert "'s'" in time_column["valueFormatter"]["function"]  # written with its unit in the browser
+    assert [r[time_column["field"]] for r in grid.rowData] == [5.9e-4, 2.0]  # numbers sort as numbers
