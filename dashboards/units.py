@@ -27,7 +27,7 @@ def quantity(value: Any, unit: str, digits: int = 3) -> str:
     1.5e12 "FLOP/s" -> "1.5 TFLOP/s", 5.9e-4 "s" -> "590 µs"; "n/a" for a missing or
     non-finite value.
     """
-    number = _finite(value)
+    number = finite_number(value)
     if number is None:
         return "n/a"
     if number == 0:
@@ -58,13 +58,13 @@ def byte_size(value: Any) -> str:
 
 def percent(value: Any, digits: int = 3) -> str:
     """A fraction as a percentage (0.427 -> "42.7%")."""
-    number = _finite(value)
+    number = finite_number(value)
     return "n/a" if number is None else f"{_digits(number * 100, digits)}%"
 
 
 def interval(low: Any, high: Any, unit: str) -> str:
     """A range: 1e-3 .. 2e-3 "s" -> "1 ms – 2 ms"."""
-    if _finite(low) is None or _finite(high) is None:
+    if finite_number(low) is None or finite_number(high) is None:
         return "n/a"
     return f"{quantity(low, unit)} – {quantity(high, unit)}"
 
@@ -72,7 +72,7 @@ def interval(low: Any, high: Any, unit: str) -> str:
 # column name ending -> how to write it (tables: one rule for every page)
 _COLUMN_RULES: tuple[tuple[str, Any], ...] = (
     ("_flops_per_s", flops_rate), ("flops_per_s", flops_rate), ("_per_call_s", duration), ("_s", duration),
-    ("_ms", lambda v: duration(None if _finite(v) is None else float(v) / 1e3)),
+    ("_ms", lambda v: duration(None if finite_number(v) is None else float(v) / 1e3)),
     ("_bytes", byte_size), ("min_bytes", byte_size), ("_j", lambda v: quantity(v, "J")),
     ("_w", lambda v: quantity(v, "W")), ("_gco2e", lambda v: quantity(v, "gCO2e")),
     ("flops", lambda v: quantity(v, "FLOP")),
@@ -108,7 +108,7 @@ def column_formatter(name: str) -> Any | None:
 def format_cell(name: str, value: Any) -> str:
     """One table cell: units by column name, numbers to 4 significant digits otherwise."""
     rule = column_formatter(name)
-    if rule is not None and _finite(value) is not None:
+    if rule is not None and finite_number(value) is not None:
         return str(rule(value))
     if isinstance(value, (float, np.floating)):
         return "" if not math.isfinite(value) else _digits(float(value), 4)
@@ -118,7 +118,7 @@ def format_cell(name: str, value: Any) -> str:
 def log_axis(values: Iterable[Any], unit: str, *, title: str | None = None) -> dict[str, Any]:
     """A plotly log axis whose ticks sit at the decades spanned by ``values`` and read
     with ``unit`` ("1 TFLOP/s", "100 µs"): no exponent letters, no mixed notation."""
-    array = np.asarray([v for v in values if _finite(v) is not None and float(v) > 0], dtype=float)
+    array = np.asarray([v for v in values if finite_number(v) is not None and float(v) > 0], dtype=float)
     axis: dict[str, Any] = {"type": "log"}
     if title is not None:
         axis["title"] = title
@@ -134,7 +134,7 @@ def log_axis(values: Iterable[Any], unit: str, *, title: str | None = None) -> d
 
 def linear_ticks(values: Sequence[Any], unit: str, count: int = 6) -> dict[str, Any]:
     """Tick values and unit labels for a linear axis from 0 to the largest of ``values``."""
-    finite = [float(v) for v in values if _finite(v) is not None]
+    finite = [float(v) for v in values if finite_number(v) is not None]
     top = max(finite) if finite else 0.0
     if top <= 0:
         return {}
@@ -149,7 +149,8 @@ def _digits(number: float, digits: int) -> str:
     return f"{number:.{digits}g}"
 
 
-def _finite(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
+    """``value`` as a finite float, or None for None, booleans, text and inf/nan."""
     if value is None or isinstance(value, bool):
         return None
     try:

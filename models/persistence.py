@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from perfscope.errors import ModelFileError
+from perfscope.store_locks import process_alive
 
 log = logging.getLogger(__name__)
 
@@ -465,7 +466,7 @@ def _staging_dir(out: Path) -> Path:
             if not leftover.name.startswith(f".{out.name}."):
                 continue
             kind, _, pid = leftover.name.rpartition("-")
-            if not pid.isdigit() or _process_alive(int(pid)) or not leftover.is_dir():
+            if not pid.isdigit() or process_alive(int(pid)) or not leftover.is_dir():
                 continue
             if kind.endswith(".old") and not out.exists():
                 leftover.rename(out)
@@ -496,15 +497,6 @@ def _move_into_place(staging: Path, out: Path) -> None:
         raise ModelFileError(f"cannot write {out}: {exc.strerror or exc}") from None
     shutil.rmtree(aside, ignore_errors=True)
 
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def _features_of(model: Any) -> dict[str, Any]:

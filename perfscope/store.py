@@ -72,7 +72,15 @@ from perfscope.store_files import (
     unify_tables,
     write_data_file,
 )
-from perfscope.store_locks import CLAIMS_DIR, LOCKS_DIR, ConfigClaims, FileLockHandle, run_lock_path, try_lock
+from perfscope.store_locks import (
+    CLAIMS_DIR,
+    LOCKS_DIR,
+    ConfigClaims,
+    FileLockHandle,
+    process_alive,
+    run_lock_path,
+    try_lock,
+)
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +329,7 @@ class ProfileStore:
                 lock.release()
         for tmp in self.root.glob(f"{TMP_PREFIX}*"):
             pid = tmp.name.rsplit(".", 1)[-1]
-            if pid.isdigit() and not _process_alive(int(pid)):
+            if pid.isdigit() and not process_alive(int(pid)):
                 tmp.unlink(missing_ok=True)
 
     # -- reading ----------------------------------------------------------------------
@@ -400,13 +408,3 @@ def _conform_for_write(table: pa.Table) -> pa.Table:
         if not f.nullable and ordered.column(f.name).null_count:
             raise StoreError(f"column {f.name!r} must not be null")
     return ordered
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

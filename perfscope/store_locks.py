@@ -133,3 +133,14 @@ class Claim:
             pass
         finally:
             self._lock.release()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one we may not signal still counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True

@@ -14,7 +14,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from perfscope.dashboards.figures.common import TEMPLATE, message_figure, si
-from perfscope.dashboards.units import duration, interval, linear_ticks
+from perfscope.dashboards.units import duration, finite_number, interval, linear_ticks
 
 # normalised name -> accepted keys, with the factor to seconds (or 1 for other units)
 _KEYS: dict[str, tuple[tuple[str, float], ...]] = {
@@ -39,32 +39,23 @@ def normalise_estimate(result: Mapping[str, Any] | None) -> dict[str, Any]:
     for name, keys in _KEYS.items():
         out[name] = math.nan
         for key, factor in keys:
-            value = _number(result.get(key))
+            value = finite_number(result.get(key))
             if value is not None:
                 out[name] = value * factor
                 break
     for key, factor in (("interval_ms", 1e-3), ("interval_s", 1.0)):
         pair = result.get(key)
         if isinstance(pair, (list, tuple)) and len(pair) == 2 and math.isnan(out["low_s"]):
-            lo, hi = _number(pair[0]), _number(pair[1])
+            lo, hi = finite_number(pair[0]), finite_number(pair[1])
             if lo is not None and hi is not None:
                 out["low_s"], out["high_s"] = lo * factor, hi * factor
     regime = result.get("regime")
     if regime is None and isinstance(result.get("bound"), str):
         regime = result["bound"]
     out["regime"] = regime
-    out["interval_level"] = _number(result.get("interval_level") or result.get("coverage"))
+    out["interval_level"] = finite_number(result.get("interval_level") or result.get("coverage"))
     return out
 
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def estimate_figure(result: Mapping[str, Any] | None) -> go.Figure:
