@@ -28,9 +28,9 @@ from perfscope.schema import SCHEMA_METADATA_KEY
 # tiny CPU GEMMs with tiny timing budgets: a configuration takes a few tens of ms
 FAST_TIMING = ("--warmup-s", "0.005", "--min-time-s", "0.01", "--budget-s", "0.02", "--energy", "none",
                "--threads", "1")
-# the killed sweeps measure each configuration for ~0.1 s, so that a sweep lasts several
+# the killed sweeps measure each configuration for ~0.2 s, so that a sweep lasts several
 # seconds on a fast idle machine too and most SIGKILLs land in a live run
-KILL_TIMING = ("--min-time-s", "0.1", "--budget-s", "0.15")
+KILL_TIMING = ("--min-time-s", "0.2", "--budget-s", "0.25")
 
 
 def collect_command(dataset: Path, sizes: Sequence[int], *extra: str) -> list[str]:
