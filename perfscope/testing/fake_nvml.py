@@ -9,145 +9,65 @@ Like the real library, every query raises ``NVMLError(NVML_ERROR_UNINITIALIZED)`
 until ``nvmlInit()`` has been called (``require_init=False`` lifts that), and the
 energy counter only moves every ``counter_update_s`` of clock time.
 ``fail(fn_name, code)`` makes one function raise a chosen NVML error.
+
+The return codes live in ``perfscope.testing.nvml_codes``, the GPU table and its
+energy physics in ``perfscope.testing.fake_gpu``; both are re-exported here.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-# Return codes and constants, with pynvml's values.
-NVML_SUCCESS = 0
-NVML_ERROR_UNINITIALIZED = 1
-NVML_ERROR_INVALID_ARGUMENT = 2
-NVML_ERROR_NOT_SUPPORTED = 3
-NVML_ERROR_NO_PERMISSION = 4
-NVML_ERROR_NOT_FOUND = 6
-NVML_ERROR_DRIVER_NOT_LOADED = 9
-NVML_ERROR_LIBRARY_NOT_FOUND = 12
-NVML_ERROR_FUNCTION_NOT_FOUND = 13
-NVML_ERROR_GPU_IS_LOST = 15
-NVML_ERROR_UNKNOWN = 999
+from perfscope.testing.fake_gpu import (
+    EnergyCounter,
+    FakeFieldValue,
+    FakeFieldValueUnion,
+    FakeGpu,
+    FakeHandle,
+    FakeUtilization,
+    PowerSpec,
+    power_w_at,
+)
+from perfscope.testing.nvml_codes import (
+    CLOCKS_EVENT_REASON_APPLICATIONS_CLOCKS_SETTING,
+    CLOCKS_EVENT_REASON_GPU_IDLE,
+    CLOCKS_EVENT_REASON_HW_SLOWDOWN,
+    CLOCKS_EVENT_REASON_HW_THERMAL_SLOWDOWN,
+    CLOCKS_EVENT_REASON_SW_POWER_CAP,
+    CLOCKS_EVENT_REASON_SW_THERMAL_SLOWDOWN,
+    NVML_CLOCK_GRAPHICS,
+    NVML_CLOCK_MEM,
+    NVML_CLOCK_SM,
+    NVML_ERROR_DRIVER_NOT_LOADED,
+    NVML_ERROR_FUNCTION_NOT_FOUND,
+    NVML_ERROR_GPU_IS_LOST,
+    NVML_ERROR_INVALID_ARGUMENT,
+    NVML_ERROR_LIBRARY_NOT_FOUND,
+    NVML_ERROR_NO_PERMISSION,
+    NVML_ERROR_NOT_FOUND,
+    NVML_ERROR_NOT_SUPPORTED,
+    NVML_ERROR_UNINITIALIZED,
+    NVML_ERROR_UNKNOWN,
+    NVML_FI_DEV_POWER_INSTANT,
+    NVML_SUCCESS,
+    NVML_TEMPERATURE_GPU,
+    NVMLError,
+)
 
-NVML_FI_DEV_POWER_INSTANT = 186
-NVML_CLOCK_GRAPHICS = 0
-NVML_CLOCK_SM = 1
-NVML_CLOCK_MEM = 2
-NVML_TEMPERATURE_GPU = 0
-
-CLOCKS_EVENT_REASON_GPU_IDLE = 0x1
-CLOCKS_EVENT_REASON_APPLICATIONS_CLOCKS_SETTING = 0x2
-CLOCKS_EVENT_REASON_SW_POWER_CAP = 0x4
-CLOCKS_EVENT_REASON_HW_SLOWDOWN = 0x8
-CLOCKS_EVENT_REASON_SW_THERMAL_SLOWDOWN = 0x20
-CLOCKS_EVENT_REASON_HW_THERMAL_SLOWDOWN = 0x40
-
-_ERROR_STRINGS = {
-    NVML_ERROR_UNINITIALIZED: "Uninitialized",
-    NVML_ERROR_INVALID_ARGUMENT: "Invalid Argument",
-    NVML_ERROR_NOT_SUPPORTED: "Not Supported",
-    NVML_ERROR_NO_PERMISSION: "Insufficient Permissions",
-    NVML_ERROR_NOT_FOUND: "Not Found",
-    NVML_ERROR_DRIVER_NOT_LOADED: "Driver Not Loaded",
-    NVML_ERROR_LIBRARY_NOT_FOUND: "NVML Shared Library Not Found",
-    NVML_ERROR_FUNCTION_NOT_FOUND: "Function Not Found",
-    NVML_ERROR_GPU_IS_LOST: "GPU is lost",
-    NVML_ERROR_UNKNOWN: "Unknown Error",
-}
-
-_MAX_INTEGRATION_STEPS = 10_000
-_INTEGRATION_STEP_S = 0.001
-
-
-class NVMLError(Exception):
-    """The fake's ``NVMLError``: like pynvml's, it carries the return code in ``value``."""
-
-    def __init__(self, value: int) -> None:
-        super().__init__(value)
-        self.value = value
-
-    def __str__(self) -> str:
-        return _ERROR_STRINGS.get(self.value, f"NVML Error with code {self.value}")
-
-
-PowerSpec = float | Callable[[float], float]
-"""Watts: a constant, or a function of the clock's time in seconds."""
-
-
-@dataclass
-class FakeGpu:
-    """One fake GPU's table. Fields may be changed while a test runs.
-
-    ``power_w`` is a constant or a function of the clock's time (seconds, as the
-    clock reports it). A changed constant counts from the last counter update read.
-    """
-
-    name: str = "NVIDIA Fake GPU"
-    uuid: str = "GPU-00000000-0000-0000-0000-000000000000"
-    power_w: PowerSpec = 250.0
-    power_limit_w: float = 300.0
-    sm_clock_mhz: int = 1980
-    mem_clock_mhz: int = 2619
-    temperature_c: int = 45
-    throttle_reasons: int = 0
-    energy_counter_supported: bool = True
-    field_values_supported: bool = True
-    counter_update_s: float = 0.1
-    initial_energy_mj: int = 1_000_000_000
-    utilization_gpu_pct: int = 0
-    utilization_memory_pct: int = 0
-    persistence_mode: int = 1  # 1 enabled, 0 disabled; None: not supported (as on Windows)
-    max_sm_clock_mhz: int = 1980
-
-
-@dataclass(frozen=True)
-class FakeHandle:
-    """A device handle as returned by ``nvmlDeviceGetHandleByIndex``."""
-
-    index: int
-    owner_id: int
-
-
-@dataclass
-class FakeFieldValueUnion:
-    """The ``value`` union of a field value; the fake fills the member NVML would."""
-
-    uiVal: int = 0
-    ullVal: int = 0
-    dVal: float = 0.0
-
-
-@dataclass
-class FakeFieldValue:
-    """One entry returned by ``nvmlDeviceGetFieldValues``."""
-
-    fieldId: int
-    scopeId: int = 0
-    nvmlReturn: int = NVML_SUCCESS
-    value: FakeFieldValueUnion | None = None
-    timestamp: int = 0
-
-
-@dataclass(frozen=True)
-class FakeUtilization:
-    """What ``nvmlDeviceGetUtilizationRates`` returns (percent)."""
-
-    gpu: int
-    memory: int
-
-
-class _EnergyState:
-    """The energy of one GPU at ``time_s``, the last counter update read."""
-
-    def __init__(self, start_s: float, initial_mj: float) -> None:
-        self.origin_s = start_s
-        self.time_s = start_s
-        self.energy_mj = float(initial_mj)
+__all__ = [
+    "CLOCKS_EVENT_REASON_APPLICATIONS_CLOCKS_SETTING", "CLOCKS_EVENT_REASON_GPU_IDLE",
+    "CLOCKS_EVENT_REASON_HW_SLOWDOWN", "CLOCKS_EVENT_REASON_HW_THERMAL_SLOWDOWN", "CLOCKS_EVENT_REASON_SW_POWER_CAP",
+    "CLOCKS_EVENT_REASON_SW_THERMAL_SLOWDOWN", "NVML_CLOCK_GRAPHICS", "NVML_CLOCK_MEM", "NVML_CLOCK_SM",
+    "NVML_ERROR_DRIVER_NOT_LOADED", "NVML_ERROR_FUNCTION_NOT_FOUND", "NVML_ERROR_GPU_IS_LOST",
+    "NVML_ERROR_INVALID_ARGUMENT", "NVML_ERROR_LIBRARY_NOT_FOUND", "NVML_ERROR_NO_PERMISSION", "NVML_ERROR_NOT_FOUND",
+    "NVML_ERROR_NOT_SUPPORTED", "NVML_ERROR_UNINITIALIZED", "NVML_ERROR_UNKNOWN", "NVML_FI_DEV_POWER_INSTANT",
+    "NVML_SUCCESS", "NVML_TEMPERATURE_GPU", "FakeFieldValue", "FakeFieldValueUnion", "FakeGpu", "FakeHandle",
+    "FakeNvml", "FakeUtilization", "NVMLError", "PowerSpec",
+]
 
 
 class FakeNvml:
@@ -208,7 +128,7 @@ class FakeNvml:
         self._failures: dict[str, list[int | None]] = {}
         self._lock = threading.RLock()
         start_s = self.clock()
-        self._energy = [_EnergyState(start_s, g.initial_energy_mj) for g in self.gpus]
+        self._energy = [EnergyCounter(start_s, g.initial_energy_mj) for g in self.gpus]
 
     # ----- test controls -------------------------------------------------------------
 
@@ -227,10 +147,7 @@ class FakeNvml:
     def true_energy_mj(self, index: int = 0) -> float:
         """The exact energy of GPU ``index`` now (not quantised to counter updates)."""
         with self._lock:
-            state = self._energy[index]
-            return state.energy_mj + self._energy_mj(
-                self.gpus[index], state.time_s, self.clock()
-            )
+            return self._energy[index].true_mj(self.gpus[index], self.clock())
 
     # ----- internals -----------------------------------------------------------------
 
@@ -257,25 +174,6 @@ class FakeNvml:
         ):
             raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
         return handle.index, self.gpus[handle.index]
-
-    def _power_w(self, gpu: FakeGpu, t_s: float) -> float:
-        power = gpu.power_w
-        return float(power(t_s)) if callable(power) else float(power)
-
-    def _energy_mj(self, gpu: FakeGpu, start_s: float, end_s: float) -> float:
-        """Energy of ``gpu`` between two times, in mJ (trapezoids for a power function)."""
-        dt = end_s - start_s
-        if dt <= 0:
-            return 0.0
-        if not callable(gpu.power_w):
-            return 1000.0 * float(gpu.power_w) * dt
-        steps = min(_MAX_INTEGRATION_STEPS, max(1, math.ceil(dt / _INTEGRATION_STEP_S)))
-        h = dt / steps
-        total = 0.0
-        for k in range(steps):
-            t0 = start_s + k * h
-            total += 0.5 * (self._power_w(gpu, t0) + self._power_w(gpu, t0 + h)) * h
-        return 1000.0 * total
 
     # ----- library -------------------------------------------------------------------
 
@@ -329,24 +227,13 @@ class FakeNvml:
         if not gpu.energy_counter_supported:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         with self._lock:
-            state = self._energy[index]
-            now_s = self.clock()
-            if gpu.counter_update_s > 0:
-                updates = math.floor((now_s - state.origin_s) / gpu.counter_update_s)
-                last_update_s = state.origin_s + updates * gpu.counter_update_s
-            else:
-                last_update_s = now_s
-            # The reported value is the energy at the last update, kept in ``state``.
-            if last_update_s > state.time_s:
-                state.energy_mj += self._energy_mj(gpu, state.time_s, last_update_s)
-                state.time_s = last_update_s
-            return int(state.energy_mj)
+            return self._energy[index].read_mj(gpu, self.clock())
 
     def nvmlDeviceGetPowerUsage(self, handle: FakeHandle) -> int:
         """Power draw in mW (the fake reports the instant value)."""
         self._enter("nvmlDeviceGetPowerUsage")
         _, gpu = self._gpu(handle)
-        return int(round(1000.0 * self._power_w(gpu, self.clock())))
+        return int(round(1000.0 * power_w_at(gpu, self.clock())))
 
     def nvmlDeviceGetFieldValues(
         self, handle: FakeHandle, field_ids: list[int | tuple[int, int]]
@@ -362,7 +249,7 @@ class FakeNvml:
                 fieldId=field_id, scopeId=scope_id, timestamp=int(now_s * 1e6)
             )
             if field_id == NVML_FI_DEV_POWER_INSTANT and gpu.field_values_supported:
-                mw = int(round(1000.0 * self._power_w(gpu, now_s)))
+                mw = int(round(1000.0 * power_w_at(gpu, now_s)))
                 entry.value = FakeFieldValueUnion(uiVal=mw, ullVal=mw)
             else:
                 entry.nvmlReturn = NVML_ERROR_NOT_SUPPORTED
