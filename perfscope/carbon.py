@@ -5,8 +5,10 @@
 * embodied gCO2e (optional) = the device's manufacturing footprint amortised over the
   time it is busy in its lifetime: embodied_kg · 1000 · busy_s / (lifetime_s · utilisation)
 
-Grid intensities come from ``data/carbon_intensity.csv``; every row names its source and
-year. The table is read with the ``csv`` module (no pandas) and cached.
+Grid intensities come from ``data/carbon_intensity.csv``: one basis (lifecycle gCO2e per kWh
+generated), every row with its source, year and where the figure was read. The table is read
+with the ``csv`` module (no pandas) and cached. Regions also answer to their ``aliases``
+(``UK``, ``US``, ``EU-27``), so names used by earlier tables keep working.
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ from perfscope.errors import InvalidInputError, NotFoundError
 JOULES_PER_KWH = 3.6e6
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
 INTENSITY_TABLE = "carbon_intensity.csv"
-_REQUIRED_COLUMNS = ("region", "intensity_gco2e_per_kwh", "year", "source", "url", "notes")
+TABLE_BASIS = "lifecycle"  # the one basis of the table: IPCC AR5 lifecycle factors, as Ember reports
+_REQUIRED_COLUMNS = ("region", "intensity_gco2e_per_kwh", "basis", "year", "source", "url", "read_from",
+                     "aliases", "notes")
+_ALIAS_SEPARATOR = ";"
 
 
 @dataclass(frozen=True)
@@ -39,11 +44,20 @@ class GridIntensity:
     source: str
     url: str
     notes: str = ""
+    basis: str = TABLE_BASIS
+    read_from: str = ""
+    aliases: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
-        """Short label for menus: "France: 56 gCO2e/kWh (2023)"."""
-        return f"{self.region}: {self.intensity_gco2e_per_kwh:g} gCO2e/kWh ({self.year})"
+        """Short label for menus: "France: 44 gCO2e/kWh (2024, lifecycle)"."""
+        return f"{self.region}: {self.intensity_gco2e_per_kwh:g} gCO2e/kWh ({self.year}, {self.basis})"
+
+    @property
+    def citation(self) -> str:
+        """One line naming the figure, its basis, year and source: for notes and CLI output."""
+        return (f"{self.region} {self.year}, {self.basis} gCO2e/kWh: {self.source} <{self.url}>"
+                + (f", read from {self.read_from}" if self.read_from else ""))
 
 
 @dataclass(frozen=True)
@@ -114,7 +128,8 @@ def _load_table() -> tuple[GridIntensity, ...]:
 
 
 def parse_intensity_table(text: str) -> list[GridIntensity]:
-    """Parse intensity-table CSV text, checking that every row names a source and a year."""
+    """Parse intensity-table CSV text, checking that every row names a source and a year and
+    is on the table's one basis (``TABLE_BASIS``), and that no name or alias repeats."""
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in _REQUIRED_COLUMNS if c not in (reader.fieldnames or ())]
     if missing:
@@ -123,12 +138,18 @@ def parse_intensity_table(text: str) -> list[GridIntensity]:
     seen: set[str] = set()
     for line, raw in enumerate(reader, start=2):
         region = raw["region"].strip()
-        if not region or region.lower() in seen:
-            raise InvalidInputError(f"carbon intensity table line {line}: empty or repeated region {region!r}")
-        seen.add(region.lower())
+        aliases = tuple(a.strip() for a in (raw.get("aliases") or "").split(_ALIAS_SEPARATOR) if a.strip())
+        for name in (region, *aliases):
+            if not name or name.lower() in seen:
+                raise InvalidInputError(f"carbon intensity table line {line}: empty or repeated region {name!r}")
+            seen.add(name.lower())
         if not raw["source"].strip() or not raw["year"].strip():
             raise InvalidInputError(f"carbon intensity table line {line} ({region}): "
                                     "every row needs a source and a year")
+        basis = (raw.get("basis") or "").strip()
+        if basis != TABLE_BASIS:
+            raise InvalidInputError(f"carbon intensity table line {line} ({region}): basis {basis!r} is not the "
+                                    f"table's one basis {TABLE_BASIS!r} (figures on other bases are not mixed in)")
         try:
             intensity = float(raw["intensity_gco2e_per_kwh"])
             year = int(raw["year"])
@@ -137,14 +158,17 @@ def parse_intensity_table(text: str) -> list[GridIntensity]:
         if not math.isfinite(intensity) or intensity < 0:
             raise InvalidInputError(f"carbon intensity table line {line} ({region}): intensity must be >= 0")
         rows.append(GridIntensity(region, intensity, year, raw["source"].strip(), raw["url"].strip(),
-                                  (raw.get("notes") or "").strip()))
+                                  (raw.get("notes") or "").strip(), basis, (raw.get("read_from") or "").strip(),
+                                  aliases))
     return rows
 
 
 def grid_intensity(region: str) -> GridIntensity:
-    """The table row for ``region`` (case-insensitive); ``InvalidInputError`` listing the known ones."""
+    """The table row for ``region`` or one of its aliases (case-insensitive); ``NotFoundError``
+    listing the known regions otherwise."""
+    wanted = region.strip().lower()
     for row in _load_table():
-        if row.region.lower() == region.strip().lower():
+        if wanted == row.region.lower() or wanted in (a.lower() for a in row.aliases):
             return row
     known = ", ".join(r.region for r in _load_table())
     raise NotFoundError(f"no carbon intensity for region {region!r}: use one of {known}, "

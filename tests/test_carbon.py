@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from importlib import resources
 
 import numpy as np
@@ -73,10 +76,69 @@ def test_unknown_region_lists_known_ones():
 
 
 def test_parse_rejects_rows_without_source_or_repeated_regions():
-    header = "region,intensity_gco2e_per_kwh,year,source,url,notes\n"
+    header = "region,intensity_gco2e_per_kwh,basis,year,source,url,read_from,aliases,notes\n"
     with pytest.raises(InvalidInputError, match="source"):
-        carbon.parse_intensity_table(header + "X,100,2023,,http://x,\n")
+        carbon.parse_intensity_table(header + "X,100,lifecycle,2023,,http://x,,,\n")
     with pytest.raises(InvalidInputError, match="repeated"):
-        carbon.parse_intensity_table(header + "X,100,2023,s,http://x,\nx,120,2023,s,http://x,\n")
+        carbon.parse_intensity_table(header + "X,100,lifecycle,2023,s,http://x,,,\nx,120,lifecycle,2023,s,http://x,,,\n")
+    with pytest.raises(InvalidInputError, match="repeated"):  # an alias may not shadow another region
+        carbon.parse_intensity_table(header + "X,100,lifecycle,2023,s,http://x,,Y,\nY,120,lifecycle,2023,s,http://x,,,\n")
+    with pytest.raises(InvalidInputError, match="one basis"):  # combustion-only figures are not mixed in
+        carbon.parse_intensity_table(header + "X,100,combustion,2023,s,http://x,,,\n")
     with pytest.raises(InvalidInputError, match="lacks columns"):
         carbon.parse_intensity_table("region,intensity\nX,1\n")
+
+
+# The regions the table must cover; a region that cannot be sourced on the table's basis is
+# listed here with the reason instead of a figure.
+REQUIRED_REGIONS = ("World", "United States", "Canada", "Brazil", "United Kingdom", "France", "Germany",
+                    "Netherlands", "Ireland", "Norway", "Sweden", "Finland", "Poland", "China", "India", "Japan",
+                    "South Korea", "Taiwan", "Singapore", "Australia", "South Africa")
+MISSING_WITH_REASON = {
+    "US grid regions (eGRID subregions)": "no lifecycle per-region figures were found; EPA eGRID subregion "
+                                          "factors are combustion-only, a different basis",
+}
+
+
+def test_every_row_is_on_one_basis_with_source_year_and_where_it_was_read():
+    rows = carbon.load_intensity_table()
+    assert {row.basis for row in rows} == {carbon.TABLE_BASIS} == {"lifecycle"}
+    for row in rows:
+        assert row.source and row.year and row.url.startswith("https://") and row.read_from, row.region
+        assert "lifecycle" in row.label and str(row.year) in row.citation and row.url in row.citation
+
+
+def test_the_required_regions_are_in_the_table_or_listed_with_a_reason():
+    regions = {row.region for row in carbon.load_intensity_table()}
+    missing = [r for r in REQUIRED_REGIONS if r not in regions]
+    assert missing == []
+    assert all(reason for reason in MISSING_WITH_REASON.values())
+    assert not any("eGRID" in row.source for row in carbon.load_intensity_table())
+
+
+def test_aliases_and_names_of_earlier_tables_resolve():
+    assert carbon.grid_intensity("UK").region == "United Kingdom"
+    assert carbon.grid_intensity("us").region == "United States"
+    assert carbon.grid_intensity("EU-27").region == "European Union (27)"
+    assert carbon.grid_intensity("Korea").region == "South Korea"
+
+
+def test_figures_are_plausible_against_each_other():
+    value = {row.region: row.intensity_gco2e_per_kwh for row in carbon.load_intensity_table()}
+    # hydro/nuclear grids well under coal-heavy ones; the world average between them
+    assert value["Norway"] < value["France"] < value["United Kingdom"] < value["World"] < value["India"]
+    assert value["Sweden"] < 100 and value["Poland"] > 500 and value["South Africa"] > 600
+
+
+def test_estimate_cli_takes_a_new_region_and_names_its_source():
+    run = subprocess.run([sys.executable, "-m", "perfscope", "estimate", "gemm", "--m", "1024", "--n", "1024",
+                          "--k", "1024", "--dtype", "bf16", "--device", "h100-sxm", "--region", "Japan", "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    japan = carbon.grid_intensity("Japan")
+    assert out["carbon_intensity_gco2e_per_kwh"] == japan.intensity_gco2e_per_kwh
+    assert "Japan 2024, lifecycle" in out["carbon_intensity_source"]
+    bad = subprocess.run([sys.executable, "-m", "perfscope", "estimate", "gemm", "--m", "8", "--n", "8", "--k", "8",
+                          "--device", "h100-sxm", "--region", "Atlantis"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "Atlantis" in bad.stderr and "Traceback" not in bad.stderr

@@ -223,11 +223,40 @@ def carbon_args(**overrides):
 def test_carbon_page_regions_custom_intensity_and_workload(cb):
     fig, notes, table = cb["update_carbon"](*carbon_args())
     assert not is_message(fig)
-    assert "World" in str(notes) and "source" in str(notes)
+    assert "World 2024, lifecycle" in str(notes) and "source" in str(notes)
     assert "estimated (TDP)" in str(table) and "measured" in str(table)
     custom, notes, _ = cb["update_carbon"](*carbon_args(region="__custom__", custom=250.0, workload="workload"))
     assert "250 gCO2e/kWh (typed in)" in str(notes)
     assert "per workload (100,000 calls)" in custom.layout.title.text
+
+
+def test_carbon_page_regions_come_from_the_table_and_old_names_resolve():
+    from perfscope.carbon import load_intensity_table
+    from perfscope.dashboards.pages import carbon
+
+    def walk(component):
+        yield component
+        children = getattr(component, "children", None)
+        for child in children if isinstance(children, list) else [children] if children is not None else []:
+            if hasattr(child, "to_plotly_json"):
+                yield from walk(child)
+
+    dropdown = next(c for c in walk(carbon.layout()) if getattr(c, "id", None) == "carbon-region")
+    values = [o["value"] for o in dropdown.options]
+    assert values[:-1] == [row.region for row in load_intensity_table()] and values[-1] == carbon.CUSTOM
+    assert all("lifecycle" in o["label"] for o in dropdown.options[:-1])
+    assert carbon.region_from_query({"region": "UK"}) == "United Kingdom"
+    assert carbon.region_from_query({"region": "EU-27"}) == "European Union (27)"
+    assert carbon.region_from_query({"region": "Atlantis"}) == carbon.DEFAULT_REGION
+
+
+def test_carbon_page_net_of_idle_notes_say_what_was_derived_and_what_was_left_out():
+    from perfscope.dashboards.pages.carbon import net_energy_notes
+
+    assert net_energy_notes({"rows_net_derived": 5, "rows_without_energy": 0}, "gross") == []
+    notes = net_energy_notes({"rows_net_derived": 5, "rows_without_energy": 3, "rows_with_gross_energy": 8}, "net")
+    assert "5 rows derived as gross - idle power x time" in notes[0]
+    assert "3 rows left out" in notes[1] and "idle power is not known" in notes[1]
 
 
 def test_carbon_page_bad_input_shows_a_message_not_a_traceback(cb):

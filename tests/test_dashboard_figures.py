@@ -479,6 +479,18 @@ def test_parameter_space_views_any_param_columns():
     assert [d.label for d in parallel.data[0].dimensions] == ["block_size_x", "block_size_y", "unroll", "median time"]
 
 
+def test_net_of_idle_is_derived_where_idle_power_is_known(rows):
+    gross = rows["energy_gross_j"].to_numpy(dtype=float)
+    imported = rows.assign(energy_net_j=np.nan, power_idle_w=np.where(np.arange(len(rows)) % 2 == 0, 10.0, np.nan))
+    per_config = carbon.energy_per_config(imported, "net")
+    has_gross = np.isfinite(gross) & (gross > 0)
+    derived = gross - 10.0 * rows["time_s"].to_numpy(dtype=float)
+    expect = int((has_gross & (np.arange(len(rows)) % 2 == 0) & (derived > 0)).sum())
+    assert expect > 0 and per_config.attrs["rows_net_derived"] == expect
+    assert per_config.attrs["rows_without_energy"] == len(rows) - expect
+    assert (per_config["energy_j"] <= carbon.energy_per_config(imported, "gross")["energy_j"].max()).all()
+
+
 def test_carbon_never_calls_doubtful_energy_measured_and_net_says_why(rows):
     doubtful = rows.assign(energy_quality="doubtful", energy_is_estimate=False)
     frame = carbon.carbon_frame(doubtful, intensity_gco2e_per_kwh=400.0)

@@ -45,6 +45,12 @@ def energy_per_config(rows: pd.DataFrame, energy: str = "gross") -> pd.DataFrame
         frame.attrs["rows_with_gross_energy"] = 0 if rows is None or rows.empty else _gross_rows(rows)
         return frame
     energy_j = numeric(rows, column)
+    derived_net = np.zeros(len(rows), dtype=bool)
+    if column == "energy_net_j" and "power_idle_w" in rows and "energy_gross_j" in rows:
+        # idle power known but no stored net (imports): net = gross - idle power x time per call
+        derived = numeric(rows, "energy_gross_j") - numeric(rows, "power_idle_w") * numeric(rows, "time_s")
+        derived_net = ~np.isfinite(energy_j) & np.isfinite(derived)
+        energy_j = np.where(derived_net, derived, energy_j)
     ok = np.isfinite(energy_j) & (energy_j > 0)
     subset = rows.iloc[np.flatnonzero(ok)]
     keys = ["device_key", "config_id"]
@@ -70,6 +76,7 @@ def energy_per_config(rows: pd.DataFrame, energy: str = "gross") -> pd.DataFrame
         "rows": agg["rows"].to_numpy(), "estimated": agg["estimated"].astype(bool).to_numpy(),
     })
     frame.attrs["rows_without_energy"] = int((~ok).sum())
+    frame.attrs["rows_net_derived"] = int((derived_net & ok).sum())
     frame.attrs["rows_with_gross_energy"] = _gross_rows(rows) if column != "energy_gross_j" else int(ok.sum())
     return frame
 

@@ -18,7 +18,7 @@ from perfscope.dashboards.figures.carbon import (
 )
 from perfscope.dashboards.filters import filters_key
 from perfscope.dashboards.url_state import from_query, register_url_state
-from perfscope.errors import InvalidInputError
+from perfscope.errors import InvalidInputError, NotFoundError
 
 KEY = "carbon"
 PATH = "/carbon"
@@ -28,7 +28,7 @@ CUSTOM = "__custom__"
 DEFAULT_REGION = "World"
 WORKLOADS = {"call": "per call", "million": "per 1M calls", "workload": "per workload"}
 _COLUMNS = ("device_key", "config_id", "kernel", "implementation", "dtype", "tile", "shape", "time_s",
-            "energy_gross_j", "energy_net_j", "energy_is_estimate", "energy_quality")
+            "energy_gross_j", "energy_net_j", "power_idle_w", "energy_is_estimate", "energy_quality")
 
 
 def layout(**query: Any) -> html.Div:
@@ -42,7 +42,7 @@ def layout(**query: Any) -> html.Div:
                "(TDP x utilisation, no meter) is hatched and labelled."),
         html.Div([
             control("Grid intensity", dcc.Dropdown(id="carbon-region", options=regions,
-                                                   value=from_query(query, "region", DEFAULT_REGION),
+                                                   value=region_from_query(query),
                                                    clearable=False), width="340px"),
             control("Custom gCO2e/kWh", dcc.Input(id="carbon-intensity", type="number", min=0, value=None,
                                                   placeholder="e.g. 250"), width="150px"),
@@ -82,6 +82,34 @@ def layout(**query: Any) -> html.Div:
     ])
 
 
+def net_energy_notes(attrs: dict[str, Any], energy: str) -> list[str]:
+    """What the net-of-idle view drew from and what it left out, and why."""
+    if energy != "net":
+        return []
+    notes = []
+    derived = attrs.get("rows_net_derived", 0)
+    if derived:
+        notes.append(f"net of idle for {derived:,} rows derived as gross - idle power x time per call "
+                     "(their idle power is known, no net was stored)")
+    without = attrs.get("rows_without_energy", 0)
+    if without and attrs.get("rows_with_gross_energy", 0):
+        notes.append(f"{without:,} rows left out of the net view: their device's idle power is not known "
+                     "(the meter did not measure idle before the run); the gross view includes them")
+    return notes
+
+
+def region_from_query(query: dict[str, Any]) -> str:
+    """The region named in the URL as the table names it (aliases such as ``UK`` or an older
+    table's ``EU-27`` resolve), the typed-intensity choice, or the default when unknown."""
+    wanted = from_query(query, "region", DEFAULT_REGION)
+    if wanted == CUSTOM:
+        return CUSTOM
+    try:
+        return grid_intensity(wanted).region
+    except NotFoundError:
+        return DEFAULT_REGION
+
+
 def register(app: Any, context: DashboardContext) -> dict[str, Any]:
     """Add the carbon callbacks to ``app``."""
     data = context.data
@@ -118,8 +146,8 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         else:
             row = grid_intensity(region or DEFAULT_REGION)
             intensity = row.intensity_gco2e_per_kwh
-            notes.append(f"{row.region}: {intensity:g} gCO2e/kWh, {row.year}; source: {row.source} "
-                         f"<{row.url}>" + (f"; {row.notes}" if row.notes else ""))
+            notes.append(f"grid intensity {intensity:g} gCO2e/kWh; source: {row.citation}"
+                         + (f"; {row.notes}" if row.notes else ""))
         calls = {"call": 1.0, "million": 1e6}.get(workload or "million")
         label = WORKLOADS.get(workload or "million", "per 1M calls")
         if calls is None:
@@ -140,6 +168,7 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
                              per_config=per_config(filters, energy or "gross"), embodied_kgco2e=embodied,
                              lifetime_years=float(lifetime_years) if embodied is not None and lifetime_years else None,
                              utilisation=float(utilisation or 1.0))
+        notes.extend(net_energy_notes(frame.attrs, energy or "gross"))
         figure = carbon_figure(frame, by if by in COMPARE_BY else "dtype", workload=label)
         return figure, notes_list(notes), data_table(carbon_summary(frame), empty="no rows with energy")
 

@@ -155,7 +155,7 @@ def estimate_columns(kernel: str, configs: list[Mapping[str, Any]] | Any, device
     intensity = intensity_gco2e_per_kwh
     if intensity is None:
         grid = grid_intensity(region)
-        intensity, intensity_source = grid.intensity_gco2e_per_kwh, f"{grid.region} {grid.year}: {grid.source}"
+        intensity, intensity_source = grid.intensity_gco2e_per_kwh, grid.citation
     else:
         intensity_source = "given"
     out["carbon_intensity_source"] = repeat(intensity_source, n)
