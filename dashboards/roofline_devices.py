@@ -1,0 +1,90 @@
+"""How a dataset's devices are resolved for the roofline, and the ceilings each one draws.
+
+A device resolves to a calibrated profile when ``perfscope.devices.registry`` has one,
+else to its spec-sheet row, else to a device with no peaks (features without a bound).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class NoPeakDevice:
+    """A device with no known peaks (no spec row, not calibrated): features without a bound."""
+
+    key: str
+    name: str
+    sm_count: int | None = None
+    l2_bytes: int | None = None
+    mem_bandwidth_bytes_per_s: float | None = None
+    launch_overhead_s: float = 0.0
+    launch_overhead_source: str = "none"
+    source_kind: str = "none"
+
+    @property
+    def peaks_flops_per_s(self) -> dict[str, float]:
+        """Peak FLOP/s per dtype: none for a device without a profile or spec."""
+        return {}
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """How a dataset device was resolved for the roofline, and the ceilings to draw."""
+
+    device_key: str
+    device_name: str
+    used: Any  # the RooflineDevice whose peaks the features use
+    spec: Any | None
+    calibrated: Any | None
+    note: str
+
+
+def resolve_device(device_key: str, device_name: str, *, sm_count: float | None = None) -> DeviceInfo:
+    """The roofline device for a dataset device: calibrated profile, else spec row, else none.
+
+    The lookup is ``perfscope.devices.registry.resolve_row_device`` (by key, then by name);
+    the spec row is kept beside a calibrated profile so pages can draw both ceilings.
+    """
+    from perfscope.devices.registry import find_device_spec, resolve_row_device
+
+    found = resolve_row_device(str(device_key) if device_key else None, str(device_name) if device_name else None)
+    if found is not None and found[1] == "calibrated":
+        calibrated = found[0]
+        spec = find_device_spec(str(device_name)) if device_name else None
+        spec = spec or find_device_spec(device_key)
+        return DeviceInfo(device_key, device_name, calibrated, spec, calibrated,
+                          f"{device_key}: calibrated peaks (perfscope calibrate)")
+    if found is not None:
+        spec = found[0]
+        return DeviceInfo(device_key, device_name, spec, spec, None,
+                          f"{device_key}: spec-sheet peaks of {spec.device_id} (not calibrated)")
+    sms = int(sm_count) if sm_count is not None and not math.isnan(sm_count) else None
+    none = NoPeakDevice(key=device_key, name=device_name, sm_count=sms)
+    return DeviceInfo(device_key, device_name, none, None, None,
+                      f"{device_key}: no peaks (not in the spec table, not calibrated), so no roofline bound: "
+                      "run `perfscope calibrate` on that machine")
+
+
+def ceilings_frame(devices: Mapping[str, DeviceInfo], dtypes: Iterable[str] | None = None) -> pd.DataFrame:
+    """Roofline ceilings per (device, source, dtype): spec sheet and, when present, calibrated."""
+    records = []
+    wanted = set(dtypes) if dtypes is not None else None
+    for key, info in devices.items():
+        for source, device in (("spec", info.spec), ("calibrated", info.calibrated)):
+            if device is None:
+                continue
+            bandwidth = device.mem_bandwidth_bytes_per_s
+            for dtype, peak in device.peaks_flops_per_s.items():
+                if wanted is not None and dtype not in wanted:
+                    continue
+                records.append({"device_key": key, "source": source, "dtype": dtype,
+                                "peak_flops_per_s": float(peak),
+                                "mem_bandwidth_bytes_per_s": float(bandwidth) if bandwidth else math.nan})
+    return pd.DataFrame.from_records(records, columns=["device_key", "source", "dtype", "peak_flops_per_s",
+                                                       "mem_bandwidth_bytes_per_s"])
