@@ -26,7 +26,7 @@ import numpy as np
 from perfscope.columns import Columns, as_columns, columns_size, take
 from perfscope.errors import InvalidInputError
 from perfscope.models.efficiency import measured_energy_j, measured_latency_s, ok_mask
-from perfscope.models.persistence import LightEstimator, LightRegressorMixin, check_is_fitted
+from perfscope.models.estimator_base import LightEstimator, LightRegressorMixin, check_is_fitted
 from perfscope.work import work_and_traffic
 
 if TYPE_CHECKING:

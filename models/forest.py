@@ -41,9 +41,9 @@ import numpy as np
 
 from perfscope.columns import as_columns, columns_size, float_column
 from perfscope.devicespecs import DeviceFigures, RooflineDevice
-from perfscope.errors import InvalidInputError
+from perfscope.errors import InvalidInputError, ModelFileError
 from perfscope.models.efficiency import Computed, measured_energy_j
-from perfscope.models.persistence import LightEstimator, LightRegressorMixin, ModelFileError, check_is_fitted
+from perfscope.models.estimator_base import LightEstimator, LightRegressorMixin, check_is_fitted
 from perfscope.models.roofline_model import DeviceFeaturesMixin, training_rows
 from perfscope.models.tree_arrays import ForestArrays, export_forest
 from perfscope.roofline import arithmetic_intensity

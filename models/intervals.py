@@ -35,7 +35,7 @@ import numpy as np
 from perfscope.columns import Columns, as_columns, columns_size, group_codes, take
 from perfscope.errors import InvalidInputError
 from perfscope.models.efficiency import measured_energy_j, measured_latency_s, ok_mask
-from perfscope.models.persistence import LightEstimator, check_is_fitted
+from perfscope.models.estimator_base import LightEstimator, check_is_fitted
 
 # numpy only (scikit-learn in ``fit``): a loaded wrapper predicts with its intervals on
 # column arrays.

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from perfscope.errors import UserInputError
+from perfscope.models.estimator_base import LightEstimator, LightRegressorMixin, check_is_fitted
 from perfscope.models.param_features import (
     DEVICE_FEATURES,
     LAUNCH_FEATURES,
@@ -43,7 +44,6 @@ from perfscope.models.param_features import (
     problem_elements,
     tunable_names,
 )
-from perfscope.models.persistence import LightEstimator, LightRegressorMixin, check_is_fitted
 from perfscope.models.tree_arrays import ForestArrays, export_forest
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ from perfscope.devices.registry import resolve_row_devices
 from perfscope.devicespecs import DeviceFigures, RooflineDevice
 from perfscope.errors import InvalidInputError
 from perfscope.models.efficiency import Computed, measured_latency_s, ok_mask, roofline_columns
-from perfscope.models.persistence import LightEstimator, LightRegressorMixin, check_is_fitted
+from perfscope.models.estimator_base import LightEstimator, LightRegressorMixin, check_is_fitted
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -15,7 +15,9 @@ hive_partitioning=True)`` or DuckDB's ``read_parquet('DIR/**/*.parquet',
 hive_partitioning=true)``. They see the device key as the partition column ``device``
 and the family as ``kernel``: those two values live only in the path, never also in the
 file, so they cannot disagree (``ProfileStore.read`` returns them as ``device_key`` and
-``kernel``). File format details: ``perfscope.store_files``.
+``kernel``). File format details: ``perfscope.store_files``; the marker:
+``perfscope.store_marker``; run locks, compaction and crash leftovers:
+``perfscope.store_runs``.
 
 Safety:
 
@@ -43,10 +45,8 @@ one file and float64 in another reads as float64, any other mix as string);
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
-import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -56,8 +56,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from perfscope.errors import SchemaVersionError, StoreError
-from perfscope.schema import SCHEMA_VERSION, Measurement, arrow_schema, rows_to_table
+from perfscope.errors import StoreError
+from perfscope.schema import Measurement, arrow_schema, rows_to_table
 from perfscope.store_files import (
     PARAM_PREFIX,
     TMP_PREFIX,
@@ -68,36 +68,31 @@ from perfscope.store_files import (
     is_param_column,
     param_fields,
     read_data_file,
-    tmp_name,
     unify_tables,
     write_data_file,
 )
-from perfscope.store_locks import (
-    CLAIMS_DIR,
-    LOCKS_DIR,
-    ConfigClaims,
-    FileLockHandle,
-    process_alive,
-    run_lock_path,
-    try_lock,
+from perfscope.store_locks import CLAIMS_DIR, LOCKS_DIR, ConfigClaims
+from perfscope.store_marker import (
+    FORMAT,
+    LEGACY_META_FILE,
+    MARKER_FILES,
+    META_FILE,
+    check_marker,
+    find_datasets,
+    find_marker,
+    is_dataset,
+    write_marker,
 )
+from perfscope.store_runs import compact_held, hold_run, recover, release_run
 
 log = logging.getLogger(__name__)
 
-META_FILE = "_perfscope-dataset.json"
-LEGACY_META_FILE = "perfscope-dataset.json"
-MARKER_FILES = (META_FILE, LEGACY_META_FILE)
-FORMAT = "perfscope-profile-dataset"
-RUN_LOCK_WAIT_S = 120.0  # how long a writer waits for another process writing the same run
 _ALLOWED_IN_NEW_DIR = (TMP_PREFIX, LOCKS_DIR, CLAIMS_DIR)
-_PART = re.compile(r"part-(?P<run>.+)-\d+-\d{6}\.parquet")
-_RUN = re.compile(r"run-(?P<run>.+)\.parquet")
-_TMP = re.compile(re.escape(TMP_PREFIX) + r"(?P<name>.+?\.parquet)(\.(?P<pid>\d+))?")
 _seq = itertools.count(1)  # part file numbers, unique within the process
-_held_runs: dict[Path, FileLockHandle] = {}  # run locks this process holds, by lock path
 
 __all__ = ["FORMAT", "META_FILE", "LEGACY_META_FILE", "MARKER_FILES", "PARAM_PREFIX", "FileProblem",
-           "ProfileStore", "ReadResult", "UnsafeNameError", "find_datasets", "new_run_id", "read_datasets"]
+           "ProfileStore", "ReadResult", "UnsafeNameError", "find_datasets", "is_dataset", "new_run_id",
+           "read_datasets"]
 
 
 @dataclass
@@ -134,26 +129,16 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dt%H%M%Sz") + "-" + uuid.uuid4().hex[:8]
 
 
-def is_dataset(path: Path) -> bool:
-    return any((path / name).is_file() for name in MARKER_FILES)
-
-
-def find_datasets(base: Path) -> list[Path]:
-    """``base`` if it is a dataset, then the datasets directly under it."""
-    found = sorted({p.parent for name in MARKER_FILES for p in base.glob(f"*/{name}")})
-    return ([base] if is_dataset(base) else []) + found
-
-
 class ProfileStore:
     """A Parquet profile dataset on disk."""
 
     def __init__(self, root: str | os.PathLike[str], *, create: bool = False) -> None:
         self.root = Path(root)
-        meta = next((self.root / n for n in MARKER_FILES if (self.root / n).is_file()), None)
+        meta = find_marker(self.root)
         if meta is not None:
-            self._check_meta(meta)
+            check_marker(self.root, meta)
             if create and meta.name == LEGACY_META_FILE:
-                self._write_meta(remove_legacy=True)
+                write_marker(self.root, remove_legacy=True)
         elif self.root.is_dir() and any(not p.name.startswith(_ALLOWED_IN_NEW_DIR) for p in self.root.iterdir()):
             raise StoreError(f"{self.root} is not a perfscope dataset (no {META_FILE}); "
                              "choose a new or empty directory")
@@ -161,44 +146,15 @@ class ProfileStore:
             self._create()
         else:
             raise StoreError(f"no perfscope dataset at {self.root}")
-        self._recover()
+        recover(self.root)
 
-    # -- creation and metadata --------------------------------------------------------
+    # -- creation --------------------------------------------------------------------
     def _create(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create a dataset at {self.root}: {exc.strerror or exc}") from None
-        self._write_meta()
-
-    def _write_meta(self, *, remove_legacy: bool = False) -> None:
-        """Write the marker under a name of this process, then rename it into place:
-        processes creating one dataset at once each write a whole marker (the same)."""
-        text = json.dumps({"format": FORMAT, "schema_version": SCHEMA_VERSION,
-                           "created_at": datetime.now(timezone.utc).isoformat()}, indent=2) + "\n"
-        path = self.root / META_FILE
-        tmp = tmp_name(path)
-        try:
-            tmp.write_text(text)
-            os.replace(tmp, path)
-            if remove_legacy:
-                (self.root / LEGACY_META_FILE).unlink(missing_ok=True)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise StoreError(f"cannot create a dataset at {self.root}: {exc.strerror or exc}") from None
-
-    def _check_meta(self, meta: Path) -> None:
-        try:
-            info = json.loads(meta.read_text())
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"{meta} is unreadable: {exc}") from None
-        if not isinstance(info, dict) or info.get("format") != FORMAT:
-            raise StoreError(f"{meta} does not describe a perfscope dataset")
-        version = info.get("schema_version")
-        if not isinstance(version, int) or isinstance(version, bool) or version > SCHEMA_VERSION:
-            raise SchemaVersionError(
-                f"{self.root} has schema version {version!r}; this perfscope reads up to "
-                f"{SCHEMA_VERSION}: upgrade perfscope")
+        write_marker(self.root)
 
     # -- writing ----------------------------------------------------------------------
     def append(self, rows: Iterable[Measurement]) -> list[Path]:
@@ -222,7 +178,7 @@ class ProfileStore:
             groups.append((partition, run_id, pc.equal(keys, key)))
         written = []
         for partition, run_id, mask in groups:
-            self._hold_run(run_id)
+            hold_run(self.root, run_id)
             path = partition / f"part-{run_id}-{os.getpid()}-{next(_seq):06d}.parquet"
             write_data_file(path, table.filter(mask), compression=compression)
             written.append(path)
@@ -233,37 +189,11 @@ class ProfileStore:
         """Merge the part files of ``run_id`` into one file per partition; returns files
         merged. Unreadable parts stay where they are (readers report them)."""
         check_safe_name(run_id, "run id")
-        self._hold_run(run_id)
+        hold_run(self.root, run_id)
         try:
-            return self._compact_held(run_id)
+            return compact_held(self.root, run_id)
         finally:
-            self._release_run(run_id)
-
-    def _compact_held(self, run_id: str) -> int:
-        merged = 0
-        for partition in sorted({p.parent for p in self.root.glob(f"device=*/kernel=*/part-{run_id}-*.parquet")}):
-            parts = [p for p in sorted(partition.glob(f"part-{run_id}-*.parquet"))
-                     if (m := _PART.fullmatch(p.name)) and m["run"] == run_id]
-            target = partition / f"run-{run_id}.parquet"
-            tables, readable = [], []
-            try:
-                if target.exists():
-                    tables.append(read_data_file(target))
-            except StoreError:
-                continue  # never overwrite a run file we cannot read: its parts stay readable
-            for p in parts:
-                try:
-                    tables.append(read_data_file(p))
-                    readable.append(p)
-                except (StoreError, FileNotFoundError):
-                    pass
-            if not readable:
-                continue
-            write_data_file(target, dedupe(unify_tables(tables, arrow_schema())))
-            for p in readable:  # a crash here leaves duplicates that readers drop
-                p.unlink(missing_ok=True)
-            merged += len(readable)
-        return merged
+            release_run(self.root, run_id)
 
     def claims(self, device_key: str) -> ConfigClaims:
         """Configuration claims for ``device_key`` (concurrent collectors share a grid)."""
@@ -274,63 +204,6 @@ class ProfileStore:
         path = (self.root / f"device={check_safe_name(device_key, 'device key')}"
                 / f"kernel={check_safe_name(kernel, 'kernel')}")
         return check_inside(self.root, path)
-
-    def _hold_run(self, run_id: str) -> None:
-        path = run_lock_path(self.root, run_id).resolve()
-        if path in _held_runs:
-            return
-        try:
-            lock = try_lock(path, wait_s=RUN_LOCK_WAIT_S)
-        except OSError as exc:
-            raise StoreError(f"cannot lock run {run_id} in {self.root}: {exc.strerror or exc}") from None
-        if lock is None:
-            raise StoreError(f"another process has been writing run {run_id} into {self.root} for "
-                             f"{RUN_LOCK_WAIT_S:.0f} s: try again when it has finished")
-        _held_runs[path] = lock
-
-    def _release_run(self, run_id: str) -> None:
-        lock = _held_runs.pop(run_lock_path(self.root, run_id).resolve(), None)
-        if lock is not None:
-            lock.release()
-
-    # -- crash leftovers --------------------------------------------------------------
-    def _recover(self) -> None:
-        """Remove temporary files and compact the parts of runs whose writer is gone.
-
-        A run's writer holds its run lock until it has compacted, so a free lock means
-        the writer died (or never compacted). Best effort: a read-only dataset is left as it is.
-        """
-        leftovers: dict[str, list[Path]] = {}
-        for path in itertools.chain(self.root.glob(f"device=*/kernel=*/{TMP_PREFIX}*"),
-                                    self.root.glob("device=*/kernel=*/part-*.parquet")):
-            match = _TMP.fullmatch(path.name)
-            name = match["name"] if match else path.name
-            run = _PART.fullmatch(name) or _RUN.fullmatch(name)
-            if run is not None:
-                leftovers.setdefault(run["run"], []).append(path)
-        for run_id, paths in leftovers.items():
-            lock_path = run_lock_path(self.root, run_id).resolve()
-            if lock_path in _held_runs:
-                continue
-            try:
-                lock = try_lock(lock_path)
-            except OSError:
-                return
-            if lock is None:
-                continue  # its writer is alive
-            try:
-                for path in paths:
-                    if path.name.startswith(TMP_PREFIX):
-                        path.unlink(missing_ok=True)
-                self._compact_held(run_id)
-            except (OSError, StoreError):
-                pass
-            finally:
-                lock.release()
-        for tmp in self.root.glob(f"{TMP_PREFIX}*"):
-            pid = tmp.name.rsplit(".", 1)[-1]
-            if pid.isdigit() and not process_alive(int(pid)):
-                tmp.unlink(missing_ok=True)
 
     # -- reading ----------------------------------------------------------------------
     def files(self, device_key: str | None = None, kernel: str | None = None) -> list[Path]:

@@ -14,8 +14,9 @@ import pytest
 from synthetic_rows import rows_with_energy  # tests/ is on sys.path (rootdir import mode)
 
 from perfscope.models import bundle_files
+from perfscope.models.bundle_format import sealed
 from perfscope.models.forest import ForestModel
-from perfscope.models.persistence import MANIFEST, ModelFileError, _sealed, load_bundle, save_bundle
+from perfscope.models.persistence import MANIFEST, ModelFileError, load_bundle, save_bundle
 from perfscope.models.roofline_model import RooflineModel
 
 
@@ -39,12 +40,12 @@ def bundle(tmp_path, fitted):
 def _reseal(bundle, name: str, document: dict) -> None:
     """Rewrite model ``name``'s document and the manifest with fresh hashes (a careful forger)."""
     document.pop("content_sha256", None)
-    data = json.dumps(_sealed(document)).encode()
+    data = json.dumps(sealed(document)).encode()
     (bundle / f"{name}.json").write_bytes(data)
     manifest = json.loads((bundle / MANIFEST).read_text())
     manifest.pop("content_sha256")
     manifest["models"][name]["files"][f"{name}.json"] = hashlib.sha256(data).hexdigest()
-    (bundle / MANIFEST).write_text(json.dumps(_sealed(manifest)))
+    (bundle / MANIFEST).write_text(json.dumps(sealed(manifest)))
 
 
 def _refused(bundle, match: str) -> str:
@@ -114,7 +115,7 @@ def test_a_malformed_manifest_is_refused_by_name(bundle, change, match):
     manifest = json.loads((bundle / MANIFEST).read_text())
     manifest.pop("content_sha256")
     change(manifest)
-    (bundle / MANIFEST).write_text(json.dumps(_sealed(manifest)))
+    (bundle / MANIFEST).write_text(json.dumps(sealed(manifest)))
     _refused(bundle, match)
 
 

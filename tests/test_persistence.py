@@ -13,6 +13,7 @@ import pytest
 from synthetic_rows import rows_with_energy  # tests/ is on sys.path (rootdir import mode)
 
 from perfscope.errors import PerfscopeError
+from perfscope.models.bundle_format import sealed
 from perfscope.models.energy_model import EnergyModel
 from perfscope.models.forest import ForestModel, PaperBaselineModel
 from perfscope.models.intervals import ConformalWrapper
@@ -21,7 +22,6 @@ from perfscope.models.persistence import (
     LightEstimator,
     LightRegressorMixin,
     ModelFileError,
-    _sealed,
     data_fingerprint,
     load_bundle,
     save_bundle,
@@ -221,7 +221,7 @@ def test_a_bundle_of_the_older_skops_format_is_refused_with_a_retrain_message(bu
     manifest = json.loads((bundle / MANIFEST).read_text())
     manifest.pop("content_sha256")
     manifest["format_version"] = 1
-    (bundle / MANIFEST).write_text(json.dumps(_sealed(manifest)))
+    (bundle / MANIFEST).write_text(json.dumps(sealed(manifest)))
     with pytest.raises(ModelFileError, match="older perfscope .*format 1.*retrain"):
         load_bundle(bundle)
 
@@ -254,7 +254,7 @@ def _rewrite_manifest(bundle, replaced: dict[str, bytes]) -> None:
         for name in entry["files"]:
             if name in replaced:
                 entry["files"][name] = hashlib.sha256(replaced[name]).hexdigest()
-    (bundle / MANIFEST).write_text(json.dumps(_sealed(manifest)))
+    (bundle / MANIFEST).write_text(json.dumps(sealed(manifest)))
 
 
 @pytest.mark.slow
