@@ -122,7 +122,7 @@ def run_cpu(path: Path, n_jobs: int | None, trees: int) -> None:
     from perfscope.models.forest import ForestModel, PaperBaselineModel
     from perfscope.models.intervals import ConformalWrapper
     from perfscope.models.roofline_model import LogLinearModel, RooflineModel
-    from perfscope.models.training import read_datasets
+    from perfscope.workflows.train import read_datasets
 
     rows = read_datasets(path)
     rows = rows[rows["status"] == "ok"].reset_index(drop=True)

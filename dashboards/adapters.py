@@ -4,7 +4,7 @@
   with the dashboard's loaded model, as ``perfscope estimate --model`` calls it.
 * ``load_model`` / ``predict_latency_s``: a model bundle saved by ``perfscope train``
   (``perfscope.models.persistence.load_bundle``) and its latency predictions for
-  configuration rows (``perfscope.models.training.estimate_rows``), for the tile explorer.
+  configuration rows (``perfscope.models.prediction.estimate_rows``), for the tile explorer.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def predict_latency_s(bundle: Any, rows: pd.DataFrame) -> tuple[np.ndarray | Non
     """Predicted latency (s) per row from a bundle, or (None, why not)."""
     if bundle is None or rows.empty:
         return None, ""
-    from perfscope.models.training import estimate_rows
+    from perfscope.models.prediction import estimate_rows
 
     try:
         predicted = estimate_rows(bundle, rows)

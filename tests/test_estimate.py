@@ -97,9 +97,9 @@ def test_a_trained_bundle_gives_intervals_and_a_best_tile(tmp_path, monkeypatch)
     from perfscope.devices.cpu import CpuDevice
     from perfscope.devices.registry import save_profile
     from perfscope.meters.null import NullMeter
-    from perfscope.models.training import train
     from perfscope.store import ProfileStore
     from perfscope.timing import TimingPolicy
+    from perfscope.workflows.train import train
 
     monkeypatch.setenv("PERFSCOPE_HOME", str(tmp_path / "home"))
     policy = TimingPolicy(warmup_s=0.01, min_time_s=0.01, budget_s=0.05, target_ci_rel=0.05)

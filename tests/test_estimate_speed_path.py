@@ -114,7 +114,7 @@ def test_single_estimates_agree_with_the_vectorised_ones(kernel, model, bundles)
 def test_the_model_predicts_on_its_own_device_figures_not_the_resolved_ones(bundles):
     """The forest's snapshot of cuda-h100 has half the spec peaks: the estimate's bound is the
     spec's, its latency the forest's on the snapshot (as the frame path computes it)."""
-    from perfscope.models.training import estimate_rows
+    from perfscope.models.prediction import estimate_rows
 
     _, bundle = bundles["own_figures"]
     configs = CONFIGS["gemm"]

@@ -188,7 +188,7 @@ def test_evaluate_judges_a_wrapper_on_its_own_intervals():
 
 
 def test_contended_rows_are_left_out_unless_asked_for():
-    from perfscope.models.training import evaluate_datasets
+    from perfscope.workflows.train import evaluate_datasets
 
     rows = law_rows(sizes=(512, 1024, 2048), replicates=2)
     slowed = rows.index[::4]
@@ -207,7 +207,7 @@ def test_contended_rows_are_left_out_unless_asked_for():
 
 
 def test_when_every_row_is_contended_the_error_says_so_and_names_the_flag():
-    from perfscope.models.training import evaluate_datasets
+    from perfscope.workflows.train import evaluate_datasets
 
     rows = law_rows(sizes=(512, 1024), replicates=1)
     rows["status"] = "contended"

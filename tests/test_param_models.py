@@ -58,7 +58,7 @@ def test_distinct_configurations_get_distinct_predictions(sweeps):
 
 @pytest.mark.slow
 def test_grouped_evaluation_reports_ranking_and_every_model(sweeps):
-    from perfscope.models.training import evaluate_datasets
+    from perfscope.workflows.train import evaluate_datasets
 
     one = sweeps[sweeps["device_name"] == "NVIDIA RTX A6000"].reset_index(drop=True)
     table = evaluate_datasets(one, group_by=["block_size_x", "block_size_y"], n_splits=3)
@@ -84,7 +84,8 @@ def test_device_split_reports_zero_shot_and_few_shot(sweeps):
 @pytest.mark.slow
 def test_a_one_shape_sweep_trains_and_the_bundle_predicts(sweeps, tmp_path):
     from perfscope.models.persistence import load_bundle
-    from perfscope.models.training import bundle_predictions, train
+    from perfscope.models.prediction import bundle_predictions
+    from perfscope.workflows.train import train
 
     one = sweeps[sweeps["device_name"] == "NVIDIA RTX A6000"].reset_index(drop=True)
     report = train(one, out_dir=tmp_path / "model", n_splits=3)

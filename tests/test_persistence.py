@@ -26,9 +26,10 @@ from perfscope.models.persistence import (
     load_bundle,
     save_bundle,
 )
+from perfscope.models.prediction import estimate_rows
 from perfscope.models.roofline_model import LogLinearModel, RooflineModel
-from perfscope.models.training import estimate_rows, train
 from perfscope.models.tree_arrays import ForestArrays
+from perfscope.workflows.train import train
 
 
 @pytest.fixture(autouse=True)

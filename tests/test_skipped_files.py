@@ -49,7 +49,7 @@ def test_the_dashboard_warns_about_skipped_files_and_strict_fails(damaged):
 
 
 def test_the_library_reader_warns_for_each_skipped_file(damaged):
-    from perfscope.models.training import read_datasets
+    from perfscope.workflows.train import read_datasets
 
     ds, conv = damaged
     with pytest.warns(UserWarning, match=f"skipped {conv}"):

@@ -10,9 +10,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 
+from perfscope import strict_json
 from perfscope.cli_app import app
-from perfscope.errors import Interrupted, InvalidInputError
+from perfscope.cli_render import Renderer
+from perfscope.errors import InvalidInputError
+from perfscope.meters import METER_CHOICES
+
+# Each command imports its workflow when it runs ("lazy workflow" below): the CLI registers
+# every command at start, and the collect workflow loads the collectors and the store
+# (pyarrow), which `perfscope estimate` and `perfscope --help` must not pay for.
 
 _SEL = "What to measure"
 _HOW = "How to measure"
@@ -118,8 +126,7 @@ def collect(
     as_json: AsJson = False,
 ) -> None:
     """Measure kernels into a dataset: `perfscope collect gemm --size 512` or `perfscope collect --spec quick`."""
-    from perfscope.collectors.memory_guard import parse_max_memory
-    from perfscope.meters import METER_CHOICES
+    from perfscope.workflows import collect as collecting  # lazy workflow (see the top)
 
     # validate everything cheap before anything runs or prints
     if energy not in METER_CHOICES:
@@ -130,12 +137,17 @@ def collect(
             raise InvalidInputError(f"{name} must be positive, got {value}")
     if executor not in ("local", "ray"):
         raise InvalidInputError(f"unknown executor {executor!r}: use local or ray")
-    max_memory_share = parse_max_memory(max_memory)
-    sweep_spec = build_spec(selection, {"warmup_s": warmup_s, "min_time_s": min_time_s, "budget_s": budget_s,
-                                        "target_ci_rel": target_ci}, time_budget_s)
-    cases = _cases(sweep_spec, shard_spec, seed=seed)
-    _run(cases, sweep_spec, out, device or sweep_spec.device or "auto", energy, tdp_w, threads, energy_window_s,
-         resume, executor, address, workers, quiet, as_json, max_memory_share)
+    max_memory_share = collecting.parse_max_memory(max_memory)
+    timing = {"warmup_s": warmup_s, "min_time_s": min_time_s, "budget_s": budget_s, "target_ci_rel": target_ci}
+    sweep_spec, cases = collecting.sweep_cases(_request(selection, timing, time_budget_s, shard_spec, seed))
+    settings = collecting.CollectSettings(
+        device=device or sweep_spec.device or "auto", energy=energy, tdp_w=tdp_w, threads=threads,
+        energy_window_s=energy_window_s, resume=resume, executor=executor, address=address, workers=workers,
+        max_memory_share=max_memory_share)
+    render = Renderer(quiet=quiet, as_json=as_json)
+    summary = collecting.collect(cases, sweep_spec, out, settings, notify=render.note, progress=render.progress)
+    render.sweep_summary(summary.report, energy_method=summary.energy_method, energy_note=summary.energy_note,
+                         energy_is_estimate=summary.energy_is_estimate)
 
 
 @app.command("plan")
@@ -149,70 +161,33 @@ def plan_command(
     as_json: AsJson = False,
 ) -> None:
     """Print the expanded grid's size and an estimated duration; runs nothing."""
-    from perfscope import strict_json
-    from perfscope.collectors.memory_guard import parse_max_memory, too_large_reason
-    from perfscope.collectors.spec import plan
-    from perfscope.devices import select_device
+    from perfscope.workflows import collect as collecting  # lazy workflow (see the top)
 
-    max_memory_share = parse_max_memory(max_memory)
-    sweep_spec = build_spec(selection, {}, None)
-    cases = _cases(sweep_spec, shard_spec)
-    measured: set[str] = set()
-    dev = select_device(device)
-    if out is not None and out.exists():
-        from perfscope.store import ProfileStore
-
-        measured = {cid for _, cid in ProfileStore(out).measured_keys(dev.key)}
-    p = plan(sweep_spec, cases, measured)
-    too_large = sum(too_large_reason(c.for_device(dev.kind), dev, max_memory_share) is not None for c in cases)
+    max_memory_share = collecting.parse_max_memory(max_memory)
+    sweep_spec, cases = collecting.sweep_cases(_request(selection, {}, None, shard_spec, 0))
+    p = collecting.plan_sweep(sweep_spec, cases, dataset=out, device=device, max_memory_share=max_memory_share)
     if as_json:
-        print(strict_json.dumps({"spec": sweep_spec.name, "configurations": p.total, "by_group": p.by_group,
-                          "already_measured": p.already_measured, "too_large": too_large, "device": dev.key,
-                          "estimated_min_s": round(p.min_s, 1), "estimated_max_s": round(p.max_s, 1)},
-                         ))
+        print(strict_json.dumps(p.to_dict()))
         return
     for group, count in sorted(p.by_group.items()):
         print(f"{group:28s} {count:8d}")
-    print(f"{'total':28s} {p.total:8d}  ({p.already_measured} already measured)")
-    if too_large:
-        print(f"{too_large} configuration(s) need more than {max_memory_share:.0%} of the free memory of "
-              f"{dev.key}: they will be recorded as too_large, not measured")
-    print(f"estimated duration: {_duration(p.min_s)} to {_duration(p.max_s)} "
+    print(f"{'total':28s} {p.configurations:8d}  ({p.already_measured} already measured)")
+    if p.too_large:
+        print(f"{p.too_large} configuration(s) need more than {max_memory_share:.0%} of the free memory of "
+              f"{p.device_key}: they will be recorded as too_large, not measured")
+    print(f"estimated duration: {_duration(p.estimated_min_s)} to {_duration(p.estimated_max_s)} "
           "(from the timing policy; an estimate, not a measurement)")
 
 
-def _cases(sweep_spec: Any, shard_spec: str | None, *, seed: int = 0) -> list[Any]:
-    """The spec's cases, only shard ``shard_spec`` ("I/N") of them when given."""
-    from perfscope.collectors.spec import expand, parse_shard, shard
+def _request(selection: Selection, timing: dict[str, float | None], time_budget_s: float | None,
+             shard_spec: str | None, seed: int) -> Any:
+    """The workflow's ``SweepRequest`` for these flags (axis flags parsed here)."""
+    from perfscope.workflows.collect import SweepRequest, check_family  # lazy workflow (see the top)
 
-    cases = expand(sweep_spec, seed=seed)
-    return cases if shard_spec is None else shard(cases, *parse_shard(shard_spec))
-
-
-def build_spec(selection: Selection, timing: dict[str, float | None], time_budget_s: float | None) -> Any:
-    """The sweep spec that flags and/or a spec file describe (flags override the file)."""
-    from perfscope.collectors.families import FAMILIES
-    from perfscope.collectors.spec import flag_spec, load_spec, with_overrides
-
-    family, spec, implementation = selection.family, selection.spec, selection.implementation
-    if family is not None and family not in FAMILIES:
-        raise InvalidInputError(f"unknown kernel family {family!r}: use {', '.join(FAMILIES)}")
-    overrides = _axes_from_flags(selection)
-    if spec is not None:
-        base = load_spec(spec)
-        sweeps = [s for s in base.sweeps if (family is None or s.kernel == family)
-                  and (implementation is None or s.implementation == implementation)]
-        if not sweeps:
-            message = f"spec {base.name!r} has no {family or ''} {implementation or ''} sweep"
-            raise InvalidInputError(message.replace("  ", " "))
-    elif family is None:
-        raise InvalidInputError("say what to measure: a kernel family (gemm, conv, attention) or --spec")
-    else:
-        base = flag_spec(family, implementation)
-        sweeps = list(base.sweeps)
-    result = with_overrides(base, sweeps, overrides, tuple(selection.filters or ()), timing, time_budget_s)
-    _ = result.policy  # validate timing now
-    return result
+    check_family(selection.family)  # an unknown family is named before any bad axis value
+    return SweepRequest(family=selection.family, spec=selection.spec, implementation=selection.implementation,
+                        axes=_axes_from_flags(selection), filters=tuple(selection.filters or ()), timing=timing,
+                        time_budget_s=time_budget_s, shard=shard_spec, seed=seed)
 
 
 def _axes_from_flags(selection: Selection) -> dict[str, list[Any]]:
@@ -233,56 +208,6 @@ def _axes_from_flags(selection: Selection) -> dict[str, list[Any]]:
     if selection.cache:
         axes["cache"] = _split(selection.cache, str, "cache mode")
     return axes
-
-
-def _run(cases: list[Any], sweep_spec: Any, out: Path, device_spec: str, energy: str, tdp_w: float | None,
-         threads: int | None, energy_window_s: float | None, resume: bool, executor: str,
-         address: str | None, workers: int | None, quiet: bool, as_json: bool, max_memory_share: float) -> None:
-    from perfscope.cli_render import Renderer
-    from perfscope.collectors.executors import WorkerSettings, run_ray
-    from perfscope.collectors.protocol import RunContext
-    from perfscope.collectors.sweep import run_sweep
-    from perfscope.devices import select_device
-    from perfscope.meters import select_meter
-    from perfscope.store import ProfileStore, new_run_id
-
-    render = Renderer(quiet=quiet, as_json=as_json)
-    store = ProfileStore(out, create=True)
-    run_id = new_run_id()
-    if executor == "ray":
-        settings = WorkerSettings(dataset=str(out.resolve()), device=device_spec, energy=energy, tdp_w=tdp_w,
-                                  timing=sweep_spec.timing.model_dump(exclude_none=True),
-                                  energy_window_s=energy_window_s, resume=resume,
-                                  time_budget_s=sweep_spec.time_budget_s, threads=threads,
-                                  max_memory_share=max_memory_share)
-        report = run_ray(cases, settings, run_id, address=address, workers=workers)
-        render.sweep_summary(report, energy_method=energy)
-        return
-    dev = select_device(device_spec, notify=render.note)
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-    meter = select_meter(dev, energy, tdp_w=tdp_w)
-    ctx = RunContext(run_id=run_id, device=dev, meter=meter, policy=sweep_spec.policy,
-                     energy_window_s=energy_window_s, max_memory_share=max_memory_share)
-    saved: list[str] = []  # statuses of the rows appended so far, for the Ctrl-C message
-
-    def on_row(row: Any) -> None:
-        saved.append(row.status)
-        progress.advance(row)
-
-    try:
-        with render.progress() as progress:
-            report = run_sweep(cases, store, ctx, resume=resume, time_budget_s=sweep_spec.time_budget_s,
-                               on_start=progress.start, on_row=on_row)
-    except KeyboardInterrupt:  # Typer would exit 130 silently; say what was kept
-        raise Interrupted(f"interrupted: {len(saved)} rows saved in {out} (run the same command again to "
-                          "resume)") from None
-    finally:
-        meter.close()
-    render.sweep_summary(report, energy_method=meter.method, energy_note=getattr(meter, "reason", None),
-                         energy_is_estimate=meter.is_estimate)
 
 
 def _split(values: list[str] | None, convert: Any, what: str) -> list[Any]:
@@ -316,8 +241,6 @@ def _shape(text: str) -> list[int]:
 
 def _scalar(text: str) -> Any:
     """An axis value as YAML reads it: 64 -> int, 0.5 -> float, true -> bool, nchw -> str."""
-    import yaml
-
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,7 +11,12 @@ import typer
 
 from perfscope import strict_json
 from perfscope.cli_app import app
+from perfscope.cli_render import Renderer
 from perfscope.errors import InvalidInputError
+
+# Each command imports its workflow when it runs ("lazy workflow" below): the CLI registers
+# every command at start, and training loads the models and the store (pyarrow), which
+# `perfscope estimate` and `perfscope --help` must not pay for.
 
 Datasets = Annotated[list[Path], typer.Argument(help="One or more perfscope datasets.")]
 Kernel = Annotated[list[str] | None, typer.Option(help="Only these kernel families.")]
@@ -46,7 +53,7 @@ def train_command(
     as_json: AsJson = False,
 ) -> None:
     """Fit the roofline, energy and forest models, print their grouped-split figures, save them."""
-    from perfscope.models.training import train
+    from perfscope.workflows.train import train  # lazy workflow (see the top)
 
     check_writable(out)  # before minutes of training, not after
     rows, read = read_rows(datasets, strict=strict, as_json=as_json)
@@ -69,8 +76,6 @@ def train_command(
 def check_writable(out: Path) -> None:
     """``InvalidInputError`` unless a model bundle can be written at ``out``: it is a directory or
     can become one, and a file can be created in it (or in its nearest existing parent)."""
-    import tempfile
-
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"--out {out} is a file, not a directory")
     place = out
@@ -101,8 +106,8 @@ def evaluate_command(
     as_json: AsJson = False,
 ) -> None:
     """Every model side by side: R^2, mean/median % error, share within 10%, interval coverage."""
-    from perfscope.models.evaluation import to_records
-    from perfscope.models.training import evaluate_datasets
+    from perfscope.models.evaluation import to_records  # lazy, as the workflow (see the top)
+    from perfscope.workflows.train import evaluate_datasets
 
     rows, read = read_rows(datasets, strict=strict, as_json=as_json)
     table = evaluate_datasets(rows, split=split, n_splits=None if folds == 0 else folds, seed=seed,
@@ -118,12 +123,11 @@ def evaluate_command(
 def read_rows(datasets: list[Path], *, strict: bool, as_json: bool) -> tuple[Any, Any]:
     """The datasets' rows as a DataFrame and the ``ReadResult`` (skipped files warned about
     as ``ls`` does; with ``strict``, any skipped file is an error)."""
-    from perfscope.cli_render import Renderer
-    from perfscope.store import read_datasets
+    from perfscope.workflows.train import read_rows as read  # lazy workflow (see the top)
 
-    result = read_datasets(datasets)
+    rows, result = read(datasets)
     Renderer(quiet=False, as_json=as_json).skipped_files(result.problems, strict=strict)
-    return result.table.to_pandas(), result
+    return rows, result
 
 
 def _files_summary(read: Any) -> dict[str, Any]:
@@ -131,8 +135,6 @@ def _files_summary(read: Any) -> dict[str, Any]:
 
 
 def _progress(message: str) -> None:
-    import sys
-
     print(message, file=sys.stderr)
 
 

@@ -10,7 +10,7 @@ over an *assumed* efficiency. Every result names its method and device source.
 Light path: numpy only. Configurations become columns (``perfscope.columns``: a dict of
 column name -> numpy array: ``config_columns``), features come from
 ``perfscope.roofline.feature_columns``, a loaded model predicts on those arrays
-(``perfscope.models.training.bundle_predictions``), and so do the interval, energy and
+(``perfscope.models.prediction.bundle_predictions``), and so do the interval, energy and
 carbon. ``estimate`` (one configuration) never builds a
 DataFrame; ``estimate_many`` frames the columns at the end. pandas, scikit-learn,
 torch, triton and dash are not imported.
@@ -23,8 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from perfscope.carbon import grid_intensity, operational_gco2e
 from perfscope.columns import all_missing, as_columns, columns_size, float_column, repeat
+from perfscope.devices.registry import resolve_device
+from perfscope.dtypes import check_dtype
 from perfscope.errors import InvalidInputError
+from perfscope.models.persistence import ModelBundle, load_bundle
+from perfscope.models.prediction import bundle_predictions
 from perfscope.roofline import feature_columns
 
 # Efficiency assumed by the roofline fallback on spec-sheet peaks: tuned library
@@ -53,8 +58,6 @@ def config_columns(kernel: str, configs: list[Mapping[str, Any]] | Mapping[str, 
     ``dtype``, ``implementation`` and the family's shape columns (defaults filled), plus
     every column given. ``configs``: a list of dicts, a mapping of column -> values (arrays,
     lists or scalars) or a DataFrame. Checks the columns it needs (``InvalidInputError``)."""
-    from perfscope.dtypes import check_dtype
-
     if kernel not in SHAPE_COLUMNS:
         raise InvalidInputError(f"unknown kernel family {kernel!r}: use {', '.join(SHAPE_COLUMNS)}")
     columns = as_columns(configs)
@@ -93,9 +96,6 @@ def estimate_columns(kernel: str, configs: list[Mapping[str, Any]] | Any, device
                      intensity_gco2e_per_kwh: float | None = None, pue: float = 1.0) -> dict[str, np.ndarray]:
     """``estimate_many`` as columns (a dict of column name -> array, in the frame's column
     order), without pandas: what both ``estimate_many`` and ``estimate`` compute."""
-    from perfscope.carbon import grid_intensity, operational_gco2e
-    from perfscope.devices.registry import resolve_device
-
     rows = config_columns(kernel, configs, dtype)
     n = columns_size(rows)
     spec, source = resolve_device(device)
@@ -114,8 +114,6 @@ def estimate_columns(kernel: str, configs: list[Mapping[str, Any]] | Any, device
     out["bound"] = np.where(regime != None, regime, np.nan).astype(object)  # noqa: E711 (elementwise)
     energy_j = energy_method = None
     if model is not None:
-        from perfscope.models.training import bundle_predictions  # see _bundle
-
         bundle = _bundle(model)
         # the work (FLOPs, bytes) does not depend on the device, and all the features are
         # reused when the model's figures for this device are the resolved ones
@@ -229,10 +227,7 @@ def _best_tile(kernel: str, device: str, dtype: str, config: dict[str, Any], mod
 
 def _bundle(model: Any) -> Any:
     """``model`` as a loaded bundle: a ``ModelBundle`` as it is, a path loaded (the one place
-    an estimate loads a bundle). The models are imported here, not at the top: the roofline
-    fallback needs none of them, and importing them costs ~50 ms of every cold start."""
-    from perfscope.models.persistence import ModelBundle, load_bundle
-
+    an estimate loads a bundle)."""
     return model if isinstance(model, ModelBundle) else load_bundle(model)
 
 

@@ -1,4 +1,5 @@
-"""``perfscope train`` and ``perfscope evaluate``: fit, judge on unseen shapes, save a bundle.
+"""The train and evaluate workflows (``perfscope train``, ``perfscope evaluate``): read rows,
+select them, fit the models, judge them on unseen shapes, save a bundle.
 
 ``train`` filters the rows, fits on the ``ok`` ones:
 
@@ -6,16 +7,18 @@
   inside a ``ConformalWrapper`` (grouped cross-conformal 1 - alpha intervals);
 * ``roofline``: ``RooflineModel`` inside a ``ConformalWrapper``;
 * ``energy``: ``EnergyModel`` (idle power, J/FLOP, J/byte), when at least 8 rows have
-  measured energy; it takes a time, which ``estimate_rows`` takes from the forest;
+  measured energy; it takes a time, which ``perfscope.models.prediction`` takes from the forest;
 
-evaluates the same models with a grouped shape split (``evaluate``; the coverage of
-this evaluation is the cross-fold conformal one) and saves a bundle
-(``perfscope.models.persistence``) carrying the figures.
+evaluates the same models with a grouped shape split (``perfscope.models.evaluation``;
+the coverage of this evaluation is the cross-fold conformal one) and saves a bundle
+(``perfscope.models.persistence``) carrying the figures. The pieces (estimators, splits,
+evaluation, persistence) live in ``perfscope.models``; this module composes them.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +26,23 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
+from perfscope.devices.registry import normalise_device_name
 from perfscope.errors import InvalidInputError
+from perfscope.models.efficiency import admit_contended, count_contended, ok_rows, usable_energy_mask
+from perfscope.models.energy_model import EnergyModel
+from perfscope.models.evaluation import evaluate, shape_groups
+from perfscope.models.forest import ForestModel, PaperBaselineModel
+from perfscope.models.intervals import ConformalWrapper
+from perfscope.models.param_features import parameters, tunable_names
+from perfscope.models.param_forest import ParameterForestModel
+from perfscope.models.persistence import data_fingerprint, save_bundle, to_jsonable
+from perfscope.models.ranking import most_varied_parameters, parameter_groups
+from perfscope.models.roofline_model import LogLinearModel, RooflineModel
+from perfscope.store import ReadResult
+from perfscope.store import read_datasets as read_stores
 
 if TYPE_CHECKING:
     import pandas as pd
-
-# pandas is imported by the functions that build or read frames: ``bundle_predictions``
-# (what ``perfscope estimate`` calls) predicts on column arrays without it.
 
 RowsOrPaths = Union["pd.DataFrame", str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]
 Progress = Callable[[str], None]
@@ -57,8 +70,6 @@ class TrainReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (``perfscope train --json``)."""
-        from perfscope.models.persistence import to_jsonable
-
         return to_jsonable({"out_dir": str(self.out_dir), "n_rows": self.n_rows, "n_shapes": self.n_shapes,
                           "n_energy_rows": self.n_energy_rows, "devices": self.devices, "kernels": self.kernels,
                           "dtypes": self.dtypes, "models": self.models, "fingerprint": self.fingerprint,
@@ -67,22 +78,25 @@ class TrainReport:
                           "evaluation": self.evaluation.to_dict(orient="records")})
 
 
+def read_rows(paths: Sequence[str | os.PathLike[str]]) -> tuple[pd.DataFrame, ReadResult]:
+    """All rows of the datasets at ``paths`` as one DataFrame, with the ``ReadResult`` that
+    names the files that had to be skipped (``StoreError`` for a bad path)."""
+    result = read_stores(paths)
+    return result.table.to_pandas(), result
+
+
 def read_datasets(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
     """All rows of one or more perfscope datasets as one DataFrame (``StoreError`` for a bad
-    path); each file that had to be skipped is named in a ``UserWarning`` (the CLI reads
-    through ``perfscope.store.read_datasets`` itself, to report and count them)."""
-    import warnings
-
-    from perfscope.store import read_datasets as read_stores
-
+    path); each file that had to be skipped is named in a ``UserWarning`` (the CLI uses
+    ``read_rows``, to report and count them)."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     if not paths:
         raise InvalidInputError("no dataset given")
-    result = read_stores(paths)
+    rows, result = read_rows(paths)
     for problem in result.problems:
         warnings.warn(f"skipped {problem}", stacklevel=2)
-    return result.table.to_pandas()
+    return rows
 
 
 def _as_rows(rows: RowsOrPaths) -> pd.DataFrame:
@@ -94,8 +108,6 @@ def _as_rows(rows: RowsOrPaths) -> pd.DataFrame:
 def select_rows(rows: pd.DataFrame, *, kernels: Sequence[str] | None = None, devices: Sequence[str] | None = None,
                 dtypes: Sequence[str] | None = None) -> pd.DataFrame:
     """Rows of the given kernel families, devices (device key or name, any case) and dtypes."""
-    from perfscope.devices.registry import normalise_device_name
-
     mask = np.ones(len(rows), dtype=bool)
     if kernels:
         mask &= rows["kernel"].astype(str).isin(list(kernels)).to_numpy()
@@ -113,8 +125,6 @@ def select_rows(rows: pd.DataFrame, *, kernels: Sequence[str] | None = None, dev
 def _learnable_rows(rows: RowsOrPaths, kernels: Sequence[str] | None, devices: Sequence[str] | None,
                     dtypes: Sequence[str] | None, include_contended: bool, progress: Progress | None) -> pd.DataFrame:
     """The selected ok rows with a time; contended rows too when asked, and said when left out."""
-    from perfscope.models.efficiency import admit_contended, count_contended, ok_rows
-
     selected = select_rows(_as_rows(rows), kernels=kernels, devices=devices, dtypes=dtypes)
     n_contended = count_contended(selected)
     if include_contended:
@@ -132,11 +142,6 @@ def _learnable_rows(rows: RowsOrPaths, kernels: Sequence[str] | None, devices: S
 def default_models(seed: int = 0, n_jobs: int | None = None, *, energy: bool = True) -> dict[str, Any]:
     """The models ``perfscope evaluate`` compares: forest, parameter forest, roofline, log-linear,
     paper baseline (and roofline-timed energy when ``energy``)."""
-    from perfscope.models.energy_model import EnergyModel
-    from perfscope.models.forest import ForestModel, PaperBaselineModel
-    from perfscope.models.param_forest import ParameterForestModel
-    from perfscope.models.roofline_model import LogLinearModel, RooflineModel
-
     models: dict[str, Any] = {"forest": ForestModel(random_state=seed, n_jobs=n_jobs), "roofline": RooflineModel(),
                               "param_forest": ParameterForestModel(random_state=seed, n_jobs=n_jobs),
                               "log_linear": LogLinearModel(),
@@ -162,9 +167,6 @@ def evaluate_datasets(rows: RowsOrPaths, *, split: str = "shape", n_splits: int 
     and target); ``.to_dict(orient="records")`` is its JSON form. ``include_contended``
     also judges on rows timed while another workload shared the device.
     """
-    from perfscope.models.efficiency import usable_energy_mask
-    from perfscope.models.evaluation import evaluate
-
     data = _learnable_rows(rows, kernels, devices, dtypes, include_contended, progress)
     if len(data) < 2:
         raise InvalidInputError("fewer than two ok rows match: nothing to evaluate")
@@ -172,9 +174,6 @@ def evaluate_datasets(rows: RowsOrPaths, *, split: str = "shape", n_splits: int 
         has_energy = usable_energy_mask(data, include_doubtful_energy).sum() >= MIN_ENERGY_ROWS
         models = default_models(seed, n_jobs, energy=bool(has_energy))
     if split == "shape" and not group_by:
-        from perfscope.models.evaluation import shape_groups
-        from perfscope.models.ranking import most_varied_parameters
-
         if len(np.unique(shape_groups(data))) < 2:
             group_by = most_varied_parameters(data) or None
             if group_by and progress is not None:
@@ -204,17 +203,6 @@ def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequen
     each in a ``ConformalWrapper``; ``energy`` with measured energy. A model that cannot
     fit these rows is left out of the bundle and its reason kept (``skipped``).
     """
-    from perfscope.models.efficiency import usable_energy_mask
-    from perfscope.models.energy_model import EnergyModel
-    from perfscope.models.evaluation import evaluate, shape_groups
-    from perfscope.models.forest import ForestModel
-    from perfscope.models.intervals import ConformalWrapper
-    from perfscope.models.param_features import parameters, tunable_names
-    from perfscope.models.param_forest import ParameterForestModel
-    from perfscope.models.persistence import data_fingerprint, save_bundle
-    from perfscope.models.ranking import most_varied_parameters, parameter_groups
-    from perfscope.models.roofline_model import RooflineModel
-
     notify = progress or (lambda message: None)
     data = _learnable_rows(rows, kernels, devices, dtypes, include_contended, progress)
     if len(data) == 0:
@@ -277,50 +265,3 @@ def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequen
                        dtypes=sorted(data["dtype"].astype(str).unique()), models=list(final), evaluation=table,
                        fingerprint=data_fingerprint(data), interval_quantiles=quantiles, skipped=skipped,
                        group_by=names)
-
-
-def bundle_predictions(bundle: Any, rows: Any, *, computed: Any = None) -> dict[str, np.ndarray]:
-    """What a loaded bundle predicts for configuration rows (no times needed), as arrays.
-
-    ``rows``: a DataFrame, or a mapping of column name -> array (then no pandas is
-    imported; ``computed`` may then give ``(device, feature_columns(rows, device))`` that the
-    caller already has, see ``perfscope.models.roofline_model.roofline_columns``). Keys:
-    ``latency_s``, ``latency_low_s``, ``latency_high_s`` (the forest with its conformal
-    interval), and ``energy_j`` (+ ``energy_low_j``, ``energy_high_j`` when the forest
-    learnt energy; otherwise the energy model at the forest's latency, no interval; absent
-    when the bundle has neither).
-    """
-    forest = bundle["forest"] if "forest" in bundle.models else bundle["param_forest"]
-    # every target in one pass over the features
-    predicted = (forest.predict_with_intervals(rows) if computed is None
-                 else forest.predict_with_intervals(rows, computed=computed))
-    latency, low, high = predicted["latency"]
-    out = {"latency_s": latency, "latency_low_s": low, "latency_high_s": high}
-    if "energy" in predicted:
-        out["energy_j"], out["energy_low_j"], out["energy_high_j"] = predicted["energy"]
-    elif "energy" in bundle.models:
-        out["energy_j"] = bundle["energy"].predict(rows, time_s=latency)
-    return out
-
-
-def estimate_rows(bundle: Any, rows: pd.DataFrame) -> pd.DataFrame:
-    """Predictions of a loaded bundle (``load_bundle``) for configuration rows (no times needed).
-
-    Columns: ``latency_s``, ``latency_low_s``, ``latency_high_s`` (forest with its
-    interval), ``roofline_latency_s``, ``bound_time_s``, ``bound``, ``efficiency``
-    (roofline), and ``energy_j`` (+ ``energy_low_j``, ``energy_high_j`` when the forest
-    learnt energy; otherwise the energy model at the forest's latency, no interval):
-    ``bundle_predictions`` with the roofline model's explanation.
-    """
-    import pandas as pd
-
-    predicted = bundle_predictions(bundle, rows)
-    if "roofline" not in bundle.models:  # e.g. a kernel without FLOPs: no roofline explanation
-        return pd.DataFrame({name: value for name, value in predicted.items()}, index=rows.index)
-    explained = bundle["roofline"].estimator_.explain(rows)
-    columns = {name: predicted[name] for name in ("latency_s", "latency_low_s", "latency_high_s")}
-    columns.update({"roofline_latency_s": explained["latency_s"].to_numpy(),
-                    "bound_time_s": explained["bound_time_s"].to_numpy(), "bound": explained["bound"].to_numpy(),
-                    "efficiency": explained["efficiency"].to_numpy()})
-    columns.update({name: value for name, value in predicted.items() if name.startswith("energy")})
-    return pd.DataFrame(columns, index=rows.index)
