@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from perfscope.collectors.conv import check_dtype_supported, describe_point, expand_axes, one_line
+from perfscope.collectors.fp32_math import torch_fp32_math
 from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_dtype
 from perfscope.collectors.memory_guard import FLOAT32_BYTES, FLOAT64_BYTES, MemoryNeed
 from perfscope.collectors.protocol import Case, Workload, check_cache_mode
@@ -213,8 +214,10 @@ class AttentionCase(AttentionShape):
             q, k, v = inputs[0]
             return _normalised_error(q, k, v, out, causal)
 
+        # only the math backend multiplies through torch.matmul; the fused kernels run fp32 as fp32
+        fp32_math = torch_fp32_math(device.kind) if self.backend == "math" else "ieee"
         return Workload(kernel=call, check=check, check_tolerance=info.check_tolerance, flops=self.flops,
-                        min_bytes=self.min_bytes, input_sets=sets, release=release)
+                        min_bytes=self.min_bytes, input_sets=sets, release=release, fp32_math=fp32_math)
 
 
 def _is_refusal(exc: BaseException) -> bool:

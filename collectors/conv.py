@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from perfscope.collectors.fp32_math import torch_fp32_math
 from perfscope.collectors.gemm import check_device_supports
 from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_dtype
 from perfscope.collectors.memory_guard import FLOAT32_BYTES, FLOAT64_BYTES, MemoryNeed
@@ -224,7 +225,8 @@ class ConvCase(ConvShape):
                 restore_flags()
 
         return Workload(kernel=call, check=check, check_tolerance=info.check_tolerance,
-                        flops=self.flops, min_bytes=self.min_bytes, input_sets=sets, release=release)
+                        flops=self.flops, min_bytes=self.min_bytes, input_sets=sets, release=release,
+                        fp32_math=torch_fp32_math(device.kind, "conv"))
 
 
 def _set_cudnn_flags(benchmark: bool, dtype: str) -> Any:

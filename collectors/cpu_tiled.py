@@ -241,7 +241,7 @@ class CpuTiledGemmCase(Case):
 
         return Workload(kernel=call, check=check, check_tolerance=info.check_tolerance,
                         flops=gemm_flops(1, m, n, k), min_bytes=gemm_min_bytes(1, m, n, k, self.dtype),
-                        input_sets=sets, release=release)
+                        input_sets=sets, release=release, fp32_math="ieee")  # numba: plain fp32 on the CPU
 
 
 _AXES = ("sizes", "shapes", "m", "n", "k", "tile", "dtype", "cache", "threads")

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from perfscope.collectors.fp32_math import torch_fp32_math
 from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_dtype
 from perfscope.collectors.memory_guard import MemoryNeed, gemm_memory_need
 from perfscope.collectors.protocol import Case, Workload, check_cache_mode
@@ -124,7 +125,7 @@ class GemmCase(GemmShape):
 
         return Workload(kernel=call, check=check, check_tolerance=info.check_tolerance, flops=self.flops,
                         min_bytes=gemm_min_bytes(self.batch, self.m, self.n, self.k, self.dtype),
-                        input_sets=sets, release=inputs.clear)
+                        input_sets=sets, release=inputs.clear, fp32_math=torch_fp32_math(device.kind))
 
 
 def check_device_supports(info: DtypeInfo, device: Device) -> None:

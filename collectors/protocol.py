@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from perfscope.collectors.fp32_math import row_fp32_math
 from perfscope.collectors.memory_guard import DEFAULT_MAX_MEMORY_SHARE, TOO_LARGE_STATUS, too_large_reason
 from perfscope.devices.base import Device, DeviceState, Kernel
 from perfscope.errors import InvalidInputError, UnsupportedConfigError
@@ -36,6 +37,7 @@ class Workload:
     min_bytes: int
     input_sets: int = 1
     release: Callable[[], None] = field(default=lambda: None)
+    fp32_math: str | None = None  # ieee or tf32 as set while built (collectors.fp32_math); None: unknown
 
 
 class Case(Protocol):
@@ -190,7 +192,8 @@ def _row(case: Case, ctx: RunContext, status: str, reason: str | None, workload:
         values["cuda_version"] = desc.cuda_version
     if workload is not None:
         values.update(flops=workload.flops, min_bytes=workload.min_bytes,
-                      input_sets=workload.input_sets, check_tolerance=workload.check_tolerance)
+                      input_sets=workload.input_sets, check_tolerance=workload.check_tolerance,
+                      fp32_math=row_fp32_math(str(config.get("dtype")), workload.fp32_math))
     if error is not None and math.isfinite(error):
         values["check_max_abs_err"] = error
     if timing is not None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from perfscope.columns import as_columns, columns_size, float_column
+from perfscope.devices.declared import declared_devices
 from perfscope.devices.registry import resolve_row_devices
 from perfscope.devicespecs import NO_DEVICE, DeviceFigures, RooflineDevice
 from perfscope.errors import InvalidInputError
@@ -51,7 +52,7 @@ def roofline_columns(rows: Mapping[str, Any], devices: Mapping[str, RooflineDevi
                      computed: Computed | None = None) -> dict[str, np.ndarray]:
     """``perfscope.roofline.feature_columns`` of each row on its own device (``device_key``,
     then ``device_name``, resolved by ``perfscope.devices.registry.resolve_row_devices``;
-    ``devices`` by key first).
+    ``devices`` by key first, figures the rows declare at import last).
 
     ``computed``: ``(device, feature_columns(rows, device))`` when the caller has them (an
     estimate computes them for its output): returned as they are when every row resolves
@@ -67,7 +68,7 @@ def roofline_columns(rows: Mapping[str, Any], devices: Mapping[str, RooflineDevi
     names = np.asarray(rows["device_name"], dtype=object) if "device_name" in rows else np.empty(size, dtype=object)
     unique = list(dict.fromkeys(keys.tolist()))  # in order of appearance (np.unique would sort 1M strings)
     first = [int(np.argmax(keys == key)) for key in unique] if len(unique) > 1 else [0]
-    resolved = resolve_row_devices(unique, names[first].tolist(), devices)
+    resolved = resolve_row_devices(unique, names[first].tolist(), devices, declared=declared_devices(rows))
     if len(unique) == 1:
         device = resolved[unique[0]]
         if computed is not None and DeviceFigures.of(computed[0]) == DeviceFigures.of(device):

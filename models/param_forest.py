@@ -73,19 +73,21 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
 
     # -- features --------------------------------------------------------------------------
     def _device_figures(self, rows: Any) -> dict[str, tuple[float, float, float]]:
+        from perfscope.devices.declared import declared_devices
         from perfscope.devices.registry import resolve_row_device
 
         known = dict(getattr(self, "device_figures_", {}))
+        declared = declared_devices(rows)  # figures given at import, after profiles and spec rows
         keys = [str(k) for k in rows["device_key"]]
         names = list(rows["device_name"]) if "device_name" in rows else [None] * len(keys)
         for key, name in zip(keys, names, strict=True):
             if key in known:
                 continue
             resolved = resolve_row_device(key, name if isinstance(name, str) else None)
-            if resolved is None:
+            device = resolved[0] if resolved is not None else declared.get(key)
+            if device is None:
                 known[key] = (math.nan, math.nan, math.nan)
                 continue
-            device = resolved[0]
             bandwidth = device.mem_bandwidth_bytes_per_s or math.nan
             peak = device.peaks_flops_per_s.get("fp32", math.nan)
             known[key] = (math.log10(bandwidth) if bandwidth > 0 else math.nan,

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from perfscope.columns import Columns, as_columns, columns_size, take
+from perfscope.devices.declared import declared_devices
 from perfscope.devices.registry import resolve_row_devices
 from perfscope.devicespecs import DeviceFigures, RooflineDevice
 from perfscope.errors import InvalidInputError
@@ -61,7 +62,8 @@ class DeviceFeaturesMixin:
         if "device_key" not in rows:
             raise InvalidInputError("rows have no device_key column: pass perfscope profile rows")
         resolved = resolve_row_devices(rows["device_key"].tolist(),
-                                       rows["device_name"].tolist() if "device_name" in rows else None, self.devices)
+                                       rows["device_name"].tolist() if "device_name" in rows else None, self.devices,
+                                       declared=declared_devices(rows))
         return {key: DeviceFigures.of(device) for key, device in resolved.items()}
 
     def _features(self, rows: Columns, computed: Computed | None = None) -> Columns:

@@ -77,3 +77,32 @@ def is_tf32(name: str) -> bool:
     return name == "tf32"
 
 
+
+
+FP32_MATH_MODES = ("ieee", "tf32")
+"""How fp32 storage may be multiplied (the ``fp32_math`` column): ``ieee`` full fp32 on the
+CUDA cores, ``tf32`` on tensor cores with a 10-bit mantissa (torch's ``allow_tf32`` /
+``float32_matmul_precision("high")``, Triton's ``input_precision="tf32"``)."""
+
+
+def check_fp32_math(value: str) -> str:
+    """``value`` when it is one of ``FP32_MATH_MODES``; ``InvalidInputError`` otherwise."""
+    if value not in FP32_MATH_MODES:
+        raise InvalidInputError(f"unknown fp32 math mode {value!r}: use {' or '.join(FP32_MATH_MODES)}")
+    return value
+
+
+def stores_fp32(name: str) -> bool:
+    """Whether ``name`` keeps fp32 in memory (fp32 and tf32): the dtypes an fp32 math mode applies to."""
+    return name in ("fp32", "tf32")
+
+
+def row_fp32_math(name: str, mode: str | None) -> str | None:
+    """The ``fp32_math`` cell of a row of dtype ``name``: ``mode`` for fp32 storage, else None."""
+    return mode if stores_fp32(name) else None
+
+
+def peak_dtype(name: str, fp32_math: str | None) -> str:
+    """The dtype whose peak bounds a row: ``tf32`` for fp32 rows whose math mode is tf32,
+    else the row's own dtype (unknown math mode: the fp32 peak)."""
+    return "tf32" if name == "fp32" and fp32_math == "tf32" else name

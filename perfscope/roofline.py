@@ -26,7 +26,12 @@ Formulas (per row; ``s`` = bytes per element of the dtype):
 * ``intensity_flops_per_byte`` I = flops / min_bytes.
 * ``log10_flops``, ``log10_min_bytes``, ``log10_intensity``, ``log10_bound_time_s``:
   base-10 logarithms (NaN where the value is not positive).
-* ``peak_flops_per_s``: the device's peak for the row's dtype (NaN when it has none);
+* ``peak_flops_per_s``: the device's peak for the row's dtype (NaN when it has none),
+  except that an fp32 row whose ``fp32_math`` column says ``tf32`` (torch's
+  ``allow_tf32``, Triton's ``input_precision="tf32"``, or ``--fp32-math tf32`` at import
+  or estimate) gets the device's TF32 tensor peak where it has one; an unknown math mode
+  keeps the FP32 peak. ``peak_used`` names the dtype whose peak was used (``fp32``,
+  ``tf32``, ``fp16``, ...; None where the device has none);
   ``mem_bandwidth_bytes_per_s`` B; ``launch_overhead_s`` L (calibrated, or assumed for
   a spec-sheet device: see ``launch_overhead_source``).
 * ``ridge_point_flops_per_byte`` = peak / B: the intensity where the two roofs meet;
@@ -81,7 +86,7 @@ DEVICE_PEAK_DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8_e4m3")  # fp8 formats
 FEATURE_COLUMNS = (
     "flops", "min_bytes", "dtype_bytes", "intensity_flops_per_byte",
     "log10_flops", "log10_min_bytes", "log10_intensity",
-    "peak_flops_per_s", "mem_bandwidth_bytes_per_s", "launch_overhead_s", "launch_overhead_source",
+    "peak_flops_per_s", "peak_used", "mem_bandwidth_bytes_per_s", "launch_overhead_s", "launch_overhead_source",
     "ridge_point_flops_per_byte", "intensity_over_ridge",
     "compute_time_s", "memory_time_s", "bound_time_s", "log10_bound_time_s", "bound",
     "tile_m_used", "tile_n_used", "tiles", "waves", "tile_efficiency", "wave_efficiency",
@@ -193,7 +198,7 @@ def _features(source: RowColumns, device: RooflineDevice, blocks_per_sm: int, de
     flops, min_bytes = source.work_and_traffic()
     dtype_bytes = source.per_dtype({d: info.bytes_per_element for d, info in DTYPES.items()})
     peaks = dict(device.peaks_flops_per_s)
-    peak = source.per_dtype(peaks)
+    peak, peak_used = _row_peaks(source, peaks)
     bandwidth = float(device.mem_bandwidth_bytes_per_s) if device.mem_bandwidth_bytes_per_s else math.nan
     if launch_overhead_s is None:
         launch, launch_source = float(device.launch_overhead_s), device.launch_overhead_source
@@ -217,6 +222,7 @@ def _features(source: RowColumns, device: RooflineDevice, blocks_per_sm: int, de
             "log10_min_bytes": _log10(min_bytes),
             "log10_intensity": _log10(intensity),
             "peak_flops_per_s": peak,
+            "peak_used": peak_used,
             "mem_bandwidth_bytes_per_s": np.full(size, bandwidth),
             "launch_overhead_s": np.full(size, launch),
             "launch_overhead_source": _constant(launch_source, size),
@@ -266,6 +272,24 @@ def feature_columns(rows: Rows, device: RooflineDevice, *, blocks_per_sm: int = 
     out = {name: np.asarray(values) for name, values in rows.items()}
     out.update({name: value.names() if isinstance(value, _Coded) else value for name, value in added.items()})
     return out
+
+
+def _row_peaks(source: RowColumns, peaks: dict[str, float]) -> tuple[np.ndarray, _Coded]:
+    """(peak FLOP/s, the dtype whose peak it is) per row: the row's dtype, or tf32 for fp32
+    rows with TF32 math on a device that has a TF32 peak (``perfscope.dtypes.peak_dtype``)."""
+    categories = list(source.dtypes)
+    codes = source.dtype_codes.copy()
+    if "fp32_math" in source.rows and "fp32" in categories and "tf32" in peaks:
+        math_mode = np.asarray(source.rows["fp32_math"], dtype=object)
+        on_tensor_cores = (codes == categories.index("fp32")) & (math_mode == "tf32")
+        if on_tensor_cores.any():
+            if "tf32" not in categories:
+                categories.append("tf32")
+            codes[on_tensor_cores] = categories.index("tf32")
+    table = np.array([float(peaks.get(d, math.nan)) for d in categories] + [math.nan])
+    peak = table[codes]  # code -1 (missing dtype) picks the trailing NaN
+    codes[np.isnan(peak)] = -1
+    return peak, _Coded(codes.astype(np.int8), tuple(categories))
 
 
 def _output_grid(columns: RowColumns, default_tile: tuple[int, int]) -> tuple[np.ndarray, ...]:

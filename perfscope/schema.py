@@ -56,6 +56,11 @@ class Measurement:
     implementation: str  # e.g. torch.matmul, torch.bmm
     dtype: str  # fp32, tf32, fp16, bf16, fp8_e4m3, ...
     cache_mode: str  # warm or cold
+    # how fp32 storage was multiplied: ieee (full fp32) or tf32 (tensor cores, 10-bit
+    # mantissa), read from torch's switches or Triton's input_precision when measured,
+    # declared at import (--fp32-math); null for other dtypes or when unknown. Not part of
+    # the config id: a measurement condition, like the clocks (files without it read null)
+    fp32_math: str | None = None
     batch: int | None = None
     m: int | None = None
     n: int | None = None
@@ -147,6 +152,10 @@ class Measurement:
     sm_count: int | None = None
     last_level_cache_bytes: int | None = None
     power_limit_w: float | None = None
+    # roofline figures declared at import (--peak-flops, --bandwidth) for a device with no
+    # spec row or calibrated profile; the peak is for the rows' own dtype and fp32 math
+    declared_peak_flops_per_s: float | None = None
+    declared_bandwidth_bytes_per_s: float | None = None
     clock_mhz_before: float | None = None  # SM clock on a GPU, core clock on a CPU
     clock_mhz_after: float | None = None
     mem_clock_mhz_before: float | None = None

@@ -152,8 +152,10 @@ def test_config_ids_are_those_of_the_stored_configuration_columns(cutlass_csv, t
 
 def test_cutlass_kernel_names_give_tile_stages_and_dtype():
     assert parse_cutlass_kernel_name("cutlass_simt_sgemm_64x32_8x5_tn_align1") == {
-        "tile_m": 64, "tile_n": 32, "tile_k": 8, "tile_num_stages": 5, "layout": "tn", "dtype": "fp32"}
-    assert parse_cutlass_kernel_name("cutlass_tensorop_h1688gemm_128x256_32x2_nt_align8")["dtype"] == "fp16"
+        "tile_m": 64, "tile_n": 32, "tile_k": 8, "tile_num_stages": 5, "layout": "tn", "dtype": "fp32",
+        "fp32_math": "ieee"}  # SIMT: fp32 on the CUDA cores
+    tensor_op = parse_cutlass_kernel_name("cutlass_tensorop_h1688gemm_128x256_32x2_nt_align8")
+    assert tensor_op["dtype"] == "fp16" and tensor_op["fp32_math"] is None
     assert parse_cutlass_kernel_name("my_gemm") == {}
 
 

@@ -120,7 +120,8 @@ class _Tiled:
         release = _clearer(inputs, launchers)
         launch_once(call, device, self.tiles, release)
         return Workload(kernel=call, check=check, check_tolerance=check_tolerance(self.dtype),
-                        flops=self.flops, min_bytes=self.min_bytes, input_sets=sets, release=release)
+                        flops=self.flops, min_bytes=self.min_bytes, input_sets=sets, release=release,
+                        fp32_math=self.input_precision)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,6 +19,9 @@ def estimate_command(
     kernel: Annotated[str, typer.Argument(help="gemm, conv or attention.")],
     device: Annotated[str, typer.Option(help="Device id, name or dataset key: h100-sxm, 'NVIDIA L4', cpu-amd-epyc.")],
     dtype: Annotated[str, typer.Option(help="fp32, tf32, fp16, bf16, fp8_e4m3, fp8_e5m2.")] = "fp32",
+    fp32_math: Annotated[str | None, typer.Option(
+        help="How fp32 is multiplied: ieee (FP32 peak, the default) or tf32 (the device's TF32 tensor peak, "
+             "as with torch's allow_tf32).")] = None,
     m: Int = None, n: Int = None, k: Int = None, batch: Int = None,
     c: Int = None, h: Int = None, w: Int = None, r: Int = None, s: Int = None,
     stride: Int = None, pad: Int = None, dil: Int = None, groups: Int = None,
@@ -44,7 +47,8 @@ def estimate_command(
         if value is not None or tile is not None:
             shape[column] = value if value is not None else tile
     result = estimate(kernel, device, dtype, model=model, best_tile=best_tile, region=region,
-                      intensity_gco2e_per_kwh=intensity, pue=pue, implementation=implementation, **shape)
+                      intensity_gco2e_per_kwh=intensity, pue=pue, implementation=implementation,
+                      fp32_math=fp32_math, **shape)
     if as_json:
         print(strict_json.dumps(result))
         return
@@ -83,6 +87,18 @@ def _shape(kernel: str, given: dict[str, Any]) -> dict[str, Any]:
     return shape
 
 
+def _peak(r: dict[str, Any]) -> str:
+    """The compute peak the bound used, and why that one."""
+    used, value = r.get("peak_used"), r.get("peak_flops_per_s")
+    if used is None or value is None or value != value:
+        return f"none: {r['device']} has no {r['dtype']} peak"
+    why = " (fp32 with tf32 math: TF32 tensor peak)" if used == "tf32" and r["dtype"] == "fp32" else ""
+    if r["dtype"] == "fp32" and used == "fp32":
+        why = {"ieee": " (ieee fp32 math)", "tf32": " (tf32 math, but the device has no TF32 peak: FP32 peak)"}.get(
+            r.get("fp32_math") or "", " (fp32 math mode unknown: FP32 peak)")
+    return f"{used} {value / 1e12:.4g} TFLOP/s{why}"
+
+
 def _render(r: dict[str, Any]) -> str:
     def t(seconds: float) -> str:
         return f"{seconds * 1e3:.4g} ms" if seconds >= 1e-4 else f"{seconds * 1e6:.4g} us"
@@ -91,6 +107,7 @@ def _render(r: dict[str, Any]) -> str:
         f"{r['kernel']} {r['dtype']} on {r['device']} ({r['device_source']} figures)",
         f"  latency     {t(r['latency_s'])}  [{t(r['latency_low_s'])} .. {t(r['latency_high_s'])}]",
         f"  bound       {r['bound']}-bound, roofline {t(r['bound_time_s'])}, efficiency {r['efficiency']:.0%}",
+        f"  peak        {_peak(r)}",
     ]
     if r.get("energy_j") is not None and r["energy_j"] == r["energy_j"]:
         lines += [f"  energy      {r['energy_j']:.4g} J  ({r['energy_method']})",

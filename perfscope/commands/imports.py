@@ -15,6 +15,11 @@ app.add_typer(import_app, name="import")
 
 Out = Annotated[Path, typer.Option("--out", "-o", help="Dataset directory (created or added to).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+PeakFlops = Annotated[str | None, typer.Option(
+    help="Peak FLOP/s of the device for the imported dtype (and fp32 math), e.g. 19.5e12 or 19.5T; used "
+         "only when the device has no calibrated profile and no spec row.")]
+Bandwidth = Annotated[str | None, typer.Option(
+    help="Memory bandwidth of the device in bytes/s, e.g. 1.5e12 or 1.5T; used like --peak-flops.")]
 
 
 @import_app.command("gpperf")
@@ -22,12 +27,14 @@ def import_gpperf_command(
     path: Annotated[Path, typer.Argument(help="GPPerf's folder, or cutlass_results.csv / tiled_*.csv.")],
     out: Out = Path("profiles"),
     gpu_name: Annotated[str | None, typer.Option(help="GPU of the tiled files (default: cutlass_results').")] = None,
+    peak_flops: PeakFlops = None,
+    bandwidth: Bandwidth = None,
     as_json: AsJson = False,
 ) -> None:
     """Import the GPPerf study's CUTLASS and tiled-SGEMM CSVs (power flagged doubtful)."""
     from perfscope.importers import import_gpperf
 
-    _write(import_gpperf(path, gpu_name=gpu_name), out, as_json, path)
+    _write(import_gpperf(path, gpu_name=gpu_name, peak_flops=peak_flops, bandwidth=bandwidth), out, as_json, path)
 
 
 @import_app.command("kernel-tuner")
@@ -53,6 +60,10 @@ def import_kernel_tuner_command(
         help="Convolution sizes, e.g. n=1,c=64,h=56,w=56,k=64,r=3,s=3,stride_h=1,pad_h=1.")] = None,
     t1: Annotated[Path | None, typer.Option(
         help="The kernel's T1 description: launch geometry (threads per block, blocks).")] = None,
+    fp32_math: Annotated[str | None, typer.Option(
+        help="How the fp32 kernel multiplied: ieee (CUDA cores) or tf32 (tensor cores); default unknown.")] = None,
+    peak_flops: PeakFlops = None,
+    bandwidth: Bandwidth = None,
     as_json: AsJson = False,
 ) -> None:
     """Import Kernel Tuner output: every tuned configuration, every tunable parameter kept."""
@@ -61,7 +72,8 @@ def import_kernel_tuner_command(
 
     _write(import_kernel_tuner(path, kernel=kernel, m=m, n=n, k=k, batch=batch, dtype=dtype,
                                device_kind=device_kind, device_name=device_name, flops=flops,
-                               bytes_moved=bytes_moved, conv=parse_sizes(conv) if conv else None, t1=t1),
+                               bytes_moved=bytes_moved, conv=parse_sizes(conv) if conv else None, t1=t1,
+                               fp32_math=fp32_math, peak_flops=peak_flops, bandwidth=bandwidth),
            out, as_json, path)
 
 
@@ -88,6 +100,7 @@ def _write(table, out: Path, as_json: bool, path: Path) -> None:
     if table.num_rows == 0:
         raise InvalidInputError(f"{path} holds no rows to import (a header only?): nothing was written to {out}")
     files = write_imported(table, out)
+    _note_unused_declarations(table)
     runs = sorted(set(table.column("run_id").to_pylist()))
     sources = sorted(set(table.column("source").to_pylist()))
     statuses = dict(Counter(table.column("status").to_pylist()).most_common())
@@ -99,3 +112,20 @@ def _write(table, out: Path, as_json: bool, path: Path) -> None:
         counts = ", ".join(f"{n} {status}" for status, n in statuses.items())
         print(f"imported {table.num_rows} rows ({counts}) from {', '.join(sources)} into {out} "
               f"(run {', '.join(runs)})")
+
+
+def _note_unused_declarations(table) -> None:
+    """Say on stderr when declared peaks will not be used: the device has better figures."""
+    import sys
+
+    from perfscope.devices.declared import BANDWIDTH_COLUMN, PEAK_COLUMN
+    from perfscope.devices.registry import resolve_row_device
+
+    if not any(table.column(c).null_count < table.num_rows for c in (PEAK_COLUMN, BANDWIDTH_COLUMN)):
+        return
+    devices = dict(zip(table.column("device_key").to_pylist(), table.column("device_name").to_pylist(), strict=True))
+    for key, name in devices.items():
+        found = resolve_row_device(key, name)
+        if found is not None:
+            print(f"note: {name} has a {found[1]} row ({found[0].key}): its figures are used, the declared "
+                  "--peak-flops/--bandwidth are stored but only used for a device without one", file=sys.stderr)

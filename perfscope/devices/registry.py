@@ -14,7 +14,9 @@ matching (``find_device_spec``: id, name or alias, case- and punctuation-insensi
 the calibrated profiles (``save_profile``, ``find_profile``; JSON files in
 ``profile_dir()``, the XDG *data* directory, with the old XDG *cache* location still
 read) and resolution from any name to figures (``resolve_device``, ``resolve_row_devices``):
-a calibrated profile beats the spec table, and every answer says which it used.
+a calibrated profile beats the spec table, which beats figures declared at import
+(``perfscope.devices.declared``: ``--peak-flops``/``--bandwidth``, carried by the rows
+themselves), and every answer says which it used.
 
 Numpy-free and pandas-free: it is on the light path of ``perfscope estimate``.
 """
@@ -287,12 +289,15 @@ def resolve_row_device(device_key: str | None, device_name: str | None, *,
 
 
 def resolve_row_devices(device_keys: Iterable[object], device_names: Iterable[object] | None = None,
-                        devices: Mapping[str, RooflineDevice] | None = None) -> dict[str, RooflineDevice]:
+                        devices: Mapping[str, RooflineDevice] | None = None, *,
+                        declared: Mapping[str, RooflineDevice] | None = None) -> dict[str, RooflineDevice]:
     """The device of every distinct key in ``device_keys``: ``{device_key: device}``.
 
     ``devices`` (keyed by device key) wins; otherwise ``resolve_row_device`` finds each
-    key by itself, then by the first ``device_names`` entry beside it. ``InvalidInputError``
-    names the devices that have neither, and what to do."""
+    key by itself, then by the first ``device_names`` entry beside it (a calibrated
+    profile, then a spec row); then ``declared`` (figures declared at import,
+    ``perfscope.devices.declared.declared_devices(rows)``). ``InvalidInputError`` names
+    the devices that have none of these, and what to do."""
     given = dict(devices or {})
     names = list(device_names) if device_names is not None else None
     first_name: dict[str, object] = {}
@@ -305,13 +310,16 @@ def resolve_row_devices(device_keys: Iterable[object], device_names: Iterable[ob
             out[key] = given[key]
             continue
         found = resolve_row_device(key, name if isinstance(name, str) else None)
-        if found is None:
-            missing.append(f"{key} ({name})" if isinstance(name, str) else key)
-        else:
+        if found is not None:
             out[key] = found[0]
+        elif declared is not None and key in declared:
+            out[key] = declared[key]
+        else:
+            missing.append(f"{key} ({name})" if isinstance(name, str) else key)
     if missing:
         raise InvalidInputError(f"no roofline figures for device(s) {', '.join(missing)}: run `perfscope calibrate` "
-                             "on them (a CPU always needs it) or name a spec-table GPU")
+                                "on them (a CPU always needs it), name a spec-table GPU, or declare its peaks "
+                                "at import (--peak-flops, --bandwidth)")
     return out
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from perfscope.dtypes import check_dtype
+from perfscope.dtypes import check_dtype, check_fp32_math, row_fp32_math
 from perfscope.errors import InvalidInputError
 from perfscope.importers.common import (
     UNKNOWN,
@@ -148,6 +148,9 @@ def _complete(row: dict[str, Any], params: dict[str, Any], fallback_time: dateti
     row.setdefault("measured_at", fallback_time)
     try:
         check_dtype(row["dtype"])
+        if row.get("fp32_math") is not None:  # ieee or tf32; it says nothing of other dtypes
+            check_fp32_math(row["fp32_math"])
+            row["fp32_math"] = row_fp32_math(row["dtype"], row["fp32_math"])
     except InvalidInputError as exc:
         raise InvalidInputError(f"{where}: {exc}") from None
     if "status" not in row:

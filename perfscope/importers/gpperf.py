@@ -56,6 +56,7 @@ from perfscope.importers.common import (
     to_float,
     to_int,
 )
+from perfscope.importers.declared import declared_columns
 from perfscope.schema import CONTENDED_STATUS
 
 FORMAT = "gpperf"
@@ -85,7 +86,8 @@ DOUBTFUL = "doubtful"
 HOT_AFTER_RUN_C = 50.0
 
 
-def import_gpperf(path: str | os.PathLike[str], *, gpu_name: str | None = None) -> pa.Table:
+def import_gpperf(path: str | os.PathLike[str], *, gpu_name: str | None = None,
+                  peak_flops: str | float | None = None, bandwidth: str | float | None = None) -> pa.Table:
     """Rows (``perfscope.schema.arrow_schema()``) from GPPerf's CSVs.
 
     ``path`` is the folder holding them (every known file present is imported) or one
@@ -99,11 +101,15 @@ def import_gpperf(path: str | os.PathLike[str], *, gpu_name: str | None = None) 
     python_version; ``threads`` 0) and so is ``cache_mode`` (the sources do not say
     whether operands were reused or rotated). The cutlass rows' ``clock_sm``,
     ``clock_mem`` and ``temp`` are one nvidia-smi reading per run and go to the
-    ``*_before`` columns. One run id per call, from the files' content.
+    ``*_before`` columns. One run id per call, from the files' content. ``fp32_math`` is
+    ``ieee`` for the SIMT CUTLASS and the tiled SGEMM kernels (CUDA cores). ``peak_flops``
+    (fp32 FLOP/s) and ``bandwidth`` (bytes/s) declare the GPU's figures for a GPU with no
+    spec row or calibrated profile (``perfscope.importers.declared``).
     """
+    declared = declared_columns("fp32", peak_flops=peak_flops, bandwidth=bandwidth)
     cutlass, times, power = _locate(Path(path))
     files = [p for p in (cutlass, times, power) if p is not None]
-    run_id = import_run_id(FORMAT, files, {"gpu_name": gpu_name})
+    run_id = import_run_id(FORMAT, files, {"gpu_name": gpu_name, **declared})
     rows: list[dict[str, Any]] = []
     names: set[str] = set()
     if cutlass is not None:
@@ -117,7 +123,8 @@ def import_gpperf(path: str | os.PathLike[str], *, gpu_name: str | None = None) 
                                         parameter="gpu_name")
             (gpu_name,) = names
         rows += _tiled_rows(times, power, gpu_name)
-    shared = {"run_id": run_id, "device_kind": "cuda", "kernel": "gemm", "cache_mode": UNKNOWN, "batch": 1}
+    shared = {"run_id": run_id, "device_kind": "cuda", "kernel": "gemm", "cache_mode": UNKNOWN, "batch": 1,
+              **declared}
     assign_config_ids(rows, shared)
     return assemble_table(rows, shared)
 
@@ -149,13 +156,16 @@ def parse_cutlass_kernel_name(name: str) -> dict[str, Any]:
     """Tile, stages, layout and dtype encoded in a CUTLASS kernel name ({} if not one).
 
     ``dtype`` is None when the name's operation (e.g. ``dgemm``) has no perfscope dtype.
+    ``fp32_math`` is ``ieee`` for a SIMT fp32 kernel (CUDA cores), else unknown (None).
     """
     match = _CUTLASS_NAME.match(name)
     if not match:
         return {}
     op = match["op"][: -len("gemm")].rstrip("0123456789")  # sgemm -> s, h1688gemm -> h
+    dtype = _OP_DTYPE.get(op)
     return {"tile_m": int(match["tm"]), "tile_n": int(match["tn"]), "tile_k": int(match["tk"]),
-            "tile_num_stages": int(match["stages"]), "layout": match["layout"], "dtype": _OP_DTYPE.get(op)}
+            "tile_num_stages": int(match["stages"]), "layout": match["layout"], "dtype": dtype,
+            "fp32_math": "ieee" if dtype == "fp32" and match["opclass"] == "simt" else None}
 
 
 def _cutlass_rows(path: Path) -> list[dict[str, Any]]:
@@ -263,7 +273,9 @@ def _tiled_rows(times_path: Path, power_path: Path | None, gpu_name: str) -> lis
         m, n, k, tile = (to_int(rec.get(c)) for c in TILED_KEYS)
         if m is None or n is None or k is None or tile is None or min(m, n, k, tile) < 1:
             raise InvalidInputError(f"{times_path.name} line {line}: M, N, K and Tile Size must be positive integers")
+        # a hand-written shared-memory SGEMM: fp32 FMAs on the CUDA cores
         row: dict[str, Any] = {"source": source, "implementation": "gpperf.tiled_sgemm", "dtype": "fp32",
+                               "fp32_math": "ieee",
                                "m": m, "n": n, "k": k, "tile_m": tile, "tile_n": tile, "tile_k": tile,
                                "device_name": gpu_name, "device_key": device_key, "measured_at": measured_at}
         row.update(gemm_work(1, m, n, k, "fp32"))

@@ -37,6 +37,7 @@ from perfscope.importers.common import (
     to_int,
     with_param_columns,
 )
+from perfscope.importers.declared import declared_columns
 from perfscope.importers.expressions import NumericExpression
 from perfscope.importers.kernel_tuner_read import TuningRecord, read_tuning_file
 from perfscope.importers.t1 import read_t1
@@ -76,7 +77,9 @@ def import_kernel_tuner(path: str | os.PathLike[str], *, kernel: str | None = No
                         n: int | None = None, k: int | None = None, batch: int = 1, dtype: str = "fp32",
                         device_kind: str | None = None, device_name: str | None = None,
                         flops: str | None = None, bytes_moved: str | None = None,
-                        conv: dict[str, int] | None = None, t1: str | os.PathLike[str] | None = None) -> pa.Table:
+                        conv: dict[str, int] | None = None, t1: str | os.PathLike[str] | None = None,
+                        fp32_math: str | None = None, peak_flops: str | float | None = None,
+                        bandwidth: str | float | None = None) -> pa.Table:
     """Rows (``perfscope.schema.arrow_schema()``) from one Kernel Tuner cache or T4 file.
 
     ``kernel``: the family (default: ``gemm`` when the kernel's name says gemm/matmul,
@@ -97,10 +100,16 @@ def import_kernel_tuner(path: str | os.PathLike[str], *, kernel: str | None = No
     T1 kernel description) the launch geometry is added as ``launch.threads_per_block``
     and ``launch.blocks``. GEMM tile names fill ``tile_*``. Failed entries become rows
     with status ``unsupported``/``error``/``check_failed`` and the reason.
+
+    Declared (``perfscope.importers.declared``): ``fp32_math`` (``ieee`` or ``tf32``: how the
+    fp32 kernel multiplied; default unknown), ``peak_flops`` (FLOP/s of ``dtype`` under that
+    math) and ``bandwidth`` (bytes/s), numbers or text with SI prefixes (``19.5T``), used
+    for a device with no calibrated profile and no spec row.
     """
     file = require_file(path, "Kernel Tuner cache or T4 file")
     record = read_tuning_file(file)
     check_dtype(dtype)
+    declared = declared_columns(dtype, fp32_math=fp32_math, peak_flops=peak_flops, bandwidth=bandwidth)
     geometry = read_t1(Path(t1)) if t1 is not None else None
     if record.problem_size is None and geometry is not None and geometry.problem_size:
         record.problem_size = list(geometry.problem_size)
@@ -112,11 +121,11 @@ def import_kernel_tuner(path: str | os.PathLike[str], *, kernel: str | None = No
     run_id = import_run_id(FORMAT, [file] + ([Path(t1)] if t1 is not None else []),
                            {"kernel": family, "m": m, "n": n, "k": k, "batch": batch, "dtype": dtype,
                             "device_kind": kind, "device_name": name, "flops": flops, "bytes": bytes_moved,
-                            "conv": conv})
+                            "conv": conv, **declared})
     shared: dict[str, Any] = {"run_id": run_id, "source": source_label(FORMAT, file), "kernel": family,
                               "implementation": f"kernel_tuner.{kernel_name}", "dtype": dtype,
                               "cache_mode": "warm", "device_kind": kind, "device_name": name,
-                              "device_key": device_key_for(kind, name)}
+                              "device_key": device_key_for(kind, name), **declared}
     shared.update(_sizes(family, record.problem_size, m, n, k, batch, dtype, conv))
     problem = {f"problem_size_{i}": v for i, v in enumerate(record.problem_size or [])}
     problem.update({c: shared[c] for c in ("m", "n", "k", "batch") if shared.get(c) is not None})

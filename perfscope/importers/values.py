@@ -41,6 +41,7 @@ DOUBTFUL: dict[str, tuple[float, float, str]] = {
     "energy_gross_j": (0.0, MAX_ENERGY_J, "J"), "energy_net_j": (-MAX_ENERGY_J, MAX_ENERGY_J, "J"),
     "clock_mhz_before": (0.0, 1e5, "MHz"), "clock_mhz_after": (0.0, 1e5, "MHz"),
     "mem_clock_mhz_before": (0.0, 1e5, "MHz"), "mem_clock_mhz_after": (0.0, 1e5, "MHz"),
+    "declared_peak_flops_per_s": (1.0, 1e19, "FLOP/s"), "declared_bandwidth_bytes_per_s": (1.0, 1e16, "B/s"),
 }
 SAMPLES_COLUMN = "samples_ms"
 CHECKED = frozenset(IMPOSSIBLE) | frozenset(DOUBTFUL) | {SAMPLES_COLUMN}

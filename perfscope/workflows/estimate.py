@@ -26,7 +26,7 @@ import numpy as np
 from perfscope.carbon import grid_intensity, operational_gco2e
 from perfscope.columns import all_missing, as_columns, columns_size, float_column, repeat
 from perfscope.devices.registry import resolve_device
-from perfscope.dtypes import check_dtype
+from perfscope.dtypes import check_dtype, check_fp32_math
 from perfscope.errors import InvalidInputError
 from perfscope.models.persistence import ModelBundle, load_bundle
 from perfscope.models.prediction import bundle_predictions
@@ -93,21 +93,26 @@ _SHAPE_DEFAULTS = {"batch": 1, "stride_h": 1, "stride_w": 1, "pad_h": 0, "pad_w"
 
 def estimate_columns(kernel: str, configs: list[Mapping[str, Any]] | Any, device: str, *,
                      dtype: str | None = None, model: Any = None, region: str = DEFAULT_REGION,
-                     intensity_gco2e_per_kwh: float | None = None, pue: float = 1.0) -> dict[str, np.ndarray]:
+                     intensity_gco2e_per_kwh: float | None = None, pue: float = 1.0,
+                     fp32_math: str | None = None) -> dict[str, np.ndarray]:
     """``estimate_many`` as columns (a dict of column name -> array, in the frame's column
     order), without pandas: what both ``estimate_many`` and ``estimate`` compute."""
     rows = config_columns(kernel, configs, dtype)
     n = columns_size(rows)
+    if fp32_math is not None:  # fp32 rows then use the TF32 peak (tf32) or the FP32 one (ieee)
+        rows["fp32_math"] = repeat(check_fp32_math(fp32_math), n)
     spec, source = resolve_device(device)
     rows["device_key"] = repeat(getattr(spec, "device_key", None) or device, n)
     rows["device_name"] = repeat(spec.name, n)
     features = feature_columns(rows, spec)
-    out: dict[str, Any] = {c: features[c] for c in ("kernel", "dtype", *SHAPE_COLUMNS[kernel], *TILE_COLUMNS)
-                           if c in features}
+    out: dict[str, Any] = {c: features[c] for c in ("kernel", "dtype", "fp32_math", *SHAPE_COLUMNS[kernel],
+                                                    *TILE_COLUMNS) if c in features}
     out["device"] = repeat(spec.name, n)
     out["device_source"] = repeat(source, n)
     out["flops"] = features["flops"]
     out["min_bytes"] = features["min_bytes"]
+    out["peak_used"] = features["peak_used"]  # the dtype whose peak bounds the row (tf32 for fp32 on TF32 math)
+    out["peak_flops_per_s"] = np.asarray(features["peak_flops_per_s"], dtype=float)
     bound = np.asarray(features["bound_time_s"], dtype=float)
     out["bound_time_s"] = bound
     regime = features["bound"]
@@ -165,16 +170,18 @@ def estimate_columns(kernel: str, configs: list[Mapping[str, Any]] | Any, device
 
 def estimate_many(kernel: str, configs: list[Mapping[str, Any]] | Any, device: str, *, dtype: str | None = None,
                   model: Any = None, region: str = DEFAULT_REGION, intensity_gco2e_per_kwh: float | None = None,
-                  pue: float = 1.0) -> Any:
+                  pue: float = 1.0, fp32_math: str | None = None) -> Any:
     """Vectorised estimates: one output row per configuration (a pandas DataFrame).
 
     ``configs``: a list of dicts, a mapping of column -> values, or a DataFrame;
-    ``model`` a bundle path or a loaded bundle; ``device`` a device id, name or
+    ``model`` a bundle path or a loaded bundle; ``fp32_math`` (``ieee`` or ``tf32``) how fp32
+    is multiplied: ``tf32`` bounds fp32 rows by the device's TF32 tensor peak (the output's
+    ``peak_used`` and ``peak_flops_per_s`` say which peak each row used); ``device`` a device id, name or
     dataset device key (``h100-sxm``, ``NVIDIA H100 80GB HBM3``, ``cpu-amd-epyc``).
     The estimates are computed on numpy arrays (``estimate_columns``); pandas only frames them.
     """
     out = estimate_columns(kernel, configs, device, dtype=dtype, model=model, region=region,
-                           intensity_gco2e_per_kwh=intensity_gco2e_per_kwh, pue=pue)
+                           intensity_gco2e_per_kwh=intensity_gco2e_per_kwh, pue=pue, fp32_math=fp32_math)
     import pandas as pd
 
     return pd.DataFrame(out)
@@ -182,7 +189,7 @@ def estimate_many(kernel: str, configs: list[Mapping[str, Any]] | Any, device: s
 
 def estimate(kernel: str, device: str, dtype: str = "fp32", *, model: Any = None, best_tile: bool = False,
              region: str = DEFAULT_REGION, intensity_gco2e_per_kwh: float | None = None, pue: float = 1.0,
-             implementation: str | None = None, **shape: Any) -> dict[str, Any]:
+             implementation: str | None = None, fp32_math: str | None = None, **shape: Any) -> dict[str, Any]:
     """One estimate as a dict (see ``estimate_many``; no pandas); ``best_tile`` adds the
     predicted best tile among ``GPU_TILE_CANDIDATES`` (or ``CPU_TILE_CANDIDATES`` on a
     CPU) and its gain over the given (or default) configuration."""
@@ -194,6 +201,8 @@ def estimate(kernel: str, device: str, dtype: str = "fp32", *, model: Any = None
         config["implementation"] = implementation
     if model is not None and best_tile:
         model = _bundle(model)  # loaded once for both
+    if fp32_math is not None:  # a column of the configuration, so the best-tile search keeps it
+        config["fp32_math"] = check_fp32_math(fp32_math)
     out = estimate_columns(kernel, [config], device, dtype=dtype, model=model, region=region,
                            intensity_gco2e_per_kwh=intensity_gco2e_per_kwh, pue=pue)
     result = {name: _plain(values[0]) for name, values in out.items()}
