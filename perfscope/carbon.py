@@ -175,6 +175,15 @@ def grid_intensity(region: str) -> GridIntensity:
                         "or give your own intensity in gCO2e/kWh")
 
 
+def canonical_region(name: str | None, default: str = "World") -> str:
+    """The table's name for ``name`` (an alias resolves: ``UK`` -> ``United Kingdom``), or
+    ``default`` when the table does not know it: for links and menus that must not break."""
+    try:
+        return grid_intensity(name).region if name else default
+    except NotFoundError:
+        return default
+
+
 def _check_pue(pue: float) -> None:
     if not (isinstance(pue, (int, float)) and math.isfinite(pue) and pue >= 1.0):
         raise InvalidInputError(f"PUE must be a number >= 1.0 (1.0 counts the device's energy only), got {pue!r}")

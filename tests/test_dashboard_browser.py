@@ -159,7 +159,7 @@ def test_no_cloud_upload_button_on_any_toolbar(server, browser):
 def test_estimate_page_answers_with_the_loaded_model(server, browser):
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser.get(f"{server}/estimate?kernel=gemm&est_device=h100-sxm&est_dtype=bf16&shape=m%3D2048+n%3D2048+k%3D2048")
+    browser.get(f"{server}/estimate?est_kernel=gemm&est_device=h100-sxm&est_dtype=bf16&shape=m%3D2048+n%3D2048+k%3D2048")
     settle(browser)
     assert "answered by the model" in browser.find_element("id", "estimate-model").text
     browser.find_element("id", "estimate-run").click()

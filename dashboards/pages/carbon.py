@@ -6,7 +6,7 @@ from typing import Any
 
 from dash import Input, Output, dcc, html
 
-from perfscope.carbon import grid_intensity, load_intensity_table
+from perfscope.carbon import canonical_region, grid_intensity, load_intensity_table
 from perfscope.dashboards.components import cached, control, data_table, figure_id, figure_panel, guard, notes_list
 from perfscope.dashboards.context import DashboardContext
 from perfscope.dashboards.figures.carbon import (
@@ -18,7 +18,7 @@ from perfscope.dashboards.figures.carbon import (
 )
 from perfscope.dashboards.filters import filters_key
 from perfscope.dashboards.url_state import from_query, register_url_state
-from perfscope.errors import InvalidInputError, NotFoundError
+from perfscope.errors import InvalidInputError
 
 KEY = "carbon"
 PATH = "/carbon"
@@ -27,6 +27,15 @@ ORDER = 4
 CUSTOM = "__custom__"
 DEFAULT_REGION = "World"
 WORKLOADS = {"call": "per call", "million": "per 1M calls", "workload": "per workload"}
+# URL key -> (component id, property): every control of the page
+URL_CONTROLS = {"region": ("carbon-region", "value"), "intensity": ("carbon-intensity", "value"),
+                "pue": ("carbon-pue", "value"), "energy": ("carbon-energy", "value"), "by": ("carbon-by", "value"),
+                "workload": ("carbon-workload", "value"), "calls": ("carbon-calls-per-step", "value"),
+                "steps": ("carbon-steps", "value"), "embodied": ("carbon-embodied-on", "value"),
+                "embodied_kg": ("carbon-embodied-kg", "value"), "lifetime": ("carbon-lifetime", "value"),
+                "utilisation": ("carbon-utilisation", "value")}
+URL_DEFAULTS = {"region": DEFAULT_REGION, "pue": 1.0, "energy": "gross", "by": "dtype", "workload": "million",
+                "calls": 100, "steps": 100_000, "lifetime": 4, "utilisation": 1.0}
 _COLUMNS = ("device_key", "config_id", "kernel", "implementation", "dtype", "tile", "shape", "time_s",
             "energy_gross_j", "energy_net_j", "power_idle_w", "energy_is_estimate", "energy_quality")
 
@@ -44,7 +53,8 @@ def layout(**query: Any) -> html.Div:
             control("Grid intensity", dcc.Dropdown(id="carbon-region", options=regions,
                                                    value=region_from_query(query),
                                                    clearable=False), width="340px"),
-            control("Custom gCO2e/kWh", dcc.Input(id="carbon-intensity", type="number", min=0, value=None,
+            control("Custom gCO2e/kWh", dcc.Input(id="carbon-intensity", type="number", min=0,
+                                                  value=from_query(query, "intensity", None, kind=float),
                                                   placeholder="e.g. 250"), width="150px"),
             control("PUE", dcc.Input(id="carbon-pue", type="number", min=1, step=0.01,
                                      value=from_query(query, "pue", 1.0, kind=float)), width="90px"),
@@ -54,7 +64,8 @@ def layout(**query: Any) -> html.Div:
                 inline=True), width="200px"),
             control("Compare", dcc.Dropdown(id="carbon-by", options=[{"label": v, "value": k}
                                                                      for k, v in COMPARE_BY.items()],
-                                            value="dtype", clearable=False), width="170px"),
+                                            value=from_query(query, "by", "dtype", choices=list(COMPARE_BY)),
+                                            clearable=False), width="170px"),
         ], className="controls"),
         html.Div([
             control("Amount", dcc.RadioItems(id="carbon-workload", options=[{"label": v, "value": k}
@@ -62,18 +73,24 @@ def layout(**query: Any) -> html.Div:
                                              value=from_query(query, "workload", "million", choices=list(WORKLOADS)),
                                              inline=True), width="360px"),
             control("Workload: calls per step", dcc.Input(id="carbon-calls-per-step", type="number", min=1,
-                                                          value=100), width="190px"),
-            control("steps", dcc.Input(id="carbon-steps", type="number", min=1, value=100_000), width="130px"),
+                                                          value=from_query(query, "calls", 100, kind=float)),
+                    width="190px"),
+            control("steps", dcc.Input(id="carbon-steps", type="number", min=1,
+                                       value=from_query(query, "steps", 100_000, kind=float)), width="130px"),
         ], className="controls"),
         html.Div([
             control("Embodied carbon", dcc.Checklist(id="carbon-embodied-on", options=[
-                {"label": "include", "value": "on"}], value=[]), width="150px"),
-            control("device kgCO2e", dcc.Input(id="carbon-embodied-kg", type="number", min=0, value=None,
+                {"label": "include", "value": "on"}], value=from_query(query, "embodied", [], kind=list,
+                                                                       choices=["on"])), width="150px"),
+            control("device kgCO2e", dcc.Input(id="carbon-embodied-kg", type="number", min=0,
+                                               value=from_query(query, "embodied_kg", None, kind=float),
                                                placeholder="manufacturer figure"), width="170px"),
-            control("lifetime (years)", dcc.Input(id="carbon-lifetime", type="number", min=0.1, value=4),
+            control("lifetime (years)", dcc.Input(id="carbon-lifetime", type="number", min=0.1,
+                                                  value=from_query(query, "lifetime", 4, kind=float)),
                     width="140px"),
             control("utilisation", dcc.Input(id="carbon-utilisation", type="number", min=0.01, max=1, step=0.01,
-                                             value=1.0), width="110px"),
+                                             value=from_query(query, "utilisation", 1.0, kind=float)),
+                    width="110px"),
         ], className="controls"),
         figure_panel("carbon"),
         html.Div(id="carbon-notes"),
@@ -102,12 +119,7 @@ def region_from_query(query: dict[str, Any]) -> str:
     """The region named in the URL as the table names it (aliases such as ``UK`` or an older
     table's ``EU-27`` resolve), the typed-intensity choice, or the default when unknown."""
     wanted = from_query(query, "region", DEFAULT_REGION)
-    if wanted == CUSTOM:
-        return CUSTOM
-    try:
-        return grid_intensity(wanted).region
-    except NotFoundError:
-        return DEFAULT_REGION
+    return CUSTOM if wanted == CUSTOM else canonical_region(wanted, DEFAULT_REGION)
 
 
 def register(app: Any, context: DashboardContext) -> dict[str, Any]:
@@ -172,10 +184,6 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         figure = carbon_figure(frame, by if by in COMPARE_BY else "dtype", workload=label)
         return figure, notes_list(notes), data_table(carbon_summary(frame), empty="no rows with energy")
 
-    url_state = register_url_state(app, KEY, {"region": ("carbon-region", "value"), "pue": ("carbon-pue", "value"),
-                                              "energy": ("carbon-energy", "value"),
-                                              "workload": ("carbon-workload", "value")},
-                                   defaults={"region": DEFAULT_REGION, "pue": 1.0, "energy": "gross",
-                                             "workload": "million"})
+    url_state = register_url_state(app, KEY, URL_CONTROLS, defaults=URL_DEFAULTS)
     return {"update_carbon": update_carbon, "url_state_carbon": url_state}
 

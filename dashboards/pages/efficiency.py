@@ -15,6 +15,7 @@ from perfscope.dashboards.context import DashboardContext
 from perfscope.dashboards.data import distinct
 from perfscope.dashboards.figures.common import config_labels, message_figure, numeric, seconds, si
 from perfscope.dashboards.figures.efficiency import gap_figure, gap_table, latency_flops_figure, waterline_figure
+from perfscope.dashboards.url_state import from_query, register_url_state
 from perfscope.dashboards.waterline import (
     describe_totals,
     layers_from_rows,
@@ -30,6 +31,11 @@ NAME = "Waterline / gap"
 ORDER = 2
 CUSTOM = "__custom__"
 MAX_CONFIG_OPTIONS = 60  # options listed per search (the search covers every configuration)
+DEFAULT_DTYPE = "fp32"
+# URL key -> (component id, property): the waterline's sequence, dtype, device and the custom
+# sequence's configurations (config ids, in order) live in the URL
+URL_CONTROLS = {"sequence": ("waterline-sequence", "value"), "wl_dtype": ("waterline-dtype", "value"),
+                "wl_device": ("waterline-device", "value"), "wl_configs": ("waterline-configs", "value")}
 
 _SHAPE = ("batch", "m", "n", "k", "conv_n", "conv_c", "conv_h", "conv_w", "conv_k", "conv_r", "conv_s",
           "stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "groups", "heads", "kv_heads", "seq_q",
@@ -40,11 +46,19 @@ _COLUMNS = ("device_key", "config_id", "kernel", "implementation", "dtype", "til
             "time_s", "bound_time_s", "bound", "gap", "achieved_fraction", "peak_flops_per_s")
 
 
-def layout(**_query: Any) -> html.Div:
-    """The waterline / efficiency-gap page."""
+def url_defaults() -> dict[str, Any]:
+    """The controls' values when the URL names none (left out of the URL)."""
+    return {"sequence": load_sequences()[0].name, "wl_dtype": DEFAULT_DTYPE}
+
+
+def layout(**query: Any) -> html.Div:
+    """The waterline / efficiency-gap page; its controls start from the URL's values (the
+    device and dtype are kept by the options callback when the selection has them)."""
     sequences = load_sequences()
     options = [{"label": s.name, "value": s.name} for s in sequences]
     options.append({"label": "Custom: the configurations picked below, in order", "value": CUSTOM})
+    sequence = from_query(query, "sequence", sequences[0].name, choices=[o["value"] for o in options])
+    configs = from_query(query, "wl_configs", [], kind=list)
     return html.Div([
         html.H2("Waterline and efficiency gap"),
         html.P("latency = FLOPs / (efficiency x peak): on log-log axes each efficiency is a diagonal, the peak "
@@ -61,14 +75,18 @@ def layout(**_query: Any) -> html.Div:
                "device). Totals: the sum of the bounds, the measured sum, and the bound if the layers were fused "
                "into one kernel (intermediate tensors neither written nor read back, one launch)."),
         html.Div([
-            control("Sequence", dcc.Dropdown(id="waterline-sequence", options=options, value=sequences[0].name,
+            control("Sequence", dcc.Dropdown(id="waterline-sequence", options=options, value=sequence,
                                              clearable=False), width="440px"),
-            control("Dtype", dcc.Dropdown(id="waterline-dtype", options=list(DTYPES), value="fp32",
+            control("Dtype", dcc.Dropdown(id="waterline-dtype", options=list(DTYPES),
+                                          value=from_query(query, "wl_dtype", DEFAULT_DTYPE, choices=list(DTYPES)),
                                           clearable=False), width="140px"),
-            control("Device", dcc.Dropdown(id="waterline-device", options=[], clearable=False), width="260px"),
+            control("Device", dcc.Dropdown(id="waterline-device", options=[],
+                                           value=from_query(query, "wl_device", None), clearable=False),
+                    width="260px"),
         ], className="controls"),
         control("Custom sequence: configurations in order (type to search every measured configuration)",
-                dcc.Dropdown(id="waterline-configs", options=[], multi=True, placeholder="search: bf16 4096 triton"),
+                dcc.Dropdown(id="waterline-configs", options=[], value=configs, multi=True,
+                             placeholder="search: bf16 4096 triton"),
                 width="100%"),
         figure_panel("waterline"),
         html.Div(id="waterline-totals"),
@@ -181,9 +199,10 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         notes = [describe_totals(totals), data.devices[device_key].note]
         return figure, html.Div([notes_list(notes), data_table(table)])
 
+    url_state = register_url_state(app, KEY, URL_CONTROLS, defaults=url_defaults())
     return {"update_gap": update_gap, "update_waterline_options": update_waterline_options,
             "update_config_search": update_config_search,
-            "update_waterline": update_waterline}
+            "update_waterline": update_waterline, "url_state_efficiency": url_state}
 
 
 SUMMARY_BY = ("device_key", "kernel", "dtype", "bound")

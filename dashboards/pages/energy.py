@@ -21,6 +21,10 @@ _COLUMNS = ("device_key", "config_id", "kernel", "implementation", "dtype", "til
             "energy_gross_j", "energy_net_j", "energy_is_estimate", "energy_quality", "power_limit_w")
 
 
+URL_CONTROLS = {"energy": ("energy-kind", "value")}
+URL_DEFAULTS = {"energy": "gross"}
+
+
 def layout(**query: Any) -> html.Div:
     """The time-energy page; the energy kind starts from the URL."""
     return html.Div([
@@ -50,5 +54,5 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         figure, table = pareto_figure(data.select(filters, _COLUMNS), energy or "gross")
         return figure, data_table(table, empty="no configuration with both a time and an energy")
 
-    url_state = register_url_state(app, KEY, {"energy": ("energy-kind", "value")}, defaults={"energy": "gross"})
+    url_state = register_url_state(app, KEY, URL_CONTROLS, defaults=URL_DEFAULTS)
     return {"update_pareto": update_pareto, "url_state_energy": url_state}

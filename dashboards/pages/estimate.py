@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 from dash import Input, Output, State, ctx, dcc, html
 
-from perfscope.carbon import grid_intensity, load_intensity_table, operational_gco2e
+from perfscope.carbon import canonical_region, grid_intensity, load_intensity_table, operational_gco2e
 from perfscope.dashboards.adapters import SHAPE_EXAMPLES, parse_params, parse_shape, run_estimate
 from perfscope.dashboards.components import control, data_table, figure_id, figure_panel, guard, notes_list
 from perfscope.dashboards.context import DashboardContext
@@ -31,7 +31,7 @@ KERNELS = ("gemm", "conv", "attention")
 DEFAULT_IMPLEMENTATION = "default"
 # URL key -> (component id, property): the page's controls
 URL_CONTROLS = {
-    "kernel": ("estimate-kernel", "value"), "est_device": ("estimate-device", "value"),
+    "est_kernel": ("estimate-kernel", "value"), "est_device": ("estimate-device", "value"),
     "est_dtype": ("estimate-dtype", "value"), "shape": ("estimate-shape", "value"),
     "impl": ("estimate-implementation", "value"), "tile_m": ("estimate-tile-m", "value"),
     "tile_n": ("estimate-tile-n", "value"), "tile_k": ("estimate-tile-k", "value"),
@@ -45,7 +45,7 @@ def layout(**query: Any) -> html.Div:
 
     devices = sorted(load_device_specs())
     regions = [{"label": r.label, "value": r.region} for r in load_intensity_table()]
-    kernel = from_query(query, "kernel", "gemm", choices=KERNELS)
+    kernel = from_query(query, "est_kernel", "gemm", choices=KERNELS)
     device = from_query(query, "est_device", None)
 
     def tile(name: str) -> int | None:
@@ -86,7 +86,8 @@ def layout(**query: Any) -> html.Div:
         ], className="controls"),
         html.Div([
             control("Grid intensity", dcc.Dropdown(id="estimate-region", options=regions,
-                                                   value=from_query(query, "region", "World"), clearable=False),
+                                                   value=canonical_region(from_query(query, "region", "World")),
+                                                   clearable=False),
                     width="340px"),
             control("PUE", dcc.Input(id="estimate-pue", type="number", min=1, step=0.01,
                                      value=from_query(query, "pue", 1.0, kind=float)), width="90px"),

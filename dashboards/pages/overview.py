@@ -22,6 +22,9 @@ _COLUMNS = ("dataset", "config_id", "run_id", "measured_at", "device_key", "kern
             "triton_version", "perfscope_version", "timing_method", "cache_mode")
 
 
+URL_CONTROLS: dict[str, tuple[str, str]] = {}  # no controls of its own: the shared filters only
+
+
 def layout(**_query: Any) -> html.Div:
     """The overview page (the same for every app: data arrives through callbacks)."""
     return html.Div([

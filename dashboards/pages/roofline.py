@@ -23,6 +23,10 @@ _COLUMNS = ("device_key", "implementation", "dtype", "tile", "shape", "intensity
 SOURCES = [{"label": "spec sheet", "value": "spec"}, {"label": "calibrated", "value": "calibrated"}]
 
 
+URL_CONTROLS = {"ceilings": ("roofline-sources", "value")}
+URL_DEFAULTS = {"ceilings": ["spec", "calibrated"]}
+
+
 def layout(**query: Any) -> html.Div:
     """The roofline page."""
     return html.Div([
@@ -67,8 +71,7 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
                                  sources={k: v for k, v in origins.items() if k.split(":")[0] in devices})
         return figure, notes_list(notes)
 
-    url_state = register_url_state(app, KEY, {"ceilings": ("roofline-sources", "value")},
-                                   defaults={"ceilings": ["spec", "calibrated"]})
+    url_state = register_url_state(app, KEY, URL_CONTROLS, defaults=URL_DEFAULTS)
     return {"update_roofline": update_roofline, "url_state_roofline": url_state}
 
 

@@ -30,6 +30,10 @@ OTHER_SIZES = {"m": ("batch_size", "n", "k"), "n": ("batch_size", "m", "k"), "k"
                                                                                "seq_q")}
 
 
+URL_CONTROLS = {"x": ("scaling-x", "value"), "group": ("scaling-group", "value")}
+URL_DEFAULTS = {"x": "flops", "group": list(PAGE_DEFAULT_GROUP_BY)}
+
+
 def layout(**query: Any) -> html.Div:
     """The scaling-laws page."""
     return html.Div([
@@ -72,8 +76,7 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         figure, table = scaling_view(rows, x, group_by)
         return figure, html.Div([notes_list([note], kind="warning"), data_table(table, empty="no fits")])
 
-    url_state = register_url_state(app, KEY, {"x": ("scaling-x", "value"), "group": ("scaling-group", "value")},
-                                   defaults={"x": "flops", "group": list(PAGE_DEFAULT_GROUP_BY)})
+    url_state = register_url_state(app, KEY, URL_CONTROLS, defaults=URL_DEFAULTS)
     return {"update_scaling": update_scaling, "url_state_scaling": url_state}
 
 

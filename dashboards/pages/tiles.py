@@ -20,12 +20,21 @@ from perfscope.dashboards.figures.params import (
     varying_parameters,
 )
 from perfscope.dashboards.figures.tiles import tile_heatmap_figure
+from perfscope.dashboards.url_state import from_query, register_url_state
 
 KEY = "tiles"
 PATH = "/tiles"
 NAME = "Tile explorer"
 ORDER = 6
 MAX_SHAPES = 300
+SHOW = ("time", "energy")
+# URL key -> (component id, property). The implementation, shape, dtype, device and heatmap
+# axes are kept by the options callbacks when the selection has them (else the first one).
+URL_CONTROLS = {"tile_impl": ("tiles-implementation", "value"), "tile_shape": ("tiles-shape", "value"),
+                "tile_dtype": ("tiles-dtype", "value"), "tile_device": ("tiles-device", "value"),
+                "tile_show": ("tiles-value", "value"), "param_x": ("params-x", "value"),
+                "param_y": ("params-y", "value")}
+URL_DEFAULTS = {"tile_show": "time"}
 
 _SHAPE = ("batch", "m", "n", "k", "conv_n", "conv_c", "conv_h", "conv_w", "conv_k", "conv_r", "conv_s",
           "stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "groups", "heads", "kv_heads", "seq_q",
@@ -36,22 +45,31 @@ _COLUMNS = ("device_key", "config_id", "kernel", "implementation", "dtype", "cac
             "sm_count", "flops", "min_bytes")
 
 
-def layout(**_query: Any) -> html.Div:
-    """The tile-explorer page."""
+def layout(**query: Any) -> html.Div:
+    """The tile-explorer page; its controls start from the URL's values."""
+
+    def start(key: str) -> Any:
+        return from_query(query, key, None)
+
     return html.Div([
         html.H2("Tile explorer"),
         html.P("For one shape, dtype and device: the median latency (or energy) of each tile size; each cell is the "
                "best over the other tile parameters. The star marks the best tile. With a model loaded "
                "(perfscope dashboard --model), its predicted grid sits next to the measured one."),
         html.Div([
-            control("Implementation", dcc.Dropdown(id="tiles-implementation", options=[], clearable=False),
+            control("Implementation", dcc.Dropdown(id="tiles-implementation", options=[], value=start("tile_impl"),
+                                                           clearable=False),
                     width="220px"),
-            control("Shape", dcc.Dropdown(id="tiles-shape", options=[], clearable=False), width="360px"),
-            control("Dtype", dcc.Dropdown(id="tiles-dtype", options=[], clearable=False), width="140px"),
-            control("Device", dcc.Dropdown(id="tiles-device", options=[], clearable=False), width="260px"),
+            control("Shape", dcc.Dropdown(id="tiles-shape", options=[], value=start("tile_shape"), clearable=False),
+                    width="360px"),
+            control("Dtype", dcc.Dropdown(id="tiles-dtype", options=[], value=start("tile_dtype"), clearable=False),
+                    width="140px"),
+            control("Device", dcc.Dropdown(id="tiles-device", options=[], value=start("tile_device"), clearable=False),
+                    width="260px"),
             control("Show", dcc.RadioItems(id="tiles-value", options=[{"label": "latency", "value": "time"},
                                                                       {"label": "energy", "value": "energy"}],
-                                           value="time", inline=True), width="200px"),
+                                           value=from_query(query, "tile_show", "time", choices=SHOW),
+                                           inline=True), width="200px"),
         ], className="controls"),
         figure_panel("tiles", height=520),
         html.Div(id="tiles-notes"),
@@ -59,8 +77,10 @@ def layout(**_query: Any) -> html.Div:
         html.P("Tile sizes and tunable parameters (imported parameter spaces: param_<name> columns) of the "
                "implementation, shape, dtype and device above: the best median time over two chosen parameters, "
                "and every configuration across all of them."),
-        html.Div([control("x", dcc.Dropdown(id="params-x", options=[], clearable=False), width="240px"),
-                  control("y", dcc.Dropdown(id="params-y", options=[], clearable=False), width="240px")],
+        html.Div([control("x", dcc.Dropdown(id="params-x", options=[], value=start("param_x"), clearable=False),
+                          width="240px"),
+                  control("y", dcc.Dropdown(id="params-y", options=[], value=start("param_y"), clearable=False),
+                          width="240px")],
                  className="controls"),
         html.Div([html.Div(figure_panel("params-heatmap"), className="half"),
                   html.Div(figure_panel("params-parcoords"), className="half")], className="row"),
@@ -187,5 +207,6 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
             notes.append(context.model_note)
         return tile_heatmap_figure(rows, value or "time"), notes_list(notes)
 
+    url_state = register_url_state(app, KEY, URL_CONTROLS, defaults=URL_DEFAULTS)
     return {"update_tile_options": update_tile_options, "update_tiles": update_tiles,
-            "update_parameter_space": update_parameter_space}
+            "update_parameter_space": update_parameter_space, "url_state_tiles": url_state}
