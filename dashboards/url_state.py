@@ -83,6 +83,16 @@ def from_query(query: Mapping[str, Any], key: str, default: Any, *, kind: type =
     return value
 
 
+def placeholder_options(value: Any) -> list[dict[str, Any]]:
+    """Options holding a URL's value for a dropdown whose real options come from a callback:
+    a dropdown drops a value that is not among its options, so without them the URL's value
+    would be lost before the callback (which keeps it when valid) runs."""
+    if value is None or value == "" or value == []:
+        return []
+    values = value if isinstance(value, list) else [value]
+    return [{"label": str(v), "value": v} for v in values]
+
+
 def register_url_state(app: Any, page_key: str, controls: Mapping[str, tuple[str, str]],
                        defaults: Mapping[str, Any] | None = None) -> Any:
     """Write a page's controls (URL key -> (component id, property)) into the URL when one

@@ -229,3 +229,79 @@ def test_svg_export_runs_in_the_browser(server, browser):
     browser.execute_script("""document.getElementById('{"name":"roofline","type":"export-svg"}').click();""")
     WebDriverWait(browser, SETTLE_TIMEOUT_S).until(lambda d: d.execute_script("return window.__svg;") == "svg")
     assert severe(browser) == []
+
+
+def _choose(driver, dropdown_id: str, text: str) -> None:
+    """Pick the first option containing ``text`` in a dcc.Dropdown as a user does: open it,
+    type into its search box, click the option (options from a server search included)."""
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.find_element("id", dropdown_id).click()
+    box = WebDriverWait(driver, SETTLE_TIMEOUT_S).until(
+        lambda d: d.find_element("css selector", ".dash-dropdown-content input.dash-dropdown-search"))
+    box.send_keys(text)
+    option = WebDriverWait(driver, SETTLE_TIMEOUT_S).until(
+        lambda d: next((o for o in d.find_elements("css selector", ".dash-dropdown-content [role=option]")
+                        if text.lower() in o.text.lower()), None))
+    option.click()
+    if driver.find_elements("css selector", ".dash-dropdown-content"):
+        box.send_keys(Keys.ESCAPE)  # a multi-select stays open after a pick
+
+
+def _reload_and_settle(driver, url: str) -> None:
+    driver.get("about:blank")
+    driver.get(url)
+    settle(driver)
+
+
+def test_waterline_controls_round_trip_through_the_url(server, browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get_log("browser")
+    browser.get(f"{server}/efficiency?device={H100_KEY}")
+    settle(browser)
+    _choose(browser, "waterline-dtype", "bf16")
+    WebDriverWait(browser, SETTLE_TIMEOUT_S).until(lambda d: "wl_dtype=bf16" in d.current_url)
+    settle(browser)
+    _choose(browser, "waterline-sequence", "Custom")
+    WebDriverWait(browser, SETTLE_TIMEOUT_S).until(lambda d: "sequence=__custom__" in d.current_url)
+    _choose(browser, "waterline-configs", "triton")
+    WebDriverWait(browser, SETTLE_TIMEOUT_S).until(lambda d: "wl_configs=" in d.current_url)
+    settle(browser)
+    shared = browser.current_url
+    assert f"device={H100_KEY}" in shared and f"wl_device={H100_KEY}" in shared
+    picked = browser.find_element("id", "waterline-configs").text
+    _reload_and_settle(browser, shared)
+    assert "bf16" in browser.find_element("id", "waterline-dtype").text
+    assert "Custom" in browser.find_element("id", "waterline-sequence").text
+    assert browser.find_element("id", "waterline-configs").text == picked and "triton" in picked
+    assert browser.current_url == shared
+    assert severe(browser) == []
+
+
+def test_tile_controls_round_trip_through_the_url(server, browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get_log("browser")
+    browser.get(f"{server}/tiles")
+    settle(browser)
+    _choose(browser, "tiles-dtype", "fp32")
+    WebDriverWait(browser, SETTLE_TIMEOUT_S).until(lambda d: "tile_dtype=fp32" in d.current_url)
+    settle(browser)
+    _choose(browser, "tiles-shape", "512")
+    WebDriverWait(browser, SETTLE_TIMEOUT_S).until(lambda d: "512" in d.find_element("id", "tiles-shape").text)
+    browser.find_element("css selector", "#tiles-value input[value='energy']").click()
+    WebDriverWait(browser, SETTLE_TIMEOUT_S).until(lambda d: "tile_show=energy" in d.current_url)
+    settle(browser)
+    shared = browser.current_url
+    assert "tile_impl=" in shared and "tile_shape=" in shared and "tile_device=" in shared
+    shape = browser.find_element("id", "tiles-shape").text
+    axes = (browser.find_element("id", "params-x").text, browser.find_element("id", "params-y").text)
+    _reload_and_settle(browser, shared)
+    assert "fp32" in browser.find_element("id", "tiles-dtype").text
+    assert browser.find_element("id", "tiles-shape").text == shape and "512" in shape
+    assert browser.find_element("css selector", "#tiles-value input[value='energy']").is_selected()
+    assert (browser.find_element("id", "params-x").text, browser.find_element("id", "params-y").text) == axes
+    assert browser.current_url == shared
+    assert severe(browser) == []

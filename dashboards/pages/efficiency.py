@@ -15,7 +15,7 @@ from perfscope.dashboards.context import DashboardContext
 from perfscope.dashboards.data import distinct
 from perfscope.dashboards.figures.common import config_labels, message_figure, numeric, seconds, si
 from perfscope.dashboards.figures.efficiency import gap_figure, gap_table, latency_flops_figure, waterline_figure
-from perfscope.dashboards.url_state import from_query, register_url_state
+from perfscope.dashboards.url_state import from_query, placeholder_options, register_url_state
 from perfscope.dashboards.waterline import (
     describe_totals,
     layers_from_rows,
@@ -59,6 +59,7 @@ def layout(**query: Any) -> html.Div:
     options.append({"label": "Custom: the configurations picked below, in order", "value": CUSTOM})
     sequence = from_query(query, "sequence", sequences[0].name, choices=[o["value"] for o in options])
     configs = from_query(query, "wl_configs", [], kind=list)
+    device = from_query(query, "wl_device", None)
     return html.Div([
         html.H2("Waterline and efficiency gap"),
         html.P("latency = FLOPs / (efficiency x peak): on log-log axes each efficiency is a diagonal, the peak "
@@ -80,12 +81,12 @@ def layout(**query: Any) -> html.Div:
             control("Dtype", dcc.Dropdown(id="waterline-dtype", options=list(DTYPES),
                                           value=from_query(query, "wl_dtype", DEFAULT_DTYPE, choices=list(DTYPES)),
                                           clearable=False), width="140px"),
-            control("Device", dcc.Dropdown(id="waterline-device", options=[],
-                                           value=from_query(query, "wl_device", None), clearable=False),
+            control("Device", dcc.Dropdown(id="waterline-device", options=placeholder_options(device),
+                                           value=device, clearable=False),
                     width="260px"),
         ], className="controls"),
         control("Custom sequence: configurations in order (type to search every measured configuration)",
-                dcc.Dropdown(id="waterline-configs", options=[], value=configs, multi=True,
+                dcc.Dropdown(id="waterline-configs", options=placeholder_options(configs), value=configs, multi=True,
                              placeholder="search: bf16 4096 triton"),
                 width="100%"),
         figure_panel("waterline"),

@@ -20,7 +20,7 @@ from perfscope.dashboards.figures.params import (
     varying_parameters,
 )
 from perfscope.dashboards.figures.tiles import tile_heatmap_figure
-from perfscope.dashboards.url_state import from_query, register_url_state
+from perfscope.dashboards.url_state import from_query, placeholder_options, register_url_state
 
 KEY = "tiles"
 PATH = "/tiles"
@@ -48,8 +48,10 @@ _COLUMNS = ("device_key", "config_id", "kernel", "implementation", "dtype", "cac
 def layout(**query: Any) -> html.Div:
     """The tile-explorer page; its controls start from the URL's values."""
 
-    def start(key: str) -> Any:
-        return from_query(query, key, None)
+    def picker(component_id: str, key: str) -> dcc.Dropdown:
+        """A dropdown whose options come from a callback, starting at the URL's value."""
+        value = from_query(query, key, None)
+        return dcc.Dropdown(id=component_id, options=placeholder_options(value), value=value, clearable=False)
 
     return html.Div([
         html.H2("Tile explorer"),
@@ -57,15 +59,10 @@ def layout(**query: Any) -> html.Div:
                "best over the other tile parameters. The star marks the best tile. With a model loaded "
                "(perfscope dashboard --model), its predicted grid sits next to the measured one."),
         html.Div([
-            control("Implementation", dcc.Dropdown(id="tiles-implementation", options=[], value=start("tile_impl"),
-                                                           clearable=False),
-                    width="220px"),
-            control("Shape", dcc.Dropdown(id="tiles-shape", options=[], value=start("tile_shape"), clearable=False),
-                    width="360px"),
-            control("Dtype", dcc.Dropdown(id="tiles-dtype", options=[], value=start("tile_dtype"), clearable=False),
-                    width="140px"),
-            control("Device", dcc.Dropdown(id="tiles-device", options=[], value=start("tile_device"), clearable=False),
-                    width="260px"),
+            control("Implementation", picker("tiles-implementation", "tile_impl"), width="220px"),
+            control("Shape", picker("tiles-shape", "tile_shape"), width="360px"),
+            control("Dtype", picker("tiles-dtype", "tile_dtype"), width="140px"),
+            control("Device", picker("tiles-device", "tile_device"), width="260px"),
             control("Show", dcc.RadioItems(id="tiles-value", options=[{"label": "latency", "value": "time"},
                                                                       {"label": "energy", "value": "energy"}],
                                            value=from_query(query, "tile_show", "time", choices=SHOW),
@@ -77,10 +74,8 @@ def layout(**query: Any) -> html.Div:
         html.P("Tile sizes and tunable parameters (imported parameter spaces: param_<name> columns) of the "
                "implementation, shape, dtype and device above: the best median time over two chosen parameters, "
                "and every configuration across all of them."),
-        html.Div([control("x", dcc.Dropdown(id="params-x", options=[], value=start("param_x"), clearable=False),
-                          width="240px"),
-                  control("y", dcc.Dropdown(id="params-y", options=[], value=start("param_y"), clearable=False),
-                          width="240px")],
+        html.Div([control("x", picker("params-x", "param_x"), width="240px"),
+                  control("y", picker("params-y", "param_y"), width="240px")],
                  className="controls"),
         html.Div([html.Div(figure_panel("params-heatmap"), className="half"),
                   html.Div(figure_panel("params-parcoords"), className="half")], className="row"),
