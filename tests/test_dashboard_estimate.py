@@ -33,7 +33,7 @@ def model_app(tmp_path_factory):
 
 
 def form(**overrides):
-    values = {"kernel": "gemm", "est_device": "h100-sxm", "est_dtype": "bf16", "shape": "m=2048 n=2048 k=2048",
+    values = {"est_kernel": "gemm", "est_device": "h100-sxm", "est_dtype": "bf16", "shape": "m=2048 n=2048 k=2048",
               "impl": "default", "tile_m": None, "tile_n": None, "tile_k": None, "params": "", "region": "World",
               "pue": 1.0}
     values.update(overrides)
@@ -74,13 +74,13 @@ def test_the_model_line_says_what_answers(model_app):
 
 
 def test_estimate_controls_round_trip_through_the_url():
-    search = merge_query("?dtype=bf16", {"kernel": "conv", "tile_m": 64, "params": "a=1", "pue": 1.2},
+    search = merge_query("?dtype=bf16", {"est_kernel": "conv", "tile_m": 64, "params": "a=1", "pue": 1.2},
                          list(URL_CONTROLS))
     assert search.startswith("?dtype=bf16&")
     from urllib.parse import parse_qsl
 
     query = dict(parse_qsl(search.lstrip("?")))
-    assert from_query(query, "kernel", "gemm", choices=("gemm", "conv")) == "conv"
+    assert from_query(query, "est_kernel", "gemm", choices=("gemm", "conv")) == "conv"
     assert from_query(query, "tile_m", None, kind=int) == 64
     assert from_query(query, "pue", 1.0, kind=float) == 1.2
     assert from_query({"tile_m": "x"}, "tile_m", None, kind=int) is None  # a bad link falls back
