@@ -141,7 +141,7 @@ def _tile_labels(rows: pd.DataFrame) -> pd.Categorical:
 _FEATURE_INPUTS = (
     "kernel", "dtype", "batch", "m", "n", "k", "conv_n", "conv_c", "conv_h", "conv_w", "conv_k", "conv_r", "conv_s",
     "stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "groups", "heads", "kv_heads", "seq_q", "seq_k",
-    "head_dim", "causal", "tile_m", "tile_n", "flops", "min_bytes", "time_median_ms",
+    "head_dim", "causal", "tile_m", "tile_n", "flops", "min_bytes", "time_median_ms", "fp32_math",
 )
 
 
@@ -154,6 +154,7 @@ def add_features(rows: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, di
     measured status get features; a device whose rows cannot be featurised is reported in
     ``notes`` and drawn without them.
     """
+    from perfscope.devices.declared import declared_devices
     from perfscope.roofline import feature_columns
 
     devices: dict[str, DeviceInfo] = {}
@@ -168,12 +169,13 @@ def add_features(rows: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, di
         names, sms = rows["device_name"], rows["sm_count"]
         narrow = rows[[c for c in _FEATURE_INPUTS if c in rows.columns]]
         measured = rows["status"].isin(MEASURED_STATUSES).to_numpy()
+        declared = declared_devices(rows)  # figures given at import, for devices with no profile or spec row
         for code, key in enumerate(keys):
             of_device = codes == code
             first = int(np.argmax(of_device))
             name, sm = names.iloc[first], sms.iloc[first]
             info = resolve_device(str(key), "" if pd.isna(name) else str(name),
-                                  sm_count=None if pd.isna(sm) else float(sm))
+                                  sm_count=None if pd.isna(sm) else float(sm), declared=declared.get(str(key)))
             devices[str(key)] = info
             if info.used.source_kind not in sources:
                 sources.append(info.used.source_kind)

@@ -21,7 +21,7 @@ from perfscope.schema import COLUMN_NAMES
 # The columns the pages read (everything but raw samples and free-form extras).
 DASHBOARD_COLUMNS: tuple[str, ...] = (
     "run_id", "config_id", "measured_at", "device_key", "source",
-    "kernel", "implementation", "dtype", "cache_mode", "batch", "m", "n", "k",
+    "kernel", "implementation", "dtype", "fp32_math", "cache_mode", "batch", "m", "n", "k",
     "conv_n", "conv_c", "conv_h", "conv_w", "conv_k", "conv_r", "conv_s",
     "stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "groups",
     "heads", "kv_heads", "seq_q", "seq_k", "head_dim", "causal", "backend",
@@ -33,6 +33,7 @@ DASHBOARD_COLUMNS: tuple[str, ...] = (
     "energy_reason", "energy_quality",
     "host", "cpu_model", "threads", "perfscope_version", "torch_version", "cuda_version", "triton_version",
     "device_kind", "device_name", "driver_version", "sm_count", "power_limit_w", "throttled",
+    "declared_peak_flops_per_s", "declared_bandwidth_bytes_per_s",
 )
 assert set(DASHBOARD_COLUMNS) <= set(COLUMN_NAMES), "dashboard columns must be schema columns"
 

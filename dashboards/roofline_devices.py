@@ -1,7 +1,8 @@
 """How a dataset's devices are resolved for the roofline, and the ceilings each one draws.
 
 A device resolves to a calibrated profile when ``perfscope.devices.registry`` has one,
-else to its spec-sheet row, else to a device with no peaks (features without a bound).
+else to its spec-sheet row, else to the figures its rows declared at import
+(``perfscope.devices.declared``), else to a device with no peaks (features without a bound).
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ class DeviceInfo:
     note: str
 
 
-def resolve_device(device_key: str, device_name: str, *, sm_count: float | None = None) -> DeviceInfo:
-    """The roofline device for a dataset device: calibrated profile, else spec row, else none.
+def resolve_device(device_key: str, device_name: str, *, sm_count: float | None = None,
+                   declared: Any | None = None) -> DeviceInfo:
+    """The roofline device for a dataset device: calibrated profile, else spec row, else the
+    ``declared`` figures (``perfscope.devices.declared.declared_devices``), else none.
 
     The lookup is ``perfscope.devices.registry.resolve_row_device`` (by key, then by name);
     the spec row is kept beside a calibrated profile so pages can draw both ceilings.
@@ -64,6 +67,10 @@ def resolve_device(device_key: str, device_name: str, *, sm_count: float | None 
         spec = found[0]
         return DeviceInfo(device_key, device_name, spec, spec, None,
                           f"{device_key}: spec-sheet peaks of {spec.device_id} (not calibrated)")
+    if declared is not None:
+        return DeviceInfo(device_key, device_name, declared, None, None,
+                          f"{device_key}: peaks declared at import (--peak-flops/--bandwidth; no spec row, "
+                          "not calibrated)")
     sms = int(sm_count) if sm_count is not None and not math.isnan(sm_count) else None
     none = NoPeakDevice(key=device_key, name=device_name, sm_count=sms)
     return DeviceInfo(device_key, device_name, none, None, None,

@@ -119,3 +119,18 @@ def test_a_shipped_cache_renamed_to_an_unknown_gpu_uses_its_declared_peaks():
     features = _features(table)
     assert set(features["device_source"]) == {"declared"} and set(features["peak_used"]) == {"fp32"}
     np.testing.assert_allclose(features["mem_bandwidth_bytes_per_s"], 224e9)
+
+
+def test_the_dashboard_bounds_a_declared_device_by_its_declared_peaks(tmp_path):
+    from perfscope.dashboards.data import DashboardData
+    from perfscope.importers import write_imported
+
+    write_imported(import_kernel_tuner(_cache(tmp_path / "c.json", device_name=NO_SPEC), flops=FLOPS,
+                                       bytes_moved="4 * problem_size_0 * problem_size_1", fp32_math="tf32",
+                                       peak_flops="156T", bandwidth="1.5T"), tmp_path / "ds")
+    data = DashboardData.load([tmp_path / "ds"])
+    (info,) = data.devices.values()
+    assert info.used.source_kind == "declared" and "declared at import" in info.note
+    np.testing.assert_allclose(data.rows["peak_flops_per_s"], 156e12)
+    np.testing.assert_allclose(data.rows["memory_time_s"], 4 * 1000 * 64 / 1.5e12)
+    assert data.rows["bound_time_s"].notna().all()
