@@ -9,11 +9,15 @@ compare with published figures). ``"device"`` is leave-one-device-out.
 
 Figures per model and target (latency s, energy J, power W), pooled over the
 out-of-fold predictions: R^2 on the raw target (as the GPPerf paper reports it), mean
-and median absolute percentage error, the share within ±10%, and the coverage of the
-1 - alpha interval. A model with ``predict_interval`` (``ConformalWrapper``) is judged on
-its own intervals; for any other model the interval is the cross-fold conformal one:
-fold i's rows against the conformal quantile of the other folds' out-of-fold log
-residuals (``coverage_method`` says which).
+and median absolute percentage error, the share within ±10%, and, on every split, the
+``coverage`` and mean relative width (``interval_width_mean``: (high - low) /
+prediction) of the 1 - alpha interval. A model with ``predict_interval``
+(``ConformalWrapper``) is judged on its own intervals; for any other model the interval
+is the cross-fold conformal one: fold i's rows against the conformal quantile of the
+other folds' out-of-fold log residuals, normalised by the fold model's tree spread and
+distance from its data where the model has ``interval_difficulty``
+(``perfscope.models.intervals``). ``coverage_method`` says which; ``"no intervals"``
+(coverage NaN) where none can be made (one fold: nothing to calibrate on).
 """
 
 from __future__ import annotations
@@ -31,19 +35,22 @@ from perfscope.models.efficiency import ok_rows
 from perfscope.models.intervals import (
     SHAPE_COLUMNS,
     conformal_quantile,
+    difficulty_scale,
     log_scores,
     measured_target,
     model_targets,
     predict_target,
+    spread_offset,
 )
 
 SPLITS = ("shape", "random", "device")
 
 METRIC_COLUMNS = ("n_rows", "n_predicted", "n_groups", "n_folds", "r2", "mean_abs_pct_error",
-                  "median_abs_pct_error", "within_10pct", "spearman", "regret", "interval_coverage",
-                  "nominal_coverage", "interval_factor_median", "coverage_method", "reason")
+                  "median_abs_pct_error", "within_10pct", "spearman", "regret", "coverage",
+                  "nominal_coverage", "interval_width_mean", "coverage_method", "reason")
 
 Progress = Callable[[str], None]
+NO_INTERVALS = "no intervals"
 
 
 def shape_groups(rows: Any) -> np.ndarray:
@@ -143,6 +150,7 @@ def cross_validated_predictions(models: Mapping[str, Any], rows: pd.DataFrame, s
                 continue
             part = data.iloc[test]
             fitted_targets = model_targets(model)
+            difficulty = None  # the fold model's tree spread and distance from its data, per test row
             for target in targets:
                 needed = "energy" if target == "power" else target
                 if needed not in fitted_targets or not np.isfinite(truth[target][test]).any():
@@ -156,10 +164,15 @@ def cross_validated_predictions(models: Mapping[str, Any], rows: pd.DataFrame, s
                          "context": contexts[test], "y_true": truth[target][test], "y_pred": predicted}
                 if hasattr(model, "predict_interval") and target in getattr(model, "quantiles_", {}):
                     frame["low"], frame["high"] = model.predict_interval(part, target)
+                elif hasattr(model, "interval_difficulty"):
+                    if difficulty is None:
+                        difficulty = model.interval_difficulty(part)
+                    frame["spread"], frame["excess"] = difficulty[:, 0], difficulty[:, 1]
                 records.append(pd.DataFrame(frame))
             if split == "device" and hasattr(model, "adapt"):
                 records += _few_shot(name, model, data, test, truth["latency"], groups, contexts, fold, seed)
-    columns = ["model", "target", "row", "fold", "group", "context", "y_true", "y_pred", "low", "high"]
+    columns = ["model", "target", "row", "fold", "group", "context", "y_true", "y_pred", "low", "high", "spread",
+               "excess"]
     out = pd.concat(records, ignore_index=True).reindex(columns=columns) if records else pd.DataFrame(columns=columns)
     out.attrs["reasons"] = reasons
     out.attrs["models"] = list(models)
@@ -212,7 +225,7 @@ def summarize(predictions: pd.DataFrame, alpha: float = 0.1) -> pd.DataFrame:
         p = part["y_pred"].to_numpy(dtype=float)
         ok = np.isfinite(p)
         pct = np.abs(p[ok] / y[ok] - 1.0)
-        coverage, method, factor = _coverage(part[ok], alpha)
+        coverage, method, width = _coverage(part[ok], alpha)
         spearman, regret = (ranking_figures(y, p, part["context"].to_numpy()) if target == "latency"
                             else (np.nan, np.nan))
         rows.append({
@@ -222,8 +235,8 @@ def summarize(predictions: pd.DataFrame, alpha: float = 0.1) -> pd.DataFrame:
             "median_abs_pct_error": float(np.median(pct)) * 100 if ok.any() else np.nan,
             "within_10pct": float(np.mean(pct <= 0.10)) if ok.any() else np.nan,
             "spearman": spearman, "regret": regret, "reason": None,
-            "interval_coverage": coverage, "nominal_coverage": 1.0 - alpha,
-            "interval_factor_median": factor, "coverage_method": method,
+            "coverage": coverage, "nominal_coverage": 1.0 - alpha,
+            "interval_width_mean": width, "coverage_method": method,
         })
     seen = {r["model"] for r in rows}
     reasons = predictions.attrs.get("reasons", {})
@@ -242,26 +255,43 @@ def _r2(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def _coverage(part: pd.DataFrame, alpha: float) -> tuple[float, str, float]:
-    """(coverage, method, median high/prediction factor) of one model and target's predictions."""
+    """(coverage, method, mean relative width (high - low) / prediction) of one model and target's
+    out-of-fold predictions (see the module docstring); NaN and ``"no intervals"`` when none can be made."""
     if len(part) == 0:
-        return float("nan"), "none", float("nan")
+        return float("nan"), NO_INTERVALS, float("nan")
     y = part["y_true"].to_numpy(dtype=float)
+    prediction = part["y_pred"].to_numpy(dtype=float)
     if part["low"].notna().any():
         low = part["low"].to_numpy(dtype=float)
         high = part["high"].to_numpy(dtype=float)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            factor = float(np.nanmedian(high / part["y_pred"].to_numpy(dtype=float)))
-        return float(np.mean((y >= low) & (y <= high))), "wrapper", factor
-    scores = log_scores(y, part["y_pred"].to_numpy(dtype=float))
+        return float(np.mean((y >= low) & (y <= high))), "own intervals", _mean_width(low, high, prediction)
+    scores = log_scores(y, prediction)
+    normalised = part["spread"].notna().all()
     folds = part["fold"].to_numpy()
+    if len(np.unique(folds)) < 2:
+        return float("nan"), NO_INTERVALS, float("nan")
     inside = np.zeros(len(part), dtype=bool)
-    factors = []
+    half = np.full(len(part), np.inf)
     for fold in np.unique(folds):
         mine = folds == fold
-        q = conformal_quantile(scores[~mine], alpha)
-        inside[mine] = scores[mine] <= q
-        factors.append(np.exp(q))
-    return float(np.mean(inside)), "cross-fold", float(np.median(factors))
+        if normalised:
+            difficulty = part[["spread", "excess"]].to_numpy(dtype=float)
+            beta = spread_offset(difficulty[~mine, 0])
+            scale = difficulty_scale(difficulty, beta)
+            half[mine] = conformal_quantile(scores[~mine] / scale[~mine], alpha) * scale[mine]
+        else:
+            half[mine] = conformal_quantile(scores[~mine], alpha)
+        inside[mine] = scores[mine] <= half[mine]
+    low, high = prediction * np.exp(-half), prediction * np.exp(half)
+    method = "cross-fold, normalised" if normalised else "cross-fold"
+    return float(np.mean(inside)), method, _mean_width(low, high, prediction)
+
+
+def _mean_width(low: np.ndarray, high: np.ndarray, prediction: np.ndarray) -> float:
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        width = (high - low) / prediction
+    width = width[~np.isnan(width)]
+    return float(np.mean(width)) if len(width) else float("nan")
 
 
 def to_records(table: pd.DataFrame) -> list[dict[str, Any]]:
@@ -277,8 +307,8 @@ def evaluate(models: Mapping[str, Any], rows: pd.DataFrame, split: str = "shape"
     """Cross-validate every model on ``rows`` and return their figures side by side.
 
     One row per (model, target) with ``METRIC_COLUMNS``: errors in percent,
-    ``within_10pct`` and coverages as shares, ``interval_factor_median`` the median
-    ratio of the interval's upper end to the prediction. Targets: latency always;
+    ``within_10pct`` and coverages as shares, ``interval_width_mean`` the mean
+    relative width of the interval. Targets: latency always;
     energy and power where the model learnt energy and rows have usable measured energy
     (``include_doubtful_energy`` admits rows marked doubtful). See the module docstring
     for the splits.

@@ -246,6 +246,14 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
             return {"latency": latency}
         return {"latency": latency, "energy": np.exp(log_power) * latency}
 
+    def interval_difficulty(self, X: Rows, computed: Computed | None = None) -> np.ndarray:
+        """Per row: the trees' spread of log latency and the distance beyond the training data
+        (``perfscope.models.intervals.forest_difficulty``: what normalised intervals widen by)."""
+        from perfscope.models.intervals import forest_difficulty
+
+        check_is_fitted(self)
+        return forest_difficulty(self.forest_, forest_design(self._features(as_columns(X), computed)))
+
     def feature_importances(self) -> pd.Series:
         """Impurity importance of each feature in the latency forest, largest first."""
         import pandas as pd

@@ -1,27 +1,48 @@
-"""Split-conformal prediction intervals on grouped residuals, in log space, for any model.
+"""Conformal prediction intervals on grouped residuals, in log space, for any model.
 
 The score of a row is its absolute log residual |log y - log prediction|, taken only
 on rows whose group (by default their shape: ``perfscope.models.evaluation.shape_groups``)
 the predicting model never saw, so the scores are those of unseen shapes, which is
 what the interval must cover. The interval of a new row is
-``prediction · exp(±q)`` with q the ceil((n + 1)(1 - alpha))-th smallest of the n
+``prediction · exp(±q·σ(x))`` with q the ceil((n + 1)(1 - alpha))-th smallest of the n
 scores (Vovk et al.; Lei et al. 2018, "Distribution-free predictive inference for
-regression"). Exchangeability holds between groups, not rows: the interval is built
-for rows of new shapes, and coverage is only as good as the number of calibration
-groups (a handful of shapes give a noisy q). Always check the measured coverage on
-held-out shapes (``coverage``, and ``perfscope.models.evaluation.evaluate``).
+regression").
 
-Two ways to get unseen-group scores (``method``):
+Normalised scores (``normalise="spread"``, the default for forests: models with an
+``interval_difficulty`` hook): the score is divided by σ(x) = (s(x) + β)·(1 + d(x)),
+the locally weighted conformal score of Lei et al. 2018 (section 5.2; β as the
+sensitivity term of Johansson et al. 2014), so intervals are wide where the model is
+unsure and narrow where it is not:
 
-* ``"split"``: the classic split: a share of the groups is held out for calibration,
-  the model is fitted on the rest (and kept as is);
-* ``"cv"`` (default): cross-conformal: out-of-fold scores from a grouped K-fold over
-  all rows, then the model is refitted on every row. Every row gives a score, at the
-  price of K + 1 fits. This is cross-conformal with a refit, *not* CV+: the interval
-  is centred on the refitted model's prediction with one pooled quantile, so Barber et
-  al.'s (2021) 1 - 2·alpha bound, which holds for CV+ and jackknife+ (intervals built
-  from each fold's own model), does not apply; there is no finite-sample guarantee.
-  Coverage is measured, not promised: check it on held-out groups (``evaluate``).
+* s(x): the standard deviation of the trees' predictions (log time): the trees
+  disagree where the training data is thin;
+* β: the median s over the calibration rows (keeps σ away from zero where the trees
+  agree);
+* d(x): how far x lies beyond the training data: per feature, the distance past the
+  outermost split threshold of the forest, in units of the span of its thresholds,
+  weighted by the feature's importance. A forest predicts a constant beyond its data,
+  so its error there grows with the distance (to first order, linearly: the function
+  keeps changing and the prediction does not); the tree spread alone stays flat
+  there, this term widens the interval.
+
+Without the hook (``normalise="none"``) σ = 1: the plain split-conformal interval.
+
+Guarantees. Split conformal (``method="split"``) covers with probability at least
+1 - alpha when the calibration groups and the new row's group are exchangeable, and
+normalising by any σ fitted without the calibration rows keeps that (Lei et al.
+2018). Here exchangeability holds between groups, not rows: the interval is built for
+rows of new groups, and coverage is only as good as the number of calibration groups
+(a handful of shapes give a noisy q). ``method="cv"`` (default) is cross-conformal
+with a refit: out-of-fold scores from a grouped K-fold over all rows, then the model
+is refitted on every row (K + 1 fits). It is *not* CV+: the interval is centred on the
+refitted model with one pooled quantile, so Barber et al.'s (2021) 1 - 2·alpha bound,
+which holds for CV+ and jackknife+ (intervals built from each fold's own model), does
+not apply; there is no finite-sample guarantee, only measured coverage. No method
+holds under extrapolation: rows beyond the training data (larger sizes, another GPU)
+are not exchangeable with the calibration rows, and the distance term d(x) is a
+heuristic that widens intervals there, not a guarantee. Always check the measured
+coverage on held-out groups (``coverage``, and
+``perfscope.models.evaluation.evaluate``, which reports it for every split).
 """
 
 from __future__ import annotations
@@ -41,6 +62,7 @@ from perfscope.models.estimator_base import LightEstimator, check_is_fitted
 # column arrays.
 
 METHODS = ("cv", "split")
+NORMALISERS = ("auto", "spread", "none")
 GROUPINGS = ("shape", "device", "row")
 SHAPE_COLUMNS = (
     "kernel", "dtype", "batch", "m", "n", "k",
@@ -51,6 +73,42 @@ SHAPE_COLUMNS = (
 """What identifies a shape. Tile, layout, implementation, cache mode, params_json and
 the device are left out on purpose: all variants of a shape are held out together."""
 
+
+
+def out_of_range_distance(forest: Any, design: np.ndarray) -> np.ndarray:
+    """d(x) of each row of ``design`` for a ``ForestArrays`` (see module docstring): 0 inside
+    the span of the forest's split thresholds on every feature."""
+    low, high = forest.split_ranges()
+    span = high - low
+    usable = np.isfinite(span) & (span > 0)
+    weights = forest.feature_importances if forest.feature_importances is not None else np.ones(len(span))
+    weights = np.where(usable, weights, 0.0)
+    if weights.sum() <= 0:
+        return np.zeros(len(design))
+    design = np.asarray(design, dtype=float)
+    with np.errstate(invalid="ignore"):
+        beyond = np.fmax(np.fmax(design - high, low - design), 0.0) / np.where(usable, span, 1.0)
+    beyond = np.where(usable & np.isfinite(beyond), beyond, 0.0)
+    return beyond @ (weights / weights.sum())
+
+
+def forest_difficulty(forest: Any, design: np.ndarray, output: int = 0) -> np.ndarray:
+    """(rows, 2): the trees' spread of ``output`` (s) and the distance beyond the data (d) per row
+    of ``design``, for a ``ForestArrays`` whose ``output`` is a log time (``interval_difficulty``)."""
+    return np.column_stack([forest.predict_spread(design, output), out_of_range_distance(forest, design)])
+
+
+def difficulty_scale(difficulty: np.ndarray, beta: float) -> np.ndarray:
+    """σ(x) = (s + β)·(1 + d) per row of ``forest_difficulty`` output (see module docstring)."""
+    difficulty = np.asarray(difficulty, dtype=float)
+    return (difficulty[:, 0] + beta) * (1.0 + difficulty[:, 1])
+
+
+def spread_offset(spreads: np.ndarray) -> float:
+    """β: the median tree spread of the calibration rows (1.0 when the trees always agree)."""
+    finite = np.asarray(spreads, dtype=float)[np.isfinite(spreads)]
+    beta = float(np.median(finite)) if len(finite) else 0.0
+    return beta if beta > 0 else 1.0
 
 
 def conformal_quantile(scores: Any, alpha: float) -> float:
@@ -126,21 +184,23 @@ def group_labels(rows: Columns, groups: Any) -> np.ndarray:
 
 
 class ConformalWrapper(LightEstimator):
-    """Any perfscope model plus split-conformal intervals in log space (see module docstring).
+    """Any perfscope model plus conformal intervals in log space (see module docstring).
 
     Parameters: ``estimator`` (an unfitted perfscope model), ``alpha`` (miscoverage: 0.1 for
     90% intervals), ``groups`` (``"shape"``, ``"device"``, ``"row"``, a callable, or
     labels aligned with the rows given to ``fit``), ``method`` (``"cv"`` or
     ``"split"``), ``n_splits`` (folds of ``"cv"``), ``calibration_fraction`` (share of
-    groups held out by ``"split"``), ``random_state``.
+    groups held out by ``"split"``), ``random_state``, ``normalise`` (``"auto"``:
+    ``"spread"`` for a model with ``interval_difficulty``, else ``"none"``).
 
-    Fitted: ``estimator_``, ``quantiles_`` (q per target, log units), ``n_calibration_rows_``
-    and ``n_calibration_groups_`` per target, ``targets_``.
+    Fitted: ``estimator_``, ``quantiles_`` (q per target, log units or units of σ),
+    ``normaliser_`` (``"spread"`` or ``"none"``), ``beta_`` (β of σ),
+    ``n_calibration_rows_`` and ``n_calibration_groups_`` per target, ``targets_``.
     """
 
     def __init__(self, estimator: Any, alpha: float = 0.1, groups: str | Callable[..., Any] | Any = "shape",
                  method: str = "cv", n_splits: int = 5, calibration_fraction: float = 0.25,
-                 random_state: int | None = 0) -> None:
+                 random_state: int | None = 0, normalise: str = "auto") -> None:
         self.estimator = estimator
         self.alpha = alpha
         self.groups = groups
@@ -148,9 +208,23 @@ class ConformalWrapper(LightEstimator):
         self.n_splits = n_splits
         self.calibration_fraction = calibration_fraction
         self.random_state = random_state
+        self.normalise = normalise
 
-    def fit(self, X: Any, y: Any = None) -> ConformalWrapper:
-        """Fit the model and calibrate its intervals on unseen-group residuals of ``X``'s ok rows."""
+    def _normaliser(self) -> str:
+        if self.normalise not in NORMALISERS:
+            raise InvalidInputError(f"normalise must be one of {NORMALISERS}, got {self.normalise!r}")
+        if self.normalise == "auto":
+            return "spread" if hasattr(self.estimator, "interval_difficulty") else "none"
+        if self.normalise == "spread" and not hasattr(self.estimator, "interval_difficulty"):
+            raise InvalidInputError(f"{type(self.estimator).__name__} has no tree spread: use normalise='none'")
+        return self.normalise
+
+    def fit(self, X: Any, y: Any = None, out_of_fold: Any = None) -> ConformalWrapper:
+        """Fit the model and calibrate its intervals on unseen-group residuals of ``X``'s ok rows.
+
+        ``out_of_fold``: this model's rows of ``perfscope.models.evaluation.cross_validated_predictions``
+        on the same rows with the same grouped folds (``train`` passes them): the scores are
+        taken from them instead of fitting the K fold models again (``method="cv"`` only)."""
         from sklearn.base import clone
         from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 
@@ -158,7 +232,16 @@ class ConformalWrapper(LightEstimator):
             raise InvalidInputError(f"alpha must be between 0 and 1, got {self.alpha}")
         if self.method not in METHODS:
             raise InvalidInputError(f"method must be one of {METHODS}, got {self.method!r}")
+        self.normaliser_ = self._normaliser()
         given = as_columns(X)
+        if out_of_fold is not None and self.method == "cv":
+            rows = take(given, ok_mask(given))
+            self.estimator_ = clone(self.estimator).fit(rows)
+            samples = {target: [(part["y_true"].to_numpy(dtype=float), part["y_pred"].to_numpy(dtype=float),
+                                 _difficulty_columns(part) if self.normaliser_ == "spread" else None,
+                                 part["group"].to_numpy())]
+                       for target, part in out_of_fold.groupby("target", sort=False)}
+            return self._calibrate(samples)
         labels_all = group_labels(given, self.groups) if not isinstance(self.groups, str) else None
         keep = ok_mask(given)
         rows = take(given, keep)
@@ -174,23 +257,35 @@ class ConformalWrapper(LightEstimator):
         else:
             folds = list(GroupKFold(n_splits=min(self.n_splits, n_groups), shuffle=True,
                                     random_state=self.random_state).split(labels, groups=labels))
-        scores: dict[str, list[np.ndarray]] = {}
-        score_groups: dict[str, list[np.ndarray]] = {}
+        samples: dict[str, list[Any]] = {}
         fitted = None
         for train, test in folds:
             fitted = clone(self.estimator).fit(take(rows, train))
             part = take(rows, test)
+            difficulty = fitted.interval_difficulty(part) if self.normaliser_ == "spread" else None
             for target in model_targets(fitted):
-                s = log_scores(measured_target(part, target, doubtful), predict_target(fitted, part, target))
-                scores.setdefault(target, []).append(s)
-                score_groups.setdefault(target, []).append(labels[test])
+                samples.setdefault(target, []).append((measured_target(part, target, doubtful),
+                                                       predict_target(fitted, part, target), difficulty,
+                                                       labels[test]))
         self.estimator_ = fitted if self.method == "split" else clone(self.estimator).fit(rows)
+        return self._calibrate(samples)
+
+    def _calibrate(self, samples: Mapping[str, list[Any]]) -> ConformalWrapper:
+        """q per target from (truth, prediction, difficulty or None, group labels) per fold."""
         self.quantiles_ = {}
         self.n_calibration_rows_ = {}
         self.n_calibration_groups_ = {}
+        latency = samples.get("latency", [])
+        spreads = [d[:, 0] for *_, d, _ in latency if d is not None]
+        self.beta_ = spread_offset(np.concatenate(spreads)) if spreads else 1.0
+        if self.normaliser_ == "spread" and not spreads:
+            self.normaliser_ = "none"
         for target in model_targets(self.estimator_):
-            s = np.concatenate(scores.get(target, [np.array([])]))
-            g = np.concatenate(score_groups.get(target, [np.array([], dtype=int)]))
+            parts = samples.get(target, [])
+            s = np.concatenate([log_scores(t, p) for t, p, *_ in parts]) if parts else np.array([])
+            g = np.concatenate([labels for *_, labels in parts]) if parts else np.array([], dtype=int)
+            if self.normaliser_ == "spread" and parts:
+                s = s / np.concatenate([difficulty_scale(d, self.beta_) for *_, d, _ in parts])
             finite = np.isfinite(s)
             self.quantiles_[target] = conformal_quantile(s[finite], self.alpha)
             self.n_calibration_rows_[target] = int(finite.sum())
@@ -213,14 +308,21 @@ class ConformalWrapper(LightEstimator):
         check_is_fitted(self)
         return predict_target(self.estimator_, X, "energy")
 
+    def _half_widths(self, X: Any, target: str, **options: Any) -> np.ndarray | float:
+        """q·σ(x) per row (log units); σ of the latency for every target of the model."""
+        q = self.quantiles_.get(target, math.inf)
+        if self.normaliser_ != "spread" or not math.isfinite(q):
+            return q
+        if not hasattr(self.estimator_, "predict_targets"):
+            options = {}  # ``computed=`` is for models that take column mappings
+        return q * difficulty_scale(self.estimator_.interval_difficulty(X, **options), self.beta_)
+
     def predict_interval(self, X: Any, target: str = "latency") -> tuple[np.ndarray, np.ndarray]:
-        """(low, high) of the 1 - alpha interval of ``target`` per row: prediction · exp(∓q)."""
+        """(low, high) of the 1 - alpha interval of ``target`` per row: prediction · exp(∓q·σ(x))."""
         check_is_fitted(self)
         if target not in self.quantiles_:
             raise InvalidInputError(f"no interval for {target!r}: this model predicts {', '.join(self.targets_)}")
-        prediction = predict_target(self.estimator_, X, target)
-        q = self.quantiles_[target]
-        return prediction * math.exp(-q) if math.isfinite(q) else np.zeros_like(prediction), prediction * math.exp(q)
+        return _bounds(predict_target(self.estimator_, X, target), self._half_widths(X, target))
 
     def predict_with_intervals(self, X: Any, **options: Any) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(prediction, low, high) of every target, predicting each once (one feature pass when the
@@ -234,9 +336,7 @@ class ConformalWrapper(LightEstimator):
             predictions = {target: predict_target(self.estimator_, X, target) for target in self.quantiles_}
         out = {}
         for target, prediction in predictions.items():
-            q = self.quantiles_.get(target, math.inf)
-            low = prediction * math.exp(-q) if math.isfinite(q) else np.zeros_like(prediction)
-            out[target] = (prediction, low, prediction * math.exp(q))
+            out[target] = (prediction, *_bounds(prediction, self._half_widths(X, target, **options)))
         return out
 
     def coverage(self, X: Any, target: str = "latency") -> float:
@@ -256,8 +356,10 @@ class ConformalWrapper(LightEstimator):
         check_is_fitted(self)
         groups = self.groups if isinstance(self.groups, str) else "custom"
         return {"params": {"alpha": self.alpha, "groups": groups, "method": self.method, "n_splits": self.n_splits,
-                           "calibration_fraction": self.calibration_fraction, "random_state": self.random_state},
+                           "calibration_fraction": self.calibration_fraction, "random_state": self.random_state,
+                           "normalise": self.normalise},
                 "quantiles": {k: (v if math.isfinite(v) else None) for k, v in self.quantiles_.items()},
+                "normaliser": self.normaliser_, "beta": self.beta_,
                 "n_calibration_rows": self.n_calibration_rows_,
                 "n_calibration_groups": self.n_calibration_groups_}, {}
 
@@ -267,7 +369,29 @@ class ConformalWrapper(LightEstimator):
         wrapper = cls(estimator=model, **params)
         wrapper.estimator_ = model
         wrapper.quantiles_ = {k: (float(v) if v is not None else math.inf) for k, v in state["quantiles"].items()}
+        # bundles written before normalised scores carry plain quantiles
+        wrapper.normaliser_ = str(state.get("normaliser", "none"))
+        if wrapper.normaliser_ not in ("spread", "none"):
+            from perfscope.models.persistence import ModelFileError
+
+            raise ModelFileError(f"unknown interval normaliser {wrapper.normaliser_!r} in the saved model")
+        wrapper.beta_ = float(state.get("beta", 1.0))
         wrapper.n_calibration_rows_ = {k: int(v) for k, v in state["n_calibration_rows"].items()}
         wrapper.n_calibration_groups_ = {k: int(v) for k, v in state["n_calibration_groups"].items()}
         wrapper.targets_ = model_targets(model)
         return wrapper
+
+
+def _bounds(prediction: np.ndarray, half_width: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    """(prediction·exp(-h), prediction·exp(h)); low 0 where h is infinite (too few calibration rows)."""
+    with np.errstate(over="ignore"):
+        low = np.where(np.isfinite(half_width), prediction * np.exp(-np.minimum(half_width, 700.0)), 0.0)
+        high = prediction * np.exp(np.minimum(half_width, 700.0))
+    return np.asarray(low, dtype=float), np.where(np.isfinite(half_width), high, np.inf)
+
+
+def _difficulty_columns(part: Any) -> np.ndarray | None:
+    """The ``spread`` and ``excess`` columns of out-of-fold predictions (None when not recorded)."""
+    if "spread" not in part or not part["spread"].notna().all():
+        return None
+    return part[["spread", "excess"]].to_numpy(dtype=float)

@@ -218,6 +218,15 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
         """Same as ``predict``: latency in seconds."""
         return self.predict(X)
 
+    def interval_difficulty(self, X: Any) -> np.ndarray:
+        """Per row: the trees' spread of log time and the distance beyond the training data
+        (``perfscope.models.intervals.forest_difficulty``: what normalised intervals widen by)."""
+        from perfscope.models.intervals import forest_difficulty
+
+        check_is_fitted(self)
+        self.device_figures_ = self._device_figures(X)
+        return forest_difficulty(self.forest_, self._design(X, fitting=False))
+
     # -- persistence -----------------------------------------------------------------------
     def _to_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         check_is_fitted(self)

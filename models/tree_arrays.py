@@ -160,6 +160,32 @@ class ForestArrays:
             out = out[inverse]
         return out[:, 0] if self.n_outputs == 1 else out
 
+    def predict_spread(self, X: Any, output: int = 0) -> np.ndarray:
+        """Standard deviation over the trees of their predictions of ``output``, per row: how much
+        the trees disagree (same binning shortcut as ``predict``)."""
+        X32 = self._check_X(X)
+        inverse = None
+        if len(X32) >= DEDUPLICATE_MIN_ROWS:
+            first, inverse = self._distinct_bins(X32)
+            X32 = X32[first]
+        out = np.empty(len(X32))
+        column = self.value[:, output]
+        for start, stop in _chunks(len(X32), self.n_trees):
+            out[start:stop] = column.take(self._walk(X32[start:stop])).std(axis=0)
+        return out[inverse] if inverse is not None else out
+
+    def split_ranges(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lowest, highest) split threshold of each feature over all trees (NaN for a feature never
+        split on): the span of the training data the forest can tell apart."""
+        internal = self.children_left != LEAF
+        low = np.full(self.n_features, np.nan)
+        high = np.full(self.n_features, np.nan)
+        features = self.feature[internal]
+        thresholds = self.threshold[internal]
+        np.fmin.at(low, features, thresholds)
+        np.fmax.at(high, features, thresholds)
+        return low, high
+
     def _walk(self, X32: np.ndarray) -> np.ndarray:
         """(trees, rows) global leaf indices: every pair steps one level per iteration."""
         n_rows = len(X32)

@@ -140,5 +140,5 @@ def _progress(message: str) -> None:
 
 def _table(frame) -> str:
     columns = [c for c in ("model", "target", "r2", "mean_abs_pct_error", "median_abs_pct_error", "within_10pct",
-                           "spearman", "regret", "interval_coverage", "n_rows", "reason") if c in frame.columns]
+                           "spearman", "regret", "coverage", "n_rows", "reason") if c in frame.columns]
     return frame[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}")
