@@ -6,6 +6,9 @@ stay together) on one side: ``GroupKFold``, or leave-one-shape-out with
 ``n_splits=None``. ``"random"`` is shuffled ``KFold`` over rows: it leaks
 near-replicates of every test shape into training and flatters every model (kept to
 compare with published figures). ``"device"`` is leave-one-device-out.
+``"extrapolate"`` is one fold: train on the rows whose FLOPs are at most the 75th
+percentile (``EXTRAPOLATION_QUANTILE``), predict the larger rest: how a model does
+beyond the sizes it saw.
 
 Figures per model and target (latency s, energy J, power W), pooled over the
 out-of-fold predictions: R^2 on the raw target (as the GPPerf paper reports it), mean
@@ -43,7 +46,9 @@ from perfscope.models.intervals import (
     spread_offset,
 )
 
-SPLITS = ("shape", "random", "device")
+SPLITS = ("shape", "random", "device", "extrapolate")
+EXTRAPOLATION_QUANTILE = 0.75
+"""``split="extrapolate"``: train on rows with FLOPs up to this quantile, predict the larger rest."""
 
 METRIC_COLUMNS = ("n_rows", "n_predicted", "n_groups", "n_folds", "r2", "mean_abs_pct_error",
                   "median_abs_pct_error", "within_10pct", "spearman", "regret", "coverage",
@@ -82,12 +87,30 @@ def split_folds(rows: pd.DataFrame, split: str = "shape", n_splits: int | None =
         if not 2 <= k <= len(rows):
             raise InvalidInputError(f"a random split needs 2 <= n_splits <= rows ({len(rows)}), got {k}")
         return list(KFold(n_splits=k, shuffle=True, random_state=seed).split(rows))
+    if split == "extrapolate":
+        return [extrapolation_fold(rows)]
     if split == "device":
         labels = pd.factorize(rows["device_key"].astype(str))[0]
         if len(np.unique(labels)) < 2:
             raise InvalidInputError("a device split needs rows from at least two devices")
         return list(LeaveOneGroupOut().split(rows, groups=labels))
     return _grouped(rows, shape_groups(rows), n_splits, seed, "shape")
+
+
+def extrapolation_fold(rows: Any, quantile: float = EXTRAPOLATION_QUANTILE) -> tuple[np.ndarray, np.ndarray]:
+    """(positions of rows with FLOPs up to the ``quantile`` of all rows', positions of the rest)."""
+    from perfscope.work import work_and_traffic
+
+    flops = np.asarray(work_and_traffic(rows)[0], dtype=float)
+    missing = int((~np.isfinite(flops)).sum())
+    if missing:
+        raise InvalidInputError(f"an extrapolation split needs the FLOPs of every row; {missing} rows have none "
+                                "(give --flops at import)")
+    cut = np.percentile(flops, 100 * quantile)
+    train, test = np.flatnonzero(flops <= cut), np.flatnonzero(flops > cut)
+    if len(test) == 0:
+        raise InvalidInputError("an extrapolation split needs rows of more than one size (FLOPs)")
+    return train, test
 
 
 def _grouped(rows: pd.DataFrame, labels: np.ndarray, n_splits: int | None, seed: int, what: str
@@ -113,7 +136,7 @@ def cross_validated_predictions(models: Mapping[str, Any], rows: pd.DataFrame, s
     """Out-of-fold predictions of every model: one row per (model, target, data row).
 
     Columns: ``model``, ``target``, ``row`` (position among the ok rows), ``fold``,
-    ``group`` (the shape label), ``y_true``, ``y_pred`` and, for models with
+    ``group`` (the shape label, or the ``group_by`` combination), ``y_true``, ``y_pred`` and, for models with
     ``predict_interval``, ``low`` and ``high``. Each model is cloned and fitted per fold
     on the ok rows of the training side only, with its ``include_doubtful_energy``
     parameters (nested ones too) set to the value given here. A fold where a model
@@ -131,7 +154,12 @@ def cross_validated_predictions(models: Mapping[str, Any], rows: pd.DataFrame, s
     if len(data) < 2:
         raise InvalidInputError("fewer than two ok rows with a time: nothing to evaluate")
     folds = split_folds(data, split, n_splits, seed, group_by)
-    groups = shape_groups(data)
+    if group_by and split == "shape":
+        from perfscope.models.ranking import parameter_groups
+
+        groups = parameter_groups(data, group_by)
+    else:
+        groups = shape_groups(data)
     contexts = context_labels(data)
     reasons: dict[str, str] = {}
     truth = {t: measured_target(data, t, include_doubtful_energy) for t in targets}

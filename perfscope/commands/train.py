@@ -93,7 +93,8 @@ def check_writable(out: Path) -> None:
 @app.command("evaluate")
 def evaluate_command(
     datasets: Datasets,
-    split: Annotated[str, typer.Option(help="shape (unseen shapes, default), random or device.")] = "shape",
+    split: Annotated[str, typer.Option(help="shape (unseen shapes, default), random, device, or extrapolate "
+                                            "(train on FLOPs up to the 75th percentile, predict the rest).")] = "shape",
     folds: Annotated[int | None, typer.Option(help="Folds (default 5; 0 means leave one group out).")] = 5,
     kernel: Kernel = None,
     device: Device = None,

@@ -10,7 +10,9 @@ select them, fit the models, judge them on unseen shapes, save a bundle.
   measured energy; it takes a time, which ``perfscope.models.prediction`` takes from the forest;
 
 evaluates the same models with a grouped shape split (``perfscope.models.evaluation``;
-the coverage of this evaluation is the cross-fold conformal one) and saves a bundle
+the coverage of this evaluation is the cross-fold conformal one), calibrates each
+wrapper's intervals on those out-of-fold predictions (the same grouped folds: no model
+is fitted twice on a fold), fits the final models on every row and saves a bundle
 (``perfscope.models.persistence``) carrying the figures. The pieces (estimators, splits,
 evaluation, persistence) live in ``perfscope.models``; this module composes them.
 """
@@ -30,7 +32,7 @@ from perfscope.devices.registry import normalise_device_name
 from perfscope.errors import InvalidInputError
 from perfscope.models.efficiency import admit_contended, count_contended, ok_rows, usable_energy_mask
 from perfscope.models.energy_model import EnergyModel
-from perfscope.models.evaluation import evaluate, shape_groups
+from perfscope.models.evaluation import cross_validated_predictions, evaluate, shape_groups, summarize
 from perfscope.models.forest import ForestModel, PaperBaselineModel
 from perfscope.models.intervals import ConformalWrapper
 from perfscope.models.param_features import parameters, tunable_names
@@ -163,6 +165,10 @@ def evaluate_datasets(rows: RowsOrPaths, *, split: str = "shape", n_splits: int 
     (with ``split="shape"``); a one-shape sweep without it is grouped by its two most
     varied parameters.
 
+    ``split="extrapolate"`` (train on rows with FLOPs up to the 75th percentile, predict
+    the rest) wraps the default models in ``ConformalWrapper`` so that they report the
+    coverage of intervals calibrated on the training side alone.
+
     Returns the DataFrame of ``perfscope.models.evaluation.evaluate`` (one row per model
     and target); ``.to_dict(orient="records")`` is its JSON form. ``include_contended``
     also judges on rows timed while another workload shared the device.
@@ -173,6 +179,9 @@ def evaluate_datasets(rows: RowsOrPaths, *, split: str = "shape", n_splits: int 
     if models is None:
         has_energy = usable_energy_mask(data, include_doubtful_energy).sum() >= MIN_ENERGY_ROWS
         models = default_models(seed, n_jobs, energy=bool(has_energy))
+        if split == "extrapolate":  # one fold: intervals must be calibrated inside the training side
+            models = {name: model if name == "energy" else ConformalWrapper(model, random_state=seed)
+                      for name, model in models.items()}
     if split == "shape" and not group_by:
         if len(np.unique(shape_groups(data))) < 2:
             group_by = most_varied_parameters(data) or None
@@ -224,8 +233,11 @@ def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequen
                                            include_doubtful_energy=include_doubtful_energy)
     held_out = f"unseen ({', '.join(group_by)}) combinations" if group_by else f"unseen shapes ({n_shapes})"
     notify(f"evaluating on {held_out}, {n_splits} folds")
-    table = evaluate(candidates, data, split="shape", n_splits=n_splits, seed=seed, alpha=alpha,
-                     include_doubtful_energy=include_doubtful_energy, progress=progress, group_by=group_by)
+    predictions = cross_validated_predictions(candidates, data, "shape", n_splits, seed,
+                                              include_doubtful_energy=include_doubtful_energy, progress=progress,
+                                              group_by=group_by)
+    table = summarize(predictions, alpha)
+    table.insert(2, "split", "shape")
     notify("fitting the final models on every row")
     names = list(group_by) if group_by else None
     groups: Any = (lambda frame: parameter_groups(frame, names)) if names else "shape"
@@ -234,9 +246,15 @@ def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequen
     for name in ("forest", "roofline", "param_forest"):
         if name not in candidates:
             continue
+        out_of_fold = predictions[predictions["model"] == name]
+        if out_of_fold.empty:  # it could fit no fold: it cannot fit all rows either
+            skipped[name] = predictions.attrs["reasons"].get(name, "it made no predictions on unseen groups")
+            notify(f"{name} left out: {skipped[name]}")
+            continue
         try:
+            # calibrated on the evaluation's out-of-fold predictions (same grouped folds): no refits
             final[name] = ConformalWrapper(candidates[name], alpha=alpha, groups=groups, n_splits=n_splits,
-                                           random_state=seed).fit(data)
+                                           random_state=seed).fit(data, out_of_fold=out_of_fold)
         except InvalidInputError as exc:
             skipped[name] = str(exc)
             notify(f"{name} left out: {exc}")
