@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from perfscope.columns import Columns, as_columns, columns_size, group_codes, take
-from perfscope.errors import InvalidInputError
+from perfscope.errors import InvalidInputError, ModelFileError
 from perfscope.models.efficiency import measured_energy_j, measured_latency_s, ok_mask
 from perfscope.models.estimator_base import LightEstimator, check_is_fitted
 
@@ -372,8 +372,6 @@ class ConformalWrapper(LightEstimator):
         # bundles written before normalised scores carry plain quantiles
         wrapper.normaliser_ = str(state.get("normaliser", "none"))
         if wrapper.normaliser_ not in ("spread", "none"):
-            from perfscope.models.persistence import ModelFileError
-
             raise ModelFileError(f"unknown interval normaliser {wrapper.normaliser_!r} in the saved model")
         wrapper.beta_ = float(state.get("beta", 1.0))
         wrapper.n_calibration_rows_ = {k: int(v) for k, v in state["n_calibration_rows"].items()}

@@ -123,12 +123,17 @@ def test_extrapolation_split_trains_on_small_sizes_and_says_no_intervals_without
 
 def test_train_calibrates_on_the_evaluation_folds_without_fitting_them_again(tmp_path, monkeypatch):
     from perfscope.models.persistence import load_bundle
-    from perfscope.models.training import train
+    from perfscope.workflows.train import train
 
     rows = _one_parameter_sweep(tmp_path, range(1, 61))
     fits = []
     original = ParameterForestModel.fit
-    monkeypatch.setattr(ParameterForestModel, "fit", lambda self, X, y=None: fits.append(len(X)) or original(self, X, y))
+
+    def counted(self, X, y=None):
+        fits.append(len(X))
+        return original(self, X, y)
+
+    monkeypatch.setattr(ParameterForestModel, "fit", counted)
     report = train(rows, out_dir=tmp_path / "bundle", n_splits=4, group_by=["x"])
     assert len(fits) == 4 + 1  # four folds, then every row once
     wrapper = load_bundle(tmp_path / "bundle")["param_forest"]
