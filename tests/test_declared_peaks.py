@@ -134,3 +134,20 @@ def test_the_dashboard_bounds_a_declared_device_by_its_declared_peaks(tmp_path):
     np.testing.assert_allclose(data.rows["peak_flops_per_s"], 156e12)
     np.testing.assert_allclose(data.rows["memory_time_s"], 4 * 1000 * 64 / 1.5e12)
     assert data.rows["bound_time_s"].notna().all()
+
+
+def test_a_csv_import_takes_the_math_mode_and_figures_as_columns(tmp_path):
+    from perfscope.importers import import_csv
+
+    path = tmp_path / "t.csv"
+    path.write_text("M,dtype,mode,ms\n512,fp32,tf32,0.1\n512,fp16,tf32,0.1\n512,fp32,,0.2\n")
+    defaults = {"kernel": "gemm", "implementation": "cublas", "device_name": NO_SPEC, "n": 512, "k": 512,
+                "declared_peak_flops_per_s": 156e12}
+    rows = import_csv(path, {"m": "M", "dtype": "dtype", "fp32_math": "mode", "time_median_ms": "ms"},
+                      defaults=defaults).to_pylist()
+    assert [r["fp32_math"] for r in rows] == ["tf32", None, None]  # says nothing of fp16; empty: unknown
+    assert {r["declared_peak_flops_per_s"] for r in rows} == {156e12}
+    path.write_text("M,dtype,mode,ms\n512,fp32,fast,0.1\n")
+    with pytest.raises(InvalidInputError, match="line 2.*ieee or tf32"):
+        import_csv(path, {"m": "M", "dtype": "dtype", "fp32_math": "mode", "time_median_ms": "ms"},
+                   defaults=defaults)
