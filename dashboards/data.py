@@ -64,7 +64,7 @@ class DashboardData:
                   notes: Sequence[str] = ()) -> DashboardData:
         """Dashboard data from a frame of rows (schema columns; missing ones become null)."""
         notes = list(notes)
-        rows, devices = add_features(prepare_rows(rows), notes)
+        rows, devices = add_features(prepare_rows(rows), notes, datasets)
         data = cls(rows=rows, datasets=list(datasets), problems=list(problems), notes=notes, devices=devices)
         release_freed_memory()
         return data

@@ -8,6 +8,7 @@ features of ``perfscope.roofline.feature_columns`` per device and the gap.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -145,14 +146,16 @@ _FEATURE_INPUTS = (
 )
 
 
-def add_features(rows: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, dict[str, DeviceInfo]]:
+def add_features(rows: pd.DataFrame, notes: list[str],
+                 datasets: Sequence[str] = ()) -> tuple[pd.DataFrame, dict[str, DeviceInfo]]:
     """Roofline features (``perfscope.roofline.feature_columns``, once per device, on the
     columns it reads) written into ``rows``, plus the gap.
 
     Each device's features are computed on a narrow copy of its rows and scattered back
     by position: no concatenation or reordering of the full, wide frame. Only rows with a
     measured status get features; a device whose rows cannot be featurised is reported in
-    ``notes`` and drawn without them.
+    ``notes`` and drawn without them. A profile one of ``datasets`` carries for a device wins
+    over the viewer's own calibration (``roofline_devices.resolve_device``).
     """
     from perfscope.devices.declared import declared_devices
     from perfscope.roofline import feature_columns
@@ -175,7 +178,8 @@ def add_features(rows: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, di
             first = int(np.argmax(of_device))
             name, sm = names.iloc[first], sms.iloc[first]
             info = resolve_device(str(key), "" if pd.isna(name) else str(name),
-                                  sm_count=None if pd.isna(sm) else float(sm), declared=declared.get(str(key)))
+                                  sm_count=None if pd.isna(sm) else float(sm), declared=declared.get(str(key)),
+                                  datasets=datasets)
             devices[str(key)] = info
             if info.used.source_kind not in sources:
                 sources.append(info.used.source_kind)

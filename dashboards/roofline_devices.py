@@ -1,15 +1,18 @@
 """How a dataset's devices are resolved for the roofline, and the ceilings each one draws.
 
-A device resolves to a calibrated profile when ``perfscope.devices.registry`` has one,
-else to its spec-sheet row, else to the figures its rows declared at import
-(``perfscope.devices.declared``), else to a device with no peaks (features without a bound).
+A device resolves to the profile its dataset carries (``<dataset>/_devices/``: the machine the
+rows were measured on), else to the viewer's own calibrated profile
+(``perfscope.devices.registry``), else to its spec-sheet row, else to the figures its rows
+declared at import (``perfscope.devices.declared``), else to a device with no peaks (features
+without a bound). ``DeviceInfo.calibrated_source`` names which profile and file.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -44,25 +47,53 @@ class DeviceInfo:
     spec: Any | None
     calibrated: Any | None
     note: str
+    calibrated_origin: str = ""  # "dataset" (the dataset's own profile) or "viewer" (this machine's)
+    calibrated_file: str = ""
+
+    @property
+    def calibrated_source(self) -> str:
+        """Which calibrated profile drew the ceiling: whose, the file and its date ("" if none)."""
+        if self.calibrated is None:
+            return ""
+        when = str(getattr(self.calibrated, "measured_at", "") or "")[:10] or "undated"
+        whose = "the dataset's own profile" if self.calibrated_origin == "dataset" else "your calibration"
+        return f"{whose}, calibrated {when}" + (f", {self.calibrated_file}" if self.calibrated_file else "")
 
 
 def resolve_device(device_key: str, device_name: str, *, sm_count: float | None = None,
-                   declared: Any | None = None) -> DeviceInfo:
-    """The roofline device for a dataset device: calibrated profile, else spec row, else the
-    ``declared`` figures (``perfscope.devices.declared.declared_devices``), else none.
+                   declared: Any | None = None, datasets: Sequence[str | Path] = ()) -> DeviceInfo:
+    """The roofline device for a dataset device: the profile one of ``datasets`` carries, else
+    the viewer's calibrated profile, else the spec row, else the ``declared`` figures
+    (``perfscope.devices.declared.declared_devices``), else none.
 
-    The lookup is ``perfscope.devices.registry.resolve_row_device`` (by key, then by name);
-    the spec row is kept beside a calibrated profile so pages can draw both ceilings.
+    The viewer's lookup is ``perfscope.devices.registry.resolve_row_device`` (by key, then by
+    name); the spec row is kept beside a calibrated profile so pages can draw both ceilings.
     """
-    from perfscope.devices.registry import find_device_spec, resolve_row_device
+    from perfscope.devices.registry import (
+        find_dataset_profile,
+        find_device_spec,
+        find_profile_file,
+        resolve_row_device,
+    )
 
     found = resolve_row_device(str(device_key) if device_key else None, str(device_name) if device_name else None)
-    if found is not None and found[1] == "calibrated":
-        calibrated = found[0]
+    own = find_dataset_profile(str(device_key), str(device_name) if device_name else None, datasets)
+    if own is not None or (found is not None and found[1] == "calibrated"):
         spec = find_device_spec(str(device_name)) if device_name else None
         spec = spec or find_device_spec(device_key)
-        return DeviceInfo(device_key, device_name, calibrated, spec, calibrated,
-                          f"{device_key}: calibrated peaks (perfscope calibrate)")
+        if own is not None:
+            calibrated, path = own
+            note = f"{device_key}: calibrated peaks from the dataset's own profile ({path})"
+            if found is not None and found[1] == "calibrated":
+                note += "; your own calibration of this device is not used for this dataset"
+            info = DeviceInfo(device_key, device_name, calibrated, spec, calibrated, note, "dataset", str(path))
+        else:
+            calibrated = found[0]  # type: ignore[index]
+            path = find_profile_file(getattr(calibrated, "device_key", device_key))
+            info = DeviceInfo(device_key, device_name, calibrated, spec, calibrated,
+                              f"{device_key}: calibrated peaks from your calibration (perfscope calibrate"
+                              + (f", {path})" if path else ")"), "viewer", str(path or ""))
+        return info
     if found is not None:
         spec = found[0]
         return DeviceInfo(device_key, device_name, spec, spec, None,

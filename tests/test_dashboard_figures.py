@@ -187,6 +187,57 @@ def test_calibrated_ceilings_are_drawn_solid_next_to_the_spec(monkeypatch, tmp_p
     assert max(bf16.y) == pytest.approx(7.0e14)
 
 
+def _h100_profile(bf16_peak: float, when: str):
+    from perfscope.devices.profile import DeviceProfile
+
+    return DeviceProfile(device_key=H100_KEY, name=H100_NAME, kind="cuda",
+                         peaks_flops_per_s={"fp32": 5.0e13, "bf16": bf16_peak}, mem_bandwidth_bytes_per_s=3.0e12,
+                         launch_overhead_s=4e-6, sm_count=132, l2_bytes=None, memory_bytes=None,
+                         measured_at=f"{when}T00:00:00+00:00", calibrate_s=1.0, spec_id="h100-sxm")
+
+
+def test_the_datasets_own_profile_wins_over_the_viewers_calibration(monkeypatch, tmp_path):
+    from perfscope.dashboards.data import ceilings_frame
+    from perfscope.dashboards.pages.roofline import ceiling_sources
+    from perfscope.devices.registry import DATASET_PROFILE_SUBDIR, profile_path, save_profile
+    from perfscope.store import ProfileStore
+
+    monkeypatch.setenv("PERFSCOPE_HOME", str(tmp_path / "home"))
+    viewer_file = save_profile(_h100_profile(7.0e14, "2026-01-02"))  # this machine's own calibration
+    dataset = tmp_path / "dataset"
+    ProfileStore(dataset, create=True).append(dashboard_rows())
+    own_file = save_profile(_h100_profile(6.0e14, "2025-11-30"),
+                            profile_path(H100_KEY, dataset / DATASET_PROFILE_SUBDIR))
+
+    loaded = DashboardData.load([dataset])  # the store still reads: "_devices" is not a partition
+    assert len(loaded.rows) == len(dashboard_rows())
+    info = loaded.devices[H100_KEY]
+    assert info.calibrated_origin == "dataset" and info.used.peaks_flops_per_s["bf16"] == pytest.approx(6.0e14)
+    assert str(own_file) in info.note and "your own calibration of this device is not used" in info.note
+    label = ceiling_sources({H100_KEY: info})[f"{H100_KEY}:calibrated"]
+    assert label.startswith("the dataset's own profile, calibrated 2025-11-30") and str(own_file) in label
+    fig = roofline.roofline_figure(loaded.rows[loaded.rows["device_key"] == H100_KEY],
+                                   ceilings_frame({H100_KEY: info}), sources=ceiling_sources({H100_KEY: info}))
+    bf16 = next(t for t in fig.data if t.name == f"{H100_KEY} bf16 (calibrated)")
+    assert max(bf16.y) == pytest.approx(6.0e14) and "dataset's own profile" in bf16.hovertemplate
+
+    viewers = DashboardData.load([_copy_without_profile(dataset, tmp_path)])
+    info = viewers.devices[H100_KEY]  # no profile in the dataset: the viewer's calibration, and it says so
+    assert info.calibrated_origin == "viewer" and info.used.peaks_flops_per_s["bf16"] == pytest.approx(7.0e14)
+    label = ceiling_sources({H100_KEY: info})[f"{H100_KEY}:calibrated"]
+    assert label.startswith("your calibration, calibrated 2026-01-02") and str(viewer_file) in label
+
+
+def _copy_without_profile(dataset, tmp_path):
+    import shutil
+
+    from perfscope.devices.registry import DATASET_PROFILE_SUBDIR
+
+    copy = tmp_path / "copy"
+    shutil.copytree(dataset, copy, ignore=shutil.ignore_patterns(DATASET_PROFILE_SUBDIR))
+    return copy
+
+
 def test_roofline_points_are_flops_over_time(rows):
     h100 = rows[(rows["device_key"] == H100_KEY) & (rows["dtype"] == "fp32") & rows["tile_m"].isna()]
     fig = roofline.roofline_figure(h100)

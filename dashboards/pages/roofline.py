@@ -77,15 +77,11 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
 
 def ceiling_sources(devices: dict) -> dict[str, str]:
     """"device:source" -> where that ceiling's figures come from: the spec-sheet row, or the
-    calibrated profile's file and date."""
-    from perfscope.devices.registry import profile_path
-
+    calibrated profile (the dataset's own or the viewer's), its file and date."""
     out = {}
     for key, info in devices.items():
         if info.spec is not None:
             out[f"{key}:spec"] = f"spec sheet row {getattr(info.spec, 'device_id', '?')}"
         if info.calibrated is not None:
-            when = str(getattr(info.calibrated, "measured_at", "") or "")[:10] or "undated"
-            path = profile_path(key)
-            out[f"{key}:calibrated"] = f"calibrated {when}" + (f", {path}" if path.is_file() else "")
+            out[f"{key}:calibrated"] = info.calibrated_source
     return out

@@ -37,6 +37,7 @@ from perfscope.devicespecs import DeviceSpec, RooflineDevice, load_device_specs
 from perfscope.errors import InvalidInputError, NotFoundError
 
 PROFILE_SUBDIR = "devices"
+DATASET_PROFILE_SUBDIR = "_devices"  # a dataset's own profiles (Parquet readers skip "_" folders)
 CPU_NAMES = ("cpu", "local-cpu", "this-cpu")  # normalised names of "this machine's CPU"
 
 Resolved = tuple[DeviceSpec | DeviceProfile, str]
@@ -205,15 +206,50 @@ def _profile_dirs(directory: Path | str | None) -> list[Path]:
     return [d for d in (profile_dir(), legacy_profile_dir()) if d is not None]
 
 
+def find_profile_file(device_key: str, directory: Path | str | None = None) -> Path | None:
+    """The file ``find_profile`` reads for ``device_key``, or None."""
+    name = profile_path(device_key, ".").name
+    folders = _profile_dirs(directory) + ([shipped_profile_dir()] if directory is None else [])
+    return next((folder / name for folder in folders if (folder / name).is_file()), None)
+
+
 def find_profile(device_key: str, directory: Path | str | None = None) -> DeviceProfile | None:
     """The saved profile of ``device_key``, or None. Without a ``directory``: the user's
     profiles (``profile_dir()``, then the legacy cache location) come first, then those
     shipped with the sample profiles (``data/samples/devices``)."""
+    path = find_profile_file(device_key, directory)
+    return load_profile(path) if path is not None else None
+
+
+def dataset_profile_dirs(dataset: Path | str) -> list[Path]:
+    """Where a dataset keeps its own device profiles: ``<dataset>/_devices/``, and for the
+    sample datasets shipped with perfscope the profiles shipped beside them."""
+    path = Path(dataset).expanduser().resolve()
+    folders = [path / DATASET_PROFILE_SUBDIR]
+    shipped = shipped_profile_dir().resolve()
+    if shipped.parent == path or shipped.parent in path.parents:
+        folders.append(shipped)
+    return [folder for folder in folders if folder.is_dir()]
+
+
+def find_dataset_profile(device_key: str, device_name: str | None,
+                         datasets: Iterable[Path | str]) -> tuple[DeviceProfile, Path] | None:
+    """The profile a dataset carries for its device (by key, then by device name) and its
+    file, or None. It wins over the viewer's own calibration: it describes the machine the
+    rows were measured on."""
     name = profile_path(device_key, ".").name
-    folders = _profile_dirs(directory) + ([shipped_profile_dir()] if directory is None else [])
-    for folder in folders:
-        if (folder / name).is_file():
-            return load_profile(folder / name)
+    wanted = normalise_device_name(device_name) if device_name else None
+    for dataset in datasets:
+        for folder in dataset_profile_dirs(dataset):
+            if (folder / name).is_file():
+                return load_profile(folder / name), folder / name
+            for path in sorted(folder.glob("*.json")) if wanted else ():
+                try:
+                    profile = load_profile(path)
+                except InvalidInputError:
+                    continue
+                if normalise_device_name(profile.name) == wanted:
+                    return profile, path
     return None
 
 
