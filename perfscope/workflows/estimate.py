@@ -213,25 +213,18 @@ def estimate(kernel: str, device: str, dtype: str = "fp32", *, model: Any = None
 
 def _best_tile(kernel: str, device: str, dtype: str, config: dict[str, Any], model: Any,
                default_latency_s: float) -> dict[str, Any]:
+    """The best tile of the tile grid (``perfscope.workflows.best_config``), as ``best_tile`` gives it."""
+    from perfscope.workflows.best_config import best_config, legacy_best_tile
+
     if kernel != "gemm":
         raise InvalidInputError("the best-tile search is available for gemm", parameter="best_tile")
-    if model is None:
-        raise InvalidInputError("the best-tile search needs a model trained on a tile sweep: the roofline "
-                                "alone ignores on-chip reuse and would always favour the smallest tile",
-                                parameter="model")
-    on_cpu = device.lower().startswith("cpu")
-    candidates = CPU_TILE_CANDIDATES if on_cpu else GPU_TILE_CANDIDATES
-    implementation = config.get("implementation") or ("numba.tiled" if on_cpu else "triton.matmul")
-    configs = [{**config, "implementation": implementation, "tile_m": tm, "tile_n": tn, "tile_k": tk}
-               for tm, tn, tk in candidates]
-    out = estimate_columns(kernel, configs, device, dtype=dtype, model=model)
-    latency = np.asarray(out["latency_s"], dtype=float)
-    if np.isnan(latency).all():
+    shape = {k: v for k, v in config.items() if k != "implementation"}
+    found = best_config(kernel, device, dtype, model=model, shape=shape, implementation=config.get("implementation"),
+                        tile_grid=True)
+    legacy = legacy_best_tile(found, default_latency_s)
+    if legacy is None:  # the grid holds tiles only
         raise InvalidInputError(f"no tile has a latency estimate on {device} for {dtype}")
-    best = int(np.nanargmin(latency))  # the first of equal minima, as pandas' idxmin
-    return {"tile_m": int(out["tile_m"][best]), "tile_n": int(out["tile_n"][best]), "tile_k": int(out["tile_k"][best]),
-            "implementation": implementation, "latency_s": float(latency[best]),
-            "gain_over_default": float(default_latency_s / latency[best]), "method": out["method"][best]}
+    return legacy
 
 
 def _bundle(model: Any) -> Any:

@@ -37,6 +37,7 @@ from perfscope.models.forest import ForestModel, PaperBaselineModel
 from perfscope.models.intervals import ConformalWrapper
 from perfscope.models.param_features import parameters, tunable_names
 from perfscope.models.param_forest import ParameterForestModel
+from perfscope.models.param_space import observed_spaces
 from perfscope.models.persistence import data_fingerprint, save_bundle, to_jsonable
 from perfscope.models.ranking import most_varied_parameters, parameter_groups
 from perfscope.models.roofline_model import LogLinearModel, RooflineModel
@@ -275,7 +276,10 @@ def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequen
                       metadata={"evaluation": table.to_dict(orient="records"),
                                 "evaluation_split": f"group_by:{','.join(names)}" if names else "shape",
                                 "selection": selection, "n_shapes": n_shapes, "n_energy_rows": n_energy,
-                                "skipped_models": skipped})
+                                "skipped_models": skipped,
+                                # what `estimate --best-config` searches without the data
+                                "parameter_spaces": observed_spaces(data),
+                                "device_names": _device_names(data)})
     quantiles = {name: dict(model.quantiles_) for name, model in final.items() if hasattr(model, "quantiles_")}
     return TrainReport(out_dir=out, n_rows=int(len(data)), n_shapes=n_shapes, n_energy_rows=n_energy,
                        devices=sorted(data["device_key"].astype(str).unique()),
@@ -283,3 +287,11 @@ def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequen
                        dtypes=sorted(data["dtype"].astype(str).unique()), models=list(final), evaluation=table,
                        fingerprint=data_fingerprint(data), interval_quantiles=quantiles, skipped=skipped,
                        group_by=names)
+
+
+def _device_names(rows: pd.DataFrame) -> dict[str, str]:
+    """Each device key's first recorded name (how ``estimate --best-config`` finds a device by name)."""
+    if "device_name" not in rows:
+        return {}
+    named = rows[rows["device_name"].notna()]
+    return {str(k): str(v) for k, v in named.groupby(named["device_key"].astype(str))["device_name"].first().items()}
