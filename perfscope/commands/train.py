@@ -49,19 +49,34 @@ def train_command(
     include_contended: IncludeContended = False,
     strict: Strict = False,
     group_by: GroupBy = None,
+    adapt: Annotated[list[Path] | None, typer.Option(
+        help="Dataset(s) with k measured configurations of a new GPU: after training, adapt the model to it "
+             "(its scale and, with >= 8 rows, a small residual forest) so the bundle predicts that GPU.")] = None,
+    adapt_sample: Annotated[int | None, typer.Option(
+        help="Adapt to this many random ok rows of --adapt (seeded by --seed) instead of all.")] = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
-    """Fit the roofline, energy and forest models, print their grouped-split figures, save them."""
+    """Fit the roofline, energy and forest models, print their grouped-split figures, save them.
+
+    Few-shot on a new GPU: `perfscope train base --out model --adapt new_gpu --adapt-sample 20`."""
     from perfscope.workflows.train import train  # lazy workflow (see the top)
 
+    if adapt_sample is not None and not adapt:
+        raise InvalidInputError("--adapt-sample needs --adapt DATASET")
     check_writable(out)  # before minutes of training, not after
     rows, read = read_rows(datasets, strict=strict, as_json=as_json)
+    adapt_rows = read_rows(adapt, strict=strict, as_json=as_json)[0] if adapt else None  # read before training
     report = train(rows, out_dir=out, kernels=kernel, devices=device, dtypes=dtype, seed=seed,
                    include_contended=include_contended, group_by=_names(group_by),
                    progress=None if quiet or as_json else _progress)
+    adaptation = None
+    if adapt_rows is not None:
+        from perfscope.workflows.adapt import adapt_trained  # lazy workflow (see the top)
+
+        adaptation = adapt_trained(out, adapt_rows, kernels=kernel, dtypes=dtype, sample=adapt_sample, seed=seed)
     if as_json:
-        print(strict_json.dumps({**report.to_dict(), **_files_summary(read)}))
+        print(strict_json.dumps({**report.to_dict(), "adaptation": adaptation, **_files_summary(read)}))
         return
     print(f"trained on {report.n_rows} rows, {report.n_shapes} shapes ({', '.join(report.kernels)}; "
           f"{', '.join(report.devices)}); saved to {report.out_dir}")
@@ -71,6 +86,11 @@ def train_command(
     print(_table(report.evaluation))
     for name, reason in report.skipped.items():
         print(f"{name}: not fitted: {reason}")
+    if adaptation is not None:
+        print(f"adapted {', '.join(adaptation['models'])} to {', '.join(adaptation['devices'])} with "
+              f"{adaptation['n_rows']} measured rows; saved to {report.out_dir}")
+        for name, reason in adaptation["not_adapted"].items():
+            print(f"{name}: not adapted: {reason}")
 
 
 def check_writable(out: Path) -> None:

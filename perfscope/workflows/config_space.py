@@ -182,7 +182,8 @@ def given_config(params: Mapping[str, Any], tiles: Mapping[str, Any], shape: Map
            observed: list[dict[str, Any]], problem: list[Any] | None, implementation: str | None,
            source: str) -> dict[str, Any] | None:
     """The given configuration (parameters and tiles), launch geometry from the observed
-    space where it is there; for the tile grid, the configuration as estimated (tiles or not)."""
+    space where it is there; for the tile grid, the configuration as estimated (tiles or not);
+    None when none is given, or when the parameters only fix the rest of a declared space."""
     if not params and not tiles and source != "tiles":
         return None
     config: dict[str, Any] = {"params": dict(params), **dict(tiles)}
@@ -194,6 +195,8 @@ def given_config(params: Mapping[str, Any], tiles: Mapping[str, Any], shape: Map
         if tunable_items(seen) == wanted:
             return seen
     missing = sorted(n for n in varied_names(observed) if n not in params and n not in tiles and n != "implementation")
+    if missing and source == "declared":
+        return None  # the parameters fix the rest of a declared space: no whole configuration given
     if missing and source != "tiles":
         raise InvalidInputError(f"--params leaves {', '.join(missing)} unset: give every varied parameter",
                                 parameter="params")

@@ -1,0 +1,80 @@
+"""Few-shot adaptation of a saved bundle to a new GPU: ``perfscope train --adapt DATASET``.
+
+A bundle trained on some GPUs, plus k measured configurations of a new one: each model
+that can adapt (``adapt(rows)``: ``ParameterForestModel`` learns the new device's scale
+and, with enough rows, a small residual forest; its main forest is kept) learns from
+those rows, and the bundle is saved again with the adapted per-device part, so it
+predicts the new GPU. A model that cannot adapt is kept as trained and named, with
+the reason, in the bundle's metadata (``adaptation``).
+
+Intervals stay those of the base model's conformal calibration: the k rows are what
+the adapted part was fitted on, so they cannot calibrate it as well (the interval of
+the new device is not re-measured: check it with ``perfscope evaluate --split device``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from perfscope.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# metadata every save writes afresh (the rest is carried over from the trained bundle)
+_WRITTEN_BY_SAVE = ("created_at", "schema_version", "libraries", "kind", "name", "features", "targets")
+CANNOT_ADAPT = "cannot adapt to a new device (only the parameter forest learns a device from a few rows)"
+
+
+def adapt_bundle(model_dir: str | os.PathLike[str], rows: pd.DataFrame, *,
+                 out_dir: str | os.PathLike[str] | None = None, sample: int | None = None,
+                 seed: int = 0) -> dict[str, Any]:
+    """Adapt the bundle at ``model_dir`` to the devices of ``rows``' ok rows and save it at
+    ``out_dir`` (default: in place). ``sample``: use k random ok rows (``seed``) instead of
+    all. Returns what was done (also kept in the bundle metadata under ``adaptation``).
+    ``InvalidInputError`` when no model of the bundle can adapt or no row is usable."""
+    from perfscope.models.efficiency import ok_rows
+    from perfscope.models.persistence import data_fingerprint, load_bundle, save_bundle
+
+    bundle = load_bundle(model_dir)
+    usable = ok_rows(rows)
+    if len(usable) == 0:
+        raise InvalidInputError("--adapt: the dataset has no ok rows with a time to adapt to", parameter="adapt")
+    if sample is not None:
+        if sample < 1:
+            raise InvalidInputError(f"--adapt-sample must be at least 1, got {sample}", parameter="adapt_sample")
+        if sample < len(usable):
+            chosen = np.random.default_rng(seed).choice(len(usable), size=sample, replace=False)
+            usable = usable.iloc[np.sort(chosen)]
+    adapted: list[str] = []
+    skipped: dict[str, str] = {}
+    for name, model in bundle.models.items():
+        inner = getattr(model, "estimator_", model)
+        if hasattr(inner, "adapt"):
+            inner.adapt(usable)
+            adapted.append(name)
+        else:
+            skipped[name] = CANNOT_ADAPT
+    if not adapted:
+        raise InvalidInputError(f"no model in the bundle ({', '.join(bundle.models)}) {CANNOT_ADAPT}: train on rows "
+                                "with tunable parameters (param_forest) to adapt", parameter="adapt")
+    devices = sorted(usable["device_key"].astype(str).unique())
+    report = {"models": adapted, "not_adapted": skipped, "devices": devices, "n_rows": int(len(usable)),
+              "fingerprint": data_fingerprint(usable),
+              "interval": "the base model's conformal quantile (not re-calibrated on the adapted devices)"}
+    metadata = {**bundle.metadata, "adaptation": report}
+    names = dict(metadata.get("device_names") or {})
+    if "device_name" in usable:
+        for key, name in zip(usable["device_key"].astype(str), usable["device_name"], strict=True):
+            if isinstance(name, str) and name:
+                names.setdefault(key, name)
+    metadata["device_names"] = names
+    per_model = {name: {k: v for k, v in meta.items() if k not in _WRITTEN_BY_SAVE}
+                 for name, meta in bundle.model_metadata.items()}
+    save_bundle(out_dir if out_dir is not None else model_dir, bundle.models,
+                metadata={k: v for k, v in metadata.items() if k not in _WRITTEN_BY_SAVE},
+                model_metadata=per_model)
+    return report
