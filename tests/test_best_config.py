@@ -168,9 +168,10 @@ def test_train_adapt_on_the_cli_saves_a_bundle_that_predicts_the_new_gpu(tmp_pat
     from perfscope.models.persistence import load_bundle
     from perfscope.store import ProfileStore
 
-    for name, part in (("base", sweeps[sweeps["device_name"] != "AMD Radeon PRO W6600"]),
-                       ("new", sweeps[sweeps["device_name"] == "AMD Radeon PRO W6600"])):
-        ProfileStore(tmp_path / name, create=True).append_table(pa.Table.from_pandas(part.reset_index(drop=True)))
+    base = ProfileStore(tmp_path / "base", create=True)
+    for name, speed in (("NVIDIA RTX A4000", 2.0), ("NVIDIA RTX A6000", 1.0)):
+        base.append_table(_sweep(tmp_path, name, speed))
+    ProfileStore(tmp_path / "new", create=True).append_table(_sweep(tmp_path, "AMD Radeon PRO W6600", 3.0))
     run = _cli("train", tmp_path / "base", "--out", tmp_path / "model", "--adapt", tmp_path / "new",
                "--adapt-sample", 12, "--json", "-q")
     assert run.returncode == 0, run.stderr

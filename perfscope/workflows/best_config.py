@@ -182,7 +182,9 @@ def legacy_best_tile(result: Mapping[str, Any], given_latency_s: float) -> dict[
 def _predict(bundle: Any, predictor: str, kernel: str, device: str, dtype: str, shape: Mapping[str, Any],
              configs: list[dict[str, Any]], fp32_math: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """(latency, low, high) in seconds per configuration, and the device key used."""
-    flat = [{**shape, **{k: v for k, v in c.items() if k not in ("params", "unobserved")},
+    # a family with sizes has its work computed from the sizes asked, not the observed row's
+    left_out = ("params", "unobserved", "flops", "min_bytes") if kernel in SHAPE_COLUMNS else ("params", "unobserved")
+    flat = [{**shape, **{k: v for k, v in c.items() if k not in left_out},
              "params_json": json.dumps(c["params"], sort_keys=True)} for c in configs]
     if predictor == "forest":
         out = estimate_columns(kernel, flat, device, dtype=dtype, model=bundle, fp32_math=fp32_math)
