@@ -1,7 +1,8 @@
 """Adapters to the parts of perfscope the dashboard calls but does not own.
 
 * ``run_estimate``: ``perfscope.workflows.estimate.estimate(kernel, device, dtype, model=..., **config)``
-  with the dashboard's loaded model, as ``perfscope estimate --model`` calls it.
+  with the dashboard's loaded model, as ``perfscope estimate --model`` calls it (and
+  ``perfscope.workflows.best_config`` for the best configuration, as ``--best-config``).
 * ``load_model`` / ``predict_latency_s``: a model bundle saved by ``perfscope train``
   (``perfscope.models.persistence.load_bundle``) and its latency predictions for
   configuration rows (``perfscope.models.prediction.estimate_rows``), for the tile explorer.
@@ -88,16 +89,28 @@ def parse_params(text: str | None) -> dict[str, int | float | str]:
 
 
 def run_estimate(kernel: str, device: str, dtype: str, config: Mapping[str, Any], *, model: Any = None,
-                 implementation: str | None = None, best_tile: bool = False,
+                 implementation: str | None = None, best_tile: bool = False, best_config: bool = False,
                  estimate: Callable[..., Any] | None = None) -> EstimateOutcome:
     """``perfscope.workflows.estimate.estimate`` (or ``estimate`` when given) with the loaded
-    ``model``: the answer ``perfscope estimate ... --model`` gives. Never raises for
-    perfscope's own errors: the page shows their message."""
-    if estimate is None:
-        from perfscope.workflows.estimate import estimate
+    ``model``: the answer ``perfscope estimate ... --model`` gives; with ``best_config``, the
+    answer of ``perfscope estimate ... --best-config`` (``perfscope.workflows.best_config``:
+    the ``param_<name>`` entries of ``config`` are the given configuration's parameters).
+    Never raises for perfscope's own errors: the page shows their message."""
     try:
-        result = estimate(kernel, device, dtype, model=model, implementation=implementation, best_tile=best_tile,
-                          **dict(config))
+        if best_config:
+            from perfscope.workflows.best_config import estimate_with_best_config
+
+            params = {k.removeprefix("param_"): v for k, v in config.items() if k.startswith("param_")}
+            shape = {k: v for k, v in config.items() if not k.startswith("param_")}
+            result = estimate_with_best_config(kernel, device, dtype, model=model, shape=shape, params=params or None,
+                                               implementation=implementation)
+        else:
+            if estimate is None:
+                from perfscope.workflows.estimate import estimate as workflow_estimate
+
+                estimate = workflow_estimate
+            result = estimate(kernel, device, dtype, model=model, implementation=implementation, best_tile=best_tile,
+                              **dict(config))
     except PerfscopeError as exc:
         return EstimateOutcome(False, str(exc))
     if not isinstance(result, Mapping):

@@ -93,7 +93,8 @@ def layout(**query: Any) -> html.Div:
                                      value=from_query(query, "pue", 1.0, kind=float)), width="90px"),
             html.Button("Estimate", id="estimate-run", n_clicks=0, className="primary"),
             html.Button("Best configuration", id="estimate-best", n_clicks=0, className="export-button",
-                        title="the tile the model predicts fastest for this shape (needs --model)"),
+                        title="the configuration the model predicts fastest for this shape: perfscope estimate "
+                              "--best-config (needs --model)"),
         ], className="controls"),
         html.Div(id="estimate-status"),
         figure_panel("estimate", height=260),
@@ -146,7 +147,7 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         impl = None if implementation in (None, "", DEFAULT_IMPLEMENTATION) else implementation
         best = bool(best_clicks) and (not n_clicks or _triggered() == "estimate-best")
         outcome = run_estimate(kernel, device, dtype or "fp32", config, model=context.model, implementation=impl,
-                               best_tile=best)
+                               best_config=best)
         if not outcome.ok:
             return (message_figure(f"Estimate: {outcome.message}"), notes_list([outcome.message], kind="warning"),
                     html.Div())
@@ -205,9 +206,14 @@ def estimate_table(result: dict[str, Any]) -> pd.DataFrame:
     tiles = [result.get(c) for c in ("tile_m", "tile_n", "tile_k")]
     if any(t is not None and t == t for t in tiles):
         rows.insert(0, ("tile", "x".join("?" if t is None or t != t else str(int(t)) for t in tiles)))
-    best = result.get("best_tile")
-    if isinstance(best, dict):
-        rows.append(("best configuration", f"{best['implementation']} tile {best['tile_m']}x{best['tile_n']}x"
-                     f"{best['tile_k']}: {duration(best['latency_s'])}, x{best['gain_over_default']:.3g} over the "
-                     "configuration given"))
+    found = result.get("best_config")
+    if isinstance(found, dict):
+        best = found["best"]
+        shown = " ".join(f"{k}={v}" for k, v in best["config"].items())
+        gain = (f"x{found['gain_over_given']:.3g} over the configuration given" if found.get("gain_over_given")
+                else f"x{found['gain_over_median']:.3g} over the median configuration")
+        rows.append(("best configuration", f"{shown}: {duration(best['latency_s'])} "
+                     f"({interval(best['latency_low_s'], best['latency_high_s'], 's')}), {gain}; "
+                     f"{found['space']['n_candidates']} configurations ({found['space']['source']} space) "
+                     f"ranked by {found['model']}"))
     return pd.DataFrame(rows, columns=["quantity", "value"])
