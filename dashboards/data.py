@@ -90,13 +90,28 @@ class DashboardData:
     def select(self, filters: Mapping[str, Sequence[object]] | None,
                columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The filtered rows, only ``columns`` (those that exist) when given."""
-        idx = self.index(filters)
-        frame = self.rows
-        if columns is not None:
-            frame = frame[[c for c in dict.fromkeys(columns) if c in frame.columns]]
-        if len(idx) == len(frame):
-            return frame
-        return frame.iloc[idx]
+        return self.take(self.index(filters), self.rows.columns if columns is None else columns)
+
+    def take(self, positions: np.ndarray, columns: Sequence[str]) -> pd.DataFrame:
+        """The rows at ``positions`` (of the whole frame, as ``index`` gives them), only
+        ``columns`` (those that exist): one take per column asked for, never a copy of the
+        wide frame. The index holds the positions, as ``iloc`` would keep them."""
+        names = [c for c in dict.fromkeys(columns) if c in self.rows.columns]
+        if len(positions) == len(self.rows):
+            return self.rows[names]  # copy-on-write: no copy
+        return pd.DataFrame({c: self.rows[c].array.take(positions) for c in names},
+                            index=pd.Index(positions), copy=False)
+
+    def is_value(self, column: str, value: object, positions: np.ndarray) -> np.ndarray:
+        """Mask over ``positions``: the rows whose ``column`` equals ``value`` (on a
+        categorical, one comparison of integer codes)."""
+        series = self.rows[column]
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            code = series.cat.categories.get_indexer([value])[0]
+            if code < 0:
+                return np.zeros(len(positions), dtype=bool)
+            return series.cat.codes.to_numpy()[positions] == code
+        return series.to_numpy()[positions] == value
 
     def cached(self, name: str, filters: Mapping[str, Sequence[object]] | None, compute: Any, *extra: Any) -> Any:
         """``compute()``'s result for (``name``, the filters, ``extra``), kept for the last

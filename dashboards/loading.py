@@ -115,6 +115,9 @@ def release_freed_memory(*, collect: bool = True) -> None:
         import gc
 
         gc.collect()
+        # what survives now (the rows, a million config-id strings) is kept for good: out of
+        # the collector's full passes, which would otherwise walk it during page callbacks
+        gc.freeze()
     try:
         import pyarrow as pa
 

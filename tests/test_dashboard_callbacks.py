@@ -284,7 +284,7 @@ def test_tile_explorer_options_and_heatmap(cb):
     assert nothing[0] == [] and nothing[1] is None
     xs, x, ys, y, heat, parallel = cb["update_parameter_space"]({"device": [H100_KEY]}, implementation, shape,
                                                                  dtype, device, None, None)
-    assert {x, y} == {"tile_m", "tile_n"} and not is_message(heat) and parallel.data[0].type == "parcoords"
+    assert {x, y} == {"tile_m", "tile_n"} and not is_message(heat) and parallel.data[0].type == "scatter"
 
 
 def estimate_form(**overrides):

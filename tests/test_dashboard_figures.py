@@ -527,7 +527,13 @@ def test_parameter_space_views_any_param_columns():
     cells = [c for row in heat.data[0].text for c in row]
     assert sum(c.startswith("★") for c in cells) == 1 and "★ 225 µs" in cells  # 16 x 4, unrolled: 1e-3/4*0.9
     parallel = parameter_parallel_coordinates(rows, varying)
-    assert [d.label for d in parallel.data[0].dimensions] == ["block_size_x", "block_size_y", "unroll", "median time"]
+    assert list(parallel.layout.xaxis.ticktext) == ["block_size_x", "block_size_y", "unroll", "median time"]
+    lines = [t for t in parallel.data if t.mode == "lines"]
+    assert {t.type for t in parallel.data} == {"scatter"}  # SVG: no WebGL parcoords
+    # one polyline per configuration (4 vertices and a break), every configuration drawn once
+    assert sum(len(t.x) for t in lines) == len(grid) * 5
+    fastest = min(lines, key=lambda t: t.name)  # band 1: the fastest times
+    assert any("block_size_x 16, block_size_y 4, unroll 1" in text for text in fastest.text)
 
 
 def test_net_of_idle_is_derived_where_idle_power_is_known(rows):

@@ -114,16 +114,24 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
 
     params = param_columns(data.rows)
 
+    def tiled_positions(filters: dict | None) -> np.ndarray:
+        """Positions of the measured rows with a tile or a tunable parameter, cached per
+        selection: the page's three callbacks share them, and only their rows are copied."""
+        def compute() -> np.ndarray:
+            index = data.index(filters)
+            tuned = np.isfinite(data.rows["tile_m"].to_numpy(dtype=float)[index])
+            for column in params:
+                tuned |= data.rows[column].notna().to_numpy()[index]
+            return index[tuned & data.is_value("status", "ok", index)]
+
+        return data.cached("tiled_positions", filters, compute)
+
     def tiled_rows(filters: dict | None, implementation: str | None = None) -> pd.DataFrame:
         """Measured rows with a tile or a tunable parameter (of one implementation when given)."""
-        rows = data.select(filters, (*_COLUMNS, *params))
-        tuned = np.isfinite(numeric(rows, "tile_m"))
-        for column in params:
-            tuned |= rows[column].notna().to_numpy()
-        keep = tuned & (rows["status"] == "ok").to_numpy()
+        positions = tiled_positions(filters)
         if implementation:
-            keep &= (rows["implementation"] == implementation).to_numpy()
-        return rows[keep]
+            positions = positions[data.is_value("implementation", implementation, positions)]
+        return data.take(positions, (*_COLUMNS, *params))
 
     @app.callback(Output("tiles-implementation", "options"), Output("tiles-implementation", "value"),
                   Output("tiles-shape", "options"), Output("tiles-shape", "value"),
@@ -137,19 +145,24 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
                             dtype: str | None, device: str | None) -> tuple:
         """Implementations with tiled or tuned rows; the shapes, dtypes and devices of the one chosen
         ("best" is only compared within one implementation and shape)."""
-        everything = tiled_rows(filters)
-        if everything.empty:
+        positions = tiled_positions(filters)
+        if not len(positions):
             return [], None, [], None, [], None, [], None
-        implementations = distinct(everything["implementation"])
+        implementations = distinct(data.take(positions, ["implementation"])["implementation"])
         implementation = implementation if implementation in implementations else implementations[0]
-        rows = everything[(everything["implementation"] == implementation).to_numpy()]
-        counts = rows.groupby(["kernel", *_SHAPE], dropna=False, observed=True, sort=False).size()
+        positions = positions[data.is_value("implementation", implementation, positions)]
+        rows = data.take(positions, ("kernel", "dtype", "device_key", *_SHAPE))
+        # grouped on the sizes this selection has (a GEMM has no conv or attention sizes)
+        sizes = [c for c in _SHAPE if c in rows and rows[c].notna().any()]
+        counts = rows.groupby(["kernel", *sizes], dropna=False, observed=True, sort=False).size()
         counts = counts[counts > 0].sort_values(ascending=False).head(MAX_SHAPES)
         firsts = counts.reset_index(name="rows")
         labels = shape_labels(firsts)
-        keys = [_shape_key(r) for r in firsts.to_dict("records")]
-        options = [{"label": f"{firsts['kernel'].iloc[i]} {labels[i]} ({firsts['rows'].iloc[i]} rows)",
-                    "value": keys[i]} for i in range(len(keys))]
+        as_lists = {c: firsts[c].tolist() for c in firsts.columns}  # (to_dict("records") boxes each cell)
+        keys = [_shape_key({c: values[i] for c, values in as_lists.items()}) for i in range(len(firsts))]
+        kernels, row_counts = firsts["kernel"].astype(str).tolist(), firsts["rows"].tolist()
+        options = [{"label": f"{kernels[i]} {labels[i]} ({row_counts[i]} rows)", "value": keys[i]}
+                   for i in range(len(keys))]
         dtypes = distinct(rows["dtype"])
         devices = distinct(rows["device_key"])
         return (implementations, implementation, options, shape if shape in keys else keys[0], dtypes,
@@ -157,12 +170,18 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
 
     def chosen_rows(filters: dict | None, implementation: str | None, shape: str | None, dtype: str | None,
                     device: str | None) -> pd.DataFrame:
-        rows = tiled_rows(filters, implementation)
-        if shape and dtype and device and implementation and not rows.empty:
-            mask = _shape_mask(rows, shape) & (rows["dtype"] == dtype).to_numpy() \
-                & (rows["device_key"] == device).to_numpy()
-            return rows[mask]
-        return rows.iloc[:0]
+        """The rows of one implementation, shape, dtype and device (cached: two callbacks draw them)."""
+        def compute() -> pd.DataFrame:
+            positions = tiled_positions(filters)
+            if not (shape and dtype and device and implementation) or not len(positions):
+                return data.take(positions[:0], (*_COLUMNS, *params))
+            positions = positions[data.is_value("implementation", implementation, positions)
+                                  & data.is_value("dtype", dtype, positions)
+                                  & data.is_value("device_key", device, positions)]
+            rows = data.take(positions, (*_COLUMNS, *params))
+            return rows[_shape_mask(rows, shape)]
+
+        return data.cached("chosen_tile_rows", filters, compute, implementation, shape, dtype, device)
 
     @app.callback(Output("params-x", "options"), Output("params-x", "value"), Output("params-y", "options"),
                   Output("params-y", "value"), Output(figure_id("params-heatmap"), "figure"),
