@@ -178,7 +178,7 @@ class AttentionCase(AttentionShape):
         forced = sdpa_kernel(member)
         forced.__enter__()
         matmul = torch.backends.cuda.matmul
-        tf32_before = matmul.allow_tf32
+        tf32_before = torch_fp32_math("cuda") == "tf32"  # the legacy getter raises after the new API was used
         if device.kind == "cuda":
             matmul.allow_tf32 = is_tf32(self.dtype)  # the math backend's matmuls
 

@@ -234,7 +234,7 @@ def _set_cudnn_flags(benchmark: bool, dtype: str) -> Any:
     import torch
 
     cudnn = torch.backends.cudnn
-    before = (cudnn.benchmark, cudnn.allow_tf32)
+    before = (cudnn.benchmark, torch_fp32_math("cuda", "conv") == "tf32")  # not the getter: it may raise
     cudnn.benchmark = benchmark
     cudnn.allow_tf32 = is_tf32(dtype)  # torch enables tf32 convolutions by default; fp32 must not use it
 

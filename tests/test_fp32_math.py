@@ -65,6 +65,20 @@ def test_torch_switches_decide_the_mode_on_cuda(torch_switches):
     assert torch_fp32_math("cpu") == "ieee"  # switches do not apply to CPU kernels
 
 
+@pytest.mark.skipif(not hasattr(torch.backends.cuda.matmul, "fp32_precision"), reason="torch < 2.9: one API")
+def test_mixed_legacy_and_new_torch_apis_are_read_without_raising(torch_switches):
+    matmul = torch.backends.cuda.matmul
+    torch.set_float32_matmul_precision("high")  # a user's setting ...
+    matmul.allow_tf32 = False  # ... then a collector's legacy switch
+    assert torch_fp32_math("cuda") == "ieee"
+    matmul.fp32_precision = "tf32"  # the new API: torch now refuses legacy reads
+    with pytest.raises(RuntimeError):
+        _ = matmul.allow_tf32
+    assert torch_fp32_math("cuda") == "tf32"
+    torch.backends.cudnn.conv.fp32_precision = "ieee"
+    assert torch_fp32_math("cuda", "conv") == "ieee"
+
+
 CLOCK = FakeClock()
 
 
