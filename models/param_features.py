@@ -10,8 +10,10 @@ wavefronts (64) per block and how full they are, work per thread (problem elemen
 over launched threads) and a simple occupancy figure (resident threads per compute
 unit, at most ``RESIDENT_THREADS_PER_UNIT``, with at most ``MAX_BLOCKS_PER_UNIT``
 blocks, as a share of that maximum; registers and shared memory are not known here).
-Device features are the peaks a device resolves to (spec row or calibrated profile),
-NaN when nothing is known.
+Device features (``device_features``): by default the vendor (from the spec row, else the
+device kind) and the SIMD width it schedules in (``wave_width``: 64 on AMD CDNA/GCN, 32
+on NVIDIA and AMD RDNA), NaN when unknown; optionally the spec figures as well
+(``SPEC_DEVICE_FEATURES``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,22 @@ RESIDENT_THREADS_PER_UNIT = 2048
 MAX_BLOCKS_PER_UNIT = 32
 LAUNCH_FEATURES = ("threads_per_block", "blocks", "waves", "wave_efficiency", "warp_efficiency",
                    "wavefront_efficiency", "work_per_thread", "occupancy")
-DEVICE_FEATURES = ("device_log10_bandwidth", "device_log10_fp32_peak", "device_compute_units")
+SPEC_DEVICE_FEATURES = ("device_log10_bandwidth", "device_log10_fp32_peak", "device_compute_units")
+KIND_DEVICE_FEATURES = ("device_vendor", "device_wave_width")
+DEVICE_FIGURES = SPEC_DEVICE_FEATURES + KIND_DEVICE_FEATURES
+"""What a model records per device key, in this order (NaN unknown)."""
+DEVICE_FEATURE_SETS = {"kind": KIND_DEVICE_FEATURES, "spec": DEVICE_FIGURES, "none": ()}
+VENDOR_CODES = {"cuda": 0.0, "rocm": 1.0, "xpu": 2.0}  # by device kind; other kinds are NaN
+WIDE_WAVE_ARCHITECTURES = ("cdna", "gcn", "vega")  # AMD architectures that run 64-lane wavefronts
+
+
+def wave_width(kind: str, architecture: str | None) -> float:
+    """Lanes the device schedules together: 32 (NVIDIA warps, AMD RDNA wave32), 64 (AMD CDNA/GCN), NaN unknown."""
+    if kind == "cuda":
+        return 32.0
+    if kind == "rocm" and architecture:
+        return 64.0 if architecture.lower().startswith(WIDE_WAVE_ARCHITECTURES) else 32.0
+    return math.nan
 
 
 def parameters(rows: Any) -> dict[str, list[Any]]:

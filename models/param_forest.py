@@ -36,13 +36,16 @@ import numpy as np
 from perfscope.errors import UserInputError
 from perfscope.models.estimator_base import LightEstimator, LightRegressorMixin, check_is_fitted
 from perfscope.models.param_features import (
-    DEVICE_FEATURES,
+    DEVICE_FEATURE_SETS,
+    DEVICE_FIGURES,
     LAUNCH_FEATURES,
+    VENDOR_CODES,
     encode,
     launch_features,
     parameters,
     problem_elements,
     tunable_names,
+    wave_width,
 )
 from perfscope.models.tree_arrays import ForestArrays, export_forest
 
@@ -51,30 +54,35 @@ if TYPE_CHECKING:
 
 SHAPE_FEATURES = ("batch", "m", "n", "k", "conv_n", "conv_c", "conv_h", "conv_w", "conv_k", "conv_r", "conv_s",
                   "heads", "seq_q", "seq_k", "head_dim")
-MIN_ADAPT_ROWS_FOR_RESIDUALS = 8
+DEVICE_FOREST_SHARE = 4  # each per-device landscape forest gets n_estimators / this many trees (at least 10)
 
 
 class ParameterForestModel(LightRegressorMixin, LightEstimator):
     """Forest on tunable parameters + launch + device features, log time with a per-device scale.
 
+    ``device_features``: which device figures the forest sees: ``"kind"`` (vendor and wave
+    width, the default), ``"spec"`` (those and the spec figures) or ``"none"``.
+
     Fitted: ``forest_`` (``ForestArrays``), ``feature_names_``, ``params_`` (tunable
     parameter names), ``codes_`` (string parameter codes), ``scales_`` (device key ->
-    scale), ``device_figures_`` (device key -> (log10 bandwidth, log10 FP32 peak, compute
-    units), NaN unknown), ``scale_line_`` (coefficients or None), ``residual_forests_``
-    (device key -> ``ForestArrays`` from ``adapt``), ``n_rows_``.
+    scale), ``device_figures_`` (device key -> ``DEVICE_FIGURES`` values: log10 bandwidth,
+    log10 FP32 peak, compute units, vendor code, wave width; NaN unknown),
+    ``scale_line_`` (coefficients or None), ``residual_forests_`` (device key ->
+    ``ForestArrays`` from ``adapt``), ``n_rows_``.
     """
 
     def __init__(self, n_estimators: int = 200, min_samples_leaf: int = 1, random_state: int | None = 0,
-                 n_jobs: int | None = None) -> None:
+                 n_jobs: int | None = None, device_features: str = "kind") -> None:
         self.n_estimators = n_estimators
         self.min_samples_leaf = min_samples_leaf
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.device_features = device_features
 
     # -- features --------------------------------------------------------------------------
-    def _device_figures(self, rows: Any) -> dict[str, tuple[float, float, float]]:
+    def _device_figures(self, rows: Any) -> dict[str, tuple[float, ...]]:
         from perfscope.devices.declared import declared_devices
-        from perfscope.devices.registry import resolve_row_device
+        from perfscope.devices.registry import device_kind_for, resolve_row_device
 
         known = dict(getattr(self, "device_figures_", {}))
         declared = declared_devices(rows)  # figures given at import, after profiles and spec rows
@@ -83,15 +91,25 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
         for key, name in zip(keys, names, strict=True):
             if key in known:
                 continue
-            resolved = resolve_row_device(key, name if isinstance(name, str) else None)
+            name = name if isinstance(name, str) else None
+            resolved = resolve_row_device(key, name)
             device = resolved[0] if resolved is not None else declared.get(key)
+            kind = key.split("-", 1)[0]
+            if kind not in VENDOR_CODES:
+                kind = device_kind_for(name or key)
             if device is None:
-                known[key] = (math.nan, math.nan, math.nan)
+                known[key] = (math.nan, math.nan, math.nan, VENDOR_CODES.get(kind, math.nan), wave_width(kind, None))
                 continue
+            architecture = getattr(device, "architecture", None)
+            if architecture is None:  # a calibrated profile or declared figures: a spec row may know it
+                spec_id = getattr(device, "spec_id", None)
+                spec = resolve_row_device(spec_id, None) if spec_id else None
+                architecture = getattr(spec[0], "architecture", None) if spec else None
             bandwidth = device.mem_bandwidth_bytes_per_s or math.nan
             peak = device.peaks_flops_per_s.get("fp32", math.nan)
             known[key] = (math.log10(bandwidth) if bandwidth > 0 else math.nan,
-                          math.log10(peak) if peak > 0 else math.nan, float(device.sm_count or math.nan))
+                          math.log10(peak) if peak > 0 else math.nan, float(device.sm_count or math.nan),
+                          VENDOR_CODES.get(kind, math.nan), wave_width(kind, architecture))
         return known
 
     def _design(self, rows: Any, fitting: bool) -> np.ndarray:
@@ -111,10 +129,16 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
         figures = self._device_figures(rows)
         if fitting:
             self.device_figures_ = figures
-        device = np.array([figures[str(k)] for k in rows["device_key"]], dtype=float).reshape(size, 3)
+            if self.device_features not in DEVICE_FEATURE_SETS:
+                raise UserInputError(f"device_features must be one of {', '.join(DEVICE_FEATURE_SETS)}, "
+                                     f"got {self.device_features!r}")
+            device_names = list(DEVICE_FEATURE_SETS[self.device_features])
+        else:  # the names the forest was fitted with (bundles of older versions included)
+            device_names = [n for n in self.feature_names_ if n in DEVICE_FIGURES]
+        device = np.array([figures[str(k)] for k in rows["device_key"]], dtype=float).reshape(size, len(DEVICE_FIGURES))
         launch = launch_features(params, problem_elements(rows, size), device[:, 2], size)
         columns += [launch[name] for name in LAUNCH_FEATURES]
-        columns += [device[:, i] for i in range(len(DEVICE_FEATURES))]
+        columns += [device[:, DEVICE_FIGURES.index(name)] for name in device_names]
         flops, min_bytes = work_and_traffic(rows)
         with np.errstate(divide="ignore", invalid="ignore"):
             columns += [np.log10(np.asarray(flops, dtype=float)), np.log10(np.asarray(min_bytes, dtype=float))]
@@ -123,7 +147,7 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
         design = np.column_stack(columns) if columns else np.empty((size, 0))
         if fitting:
             self.feature_names_ = ([f"param_{n}" for n in self.params_] + list(LAUNCH_FEATURES)
-                                   + list(DEVICE_FEATURES) + ["log10_flops", "log10_min_bytes"] + list(SHAPE_FEATURES))
+                                   + device_names + ["log10_flops", "log10_min_bytes"] + list(SHAPE_FEATURES))
         return np.where(np.isfinite(design), design, -1.0)
 
     # -- fitting ---------------------------------------------------------------------------
@@ -146,8 +170,16 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
         design = self._design(rows, fitting=True)
         target = log_time - np.array([self.scales_[k] for k in keys])
         self.forest_ = export_forest(self._new_forest().fit(design, target))
+        self.device_forests_ = {}  # per training device: its own landscape, for few-shot mixtures
+        if len(self.scales_) > 1:
+            trees = max(10, self.n_estimators // DEVICE_FOREST_SHARE)
+            for key in self.scales_:
+                mine = keys == key
+                forest = self._new_forest().set_params(n_estimators=trees)
+                self.device_forests_[key] = export_forest(forest.fit(design[mine], target[mine]))
         self.scale_line_ = self._fit_scale_line()
         self.residual_forests_: dict[str, ForestArrays] = {}
+        self.mixtures_: dict[str, list[float]] = {}
         self.n_rows_ = len(latency_s)
         return self
 
@@ -172,8 +204,11 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
         return float(np.mean(list(self.scales_.values())))
 
     def adapt(self, X: pd.DataFrame, y: Any = None) -> ParameterForestModel:
-        """Few-shot: learn the scale (and, with enough rows, a residual forest) of the devices of
-        ``X``'s ok rows from those measured configurations; the main forest is kept."""
+        """Few-shot: fit the devices of ``X``'s ok rows from those measured configurations
+        (``perfscope.models.few_shot``): a mixture of the pooled and per-device landscapes,
+        the scale (median log residual) and, with enough rows, a residual forest. The
+        fitted forests are kept; takes seconds."""
+        from perfscope.models.few_shot import mixture_weights, residual_forest
         from perfscope.models.roofline_model import training_rows
 
         check_is_fitted(self)
@@ -182,20 +217,25 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
             raise UserInputError("adapt needs measured ok rows of the new device")
         self.device_figures_ = self._device_figures(rows)
         design = self._design(rows, fitting=False)
-        relative = self.forest_.predict(design)
-        residual = np.log(latency_s) - relative
+        landscapes = self._landscapes(design)
+        log_time = np.log(latency_s)
         keys = np.asarray(rows["device_key"]).astype(str)
         for key in np.unique(keys):
             mine = keys == key
-            self.scales_[key] = float(np.median(residual[mine]))
+            weights = mixture_weights(landscapes[mine], log_time[mine])
+            self.mixtures_[key] = [float(w) for w in weights]
+            relative = landscapes[mine] @ weights
+            self.scales_[key] = float(np.median(log_time[mine] - relative))
             self.residual_forests_.pop(key, None)
-            if mine.sum() >= MIN_ADAPT_ROWS_FOR_RESIDUALS:
-                from sklearn.ensemble import ExtraTreesRegressor
-
-                small = ExtraTreesRegressor(n_estimators=50, min_samples_leaf=3, random_state=self.random_state)
-                self.residual_forests_[key] = export_forest(
-                    small.fit(design[mine], residual[mine] - self.scales_[key]))
+            forest = residual_forest(design[mine], log_time[mine] - relative - self.scales_[key], self.random_state)
+            if forest is not None:
+                self.residual_forests_[key] = forest
         return self
+
+    def _landscapes(self, design: np.ndarray) -> np.ndarray:
+        """Relative log time of each row by the pooled forest, then by each training device's forest."""
+        return np.column_stack([self.forest_.predict(design)]
+                               + [f.predict(design) for f in self.device_forests_.values()])
 
     # -- prediction ------------------------------------------------------------------------
     def predict(self, X: Any) -> np.ndarray:
@@ -209,6 +249,9 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
         keys = np.asarray([str(k) for k in X["device_key"]])
         for key in np.unique(keys):
             mine = keys == key
+            weights = self.mixtures_.get(key)
+            if weights is not None and len(weights) == 1 + len(self.device_forests_):
+                out[mine] = self._landscapes(design[mine]) @ np.asarray(weights)
             out[mine] += self._scale(key)
             if key in self.residual_forests_:
                 out[mine] += self.residual_forests_[key].predict(design[mine])
@@ -232,10 +275,12 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
         check_is_fitted(self)
         objects: dict[str, Any] = {"forest": self.forest_}
         objects.update({f"residual.{i}": f for i, f in enumerate(self.residual_forests_.values())})
+        objects.update({f"device.{i}": f for i, f in enumerate(self.device_forests_.values())})
         state = {"params": self.get_params(), "features": self.feature_names_, "tunables": self.params_,
                  "codes": self.codes_, "scales": self.scales_, "scale_line": self.scale_line_,
                  "device_figures": {k: list(v) for k, v in self.device_figures_.items()},
-                 "residual_devices": list(self.residual_forests_), "n_rows": self.n_rows_}
+                 "residual_devices": list(self.residual_forests_), "n_rows": self.n_rows_,
+                 "landscape_devices": list(self.device_forests_), "mixtures": self.mixtures_}
         return state, objects
 
     @classmethod
@@ -247,10 +292,14 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
         model.codes_ = {k: dict(v) for k, v in state["codes"].items()}
         model.scales_ = {k: float(v) for k, v in state["scales"].items()}
         model.scale_line_ = state["scale_line"]
-        model.device_figures_ = {k: tuple(float(x) if x is not None else math.nan for x in v)
+        width = len(DEVICE_FIGURES)  # older bundles recorded fewer figures: the rest unknown
+        model.device_figures_ = {k: tuple(float(x) if x is not None else math.nan for x in [*v, *[None] * width][:width])
                                  for k, v in state["device_figures"].items()}
         model.residual_forests_ = {k: objects[f"residual.{i}"] for i, k in enumerate(state["residual_devices"])}
         model.n_rows_ = int(state["n_rows"])
+        # bundles of older versions have no per-device landscapes
+        model.device_forests_ = {k: objects[f"device.{i}"] for i, k in enumerate(state.get("landscape_devices", []))}
+        model.mixtures_ = {k: [float(w) for w in v] for k, v in state.get("mixtures", {}).items()}
         return model
 
 
