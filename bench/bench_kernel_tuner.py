@@ -9,6 +9,10 @@ prints, for ``ParameterForestModel`` and the bar to beat (a plain
   held-out GPU (``adapt``).
 
     python bench/bench_kernel_tuner.py [--folder DIR] [--trees 200] [--n-jobs 2] [--gpus A100,W6600]
+        [--sample-per-gpu N] [--device-features kind|spec|none]
+
+``--sample-per-gpu N`` evaluates N configurations drawn at random per GPU (seed 0) instead
+of all of them: faster, and regret is then over the best of the sample.
 
 Timing is wall-clock on whatever machine runs it (shared machines say so).
 """
@@ -77,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trees", type=int, default=200)
     parser.add_argument("--n-jobs", type=int, default=None)
     parser.add_argument("--gpus", default="", help="comma-separated file stems (default: all)")
+    parser.add_argument("--sample-per-gpu", type=int, default=0, help="configurations drawn per GPU (0: all)")
+    parser.add_argument("--device-features", default="kind", choices=("kind", "spec", "none"),
+                        help="device figures the parameter forest sees (ParameterForestModel.device_features)")
     parser.add_argument("--skip-device", action="store_true")
     parser.add_argument("--skip-grouped", action="store_true")
     args = parser.parse_args(argv)
@@ -84,10 +91,18 @@ def main(argv: list[str] | None = None) -> int:
     if not args.folder.is_dir():
         print(f"Kernel Tuner caches not found at {args.folder}: skipped (pass --folder DIR)")
         return 0
+    from perfscope.hostload import ForeignLoad
+
+    load_share = ForeignLoad()
+    load_share.start()
     start = time.perf_counter()
     rows = load(args.folder, [g for g in args.gpus.split(",") if g])
+    if args.sample_per_gpu > 0:
+        rows = pd.concat([part.sample(min(args.sample_per_gpu, len(part)), random_state=0)
+                          for _, part in rows.groupby("device_key", sort=False)], ignore_index=True)
     print(f"# imported {len(rows)} rows, {rows['device_key'].nunique()} GPUs in {time.perf_counter() - start:.0f} s")
-    models = {"param_forest": ParameterForestModel(n_estimators=args.trees, n_jobs=args.n_jobs),
+    models = {"param_forest": ParameterForestModel(n_estimators=args.trees, n_jobs=args.n_jobs,
+                                                         device_features=args.device_features),
               "plain_rf60": PlainForest()}
     per_gpu = []
     for device in [] if args.skip_grouped else rows["device_key"].unique():
@@ -109,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n## leave one GPU out: zero-shot and k-shot ({time.perf_counter() - start:.0f} s; targets zero-shot "
               "median <= 20%, regret <= 1.10; 20 configurations: median <= 5%, regret <= 1.05)")
         print(table[COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    share = load_share.share()
+    print(f"\n# other processes' share of all CPUs over the run: {'unknown' if share is None else f'{share:.0%}'}")
     return 0
 
 
