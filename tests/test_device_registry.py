@@ -82,3 +82,38 @@ def test_rows_resolve_by_key_then_by_name_with_given_devices_first(xdg):
     assert resolved["cuda-b"].device_id == "l4" and resolved["given"] is given["given"]
     with pytest.raises(InvalidInputError, match=r"cuda-x \(Mystery GPU\).*perfscope calibrate"):
         resolve_row_devices(["cuda-x"], ["Mystery GPU"])
+
+
+def _profile(key: str, name: str) -> DeviceProfile:
+    return DeviceProfile(device_key=key, name=name, kind="cuda", peaks_flops_per_s={"bf16": 6.0e14},
+                         mem_bandwidth_bytes_per_s=3.0e12, launch_overhead_s=4e-6, sm_count=132, l2_bytes=None,
+                         memory_bytes=None, measured_at="2025-11-30T00:00:00+00:00", calibrate_s=1.0,
+                         spec_id="h100-sxm")
+
+
+def test_a_profile_stored_with_a_dataset_is_found_by_key_then_by_name(tmp_path, monkeypatch):
+    from perfscope.devices.registry import DATASET_PROFILE_SUBDIR, find_dataset_profile, save_dataset_profile
+    from perfscope.store import ProfileStore
+
+    monkeypatch.setenv("PERFSCOPE_HOME", str(tmp_path / "home"))
+    dataset = tmp_path / "dataset"
+    ProfileStore(dataset, create=True)
+    path = save_dataset_profile(_profile("cuda-gpu-a", "NVIDIA H100 80GB HBM3"), dataset)
+    assert path.parent == dataset / DATASET_PROFILE_SUBDIR
+    found, where = find_dataset_profile("cuda-gpu-a", None, [tmp_path / "other", dataset])
+    assert found.peaks_flops_per_s["bf16"] == 6.0e14 and where == path
+    by_name = find_dataset_profile("cuda-renamed", "NVIDIA H100 80GB HBM3", [dataset])
+    assert by_name is not None and by_name[1] == path
+    assert find_dataset_profile("cuda-gpu-b", "NVIDIA A100", [dataset]) is None
+    assert find_dataset_profile("cuda-gpu-a", None, []) is None  # the viewer's own profiles are not a dataset's
+    with pytest.raises(InvalidInputError, match="not a perfscope dataset"):
+        save_dataset_profile(_profile("cuda-gpu-a", "x"), tmp_path / "plain-folder")
+
+
+def test_calibrate_refuses_a_dataset_that_is_not_one_before_measuring(tmp_path):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "perfscope", "calibrate", "--device", "cpu", "--dataset",
+                          str(tmp_path / "nothing-here")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "not a perfscope dataset" in run.stderr and "Traceback" not in run.stderr

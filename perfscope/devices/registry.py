@@ -232,6 +232,24 @@ def dataset_profile_dirs(dataset: Path | str) -> list[Path]:
     return [folder for folder in folders if folder.is_dir()]
 
 
+def check_dataset_for_profile(dataset: Path | str) -> Path:
+    """``dataset`` as a path, if it is a perfscope dataset that can carry a profile."""
+    from perfscope.store_marker import is_dataset
+
+    path = Path(dataset).expanduser()
+    if not is_dataset(path):
+        raise InvalidInputError(f"{path} is not a perfscope dataset (no dataset marker): give the folder "
+                                "`perfscope collect` or `perfscope import` wrote")
+    return path
+
+
+def save_dataset_profile(profile: DeviceProfile, dataset: Path | str) -> Path:
+    """Store ``profile`` with ``dataset`` (``<dataset>/_devices/``): the dashboard then draws
+    that dataset's calibrated ceilings from it, whoever views it."""
+    folder = check_dataset_for_profile(dataset) / DATASET_PROFILE_SUBDIR
+    return save_profile(profile, profile_path(profile.device_key, folder))
+
+
 def find_dataset_profile(device_key: str, device_name: str | None,
                          datasets: Iterable[Path | str]) -> tuple[DeviceProfile, Path] | None:
     """The profile a dataset carries for its device (by key, then by device name) and its
