@@ -151,3 +151,25 @@ def test_a_csv_import_takes_the_math_mode_and_figures_as_columns(tmp_path):
     with pytest.raises(InvalidInputError, match="line 2.*ieee or tf32"):
         import_csv(path, {"m": "M", "dtype": "dtype", "fp32_math": "mode", "time_median_ms": "ms"},
                    defaults=defaults)
+
+
+@pytest.mark.slow
+def test_an_estimate_with_a_model_knows_a_device_only_by_its_declared_peaks(tmp_path):
+    from perfscope.importers import write_imported
+    from perfscope.workflows.estimate import estimate
+    from perfscope.workflows.train import train
+
+    entries = {f"{bx},{by},{tx}": {"block_size_x": bx, "block_size_y": by, "tile_size_x": tx,
+                                   "time": 0.1 * bx + tx + 0.01 * by, "times": [0.1 * bx + tx + 0.01 * by] * 3}
+               for bx in (16, 32, 64, 128) for by in (8, 16, 32) for tx in (1, 2, 4)}
+    for size in (512, 1024):
+        write_imported(import_kernel_tuner(_cache(tmp_path / f"c{size}.json", device_name=NO_SPEC, kernel_name="matmul",
+                                                  problem_size=(size, size, size), entries=entries),
+                                           peak_flops="19.5T", bandwidth="1.5T"), tmp_path / "ds")
+    train(tmp_path / "ds", out_dir=tmp_path / "model")
+    with pytest.raises(InvalidInputError, match="unknown device"):
+        estimate("gemm", NO_SPEC, "fp32", m=768, n=768, k=768)  # no model: nothing declares it
+    result = estimate("gemm", NO_SPEC, "fp32", model=tmp_path / "model", m=768, n=768, k=768)
+    assert (result["device_source"], result["peak_used"], result["peak_flops_per_s"]) == ("declared", "fp32", 19.5e12)
+    assert result["bound_time_s"] == pytest.approx(2 * 768**3 / 19.5e12)
+    assert result["method"].startswith("model:") and result["latency_s"] > 0

@@ -101,8 +101,8 @@ def estimate_columns(kernel: str, configs: list[Mapping[str, Any]] | Any, device
     n = columns_size(rows)
     if fp32_math is not None:  # fp32 rows then use the TF32 peak (tf32) or the FP32 one (ieee)
         rows["fp32_math"] = repeat(check_fp32_math(fp32_math), n)
-    spec, source = resolve_device(device)
-    rows["device_key"] = repeat(getattr(spec, "device_key", None) or device, n)
+    spec, source = _estimate_device(device, model)
+    rows["device_key"] = repeat(getattr(spec, "device_key", None) or (spec.key if source == "declared" else device), n)
     rows["device_name"] = repeat(spec.name, n)
     features = feature_columns(rows, spec)
     out: dict[str, Any] = {c: features[c] for c in ("kernel", "dtype", "fp32_math", *SHAPE_COLUMNS[kernel],
@@ -225,6 +225,26 @@ def _best_tile(kernel: str, device: str, dtype: str, config: dict[str, Any], mod
     if legacy is None:  # the grid holds tiles only
         raise InvalidInputError(f"no tile has a latency estimate on {device} for {dtype}")
     return legacy
+
+
+def _estimate_device(device: str, model: Any) -> tuple[Any, str]:
+    """``resolve_device``; failing that, with a model, the figures it was trained with for a
+    device known only by the peaks its rows declared at import (``--peak-flops``)."""
+    try:
+        return resolve_device(device)
+    except InvalidInputError:
+        if model is None:
+            raise
+        from perfscope.devices.registry import normalise_device_name
+
+        wanted = normalise_device_name(device)
+        for wrapped in _bundle(model).models.values():
+            fitted = getattr(wrapped, "estimator_", wrapped)
+            for key, figures in getattr(fitted, "devices_", {}).items():
+                if figures.source_kind == "declared" and wanted in (normalise_device_name(key),
+                                                                    normalise_device_name(figures.name)):
+                    return figures, "declared"
+        raise
 
 
 def _bundle(model: Any) -> Any:
