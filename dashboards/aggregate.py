@@ -14,26 +14,41 @@ import numpy as np
 import pandas as pd
 
 
-def group_codes(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, pd.DataFrame]:
+def group_codes(frame: pd.DataFrame, columns: Sequence[str], *,
+                labels: bool = True) -> tuple[np.ndarray, pd.DataFrame]:
     """One group id per row from ``columns`` (missing values form their own group; ids in
-    order of first appearance), and a frame of the columns' values for each id."""
+    order of first appearance), and a frame of the columns' values for each id.
+
+    A categorical column gives its integer codes as they are (no hashing of a million
+    config ids); labels are written for the groups present only, and not at all (an empty
+    frame) with ``labels=False``.
+    """
     key = np.zeros(len(frame), dtype=np.int64)
     uniques: list[pd.Index] = []
     for column in columns:
-        codes, values = pd.factorize(frame[column], use_na_sentinel=True)
+        series = frame[column]
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            codes, values = series.cat.codes.to_numpy().astype(np.int64), series.cat.categories
+        else:
+            codes, values = pd.factorize(series, use_na_sentinel=True)
+            values = pd.Index(values)
         codes = np.where(codes < 0, len(values), codes).astype(np.int64)
         key = key * (len(values) + 1) + codes
-        uniques.append(pd.Index(values))
+        uniques.append(values)
     inverse, distinct = pd.factorize(key)  # hashing: no sort of a million keys
-    labels = {}
-    remaining = distinct.copy()
+    if not labels:
+        return inverse.astype(np.int64), pd.DataFrame()
+    texts = {}
+    remaining = np.asarray(distinct).copy()
     for column, values in reversed(list(zip(columns, uniques, strict=True))):
         size = len(values) + 1
         code = remaining % size
         remaining //= size
-        as_text = np.array([str(v) for v in values] + [""], dtype=object)
-        labels[column] = as_text[code]
-    table = pd.DataFrame({c: labels[c] for c in columns})
+        text = np.full(len(code), "", dtype=object)
+        present = code < len(values)
+        text[present] = values[code[present]].astype(str).to_numpy(dtype=object)
+        texts[column] = text
+    table = pd.DataFrame({c: texts[c] for c in columns})
     return inverse.astype(np.int64), table
 
 

@@ -134,7 +134,7 @@ def gap_table(rows: pd.DataFrame, top: int = 15) -> pd.DataFrame:
     frame = rows[positive(numeric(rows, "gap"))]
     if frame.empty:
         return pd.DataFrame(columns=["configuration", "device", "gap", "time", "bound", "regime"])
-    groups, _ = group_codes(frame, ["device_key", "config_id"])
+    groups, _ = group_codes(frame, ["device_key", "config_id"], labels=False)
     gaps = numeric(frame, "gap")
     # only groups whose largest gap reaches the top-th largest smallest gap can hold a top
     # median (a median lies between its group's extremes): medians of those groups only
