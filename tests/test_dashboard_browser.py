@@ -255,20 +255,29 @@ def _reload_and_settle(driver, url: str) -> None:
     settle(driver)
 
 
-def test_waterline_controls_round_trip_through_the_url(server, browser):
+def _open(driver, url: str) -> None:
+    driver.get_log("browser")  # drop what earlier pages left
+    driver.get(url)
+    settle(driver)
+
+
+def _act_until(driver, act, done) -> None:
+    """Do ``act()`` as a user would, then wait until ``done(driver)`` and the page settles."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser.get_log("browser")
-    browser.get(f"{server}/efficiency?device={H100_KEY}")
-    settle(browser)
-    _choose(browser, "waterline-dtype", "bf16")
-    WebDriverWait(browser, SETTLE_TIMEOUT_S).until(lambda d: "wl_dtype=bf16" in d.current_url)
-    settle(browser)
-    _choose(browser, "waterline-sequence", "Custom")
-    WebDriverWait(browser, SETTLE_TIMEOUT_S).until(lambda d: "sequence=__custom__" in d.current_url)
-    _choose(browser, "waterline-configs", "triton")
-    WebDriverWait(browser, SETTLE_TIMEOUT_S).until(lambda d: "wl_configs=" in d.current_url)
-    settle(browser)
+    act()
+    WebDriverWait(driver, SETTLE_TIMEOUT_S).until(done)
+    settle(driver)
+
+
+def test_waterline_controls_round_trip_through_the_url(server, browser):
+    _open(browser, f"{server}/efficiency?device={H100_KEY}")
+    _act_until(browser, lambda: _choose(browser, "waterline-dtype", "bf16"),
+               lambda d: "wl_dtype=bf16" in d.current_url)
+    _act_until(browser, lambda: _choose(browser, "waterline-sequence", "Custom"),
+               lambda d: "sequence=__custom__" in d.current_url)
+    _act_until(browser, lambda: _choose(browser, "waterline-configs", "triton"),
+               lambda d: "wl_configs=" in d.current_url)
     shared = browser.current_url
     assert f"device={H100_KEY}" in shared and f"wl_device={H100_KEY}" in shared
     picked = browser.find_element("id", "waterline-configs").text
@@ -281,19 +290,13 @@ def test_waterline_controls_round_trip_through_the_url(server, browser):
 
 
 def test_tile_controls_round_trip_through_the_url(server, browser):
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    browser.get_log("browser")
-    browser.get(f"{server}/tiles")
-    settle(browser)
-    _choose(browser, "tiles-dtype", "fp32")
-    WebDriverWait(browser, SETTLE_TIMEOUT_S).until(lambda d: "tile_dtype=fp32" in d.current_url)
-    settle(browser)
-    _choose(browser, "tiles-shape", "512")
-    WebDriverWait(browser, SETTLE_TIMEOUT_S).until(lambda d: "512" in d.find_element("id", "tiles-shape").text)
-    browser.find_element("css selector", "#tiles-value input[value='energy']").click()
-    WebDriverWait(browser, SETTLE_TIMEOUT_S).until(lambda d: "tile_show=energy" in d.current_url)
-    settle(browser)
+    _open(browser, f"{server}/tiles")
+    _act_until(browser, lambda: _choose(browser, "tiles-dtype", "fp32"),
+               lambda d: "tile_dtype=fp32" in d.current_url)
+    _act_until(browser, lambda: _choose(browser, "tiles-shape", "512"),
+               lambda d: "512" in d.find_element("id", "tiles-shape").text)
+    _act_until(browser, browser.find_element("css selector", "#tiles-value input[value='energy']").click,
+               lambda d: "tile_show=energy" in d.current_url)
     shared = browser.current_url
     assert "tile_impl=" in shared and "tile_shape=" in shared and "tile_device=" in shared
     shape = browser.find_element("id", "tiles-shape").text
