@@ -23,8 +23,12 @@ With ``--browser`` the same app is served and every page is opened in headless
 Chromium (``dashboard_browser.py``): per page the first full render (navigation start to
 every graph drawn, plotly.js included) and a filter change (a shared filter set to
 the action's end, every graph updated), then the server's RSS (targets: first render
-<= 3 s, filter change <= 1 s, RSS <= 1 GB). ``--json`` prints
-``{"rows": N, "server_rss_mb": X, "pages": {"overview": {"first_render_s": ..., "filter_change_s": ...}, ...}}``.
+<= 3 s, filter change <= 1 s, RSS <= 1 GB). The browser's first two visits are timed apart
+(``cold_visits_s``): Chromium compiles plotly.js (4.8 MB) on each of them and keeps the
+compiled code from the second load on, so they show what a first-ever visit costs.
+``--json`` prints ``{"rows": N, "server_rss_mb": X, "pages": {"overview": {"first_render_s":
+..., "filter_change_s": ..., "pass": true}, ...}, "pass": ..., "targets": {...},
+"cold_visits_s": [...], "other_cpu_share": ...}`` and the exit status is 1 when a target is missed.
 
 Run: ``python bench/bench_dashboard.py [--rows 1000000] [--profile DATASET] [--browser] [--json]``.
 Times depend on the machine and on what else runs on it: the output prints the share of
@@ -50,6 +54,7 @@ FILTER_CHANGE_TARGET_S = 0.3
 BROWSER_FIRST_RENDER_TARGET_S = 3.0
 BROWSER_FILTER_CHANGE_TARGET_S = 1.0
 SERVER_RSS_TARGET_MB = 1024.0
+COLD_VISITS = 2  # untimed first visits: Chromium keeps a script's compiled code from its second load on
 H100 = ("cuda-nvidia-h100-80gb-hbm3", "NVIDIA H100 80GB HBM3", 132)
 
 
@@ -302,7 +307,9 @@ def browser_bench(app: Any, data: Any, as_json: bool, build_s: float, load_s: fl
     load = ForeignLoad()
     load.start()
     try:
-        web.first_render_s(driver, url + "/")  # the browser's own first start (disk cache cold) is not timed
+        # The browser's first visits, reported apart: V8 compiles plotly.js (4.8 MB) on the first two
+        # loads and keeps its code cache from the second on, as for anyone who opened the dashboard before.
+        cold_s = [web.first_render_s(driver, url + "/") for _ in range(COLD_VISITS)]
         for page in PAGES:
             web.severe_console_messages(driver)
             first = web.first_render_s(driver, url + page.PATH)
@@ -317,14 +324,25 @@ def browser_bench(app: Any, data: Any, as_json: bool, build_s: float, load_s: fl
         http.shutdown()
     rss_mb, peak_mb = web.rss_mb()
     other_share = load.share()
+    for figures in pages.values():
+        figures["pass"] = (figures["first_render_s"] <= BROWSER_FIRST_RENDER_TARGET_S
+                           and figures["filter_change_s"] <= BROWSER_FILTER_CHANGE_TARGET_S)
+    failed = not all(f["pass"] for f in pages.values()) or rss_mb > SERVER_RSS_TARGET_MB
     if as_json:
-        print(json.dumps({"rows": int(len(data.rows)), "server_rss_mb": round(rss_mb, 1), "pages": pages}))
+        print(json.dumps({"rows": int(len(data.rows)), "server_rss_mb": round(rss_mb, 1), "pages": pages,
+                          "server_rss_pass": rss_mb <= SERVER_RSS_TARGET_MB, "pass": not failed,
+                          "targets": {"first_render_s": BROWSER_FIRST_RENDER_TARGET_S,
+                                      "filter_change_s": BROWSER_FILTER_CHANGE_TARGET_S,
+                                      "server_rss_mb": SERVER_RSS_TARGET_MB},
+                          "cold_visits_s": [round(c, 3) for c in cold_s], "server_peak_rss_mb": round(peak_mb, 1),
+                          "other_cpu_share": None if other_share is None else round(other_share, 3)}))
     else:
         print(f"dashboard browser bench: {len(data.rows):,} rows, headless Chromium (selenium), server in-process")
         print(f"  startup: bench frame {build_s:.1f} s, features {load_s:.1f} s, create_app {app_s:.1f} s")
+        print(f"  the browser's first {COLD_VISITS} visits of the overview (V8 compiles plotly.js, not yet "
+              f"code-cached): {', '.join(f'{c:.2f}' for c in cold_s)} s (not in the per-page figures)")
         for key, figures in pages.items():
-            ok = (figures["first_render_s"] <= BROWSER_FIRST_RENDER_TARGET_S
-                  and figures["filter_change_s"] <= BROWSER_FILTER_CHANGE_TARGET_S)
+            ok = figures["pass"]
             print(f"  {key:<11} first render {figures['first_render_s']:6.2f} s   filter change (median of "
                   f"{len(selections)}) {figures['filter_change_s']:6.2f} s   {'pass' if ok else 'FAIL'}"
                   + (f"   console errors: {len(errors[key])}" if key in errors else ""))
@@ -333,8 +351,7 @@ def browser_bench(app: Any, data: Any, as_json: bool, build_s: float, load_s: fl
         print(f"  targets: first render <= {BROWSER_FIRST_RENDER_TARGET_S} s, filter change <= "
               f"{BROWSER_FILTER_CHANGE_TARGET_S} s; processes other than the server (Chromium included) used "
               + (f"{other_share:.0%}" if other_share is not None else "an unknown share") + " of the CPUs meanwhile")
-    failed = any(f["first_render_s"] > BROWSER_FIRST_RENDER_TARGET_S or f["filter_change_s"] >
-                 BROWSER_FILTER_CHANGE_TARGET_S for f in pages.values()) or rss_mb > SERVER_RSS_TARGET_MB
+        print("  all targets met" if not failed else "  TARGET MISSED")
     return 1 if failed else 0
 
 

@@ -141,12 +141,20 @@ def _warm_default_views(callbacks: dict[str, Any]) -> None:
 
     everything = empty_filters()
     calls = [("update_overview", (everything,)), ("update_roofline", (everything, ["spec", "calibrated"])),
-             ("update_gap", (everything,)), ("update_waterline_options", (everything, "fp32", None)),
+             ("update_gap", (everything,)),
              ("update_scaling", (everything, "flops", list(PAGE_DEFAULT_GROUP_BY))),
              ("update_tile_options", (everything, None, None, None, None))]
     for name, args in calls:
         if name in callbacks:
             callbacks[name](*args)
+    # the waterline as the page first asks for it: the default sequence on the device and dtype its
+    # options callback picks, no custom configurations
+    if "update_waterline" in callbacks:
+        from perfscope.dashboards.pages.efficiency import url_defaults
+
+        picked = callbacks["update_waterline_options"](everything, url_defaults()["wl_dtype"], None)
+        if isinstance(picked, tuple) and len(picked) == 4 and picked[3] is not None:
+            callbacks["update_waterline"](url_defaults()["sequence"], picked[1], picked[3], [], everything)
     # the tile explorer's first choices, as its option callback picks them
     options = callbacks["update_tile_options"](everything, None, None, None, None)
     if isinstance(options, tuple) and len(options) == 8 and options[1] is not None:

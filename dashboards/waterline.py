@@ -152,20 +152,24 @@ def match_measured(layers_df: pd.DataFrame, measured: pd.DataFrame) -> tuple[np.
         return times, counts
     kernel = measured["kernel"].astype(str).to_numpy()
     time_s = pd.to_numeric(measured["time_s"], errors="coerce").to_numpy(dtype=float)
+    columns: dict[str, np.ndarray] = {}  # each size column converted once, not once per layer
+
+    def column(key: str) -> np.ndarray:
+        if key not in columns:
+            if key == "causal":
+                columns[key] = measured[key].fillna(False).astype(bool).to_numpy()
+            else:
+                values = pd.to_numeric(measured[key], errors="coerce").to_numpy(dtype=float)
+                default = _LAYER_DEFAULTS.get(key)
+                columns[key] = np.where(np.isnan(values), default, values) if default is not None else values
+        return columns[key]
+
     for i, layer in enumerate(layers_df.to_dict("records")):
         mask = kernel == layer["kernel"]
         for key in _SHAPE_KEYS:
             if key not in layer or _is_missing(layer[key]) or key not in measured:
                 continue
-            if key == "causal":
-                values = measured[key].fillna(False).astype(bool).to_numpy()
-                mask &= values == bool(layer[key])
-                continue
-            values = pd.to_numeric(measured[key], errors="coerce").to_numpy(dtype=float)
-            default = _LAYER_DEFAULTS.get(key)
-            if default is not None:
-                values = np.where(np.isnan(values), default, values)
-            mask &= values == float(layer[key])
+            mask &= column(key) == (bool(layer[key]) if key == "causal" else float(layer[key]))
         chosen = time_s[mask & np.isfinite(time_s)]
         counts[i] = chosen.size
         if chosen.size:

@@ -175,13 +175,18 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         if not device_key or device_key not in data.devices:
             return message_figure(f"{title}: no device in the selection"), html.Div()
         dtype = dtype or "fp32"
-        rows = data.select(filters, _COLUMNS)
-        on_device = rows[((rows["device_key"] == device_key) & (rows["dtype"] == dtype)
-                          & (rows["status"] == "ok")).to_numpy()]
+        index = data.index(filters)
+        # the device's measured rows of this dtype, found on codes before any column is copied
+        on_device = data.take(index[data.is_value("device_key", device_key, index)
+                                    & data.is_value("dtype", dtype, index) & data.is_value("status", "ok", index)],
+                              _COLUMNS)
         if sequence_name == CUSTOM:
             if not config_ids:
                 return message_figure(f"{title}: pick configurations for the custom sequence"), html.Div()
-            chosen = rows[rows["config_id"].isin(config_ids).to_numpy()].drop_duplicates("config_id")
+            ids = data.rows["config_id"]
+            wanted = ids.cat.categories.get_indexer(config_ids)
+            picked = index[np.isin(ids.cat.codes.to_numpy()[index], wanted[wanted >= 0])]
+            chosen = data.take(picked, _COLUMNS).drop_duplicates("config_id")
             chosen = chosen.set_index("config_id").loc[[c for c in config_ids if c in set(chosen["config_id"])]]
             chosen = chosen.reset_index()
             layers = layers_from_rows(chosen, [f"{i + 1}. {label}" for i, label in enumerate(config_labels(chosen))])
