@@ -82,12 +82,14 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
     """
 
     def __init__(self, n_estimators: int = 200, min_samples_leaf: int = 1, random_state: int | None = 0,
-                 n_jobs: int | None = None, device_features: str = "kind") -> None:
+                 n_jobs: int | None = None, device_features: str = "kind",
+                 max_rows_per_tree: int | None = None) -> None:
         self.n_estimators = n_estimators
         self.min_samples_leaf = min_samples_leaf
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.device_features = device_features
+        self.max_rows_per_tree = max_rows_per_tree
 
     # -- features --------------------------------------------------------------------------
     def _device_figures(self, rows: Any) -> dict[str, tuple[float, ...]]:
@@ -161,11 +163,15 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
         return np.where(np.isfinite(design), design, -1.0)
 
     # -- fitting ---------------------------------------------------------------------------
-    def _new_forest(self) -> Any:
+    def _new_forest(self, n_rows: int) -> Any:
+        """Every row to every tree; with more than ``max_rows_per_tree`` rows, each tree learns
+        from that many drawn with replacement (subbagging), so fit time stops growing with the rows."""
         from sklearn.ensemble import ExtraTreesRegressor
 
+        subsample = self.max_rows_per_tree is not None and n_rows > self.max_rows_per_tree
         return ExtraTreesRegressor(n_estimators=self.n_estimators, min_samples_leaf=self.min_samples_leaf,
-                                   max_features=1.0, random_state=self.random_state, n_jobs=self.n_jobs)
+                                   max_features=1.0, random_state=self.random_state, n_jobs=self.n_jobs,
+                                   bootstrap=subsample, max_samples=self.max_rows_per_tree if subsample else None)
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> ParameterForestModel:
         """Fit on the ok rows of ``X`` (``y``: latency in seconds, default the measured time)."""
@@ -179,13 +185,13 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
         self.scales_ = {key: float(np.median(log_time[keys == key])) for key in np.unique(keys)}
         design = self._design(rows, fitting=True)
         target = log_time - np.array([self.scales_[k] for k in keys])
-        self.forest_ = export_forest(self._new_forest().fit(design, target))
+        self.forest_ = export_forest(self._new_forest(len(target)).fit(design, target))
         self.device_forests_ = {}  # per training device: its own landscape, for few-shot mixtures
         if len(self.scales_) > 1:
             trees = max(10, self.n_estimators // DEVICE_FOREST_SHARE)
             for key in self.scales_:
                 mine = keys == key
-                forest = self._new_forest().set_params(n_estimators=trees)
+                forest = self._new_forest(int(mine.sum())).set_params(n_estimators=trees)
                 self.device_forests_[key] = export_forest(forest.fit(design[mine], target[mine]))
         self.scale_line_ = self._fit_scale_line()
         self.residual_forests_: dict[str, ForestArrays] = {}

@@ -54,6 +54,7 @@ def train_command(
              "(its scale and, with >= 8 rows, a small residual forest) so the bundle predicts that GPU.")] = None,
     adapt_sample: Annotated[int | None, typer.Option(
         help="Adapt to this many random ok rows of --adapt (seeded by --seed) instead of all.")] = None,
+    n_jobs: Annotated[int, typer.Option("--n-jobs", help="Forest fitting threads (-1: every core).")] = -1,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
@@ -64,11 +65,13 @@ def train_command(
 
     if adapt_sample is not None and not adapt:
         raise InvalidInputError("--adapt-sample needs --adapt DATASET")
+    if n_jobs == 0 or n_jobs < -1:
+        raise InvalidInputError(f"--n-jobs must be -1 (every core) or a positive count, got {n_jobs}")
     check_writable(out)  # before minutes of training, not after
     rows, read = read_rows(datasets, strict=strict, as_json=as_json)
     adapt_rows = read_rows(adapt, strict=strict, as_json=as_json)[0] if adapt else None  # read before training
     report = train(rows, out_dir=out, kernels=kernel, devices=device, dtypes=dtype, seed=seed,
-                   include_contended=include_contended, group_by=_names(group_by),
+                   include_contended=include_contended, group_by=_names(group_by), n_jobs=n_jobs,
                    progress=None if quiet or as_json else _progress)
     adaptation = None
     if adapt_rows is not None:

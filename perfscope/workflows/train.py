@@ -51,6 +51,9 @@ RowsOrPaths = Union["pd.DataFrame", str, "os.PathLike[str]", Sequence[Union[str,
 Progress = Callable[[str], None]
 
 MIN_ENERGY_ROWS = 8
+TRAIN_ROWS_PER_TREE = 20_000
+"""``train``'s parameter forest: beyond this many rows each tree learns from this many drawn
+with replacement, so that 100,000 rows train in minutes on two cores (bench/bench_train.py)."""
 
 
 @dataclass
@@ -228,7 +231,8 @@ def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequen
         "forest": ForestModel(random_state=seed, n_jobs=n_jobs, include_doubtful_energy=include_doubtful_energy),
         "roofline": RooflineModel()}
     if tunable_names(parameters(data)):
-        candidates["param_forest"] = ParameterForestModel(random_state=seed, n_jobs=n_jobs)
+        candidates["param_forest"] = ParameterForestModel(random_state=seed, n_jobs=n_jobs,
+                                                          max_rows_per_tree=TRAIN_ROWS_PER_TREE)
     if n_energy >= MIN_ENERGY_ROWS:
         candidates["energy"] = EnergyModel(latency_model=RooflineModel(),
                                            include_doubtful_energy=include_doubtful_energy)
