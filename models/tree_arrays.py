@@ -177,13 +177,10 @@ class ForestArrays:
     def split_ranges(self) -> tuple[np.ndarray, np.ndarray]:
         """(lowest, highest) split threshold of each feature over all trees (NaN for a feature never
         split on): the span of the training data the forest can tell apart."""
-        internal = self.children_left != LEAF
         low = np.full(self.n_features, np.nan)
         high = np.full(self.n_features, np.nan)
-        features = self.feature[internal]
-        thresholds = self.threshold[internal]
-        np.fmin.at(low, features, thresholds)
-        np.fmax.at(high, features, thresholds)
+        for f, edges in self._edges.items():  # sorted distinct thresholds per feature
+            low[f], high[f] = edges[0], edges[-1]
         return low, high
 
     def _walk(self, X32: np.ndarray) -> np.ndarray:

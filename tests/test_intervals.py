@@ -147,3 +147,16 @@ def test_docstrings_claim_a_guarantee_only_where_the_method_has_one():
     assert "is *not* CV+" in doc and "there is no finite-sample guarantee" in doc
     assert "No method holds under extrapolation" in doc
     assert "1 - alpha when the calibration groups and the new row's group are exchangeable" in doc
+
+
+def test_tree_spread_is_the_standard_deviation_of_the_trees_predictions():
+    from sklearn.ensemble import ExtraTreesRegressor
+
+    from perfscope.models.tree_arrays import export_forest
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 10, size=(400, 3))
+    fitted = ExtraTreesRegressor(n_estimators=12, min_samples_leaf=3, random_state=0).fit(x, x[:, 0] ** 2 + x[:, 1])
+    queries = rng.uniform(-2, 12, size=(300, 3))  # over DEDUPLICATE_MIN_ROWS: the binned path too
+    expected = np.std([tree.predict(queries) for tree in fitted.estimators_], axis=0)
+    np.testing.assert_allclose(export_forest(fitted).predict_spread(queries), expected, rtol=1e-9, atol=1e-12)
