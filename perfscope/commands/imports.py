@@ -127,5 +127,6 @@ def _note_unused_declarations(table) -> None:
     for key, name in devices.items():
         found = resolve_row_device(key, name)
         if found is not None:
-            print(f"note: {name} has a {found[1]} row ({found[0].key}): its figures are used, the declared "
+            what = "calibrated profile" if found[1] == "calibrated" else "spec row"
+            print(f"note: {name} has a {what} ({found[0].key}): its figures are used, the declared "
                   "--peak-flops/--bandwidth are stored but only used for a device without one", file=sys.stderr)
