@@ -201,10 +201,17 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
     def _predict_logs(self, X: Rows, computed: Computed | None = None
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(bound s, predicted latency target, predicted log power or None)."""
+        return self._predict_design(self._design_of(X, computed))
+
+    def _design_of(self, X: Rows, computed: Computed | None) -> tuple[np.ndarray, np.ndarray]:
+        """(bound s, forest design) of the rows."""
         check_is_fitted(self)
         features = self._features(as_columns(X), computed)
-        design = forest_design(features)
-        bound = np.asarray(features["bound_time_s"], dtype=float)
+        return np.asarray(features["bound_time_s"], dtype=float), forest_design(features)
+
+    def _predict_design(self, bound_and_design: tuple[np.ndarray, np.ndarray]
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        bound, design = bound_and_design
         out = self.forest_.predict(design)
         log_power = None
         if out.ndim == 2:
@@ -234,25 +241,32 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
             raise InvalidInputError("this forest learnt no energy: its training rows had no usable measured energy")
         return np.exp(log_power) * self._latency(bound, out)
 
-    def predict_targets(self, X: Rows, *, computed: Computed | None = None) -> dict[str, np.ndarray]:
+    def predict_targets(self, X: Rows, *, computed: Computed | None = None,
+                        with_difficulty: bool = False) -> dict[str, np.ndarray]:
         """Every learnt target from one pass over the features: ``latency`` (s) and ``energy`` (J) when learnt.
 
         ``computed``: ``(device, feature_columns(X, device))`` already computed by the caller
         for a column mapping ``X`` (see ``roofline_columns``), used when the model's device
-        for the rows has the same figures."""
-        bound, out, log_power = self._predict_logs(X, computed)
+        for the rows has the same figures. ``with_difficulty``: also ``difficulty``
+        (``interval_difficulty``) from the same features."""
+        from perfscope.models.intervals import forest_difficulty
+
+        bound_and_design = self._design_of(X, computed)
+        bound, out, log_power = self._predict_design(bound_and_design)
         latency = self._latency(bound, out)
-        if log_power is None:
-            return {"latency": latency}
-        return {"latency": latency, "energy": np.exp(log_power) * latency}
+        targets = {"latency": latency}
+        if log_power is not None:
+            targets["energy"] = np.exp(log_power) * latency
+        if with_difficulty:
+            targets["difficulty"] = forest_difficulty(self.forest_, bound_and_design[1])
+        return targets
 
     def interval_difficulty(self, X: Rows, computed: Computed | None = None) -> np.ndarray:
         """Per row: the trees' spread of log latency and the distance beyond the training data
         (``perfscope.models.intervals.forest_difficulty``: what normalised intervals widen by)."""
         from perfscope.models.intervals import forest_difficulty
 
-        check_is_fitted(self)
-        return forest_difficulty(self.forest_, forest_design(self._features(as_columns(X), computed)))
+        return forest_difficulty(self.forest_, self._design_of(X, computed)[1])
 
     def feature_importances(self) -> pd.Series:
         """Impurity importance of each feature in the latency forest, largest first."""

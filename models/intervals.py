@@ -308,14 +308,14 @@ class ConformalWrapper(LightEstimator):
         check_is_fitted(self)
         return predict_target(self.estimator_, X, "energy")
 
-    def _half_widths(self, X: Any, target: str, **options: Any) -> np.ndarray | float:
+    def _half_widths(self, X: Any, target: str, difficulty: np.ndarray | None = None) -> np.ndarray | float:
         """q·σ(x) per row (log units); σ of the latency for every target of the model."""
         q = self.quantiles_.get(target, math.inf)
         if self.normaliser_ != "spread" or not math.isfinite(q):
             return q
-        if not hasattr(self.estimator_, "predict_targets"):
-            options = {}  # ``computed=`` is for models that take column mappings
-        return q * difficulty_scale(self.estimator_.interval_difficulty(X, **options), self.beta_)
+        if difficulty is None:
+            difficulty = self.estimator_.interval_difficulty(X)
+        return q * difficulty_scale(difficulty, self.beta_)
 
     def predict_interval(self, X: Any, target: str = "latency") -> tuple[np.ndarray, np.ndarray]:
         """(low, high) of the 1 - alpha interval of ``target`` per row: prediction · exp(∓q·σ(x))."""
@@ -330,13 +330,17 @@ class ConformalWrapper(LightEstimator):
         mapping of column arrays for a wrapped model that takes one (``ForestModel``: no pandas);
         ``options`` (``computed=``) go to its ``predict_targets``."""
         check_is_fitted(self)
+        difficulty = None
         if hasattr(self.estimator_, "predict_targets"):
-            predictions = self.estimator_.predict_targets(X, **options)
+            normalised = self.normaliser_ == "spread"
+            predictions = dict(self.estimator_.predict_targets(X, **options, **({"with_difficulty": True}
+                                                                                 if normalised else {})))
+            difficulty = predictions.pop("difficulty", None)
         else:
             predictions = {target: predict_target(self.estimator_, X, target) for target in self.quantiles_}
         out = {}
         for target, prediction in predictions.items():
-            out[target] = (prediction, *_bounds(prediction, self._half_widths(X, target, **options)))
+            out[target] = (prediction, *_bounds(prediction, self._half_widths(X, target, difficulty)))
         return out
 
     def coverage(self, X: Any, target: str = "latency") -> float:
