@@ -160,3 +160,16 @@ def test_tree_spread_is_the_standard_deviation_of_the_trees_predictions():
     queries = rng.uniform(-2, 12, size=(300, 3))  # over DEDUPLICATE_MIN_ROWS: the binned path too
     expected = np.std([tree.predict(queries) for tree in fitted.estimators_], axis=0)
     np.testing.assert_allclose(export_forest(fitted).predict_spread(queries), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_the_command_lines_extrapolation_wraps_its_models_so_they_report_coverage(monkeypatch):
+    from test_evaluation import law_rows
+
+    from perfscope.models.roofline_model import LogLinearModel, RooflineModel
+    from perfscope.workflows import train as workflow
+
+    monkeypatch.setattr(workflow, "default_models", lambda seed, n_jobs, energy: {"roofline": RooflineModel(),
+                                                                                  "log_linear": LogLinearModel()})
+    rows = law_rows(sizes=(256, 512, 1024, 2048), replicates=2, shape_sigma=0.1, seed=1)
+    table = workflow.evaluate_datasets(rows, split="extrapolate").set_index("model")
+    assert (table["coverage_method"] == "own intervals").all() and (table["coverage"] > 0).all()
