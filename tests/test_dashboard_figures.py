@@ -355,6 +355,19 @@ def test_scaling_reports_groups_too_small_to_fit(rows):
     assert (table["note"].str.contains("at least 4")).all()
 
 
+def test_scaling_draws_a_spread_of_many_sizes_but_fits_them_all():
+    sizes = np.logspace(6, 12, 400)
+    many = pd.DataFrame({"device_key": "d", "implementation": "i", "dtype": "fp32", "flops": sizes,
+                         "time_s": 1e-5 + sizes / 1e12})
+    fig, table = scaling.scaling_view(many, "flops", ["device_key", "implementation", "dtype"])
+    assert table["points"].tolist() == [400]  # the fit saw every size
+    measured = [t for t in fig.data if t.mode == "markers"]
+    assert len(measured) == 1 and len(measured[0].x) <= scaling.MAX_DRAWN_PER_GROUP
+    drawn = np.log10(np.asarray(measured[0].x, dtype=float))
+    assert drawn.min() == pytest.approx(6) and drawn.max() > 11.9  # spread over the whole x range
+    assert "not drawn" in str(fig.layout.annotations[-1].text)
+
+
 # ---- carbon --------------------------------------------------------------------------------
 
 def test_carbon_frame_numbers(rows):

@@ -29,6 +29,7 @@ X_CHOICES = {
 DEFAULT_GROUP_BY = ("device_key", "implementation", "dtype")
 MAX_GROUPS = 8
 EXTRAPOLATE = 4.0  # the band runs to this multiple of the largest measured x
+MAX_DRAWN_PER_GROUP = 60  # sizes drawn per group (and in its residuals): SVG marks cost the browser
 
 
 def group_points(rows: pd.DataFrame, x: str, group_by: Sequence[str]) -> pd.DataFrame:
@@ -104,9 +105,12 @@ def scaling_view(rows: pd.DataFrame, x: str = "flops", group_by: Sequence[str] =
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.06)
     shapes: list[dict] = []
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+    thinned = 0
     for i, group in enumerate(shown):
         color = palette[i % len(palette)]
-        part = points[points["group"] == group]
+        fitted_points = points[points["group"] == group]
+        part = _spread(fitted_points, MAX_DRAWN_PER_GROUP)  # the fit uses every point; fewer are drawn
+        thinned += len(fitted_points) - len(part)
         fig.add_scatter(x=part["x"], y=part["time_s"], mode="markers", name=str(group), legendgroup=str(group),
                         marker={"color": color, "size": 7}, row=1, col=1,
                         customdata=part[["rows"]].to_numpy(),
@@ -142,6 +146,9 @@ def scaling_view(rows: pd.DataFrame, x: str = "flops", group_by: Sequence[str] =
     if unfitted:
         notes.append(f"not fitted (fewer than 4 sizes): {', '.join(map(str, unfitted[:4]))}"
                      + (" ..." if len(unfitted) > 4 else ""))
+    if thinned:
+        notes.append(f"{thinned:,} of {len(points):,} sizes not drawn (at most {MAX_DRAWN_PER_GROUP} per group, "
+                     "spread over x; the fits use them all)")
     notes.append(f"band: {level:.0%} prediction band; dotted line: largest measured {x} (extrapolation beyond)")
     fig.update_layout(template=TEMPLATE, title=title, margin={"b": 120}, legend_title="group")
     fig.update_xaxes(type="log", row=1, col=1)
@@ -149,6 +156,17 @@ def scaling_view(rows: pd.DataFrame, x: str = "flops", group_by: Sequence[str] =
     fig.update_yaxes(log_axis(numeric(points, "time_s"), "s", title="median time"), row=1, col=1)
     fig.update_yaxes(title="time / fit - 1", tickformat=".0%", row=2, col=1)
     return add_note(fig, "; ".join(notes)), table
+
+
+def _spread(part: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """At most about ``limit`` of a group's points, one per equal step of log x (all when fewer)."""
+    if len(part) <= limit:
+        return part
+    log_x = np.log10(part["x"].to_numpy(dtype=float))
+    span = float(log_x.max() - log_x.min()) or 1.0
+    step = np.minimum(((log_x - log_x.min()) / span * limit).astype(np.int64), limit - 1)
+    _, first = np.unique(step, return_index=True)
+    return part.iloc[np.sort(first)]
 
 
 def _rgba(hex_color: str, alpha: float) -> str:
