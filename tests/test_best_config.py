@@ -140,7 +140,7 @@ def test_adapting_to_a_new_gpu_survives_save_and_load(sweeps, tmp_path):
     loaded = load_bundle(path)
     assert loaded.metadata["adaptation"]["n_rows"] == 20
     inner = loaded["param_forest"].estimator_
-    assert key in inner.scales_ and key in inner.residual_forests_  # the per-device part was saved
+    assert key in inner.scales_ and key in inner.residual_forests_ and key in inner.mixtures_  # saved per device
     after = loaded["param_forest"].predict(new)
     truth = new["time_median_ms"].to_numpy() / 1e3
     assert np.median(np.abs(after / truth - 1)) < np.median(np.abs(before / truth - 1))

@@ -1,0 +1,123 @@
+"""Regret of ``estimate --best-config`` on a GPU the model never saw, before and after
+``train --adapt`` with k measured configurations: Kernel Tuner dedispersion, six GPUs.
+
+For each GPU as the target: a parameter forest is trained on the other five GPUs' rows
+and saved as a bundle; ``best_config`` (what ``perfscope estimate --best-config --data``
+runs) picks the predicted fastest of the target's 11,130 configurations and reports its
+regret (measured time of the pick / measured best time). Then
+``perfscope.models.adaptation.adapt_bundle`` (what ``perfscope train --adapt DATASET
+--adapt-sample K`` runs after training) adapts the saved bundle to K random measured rows
+of the target, and the regret is measured again. The bar: the fastest of those same K
+measured configurations (what the K measurements give without any model).
+
+Lighter than ``perfscope train`` so that it runs in minutes on a shared machine: one fit
+(``--trees`` trees, default 50; the class default is 200) inside a split-conformal wrapper
+(25% of the (block_size_x, block_size_y) groups calibrate the interval, the forest is
+fitted on the rest), no cross-validated evaluation.
+
+    python bench/bench_best_config.py [--folder DIR] [--trees 50] [--k 20] [--seed 0] [--gpus A100,W6600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "kernel_tuner" / "dedispersion_milo"
+KERNEL = "dedispersion_kernel"
+
+
+def load(folder: Path) -> pd.DataFrame:
+    import pyarrow as pa
+
+    from perfscope.importers import import_kernel_tuner
+
+    t1 = next(iter(folder.glob("*.T1.json")), None)
+    tables = [import_kernel_tuner(p, t1=t1) for p in sorted(folder.glob("*.json.gz"))]
+    rows = pa.concat_tables(tables, promote_options="default").to_pandas()
+    rows["gpu"] = [Path(str(s).split(":")[-1]).name.split(".")[0] for s in rows["source"]]
+    return rows
+
+
+def bundle_for(rows: pd.DataFrame, out: Path, trees: int, n_jobs: int | None) -> Path:
+    from perfscope.models.intervals import ConformalWrapper
+    from perfscope.models.param_forest import ParameterForestModel
+    from perfscope.models.param_space import observed_spaces
+    from perfscope.models.persistence import save_bundle
+    from perfscope.models.ranking import parameter_groups
+
+    wrapper = ConformalWrapper(ParameterForestModel(n_estimators=trees, n_jobs=n_jobs), method="split",
+                               groups=lambda frame: parameter_groups(frame, ["block_size_x", "block_size_y"]))
+    names = {str(k): str(v) for k, v in rows.groupby(rows["device_key"].astype(str))["device_name"].first().items()}
+    return save_bundle(out, {"param_forest": wrapper.fit(rows)}, rows=rows,
+                       metadata={"parameter_spaces": observed_spaces(rows), "device_names": names})
+
+
+def main(argv: list[str] | None = None) -> int:
+    from perfscope.hostload import ForeignLoad
+    from perfscope.models.adaptation import adapt_bundle
+    from perfscope.models.efficiency import ok_rows
+    from perfscope.workflows.best_config import best_config
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", type=Path, default=DEFAULT)
+    parser.add_argument("--trees", type=int, default=50)
+    parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-jobs", type=int, default=None)
+    parser.add_argument("--gpus", default="", help="comma-separated targets (file stems; default: all)")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", message=".*sklearn.utils.parallel.delayed.*")
+    if not args.folder.is_dir():
+        print(f"Kernel Tuner caches not found at {args.folder}: skipped (pass --folder DIR)")
+        return 0
+    load_window = ForeignLoad()
+    load_window.start()
+    start = time.perf_counter()
+    rows = load(args.folder)
+    print(f"# imported {len(rows)} rows, {rows['gpu'].nunique()} GPUs in {time.perf_counter() - start:.0f} s; "
+          f"{args.trees} trees, k = {args.k}, seed {args.seed}")
+    targets = [g for g in args.gpus.split(",") if g] or sorted(rows["gpu"].unique())
+    lines = []
+    for gpu in targets:
+        start = time.perf_counter()
+        base = rows[rows["gpu"] != gpu].reset_index(drop=True)
+        target = rows[rows["gpu"] == gpu].reset_index(drop=True)
+        device = str(target["device_name"].iloc[0] or target["device_key"].iloc[0])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = bundle_for(base, Path(tmp) / "model", args.trees, args.n_jobs)
+            zero = best_config(KERNEL, str(target["device_key"].iloc[0]), model=path, data=target)
+            report = adapt_bundle(path, target, sample=args.k, seed=args.seed)
+            adapted = best_config(KERNEL, str(target["device_key"].iloc[0]), model=path, data=target)
+        usable = ok_rows(target)  # the rows adapt_bundle drew its K from, drawn the same way
+        chosen = np.sort(np.random.default_rng(args.seed).choice(len(usable), size=args.k, replace=False))
+        measured_k = usable["time_median_ms"].to_numpy()[chosen].min() / 1e3
+        best = adapted["measured"]["best_time_s"]
+        lines.append((gpu, device, zero["measured"]["regret"], adapted["measured"]["regret"], measured_k / best,
+                      adapted["best"]["latency_s"], adapted["measured"]["chosen_time_s"], report["n_rows"],
+                      time.perf_counter() - start))
+        print(f"{gpu}: zero-shot regret {lines[-1][2]:.3f}, after adapt ({report['n_rows']} rows) {lines[-1][3]:.3f}, "
+              f"best of the {args.k} measured {lines[-1][4]:.3f} ({lines[-1][8]:.0f} s)", flush=True)
+    table = pd.DataFrame(lines, columns=["gpu", "device", "regret_zero_shot", "regret_adapted",
+                                         f"regret_best_of_{args.k}_measured", "predicted_best_s",
+                                         "measured_pick_s", "adapt_rows", "wall_s"])
+    print()
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"\nmean regret: zero-shot {table['regret_zero_shot'].mean():.3f}, adapted "
+          f"{table['regret_adapted'].mean():.3f}, best of {args.k} measured "
+          f"{table[f'regret_best_of_{args.k}_measured'].mean():.3f}")
+    share = load_window.share()
+    print("other processes used " + (f"{share:.0%} of the CPUs meanwhile (wall times are of a shared machine)"
+                                     if share is not None else "an unknown share of the CPUs (no /proc/stat)"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
