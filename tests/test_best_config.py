@@ -126,6 +126,31 @@ def test_the_cli_alias_the_bad_space_and_the_roofline_fallback(model):
     assert len(fallback.stderr.strip().splitlines()) == 1
 
 
+def test_best_tile_on_gemm_still_prints_the_best_tile(tmp_path, monkeypatch):
+    from test_dashboard_figures import H100_KEY, dashboard_rows
+
+    from perfscope.models.forest import ForestModel
+    from perfscope.models.intervals import ConformalWrapper
+    from perfscope.models.persistence import save_bundle
+    from perfscope.schema import rows_to_table
+
+    monkeypatch.setenv("PERFSCOPE_HOME", str(tmp_path / "home"))
+    rows = rows_to_table(dashboard_rows()).to_pandas()
+    ok = rows[(rows["status"] == "ok") & (rows["device_key"] == H100_KEY)].reset_index(drop=True)
+    forest = ConformalWrapper(ForestModel(n_estimators=8), n_splits=3).fit(ok)
+    path = save_bundle(tmp_path / "model", {"forest": forest}, rows=ok)
+    args = ["estimate", "gemm", "--m", 2048, "--n", 2048, "--k", 2048, "--dtype", "bf16", "--device", "h100-sxm",
+            "--model", path, "--implementation", "triton.matmul", "--best-tile"]
+    run = _cli(*args, "--json")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    tile = result["best_tile"]
+    assert {"tile_m", "tile_n", "tile_k", "implementation", "latency_s", "gain_over_default"} <= set(tile)
+    assert tile["latency_s"] == pytest.approx(result["best_config"]["best"]["latency_s"])
+    assert result["best_config"]["space"]["source"] == "tiles"
+    assert "best tile" in _cli(*args).stdout
+
+
 def test_adapting_to_a_new_gpu_survives_save_and_load(sweeps, tmp_path):
     from perfscope.models.adaptation import adapt_bundle
     from perfscope.models.persistence import load_bundle

@@ -194,7 +194,7 @@ def _render_best(b: dict[str, Any], header: bool = True) -> str:
     lines = [f"{b['kernel']} {b['dtype']} on {b['device']} (model device {b['device_key']})"] if header else []
     problem = ", ".join(f"{k}={v}" for k, v in b["problem"].items())
     config = best["config"]
-    if all(k in config for k in ("tile_m", "tile_n", "tile_k")) and space["source"] == "tiles":
+    if all(k in config for k in ("tile_m", "tile_n", "tile_k")):
         lines.append(f"  best tile   {config['tile_m']}x{config['tile_n']}x{config['tile_k']} "
                      f"({config.get('implementation')}): {t(best['latency_s'])}"
                      + (f", x{b['gain_over_given']:.3g} over the given configuration" if b["gain_over_given"] else ""))
