@@ -29,21 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from bench_kernel_tuner import DEFAULT, load  # bench/ is on sys.path when run as a script
 
-DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "kernel_tuner" / "dedispersion_milo"
 KERNEL = "dedispersion_kernel"
-
-
-def load(folder: Path) -> pd.DataFrame:
-    import pyarrow as pa
-
-    from perfscope.importers import import_kernel_tuner
-
-    t1 = next(iter(folder.glob("*.T1.json")), None)
-    tables = [import_kernel_tuner(p, t1=t1) for p in sorted(folder.glob("*.json.gz"))]
-    rows = pa.concat_tables(tables, promote_options="default").to_pandas()
-    rows["gpu"] = [Path(str(s).split(":")[-1]).name.split(".")[0] for s in rows["source"]]
-    return rows
 
 
 def bundle_for(rows: pd.DataFrame, out: Path, trees: int, n_jobs: int | None) -> Path:
@@ -81,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     load_window = ForeignLoad()
     load_window.start()
     start = time.perf_counter()
-    rows = load(args.folder)
+    rows = load(args.folder, None)  # bench_kernel_tuner's: every cache with the T1 file, as shipped
+    rows["gpu"] = [Path(str(s).split(":")[-1]).name.split(".")[0] for s in rows["source"]]
     print(f"# imported {len(rows)} rows, {rows['gpu'].nunique()} GPUs in {time.perf_counter() - start:.0f} s; "
           f"{args.trees} trees, k = {args.k}, seed {args.seed}")
     targets = [g for g in args.gpus.split(",") if g] or sorted(rows["gpu"].unique())
