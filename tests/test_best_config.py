@@ -149,6 +149,8 @@ def test_best_tile_on_gemm_still_prints_the_best_tile(tmp_path, monkeypatch):
     assert tile["latency_s"] == pytest.approx(result["best_config"]["best"]["latency_s"])
     assert result["best_config"]["space"]["source"] == "tiles"
     assert "best tile" in _cli(*args).stdout
+    with pytest.raises(InvalidInputError, match="no parameter forest"):  # the physics forest ranks tiles only
+        best_config("stencil", "h100-sxm", model=path, space={"block_size_x": [1, 2]})
 
 
 def test_adapting_to_a_new_gpu_survives_save_and_load(sweeps, tmp_path):

@@ -98,8 +98,13 @@ def best_config(kernel: str, device: str, dtype: str = "fp32", *, model: Any, sh
     if not candidates:
         raise InvalidInputError(f"the parameter space of {kernel} is empty for this problem", parameter="space")
     given = given_config(params or {}, given_tiles, shape, observed, problem, implementation, source)
-    predictor = ("param_forest" if "param_forest" in bundle.models and source != "tiles"
-                 or "forest" not in bundle.models or kernel not in SHAPE_COLUMNS else "forest")
+    if "param_forest" in bundle.models and (source != "tiles" or "forest" not in bundle.models):
+        predictor = "param_forest"  # it sees every tunable parameter
+    elif "forest" in bundle.models and kernel in SHAPE_COLUMNS:
+        predictor = "forest"  # its features are the sizes and tiles
+    else:
+        raise InvalidInputError(f"the bundle has no parameter forest to rank {kernel} configurations: train it on "
+                                "rows with tunable parameters", parameter="model")
     configs = candidates + ([given] if given is not None else [])
     latency, low, high, device_key = _predict(bundle, predictor, kernel, device, dtype, shape, configs, fp32_math)
     if not np.isfinite(latency[:len(candidates)]).any():
