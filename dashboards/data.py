@@ -66,7 +66,7 @@ class DashboardData:
         notes = list(notes)
         rows, devices = add_features(prepare_rows(rows), notes, datasets)
         data = cls(rows=rows, datasets=list(datasets), problems=list(problems), notes=notes, devices=devices)
-        release_freed_memory()
+        release_freed_memory(freeze=len(rows) >= RELEASE_AFTER_ROWS)
         return data
 
     # -- filtering ----------------------------------------------------------------------

@@ -104,20 +104,21 @@ def _param_columns(store: Any) -> list[str]:
     return list(names)
 
 
-def release_freed_memory(*, collect: bool = True) -> None:
+def release_freed_memory(*, collect: bool = True, freeze: bool = False) -> None:
     """Give memory freed while loading back to the operating system (Arrow's pool and, on
     glibc, malloc's free lists), so the server's RSS is what the data holds, not its peak.
 
     ``collect=False`` skips the garbage collector's full pass (0.3-0.5 s with a page cache
     of figures): a callback's temporaries are numpy arrays freed by reference counting.
+    ``freeze=True`` (after loading a large dataset) keeps what survives out of later full
+    passes, which would otherwise walk it (a million config-id strings) during callbacks.
     """
     if collect:
         import gc
 
         gc.collect()
-        # what survives now (the rows, a million config-id strings) is kept for good: out of
-        # the collector's full passes, which would otherwise walk it during page callbacks
-        gc.freeze()
+        if freeze:
+            gc.freeze()
     try:
         import pyarrow as pa
 
