@@ -14,6 +14,7 @@ For a device and dtype:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -57,11 +58,22 @@ class KernelSequence:
 
 
 def load_sequences(text: str | None = None) -> list[KernelSequence]:
-    """Sequences from YAML text, or from the ``sequences.yaml`` shipped with the dashboard."""
+    """Sequences from YAML text, or from the ``sequences.yaml`` shipped with the dashboard
+    (parsed once: pages ask for it on every render and waterline)."""
+    if text is None:
+        return list(_shipped_sequences())
+    return _parse_sequences(text)
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_sequences() -> tuple[KernelSequence, ...]:
+    text = resources.files("perfscope.dashboards").joinpath(SEQUENCES_FILE).read_text(encoding="utf-8")
+    return tuple(_parse_sequences(text))
+
+
+def _parse_sequences(text: str) -> list[KernelSequence]:
     import yaml
 
-    if text is None:
-        text = resources.files("perfscope.dashboards").joinpath(SEQUENCES_FILE).read_text(encoding="utf-8")
     data = yaml.safe_load(text) or {}
     out = []
     for i, raw in enumerate(data.get("sequences") or []):
@@ -150,7 +162,7 @@ def match_measured(layers_df: pd.DataFrame, measured: pd.DataFrame) -> tuple[np.
     counts = np.zeros(len(layers_df), dtype=int)
     if measured is None or measured.empty or "time_s" not in measured:
         return times, counts
-    kernel = measured["kernel"].astype(str).to_numpy()
+    kernels: dict[str, np.ndarray] = {}  # rows per kernel family, compared on categorical codes
     time_s = pd.to_numeric(measured["time_s"], errors="coerce").to_numpy(dtype=float)
     columns: dict[str, np.ndarray] = {}  # each size column converted once, not once per layer
 
@@ -165,7 +177,10 @@ def match_measured(layers_df: pd.DataFrame, measured: pd.DataFrame) -> tuple[np.
         return columns[key]
 
     for i, layer in enumerate(layers_df.to_dict("records")):
-        mask = kernel == layer["kernel"]
+        family = str(layer["kernel"])
+        if family not in kernels:
+            kernels[family] = (measured["kernel"] == family).to_numpy(dtype=bool)
+        mask = kernels[family].copy()
         for key in _SHAPE_KEYS:
             if key not in layer or _is_missing(layer[key]) or key not in measured:
                 continue

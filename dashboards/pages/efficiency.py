@@ -42,6 +42,7 @@ _SHAPE = ("batch", "m", "n", "k", "conv_n", "conv_c", "conv_h", "conv_w", "conv_
           "seq_k", "head_dim", "causal")
 _GAP_COLUMNS = ("device_key", "config_id", "kernel", "implementation", "dtype", "tile", "shape", "flops", "time_s",
                 "bound_time_s", "bound", "gap", "achieved_fraction", "peak_flops_per_s")
+_MEASURED_COLUMNS = ("kernel", "time_s", *_SHAPE)  # what a layer is matched on (waterline.match_measured)
 _COLUMNS = ("device_key", "config_id", "kernel", "implementation", "dtype", "tile", "shape", "status", *_SHAPE, "flops",
             "time_s", "bound_time_s", "bound", "gap", "achieved_fraction", "peak_flops_per_s")
 
@@ -179,7 +180,7 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         # the device's measured rows of this dtype, found on codes before any column is copied
         on_device = data.take(index[data.is_value("device_key", device_key, index)
                                     & data.is_value("dtype", dtype, index) & data.is_value("status", "ok", index)],
-                              _COLUMNS)
+                              _MEASURED_COLUMNS)
         if sequence_name == CUSTOM:
             if not config_ids:
                 return message_figure(f"{title}: pick configurations for the custom sequence"), html.Div()
