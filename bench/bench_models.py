@@ -36,7 +36,7 @@ from perfscope.errors import PerfscopeError
 DEFAULT_GPPERF = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "gpperf"
 COLUMNS = {"model": "model", "target": "target", "n_rows": "rows", "n_folds": "folds", "r2": "R^2",
            "mean_abs_pct_error": "mean %", "median_abs_pct_error": "median %", "within_10pct": "<=10%",
-           "coverage": "cover90", "interval_width_mean": "width", "coverage_method": "coverage by"}
+           "coverage": "cover90", "interval_width_median": "width", "coverage_method": "coverage by"}
 
 
 def show(title: str, table: pd.DataFrame, seconds: float) -> None:

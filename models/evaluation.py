@@ -13,10 +13,10 @@ beyond the sizes it saw.
 Figures per model and target (latency s, energy J, power W), pooled over the
 out-of-fold predictions: R^2 on the raw target (as the GPPerf paper reports it), mean
 and median absolute percentage error, the share within ±10%, and, on every split, the
-``coverage`` and mean relative width (``interval_width_mean``: (high - low) /
-prediction) of the 1 - alpha interval. A model with ``predict_interval``
-(``ConformalWrapper``) is judged on its own intervals; for any other model the interval
-is the cross-fold conformal one: fold i's rows against the conformal quantile of the
+``coverage`` and mean and median relative width (``interval_width_mean``,
+``interval_width_median``: (high - low) / prediction) of the 1 - alpha interval. A
+model with ``predict_interval`` (``ConformalWrapper``) is judged on its own intervals;
+for any other model the interval is the cross-fold conformal one: fold i's rows against the conformal quantile of the
 other folds' out-of-fold log residuals, normalised by the fold model's tree spread and
 distance from its data where the model has ``interval_difficulty``
 (``perfscope.models.intervals``). ``coverage_method`` says which; ``"no intervals"``
@@ -52,7 +52,8 @@ EXTRAPOLATION_QUANTILE = 0.75
 
 METRIC_COLUMNS = ("n_rows", "n_predicted", "n_groups", "n_folds", "r2", "mean_abs_pct_error",
                   "median_abs_pct_error", "within_10pct", "spearman", "regret", "coverage",
-                  "nominal_coverage", "interval_width_mean", "coverage_method", "reason")
+                  "nominal_coverage", "interval_width_mean", "interval_width_median", "coverage_method",
+                  "reason")
 
 Progress = Callable[[str], None]
 NO_INTERVALS = "no intervals"
@@ -264,7 +265,7 @@ def summarize(predictions: pd.DataFrame, alpha: float = 0.1) -> pd.DataFrame:
             "within_10pct": float(np.mean(pct <= 0.10)) if ok.any() else np.nan,
             "spearman": spearman, "regret": regret, "reason": None,
             "coverage": coverage, "nominal_coverage": 1.0 - alpha,
-            "interval_width_mean": width, "coverage_method": method,
+            "interval_width_mean": width[0], "interval_width_median": width[1], "coverage_method": method,
         })
     seen = {r["model"] for r in rows}
     reasons = predictions.attrs.get("reasons", {})
@@ -282,22 +283,22 @@ def _r2(y: np.ndarray, p: np.ndarray) -> float:
     return float(1.0 - np.sum((y - p) ** 2) / total) if total > 0 else float("nan")
 
 
-def _coverage(part: pd.DataFrame, alpha: float) -> tuple[float, str, float]:
-    """(coverage, method, mean relative width (high - low) / prediction) of one model and target's
+def _coverage(part: pd.DataFrame, alpha: float) -> tuple[float, str, tuple[float, float]]:
+    """(coverage, method, (mean, median) relative width (high - low) / prediction) of one model and target's
     out-of-fold predictions (see the module docstring); NaN and ``"no intervals"`` when none can be made."""
     if len(part) == 0:
-        return float("nan"), NO_INTERVALS, float("nan")
+        return float("nan"), NO_INTERVALS, (float("nan"), float("nan"))
     y = part["y_true"].to_numpy(dtype=float)
     prediction = part["y_pred"].to_numpy(dtype=float)
     if part["low"].notna().any():
         low = part["low"].to_numpy(dtype=float)
         high = part["high"].to_numpy(dtype=float)
-        return float(np.mean((y >= low) & (y <= high))), "own intervals", _mean_width(low, high, prediction)
+        return float(np.mean((y >= low) & (y <= high))), "own intervals", _widths(low, high, prediction)
     scores = log_scores(y, prediction)
     normalised = part["spread"].notna().all()
     folds = part["fold"].to_numpy()
     if len(np.unique(folds)) < 2:
-        return float("nan"), NO_INTERVALS, float("nan")
+        return float("nan"), NO_INTERVALS, (float("nan"), float("nan"))
     inside = np.zeros(len(part), dtype=bool)
     half = np.full(len(part), np.inf)
     for fold in np.unique(folds):
@@ -312,14 +313,15 @@ def _coverage(part: pd.DataFrame, alpha: float) -> tuple[float, str, float]:
         inside[mine] = scores[mine] <= half[mine]
     low, high = prediction * np.exp(-half), prediction * np.exp(half)
     method = "cross-fold, normalised" if normalised else "cross-fold"
-    return float(np.mean(inside)), method, _mean_width(low, high, prediction)
+    return float(np.mean(inside)), method, _widths(low, high, prediction)
 
 
-def _mean_width(low: np.ndarray, high: np.ndarray, prediction: np.ndarray) -> float:
+def _widths(low: np.ndarray, high: np.ndarray, prediction: np.ndarray) -> tuple[float, float]:
+    """(mean, median) of (high - low) / prediction: the mean is pulled up by a few very wide ones."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         width = (high - low) / prediction
     width = width[~np.isnan(width)]
-    return float(np.mean(width)) if len(width) else float("nan")
+    return (float(np.mean(width)), float(np.median(width))) if len(width) else (float("nan"), float("nan"))
 
 
 def to_records(table: pd.DataFrame) -> list[dict[str, Any]]:
@@ -335,8 +337,8 @@ def evaluate(models: Mapping[str, Any], rows: pd.DataFrame, split: str = "shape"
     """Cross-validate every model on ``rows`` and return their figures side by side.
 
     One row per (model, target) with ``METRIC_COLUMNS``: errors in percent,
-    ``within_10pct`` and coverages as shares, ``interval_width_mean`` the mean
-    relative width of the interval. Targets: latency always;
+    ``within_10pct`` and coverages as shares, ``interval_width_mean`` and
+    ``interval_width_median`` the mean and median relative width of the interval. Targets: latency always;
     energy and power where the model learnt energy and rows have usable measured energy
     (``include_doubtful_energy`` admits rows marked doubtful). See the module docstring
     for the splits.
