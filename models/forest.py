@@ -44,6 +44,7 @@ from perfscope.devicespecs import DeviceFigures, RooflineDevice
 from perfscope.errors import InvalidInputError, ModelFileError
 from perfscope.models.efficiency import Computed, measured_energy_j
 from perfscope.models.estimator_base import LightEstimator, LightRegressorMixin, check_is_fitted
+from perfscope.models.intervals import design_range, forest_difficulty
 from perfscope.models.roofline_model import DeviceFeaturesMixin, training_rows
 from perfscope.models.tree_arrays import ForestArrays, export_forest
 from perfscope.roofline import arithmetic_intensity
@@ -175,6 +176,7 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
             raise InvalidInputError("too few rows to fit a forest: they need status ok, a time and a device with "
                                  "a peak for their dtype")
         design = forest_design(frame)
+        self.design_range_ = design_range(design[keep]) if keep.any() else None
         energy_j = (measured_energy_j(rows, self.include_doubtful_energy) if self.energy
                     else np.full(columns_size(rows), np.nan))
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -249,8 +251,6 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
         for a column mapping ``X`` (see ``roofline_columns``), used when the model's device
         for the rows has the same figures. ``with_difficulty``: also ``difficulty``
         (``interval_difficulty``) from the same features."""
-        from perfscope.models.intervals import forest_difficulty
-
         bound_and_design = self._design_of(X, computed)
         bound, out, log_power = self._predict_design(bound_and_design)
         latency = self._latency(bound, out)
@@ -258,15 +258,13 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
         if log_power is not None:
             targets["energy"] = np.exp(log_power) * latency
         if with_difficulty:
-            targets["difficulty"] = forest_difficulty(self.forest_, bound_and_design[1])
+            targets["difficulty"] = forest_difficulty(self.forest_, bound_and_design[1], self.design_range_)
         return targets
 
     def interval_difficulty(self, X: Rows, computed: Computed | None = None) -> np.ndarray:
         """Per row: the trees' spread of log latency and the distance beyond the training data
         (``perfscope.models.intervals.forest_difficulty``: what normalised intervals widen by)."""
-        from perfscope.models.intervals import forest_difficulty
-
-        return forest_difficulty(self.forest_, self._design_of(X, computed)[1])
+        return forest_difficulty(self.forest_, self._design_of(X, computed)[1], self.design_range_)
 
     def feature_importances(self) -> pd.Series:
         """Impurity importance of each feature in the latency forest, largest first."""
@@ -283,7 +281,7 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
         if self.energy_forest_ is not None:
             objects["energy_forest"] = self.energy_forest_
         state = {"params": params, "targets": list(self.targets_), "features": self.feature_names_,
-                 "n_rows": self.n_rows_, "n_energy_rows": self.n_energy_rows_,
+                 "n_rows": self.n_rows_, "n_energy_rows": self.n_energy_rows_, "design_range": self.design_range_,
                  "devices": {k: d.to_json_dict() for k, d in self.devices_.items()}}
         return state, objects
 
@@ -300,6 +298,7 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
         model.feature_names_ = list(state["features"])
         model.n_rows_ = int(state["n_rows"])
         model.n_energy_rows_ = int(state["n_energy_rows"])
+        model.design_range_ = state.get("design_range")  # None in bundles written before it
         model.devices_ = {k: DeviceFigures.from_json_dict(d) for k, d in state["devices"].items()}
         return model
 

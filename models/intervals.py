@@ -19,8 +19,8 @@ unsure and narrow where it is not:
 * β: the median s over the calibration rows (keeps σ away from zero where the trees
   agree);
 * d(x): how far x lies beyond the training data: per feature, the distance past the
-  outermost split threshold of the forest, in units of the span of its thresholds,
-  weighted by the feature's importance. A forest predicts a constant beyond its data,
+  lowest or highest training value, in units of that span, weighted by the feature's
+  importance in the forest. A forest predicts a constant beyond its data,
   so its error there grows with the distance (to first order, linearly: the function
   keeps changing and the prediction does not); the tree spread alone stays flat
   there, this term widens the interval.
@@ -75,10 +75,19 @@ the device are left out on purpose: all variants of a shape are held out togethe
 
 
 
-def out_of_range_distance(forest: Any, design: np.ndarray) -> np.ndarray:
-    """d(x) of each row of ``design`` for a ``ForestArrays`` (see module docstring): 0 inside
-    the span of the forest's split thresholds on every feature."""
-    low, high = forest.split_ranges()
+def design_range(design: np.ndarray) -> list[list[float]]:
+    """[lowest, highest] value of each feature column of a training design (what models keep as
+    ``design_range_`` for ``forest_difficulty``), as JSON-ready lists."""
+    design = np.asarray(design, dtype=float)
+    return [design.min(axis=0).tolist(), design.max(axis=0).tolist()]
+
+
+def out_of_range_distance(forest: Any, design: np.ndarray, value_range: Any = None) -> np.ndarray:
+    """d(x) of each row of ``design`` (see module docstring): 0 inside the training values of
+    every feature (``value_range``: ``design_range`` of the training design; without it, the
+    span of the forest's split thresholds, which leaves out the extreme values)."""
+    low, high = (np.asarray(v, dtype=float) for v in value_range) if value_range is not None \
+        else forest.split_ranges()
     span = high - low
     usable = np.isfinite(span) & (span > 0)
     weights = forest.feature_importances if forest.feature_importances is not None else np.ones(len(span))
@@ -92,10 +101,12 @@ def out_of_range_distance(forest: Any, design: np.ndarray) -> np.ndarray:
     return beyond @ (weights / weights.sum())
 
 
-def forest_difficulty(forest: Any, design: np.ndarray, output: int = 0) -> np.ndarray:
-    """(rows, 2): the trees' spread of ``output`` (s) and the distance beyond the data (d) per row
-    of ``design``, for a ``ForestArrays`` whose ``output`` is a log time (``interval_difficulty``)."""
-    return np.column_stack([forest.predict_spread(design, output), out_of_range_distance(forest, design)])
+def forest_difficulty(forest: Any, design: np.ndarray, value_range: Any = None, output: int = 0) -> np.ndarray:
+    """(rows, 2): the trees' spread of ``output`` (s) and the distance beyond the training values
+    (d) per row of ``design``, for a ``ForestArrays`` whose ``output`` is a log time
+    (``interval_difficulty``)."""
+    return np.column_stack([forest.predict_spread(design, output),
+                            out_of_range_distance(forest, design, value_range)])
 
 
 def difficulty_scale(difficulty: np.ndarray, beta: float) -> np.ndarray:

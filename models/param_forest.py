@@ -45,6 +45,7 @@ import numpy as np
 
 from perfscope.errors import UserInputError
 from perfscope.models.estimator_base import LightEstimator, LightRegressorMixin, check_is_fitted
+from perfscope.models.intervals import design_range, forest_difficulty
 from perfscope.models.param_features import (
     DEVICE_FEATURE_SETS,
     DEVICE_FIGURES,
@@ -184,6 +185,7 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
         keys = np.asarray(rows["device_key"]).astype(str)
         self.scales_ = {key: float(np.median(log_time[keys == key])) for key in np.unique(keys)}
         design = self._design(rows, fitting=True)
+        self.design_range_ = design_range(design)
         target = log_time - np.array([self.scales_[k] for k in keys])
         self.forest_ = export_forest(self._new_forest(len(target)).fit(design, target))
         self.device_forests_ = {}  # per training device: its own landscape, for few-shot mixtures
@@ -280,11 +282,9 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
     def interval_difficulty(self, X: Any) -> np.ndarray:
         """Per row: the trees' spread of log time and the distance beyond the training data
         (``perfscope.models.intervals.forest_difficulty``: what normalised intervals widen by)."""
-        from perfscope.models.intervals import forest_difficulty
-
         check_is_fitted(self)
         self.device_figures_ = self._device_figures(X)
-        return forest_difficulty(self.forest_, self._design(X, fitting=False))
+        return forest_difficulty(self.forest_, self._design(X, fitting=False), self.design_range_)
 
     # -- persistence -----------------------------------------------------------------------
     def _to_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -296,6 +296,7 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
                  "codes": self.codes_, "scales": self.scales_, "scale_line": self.scale_line_,
                  "device_figures": {k: list(v) for k, v in self.device_figures_.items()},
                  "residual_devices": list(self.residual_forests_), "n_rows": self.n_rows_,
+                 "design_range": self.design_range_,
                  "landscape_devices": list(self.device_forests_), "mixtures": self.mixtures_}
         return state, objects
 
@@ -313,6 +314,7 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
                                  for k, v in state["device_figures"].items()}
         model.residual_forests_ = {k: objects[f"residual.{i}"] for i, k in enumerate(state["residual_devices"])}
         model.n_rows_ = int(state["n_rows"])
+        model.design_range_ = state.get("design_range")  # None in bundles written before it
         # bundles of older versions have no per-device landscapes
         model.device_forests_ = {k: objects[f"device.{i}"] for i, k in enumerate(state.get("landscape_devices", []))}
         model.mixtures_ = {k: [float(w) for w in v] for k, v in state.get("mixtures", {}).items()}

@@ -47,6 +47,7 @@ def test_intervals_widen_beyond_the_training_range(tmp_path):
     far = _one_parameter_sweep(tmp_path, (150, 200, 300), seed=1)  # 1.6 to 4 spans beyond
     wrapper = ConformalWrapper(ParameterForestModel(n_estimators=30), groups="row", n_splits=5).fit(train)
     assert wrapper.normaliser_ == "spread"
+    assert wrapper.estimator_.interval_difficulty(train)[:, 1].max() == 0  # no distance inside the training values
     width_inside = _relative_width(wrapper, inside)
     width_far = _relative_width(wrapper, far.sort_values("param_x"))
     assert width_far.min() > 1.2 * np.max(width_inside)
