@@ -87,17 +87,18 @@ def _peaks(rows: pd.DataFrame) -> pd.DataFrame:
     empty = pd.DataFrame(columns=["device_key", "dtype", "peak", "rows"])
     if any(c not in rows for c in ("peak_flops_per_s", "device_key", "dtype")):
         return empty
-    frame = rows[["device_key", "dtype", "peak_flops_per_s"]]
+    keys = ["device_key", "dtype", "peak_flops_per_s"]
+    frame = rows[keys]
     if "time_s" in rows:  # only dtypes with measured points get a line
         frame = frame[positive(numeric(rows, "time_s"))]
-    out = frame.groupby(["device_key", "dtype", "peak_flops_per_s"], observed=True, dropna=True).size()
-    out = out[out > 0].reset_index(name="rows").rename(columns={"peak_flops_per_s": "peak"})
+    groups, out = group_codes(frame, keys)  # on codes: pandas' groupby on a float key costs ~0.3 s at 1M rows
+    out["rows"] = np.bincount(groups, minlength=len(out))
+    out = out[(out[keys] != "").all(axis=1)]  # no missing key
+    out = out.rename(columns={"peak_flops_per_s": "peak"}).assign(peak=lambda f: f["peak"].astype(float))
     out = out[positive(out["peak"].to_numpy(dtype=float))]
     if out.empty:
         return empty
-    out["device_key"] = out["device_key"].astype(str)
-    out["dtype"] = out["dtype"].astype(str)
-    return out.sort_values("rows", ascending=False).reset_index(drop=True)
+    return out.sort_values(["rows", "device_key", "dtype"], ascending=[False, True, True]).reset_index(drop=True)
 
 
 def gap_figure(rows: pd.DataFrame, *, max_points: int = DEFAULT_MAX_POINTS) -> go.Figure:
