@@ -114,5 +114,14 @@ def test_a_trained_bundle_gives_intervals_and_a_best_tile(tmp_path, monkeypatch)
     assert r["method"].startswith("model:forest") and r["device_source"] == "calibrated"
     assert r["latency_low_s"] <= r["latency_s"] <= r["latency_high_s"]
     best = r["best_tile"]
-    assert best["implementation"] == "numba.tiled" and best["tile_m"] > 1  # tile 1 is far the slowest
-    assert best["gain_over_default"] > 1
+    assert best["implementation"] == "numba.tiled"
+    # the search returns the model's own fastest candidate (which tile wins is the machine's
+    # business: on a loaded 2-core machine small tiles can tie)
+    from perfscope.workflows.estimate import CPU_TILE_CANDIDATES
+    predicted = {t: estimate("gemm", device.key, "fp32", model=tmp_path / "model", m=80, n=80, k=80,
+                             implementation="numba.tiled", tile_m=t[0], tile_n=t[1], tile_k=t[2])["latency_s"]
+                 for t in CPU_TILE_CANDIDATES}
+    assert best["latency_s"] == pytest.approx(min(predicted.values()), rel=1e-9)
+    assert predicted[(best["tile_m"], best["tile_n"], best["tile_k"])] == pytest.approx(best["latency_s"], rel=1e-9)
+    assert best["gain_over_default"] == pytest.approx(r["latency_s"] / best["latency_s"], rel=1e-9)
+    assert best["gain_over_default"] >= 1 - 1e-9
