@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from perfscope.dashboards.aggregate import group_codes, group_quantiles
 from perfscope.dashboards.figures.common import TEMPLATE, add_note, check_rows, message_figure, numeric, seconds
 from perfscope.dashboards.units import log_axis
 from perfscope.errors import InvalidInputError
@@ -44,17 +45,18 @@ def group_points(rows: pd.DataFrame, x: str, group_by: Sequence[str]) -> pd.Data
     frame = pd.DataFrame({g: rows[g].array.take(idx) for g in group_by}, index=pd.RangeIndex(len(idx)))
     frame["x"] = xv[idx]
     frame["time_s"] = tv[idx]
-    keys = [*group_by, "x"]
-    out = frame.groupby(keys, observed=True, sort=True, dropna=False).agg(
-        time_s=("time_s", "median"), rows=("time_s", "size")).reset_index()
-    out = out[out["rows"] > 0]
+    # medians on integer group codes (pandas' groupby median on a million rows: ~0.4 s more)
+    groups, table = group_codes(frame, [*group_by, "x"])
+    counts, medians = group_quantiles(groups, frame["time_s"].to_numpy(), [0.5], n_groups=len(table))
+    out = pd.DataFrame({"x": table["x"].astype(float).to_numpy(), "time_s": medians[:, 0], "rows": counts})
     if group_by:  # "device impl dtype", built column by column (a row-wise join costs a second)
-        label = out[group_by[0]].astype(str).astype(object)
+        label = table[group_by[0]].astype(object)
         for column in group_by[1:]:
-            label = label + " " + out[column].astype(str).astype(object)
-        out["group"] = label
+            label = label + " " + table[column].astype(object)
+        out["group"] = label.to_numpy()
     else:
         out["group"] = "all rows"
+    out = out[out["rows"] > 0].sort_values(["group", "x"], kind="stable")
     return out[["group", "x", "time_s", "rows"]].reset_index(drop=True)
 
 
