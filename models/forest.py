@@ -53,8 +53,7 @@ from perfscope.work import Rows, work_and_traffic
 if TYPE_CHECKING:
     import pandas as pd
 
-# pandas is imported by ``feature_importances`` only (it returns a Series): a loaded
-# forest predicts on column arrays (``perfscope estimate``) with numpy alone.
+# pandas only in ``feature_importances`` (a Series): a loaded forest predicts on columns with numpy.
 
 KERNEL_CODES = {"gemm": 0, "conv": 1, "attention": 2}
 REGIME_CODES = {"launch": 0, "memory": 1, "compute": 2}
@@ -200,27 +199,21 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
         self.n_energy_rows_ = int(has_energy.sum()) if "energy" in self.targets_ else 0
         return self
 
-    def _predict_logs(self, X: Rows, computed: Computed | None = None
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(bound s, predicted latency target, predicted log power or None)."""
-        return self._predict_design(self._design_of(X, computed))
-
     def _design_of(self, X: Rows, computed: Computed | None) -> tuple[np.ndarray, np.ndarray]:
         """(bound s, forest design) of the rows."""
         check_is_fitted(self)
         features = self._features(as_columns(X), computed)
         return np.asarray(features["bound_time_s"], dtype=float), forest_design(features)
 
-    def _predict_design(self, bound_and_design: tuple[np.ndarray, np.ndarray]
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        bound, design = bound_and_design
+    def _predict_logs(self, X: Rows, computed: Computed | None = None) -> tuple[Any, ...]:
+        bound, design = self._design_of(X, computed)  # -> bound s, latency target, log power or None, design
         out = self.forest_.predict(design)
         log_power = None
         if out.ndim == 2:
             out, log_power = out[:, 0], out[:, 1]
         elif self.energy_forest_ is not None:
             log_power = self.energy_forest_.predict(design)
-        return bound, out, log_power
+        return bound, out, log_power, design
 
     def _latency(self, bound: np.ndarray, out: np.ndarray) -> np.ndarray:
         return bound * np.exp(out) if self.target == "efficiency" else np.exp(out)
@@ -229,7 +222,7 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
         """Predicted latency per row in seconds (NaN where the device has no bound for the dtype).
 
         ``X``: profile rows as columns (no pandas needed) or a DataFrame."""
-        bound, out, _ = self._predict_logs(X)
+        bound, out, *_ = self._predict_logs(X)
         return self._latency(bound, out)
 
     def predict_latency(self, X: Rows) -> np.ndarray:
@@ -238,32 +231,27 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
 
     def predict_energy(self, X: Rows) -> np.ndarray:
         """Predicted energy per call (J): predicted average power x predicted latency."""
-        bound, out, log_power = self._predict_logs(X)
+        bound, out, log_power, _ = self._predict_logs(X)
         if log_power is None:
             raise InvalidInputError("this forest learnt no energy: its training rows had no usable measured energy")
         return np.exp(log_power) * self._latency(bound, out)
 
     def predict_targets(self, X: Rows, *, computed: Computed | None = None,
                         with_difficulty: bool = False) -> dict[str, np.ndarray]:
-        """Every learnt target from one pass over the features: ``latency`` (s) and ``energy`` (J) when learnt.
-
-        ``computed``: ``(device, feature_columns(X, device))`` already computed by the caller
-        for a column mapping ``X`` (see ``roofline_columns``), used when the model's device
-        for the rows has the same figures. ``with_difficulty``: also ``difficulty``
-        (``interval_difficulty``) from the same features."""
-        bound_and_design = self._design_of(X, computed)
-        bound, out, log_power = self._predict_design(bound_and_design)
-        latency = self._latency(bound, out)
-        targets = {"latency": latency}
+        """Every learnt target from one feature pass: ``latency`` (s), ``energy`` (J) when learnt, and
+        with ``with_difficulty`` the ``interval_difficulty``. ``computed``: ``(device, feature_columns(X,
+        device))`` already computed by the caller for a column mapping ``X`` (see ``roofline_columns``),
+        used when the model's device for the rows has the same figures."""
+        bound, out, log_power, design = self._predict_logs(X, computed)
+        targets = {"latency": self._latency(bound, out)}
         if log_power is not None:
-            targets["energy"] = np.exp(log_power) * latency
+            targets["energy"] = np.exp(log_power) * targets["latency"]
         if with_difficulty:
-            targets["difficulty"] = forest_difficulty(self.forest_, bound_and_design[1], self.design_range_)
+            targets["difficulty"] = forest_difficulty(self.forest_, design, self.design_range_)
         return targets
 
     def interval_difficulty(self, X: Rows, computed: Computed | None = None) -> np.ndarray:
-        """Per row: the trees' spread of log latency and the distance beyond the training data
-        (``perfscope.models.intervals.forest_difficulty``: what normalised intervals widen by)."""
+        """Per row: tree spread of log latency and distance beyond the data (``intervals.forest_difficulty``)."""
         return forest_difficulty(self.forest_, self._design_of(X, computed)[1], self.design_range_)
 
     def feature_importances(self) -> pd.Series:

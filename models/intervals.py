@@ -9,7 +9,7 @@ scores (Vovk et al.; Lei et al. 2018, "Distribution-free predictive inference fo
 regression").
 
 Normalised scores (``normalise="spread"``, the default for forests: models with an
-``interval_difficulty`` hook): the score is divided by σ(x) = (s(x) + β)·(1 + d(x)),
+``interval_difficulty`` hook; otherwise σ = 1): the score is divided by σ(x) = (s(x) + β)·(1 + d(x)),
 the locally weighted conformal score of Lei et al. 2018 (section 5.2; β as the
 sensitivity term of Johansson et al. 2014), so intervals are wide where the model is
 unsure and narrow where it is not:
@@ -20,29 +20,21 @@ unsure and narrow where it is not:
   agree);
 * d(x): how far x lies beyond the training data: per feature, the distance past the
   lowest or highest training value, in units of that span, weighted by the feature's
-  importance in the forest. A forest predicts a constant beyond its data,
-  so its error there grows with the distance (to first order, linearly: the function
-  keeps changing and the prediction does not); the tree spread alone stays flat
-  there, this term widens the interval.
-
-Without the hook (``normalise="none"``) σ = 1: the plain split-conformal interval.
+  importance. A forest predicts a constant beyond its data, so its error there grows
+  with the distance (to first order, linearly), where the tree spread stays flat.
 
 Guarantees. Split conformal (``method="split"``) covers with probability at least
 1 - alpha when the calibration groups and the new row's group are exchangeable, and
-normalising by any σ fitted without the calibration rows keeps that (Lei et al.
-2018). Here exchangeability holds between groups, not rows: the interval is built for
-rows of new groups, and coverage is only as good as the number of calibration groups
-(a handful of shapes give a noisy q). ``method="cv"`` (default) is cross-conformal
-with a refit: out-of-fold scores from a grouped K-fold over all rows, then the model
-is refitted on every row (K + 1 fits). It is *not* CV+: the interval is centred on the
-refitted model with one pooled quantile, so Barber et al.'s (2021) 1 - 2·alpha bound,
-which holds for CV+ and jackknife+ (intervals built from each fold's own model), does
-not apply; there is no finite-sample guarantee, only measured coverage. No method
-holds under extrapolation: rows beyond the training data (larger sizes, another GPU)
-are not exchangeable with the calibration rows, and the distance term d(x) is a
-heuristic that widens intervals there, not a guarantee. Always check the measured
-coverage on held-out groups (``coverage``, and
-``perfscope.models.evaluation.evaluate``, which reports it for every split).
+normalising by any σ fitted without the calibration rows keeps that (Lei et al. 2018);
+a handful of calibration groups give a noisy q. ``method="cv"`` (default) is
+cross-conformal with a refit (grouped K-fold scores, then a fit on every row). It is
+*not* CV+: the interval is centred on the refitted model with one pooled quantile, so
+Barber et al.'s (2021) 1 - 2·alpha bound, which holds for CV+ and jackknife+, does not
+apply; there is no finite-sample guarantee, only measured coverage. No method holds
+under extrapolation: rows beyond the training data (larger sizes, another GPU) are not
+exchangeable with the calibration rows, and d(x) is a heuristic that widens intervals
+there. Check the measured coverage (``coverage``; ``perfscope.models.evaluation``
+reports it for every split).
 """
 
 from __future__ import annotations
@@ -58,9 +50,7 @@ from perfscope.errors import InvalidInputError, ModelFileError
 from perfscope.models.efficiency import measured_energy_j, measured_latency_s, ok_mask
 from perfscope.models.estimator_base import LightEstimator, check_is_fitted
 
-# numpy only (scikit-learn in ``fit``): a loaded wrapper predicts with its intervals on
-# column arrays.
-
+# numpy only (scikit-learn in ``fit``): a loaded wrapper predicts on column arrays.
 METHODS = ("cv", "split")
 NORMALISERS = ("auto", "spread", "none")
 GROUPINGS = ("shape", "device", "row")
@@ -72,7 +62,6 @@ SHAPE_COLUMNS = (
 )
 """What identifies a shape. Tile, layout, implementation, cache mode, params_json and
 the device are left out on purpose: all variants of a shape are held out together."""
-
 
 
 def design_range(design: np.ndarray) -> list[list[float]]:
