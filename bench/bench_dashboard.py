@@ -218,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="filter changes timed (median reported)")
     parser.add_argument("--browser", action="store_true", help="time every page in headless Chromium")
     parser.add_argument("--json", action="store_true", help="print the browser figures as JSON (with --browser)")
+    parser.add_argument("--pages", default="", help="with --browser: only these pages (comma-separated keys)")
     args = parser.parse_args(argv)
     if args.json and not args.browser:
         parser.error("--json reports the browser figures: add --browser")
@@ -248,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(data=data)
     app_s = time.perf_counter() - t
     if args.browser:
-        return browser_bench(app, data, args.json, build_s, load_s, app_s, args.repeat)
+        return browser_bench(app, data, args.json, build_s, load_s, app_s, args.repeat,
+                             [k for k in args.pages.split(",") if k])
     first_s, first_steps, nbytes = first_page(app, empty_filters())
     devices = data.options["device"]
     # distinct selections each time (no cached mask helps): dtype + device (about a quarter
@@ -291,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def browser_bench(app: Any, data: Any, as_json: bool, build_s: float, load_s: float, app_s: float,
-                  repeat: int) -> int:
+                  repeat: int, only: list[str] | None = None) -> int:
     """Every page in headless Chromium: first render, filter change, server RSS (see module doc)."""
     import dashboard_browser as web
 
@@ -310,7 +312,7 @@ def browser_bench(app: Any, data: Any, as_json: bool, build_s: float, load_s: fl
         # The browser's first visits, reported apart: V8 compiles plotly.js (4.8 MB) on the first two
         # loads and keeps its code cache from the second on, as for anyone who opened the dashboard before.
         cold_s = [web.first_render_s(driver, url + "/") for _ in range(COLD_VISITS)]
-        for page in PAGES:
+        for page in [p for p in PAGES if not only or p.KEY in only]:
             web.severe_console_messages(driver)
             first = web.first_render_s(driver, url + page.PATH)
             changes = [web.filter_change_s(driver, "device", value) for value in selections[:max(1, repeat)]]

@@ -76,16 +76,31 @@ def data_table(frame: pd.DataFrame | None, *, max_rows: int = MAX_TABLE_ROWS, em
             else:
                 record[field] = format_cell(name, value)
         records.append(record)
-    columns = [{"field": field, "headerName": name, "sortable": True, "resizable": True,
+    # widths from the text, server-side: ag-grid's autoSize measures every rendered cell in
+    # the DOM (forced layouts: a few hundred ms per table in a browser without a GPU)
+    widths = [_column_width_px(name, [record[field] for record in records[:WIDTH_SAMPLE_ROWS]],
+                               numeric=name in numeric_columns) for field, name in zip(fields, names, strict=True)]
+    columns = [{"field": field, "headerName": name, "sortable": True, "resizable": True, "width": width,
                 "filter": "agNumberColumnFilter" if name in numeric_columns else True,
                 **({"valueFormatter": grid_value_formatter(name)} if name in numeric_columns else {})}
-               for field, name in zip(fields, names, strict=True)]
+               for field, name, width in zip(fields, names, widths, strict=True)]
     extra = [html.Div(f"the first {max_rows:,} of {len(frame):,} rows", className="muted")] \
         if len(frame) > max_rows else []
     height = min(36 + 28 * len(shown) + 4, 420)
-    return html.Div([dag.AgGrid(rowData=records, columnDefs=columns, columnSize="autoSize",
+    return html.Div([dag.AgGrid(rowData=records, columnDefs=columns,
                                 dashGridOptions={"rowHeight": 28, "headerHeight": 34, "enableCellTextSelection": True},
                                 style={"height": f"{height}px"}, className="ag-theme-alpine"), *extra])
+
+
+WIDTH_SAMPLE_ROWS = 200  # rows whose text sets a column's width
+CHAR_PX, PAD_PX, MAX_COLUMN_PX = 8, 34, 420  # about 8 px per character at the grid's 14 px font
+
+
+def _column_width_px(name: str, cells: Sequence[Any], *, numeric: bool) -> int:
+    """A column wide enough for its header and its longest cell (numbers are written with
+    units in the browser: about 10 characters)."""
+    longest = 10 if numeric else max((len(str(c)) for c in cells if c is not None), default=0)
+    return min(MAX_COLUMN_PX, PAD_PX + CHAR_PX * max(len(name), longest))
 
 
 def notes_list(notes: Sequence[str], *, kind: str = "note") -> html.Div:

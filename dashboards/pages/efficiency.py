@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from dash import Input, Output, State, dcc, html
+from dash import Input, Output, State, dcc, html, no_update
 
 from perfscope.dashboards.aggregate import group_codes, group_quantiles
 from perfscope.dashboards.components import cached, control, data_table, figure_id, figure_panel, guard, notes_list
@@ -110,9 +110,6 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
                 data_table(_summary(rows), empty="no rows with a roofline bound (the device has no peak for "
                                                  "their dtype: calibrate it)"))
 
-    @app.callback(Output("waterline-dtype", "options"), Output("waterline-dtype", "value"),
-                  Output("waterline-device", "options"), Output("waterline-device", "value"),
-                  Input("filters", "data"), State("waterline-dtype", "value"), State("waterline-device", "value"))
     @guard("other", "other", "other", "other")
     @cached(data, "update_waterline_options")
     def update_waterline_options(filters: dict | None, dtype: str | None, device: str | None) -> tuple:
@@ -164,10 +161,6 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         found = found[~found["config_id"].isin(chosen or []).to_numpy()]
         return labelled(kept) + labelled(found)[:MAX_CONFIG_OPTIONS]
 
-    @app.callback(Output(figure_id("waterline"), "figure"), Output("waterline-totals", "children"),
-                  Input("waterline-sequence", "value"), Input("waterline-dtype", "value"),
-                  Input("waterline-device", "value"), Input("waterline-configs", "value"),
-                  Input("filters", "data"))
     @guard("figure", "children")
     @cached(data, "update_waterline")
     def update_waterline(sequence_name: str | None, dtype: str | None, device_key: str | None,
@@ -205,6 +198,21 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         table = table[["layer", "kernel", "flops", "min_bytes", "bound", "bound_time_s", "time_s", "measured_rows"]]
         notes = [describe_totals(totals), data.devices[device_key].note]
         return figure, html.Div([notes_list(notes), data_table(table)])
+
+    # One callback sets the dtype and device choices and draws the waterline: chained, the
+    # waterline was drawn twice per filter change (once per round trip), a second in the browser.
+    @app.callback(Output("waterline-dtype", "options"), Output("waterline-dtype", "value"),
+                  Output("waterline-device", "options"), Output("waterline-device", "value"),
+                  Output(figure_id("waterline"), "figure"), Output("waterline-totals", "children"),
+                  Input("waterline-sequence", "value"), Input("waterline-dtype", "value"),
+                  Input("waterline-device", "value"), Input("waterline-configs", "value"),
+                  Input("filters", "data"))
+    def update_waterline_section(sequence_name: str | None, dtype: str | None, device_key: str | None,
+                                 config_ids: list[str] | None, filters: dict | None) -> tuple:
+        choices = update_waterline_options(filters, dtype, device_key)
+        if any(choice is no_update for choice in choices):  # the options failed (a message is already logged)
+            return (*choices, *update_waterline(sequence_name, dtype, device_key, config_ids, filters))
+        return (*choices, *update_waterline(sequence_name, choices[1], choices[3], config_ids, filters))
 
     url_state = register_url_state(app, KEY, URL_CONTROLS, defaults=url_defaults())
     return {"update_gap": update_gap, "update_waterline_options": update_waterline_options,

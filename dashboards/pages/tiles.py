@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from dash import Input, Output, State, dcc, html
+from dash import Input, Output, ctx, dcc, html, no_update
 
 from perfscope.dashboards.adapters import predict_latency_s
 from perfscope.dashboards.components import cached, control, figure_id, figure_panel, guard, notes_list
@@ -133,12 +133,6 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
             positions = positions[data.is_value("implementation", implementation, positions)]
         return data.take(positions, (*_COLUMNS, *params))
 
-    @app.callback(Output("tiles-implementation", "options"), Output("tiles-implementation", "value"),
-                  Output("tiles-shape", "options"), Output("tiles-shape", "value"),
-                  Output("tiles-dtype", "options"), Output("tiles-dtype", "value"),
-                  Output("tiles-device", "options"), Output("tiles-device", "value"),
-                  Input("filters", "data"), Input("tiles-implementation", "value"), State("tiles-shape", "value"),
-                  State("tiles-dtype", "value"), State("tiles-device", "value"))
     @guard("other", "other", "other", "other", "other", "other", "other", "other")
     @cached(data, "update_tile_options")
     def update_tile_options(filters: dict | None, implementation: str | None, shape: str | None,
@@ -183,12 +177,6 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
 
         return data.cached("chosen_tile_rows", filters, compute, implementation, shape, dtype, device)
 
-    @app.callback(Output("params-x", "options"), Output("params-x", "value"), Output("params-y", "options"),
-                  Output("params-y", "value"), Output(figure_id("params-heatmap"), "figure"),
-                  Output(figure_id("params-parcoords"), "figure"),
-                  Input("filters", "data"), Input("tiles-implementation", "value"), Input("tiles-shape", "value"),
-                  Input("tiles-dtype", "value"), Input("tiles-device", "value"), Input("params-x", "value"),
-                  Input("params-y", "value"))
     @guard("other", "other", "other", "other", "figure", "figure")
     @cached(data, "update_parameter_space")
     def update_parameter_space(filters: dict | None, implementation: str | None, shape: str | None,
@@ -203,9 +191,6 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         y = y if y in varying and y != x else next(v for v in varying if v != x)
         return (varying, x, varying, y, parameter_heatmap(rows, x, y), parameter_parallel_coordinates(rows, varying))
 
-    @app.callback(Output(figure_id("tiles"), "figure"), Output("tiles-notes", "children"),
-                  Input("filters", "data"), Input("tiles-implementation", "value"), Input("tiles-shape", "value"),
-                  Input("tiles-dtype", "value"), Input("tiles-device", "value"), Input("tiles-value", "value"))
     @guard("figure", "children")
     @cached(data, "update_tiles")
     def update_tiles(filters: dict | None, implementation: str | None, shape: str | None, dtype: str | None,
@@ -220,6 +205,32 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         elif context.model_note:
             notes.append(context.model_note)
         return tile_heatmap_figure(rows, value or "time"), notes_list(notes)
+
+    # One callback for the page: chained (choices first, then the heatmap and the parameter
+    # space), a filter change took two round trips and drew the figures twice. A control that
+    # only one part reads leaves the other part's figures as they are.
+    @app.callback(Output("tiles-implementation", "options"), Output("tiles-implementation", "value"),
+                  Output("tiles-shape", "options"), Output("tiles-shape", "value"),
+                  Output("tiles-dtype", "options"), Output("tiles-dtype", "value"),
+                  Output("tiles-device", "options"), Output("tiles-device", "value"),
+                  Output(figure_id("tiles"), "figure"), Output("tiles-notes", "children"),
+                  Output("params-x", "options"), Output("params-x", "value"), Output("params-y", "options"),
+                  Output("params-y", "value"), Output(figure_id("params-heatmap"), "figure"),
+                  Output(figure_id("params-parcoords"), "figure"),
+                  Input("filters", "data"), Input("tiles-implementation", "value"), Input("tiles-shape", "value"),
+                  Input("tiles-dtype", "value"), Input("tiles-device", "value"), Input("tiles-value", "value"),
+                  Input("params-x", "value"), Input("params-y", "value"))
+    def update_tile_page(filters: dict | None, implementation: str | None, shape: str | None, dtype: str | None,
+                         device: str | None, value: str | None, x: str | None, y: str | None) -> tuple:
+        trigger = ctx.triggered_id
+        choices = update_tile_options(filters, implementation, shape, dtype, device)
+        if any(choice is no_update for choice in choices):  # the choices failed (a message is already logged)
+            choices = (no_update, implementation, no_update, shape, no_update, dtype, no_update, device)
+        chosen = choices[1], choices[3], choices[5], choices[7]
+        tiles = (no_update, no_update) if trigger in ("params-x", "params-y") \
+            else update_tiles(filters, *chosen, value)
+        space = (no_update,) * 6 if trigger == "tiles-value" else update_parameter_space(filters, *chosen, x, y)
+        return (*choices, *tiles, *space)
 
     url_state = register_url_state(app, KEY, URL_CONTROLS, defaults=URL_DEFAULTS)
     return {"update_tile_options": update_tile_options, "update_tiles": update_tiles,
