@@ -239,7 +239,9 @@ def filter_sync(trigger: Any, search: str | None, values: Sequence[Any], current
     hrefs += [EXPORT_ROUTE + ".csv" + query, EXPORT_ROUTE + ".parquet" + query]
     count = f"{data.count(filters):,} of {len(data.rows):,} rows selected ({describe_filters(filters)})"
     if from_url:
-        dropdowns = [filters[name] for name in FILTER_NAMES]
+        # only dropdowns that differ are set (each one set re-renders in the browser)
+        shown = normalise_filters(dict(zip(FILTER_NAMES, values, strict=True)))
+        dropdowns = [no_update if shown.get(name) == filters[name] else filters[name] for name in FILTER_NAMES]
         return (no_update if unchanged else filters, no_update, *dropdowns, *hrefs, count)
     if unchanged:
         return (no_update, no_update, *[no_update] * len(FILTER_NAMES), *hrefs, count)

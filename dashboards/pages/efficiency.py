@@ -99,16 +99,28 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
     """Add the efficiency page's callbacks to ``app``."""
     data = context.data
 
+    # Figures and tables in two callbacks (two requests): the browser draws the figures
+    # while the server still ranks the tables.
     @app.callback(Output(figure_id("latency-flops"), "figure"), Output(figure_id("gap"), "figure"),
-                  Output("gap-table", "children"), Output("gap-summary", "children"),
                   Input("filters", "data"))
-    @guard("figure", "figure", "children", "children")
-    @cached(data, "update_gap")
-    def update_gap(filters: dict | None) -> tuple:
+    @guard("figure", "figure")
+    @cached(data, "update_gap_figures")
+    def update_gap_figures(filters: dict | None) -> tuple:
         rows = data.select(filters, _GAP_COLUMNS)
-        return (latency_flops_figure(rows), gap_figure(rows), data_table(gap_table(rows), empty="no bound"),
+        return latency_flops_figure(rows), gap_figure(rows)
+
+    @app.callback(Output("gap-table", "children"), Output("gap-summary", "children"), Input("filters", "data"))
+    @guard("children", "children")
+    @cached(data, "update_gap_tables")
+    def update_gap_tables(filters: dict | None) -> tuple:
+        rows = data.select(filters, _GAP_COLUMNS)
+        return (data_table(gap_table(rows), empty="no bound"),
                 data_table(_summary(rows), empty="no rows with a roofline bound (the device has no peak for "
                                                  "their dtype: calibrate it)"))
+
+    def update_gap(filters: dict | None) -> tuple:
+        """Both parts: (latency figure, gap figure, gap table, summary table)."""
+        return (*update_gap_figures(filters), *update_gap_tables(filters))
 
     @guard("other", "other", "other", "other")
     @cached(data, "update_waterline_options")
