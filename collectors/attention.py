@@ -155,7 +155,7 @@ class AttentionCase(AttentionShape):
         ``release()``: entering it around each call costs ~25 us on a CPU, more than a small
         attention call, and would be timed with it.
         """
-        import torch
+        import torch  # optional, slow to import; only measuring needs it
         import torch.nn.functional as F
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -233,7 +233,7 @@ def _normalised_error(q: Any, k: Any, v: Any, out: Any, causal: bool) -> float:
     sequence length and head dim (unlike GEMM's sqrt(k) normalisation); the dtype's
     tolerance then applies as it is.
     """
-    import torch
+    import torch  # optional, slow to import; only measuring needs it
 
     seq_q, seq_k, head_dim = q.shape[-2], k.shape[-2], q.shape[-1]
     rows = sorted(set(range(min(CHECK_EDGE_ROWS, seq_q))) | set(range(max(0, seq_q - CHECK_EDGE_ROWS), seq_q)))

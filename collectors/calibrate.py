@@ -28,11 +28,16 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any
 
+from perfscope.collectors.fp8 import build_fp8_gemm
+from perfscope.collectors.gemm import GemmCase
+from perfscope.collectors.inputs import seeded_uniform
+from perfscope.devices import select_device
 from perfscope.devices.base import Device
 from perfscope.devices.profile import CalibrationMeasurement, DeviceProfile
 from perfscope.devices.registry import find_device_spec
 from perfscope.dtypes import DTYPES, check_dtype, is_fp8
 from perfscope.errors import InvalidInputError, MeasurementError, UnsupportedConfigError
+from perfscope.provenance import host_provenance
 from perfscope.timing import TimingPolicy, measure
 
 # Default GEMM sizes (n for an n x n x n product). On this project's 2-core CPU, fp32
@@ -68,9 +73,6 @@ def calibrate(device: Device | str = "auto", *, dtypes: Sequence[str] | None = N
     except ImportError as exc:
         raise ImportError("perfscope calibrate needs torch: install a CPU build (see README) "
                           "or `pip install perfscope[cuda]` on a GPU host") from exc
-
-    from perfscope.devices import select_device
-    from perfscope.provenance import host_provenance
 
     start = time.perf_counter()
     say = notify or (lambda _message: None)
@@ -150,8 +152,6 @@ def _default_copy_bytes(device: Device) -> int:
 
 
 def _measure_gemm(device: Device, dtype: str, size: int, policy: TimingPolicy) -> CalibrationMeasurement:
-    from perfscope.collectors.gemm import GemmCase
-
     case = GemmCase(batch=1, m=size, n=size, k=size, dtype=dtype)
     op = "torch._scaled_mm (per-tensor scales, bf16 output)" if is_fp8(dtype) else "torch.matmul"
     method = f"{op} {size}x{size}x{size} {dtype}, warm inputs, 2*n^3 FLOPs / median call time"
@@ -161,8 +161,6 @@ def _measure_gemm(device: Device, dtype: str, size: int, policy: TimingPolicy) -
 def _gemm_workload(case: Any, device: Device) -> tuple[Callable[[int], object], Callable[[], float], float, float,
                                                           Callable[[], None]]:
     if is_fp8(case.dtype):
-        from perfscope.collectors.fp8 import build_fp8_gemm  # scaled matmul (CUDA, cc >= 8.9)
-
         workload = build_fp8_gemm(case, device)
     else:
         workload = case.build(device)
@@ -175,9 +173,7 @@ def _measure_copy(device: Device, copy_bytes: int, policy: TimingPolicy) -> Cali
               "read + write bytes / median call time")
 
     def build() -> tuple[Any, ...]:
-        import torch
-
-        from perfscope.collectors.inputs import seeded_uniform
+        import torch  # optional, slow to import; only measuring needs it
 
         src = seeded_uniform((elements,), torch.float32, device.torch_device, seed=7)
         dst = torch.empty_like(src)
@@ -198,9 +194,7 @@ def _measure_launch(device: Device, policy: TimingPolicy) -> CalibrationMeasurem
               "median time per back-to-back call")
 
     def build() -> tuple[Any, ...]:
-        import torch
-
-        from perfscope.collectors.inputs import seeded_uniform
+        import torch  # optional, slow to import; only measuring needs it
 
         a = seeded_uniform((LAUNCH_ELEMENTS,), torch.float32, device.torch_device, seed=11)
         b = seeded_uniform((LAUNCH_ELEMENTS,), torch.float32, device.torch_device, seed=12)

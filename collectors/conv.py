@@ -109,7 +109,7 @@ class ConvShape(Case):
 
     def memory_format(self) -> Any:
         """The torch memory format of ``layout``."""
-        import torch
+        import torch  # optional, slow to import; only measuring needs it
 
         return torch.channels_last if self.layout == "channels_last" else torch.contiguous_format
 
@@ -142,7 +142,7 @@ class ConvShape(Case):
     def normalised_error(self, x: Any, wt: Any, out: Any) -> float:
         """max |out - ref| / sqrt(C/groups * R * S) over the first image and its first
         ``CHECK_FILTERS`` filters (whole groups), against float64 on the CPU."""
-        import torch.nn.functional as F
+        import torch.nn.functional as F  # optional, slow to import; only measuring needs it
 
         groups = self.groups
         # the first image, and only the first filters (whole groups) to keep float64 cheap
@@ -187,7 +187,7 @@ class ConvCase(ConvShape):
 
     def build(self, device: Device) -> Workload:
         """Inputs and the ``torch.nn.functional.conv2d`` call on ``device``."""
-        import torch.nn.functional as F
+        import torch.nn.functional as F  # optional, slow to import; only measuring needs it
 
         info = dtype_info(self.dtype)
         check_dtype_supported(info, device, "conv2d")
@@ -231,7 +231,7 @@ class ConvCase(ConvShape):
 
 def _set_cudnn_flags(benchmark: bool, dtype: str) -> Any:
     """Set cuDNN's autotuner and tf32 flags for one case; return a function restoring them."""
-    import torch
+    import torch  # optional, slow to import; only measuring needs it
 
     cudnn = torch.backends.cudnn
     before = (cudnn.benchmark, torch_fp32_math("cuda", "conv") == "tf32")  # not the getter: it may raise

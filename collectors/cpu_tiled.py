@@ -61,6 +61,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_dtype
 from perfscope.collectors.memory_guard import MemoryNeed, gemm_memory_need
 from perfscope.collectors.protocol import Case, Workload, check_cache_mode, restore_torch_threads, torch_threads
@@ -121,7 +123,7 @@ def compiled_kernel() -> Any:
     could load the parallel one's code; ``numba.set_num_threads(1)`` runs it serially.
     """
     try:
-        import numba
+        import numba  # a JIT, slow to import; only the CPU tiled GEMM needs it
     except ImportError as exc:  # optional dependency: say how to get it
         raise ImportError(_NUMBA_HINT) from exc
     globals()["prange"] = numba.prange  # numba recognises prange by identity at compile time
@@ -138,7 +140,7 @@ def __getattr__(name: str) -> Any:
 def numba_default_threads() -> int:
     """Size of numba's thread pool (``NUMBA_NUM_THREADS``, by default the CPU count)."""
     try:
-        import numba
+        import numba  # a JIT, slow to import; only the CPU tiled GEMM needs it
     except ImportError as exc:
         raise ImportError(_NUMBA_HINT) from exc
     return int(numba.config.NUMBA_NUM_THREADS)
@@ -197,8 +199,7 @@ class CpuTiledGemmCase(Case):
         if self.dtype not in SUPPORTED_DTYPES:
             raise UnsupportedConfigError(f"{IMPLEMENTATION} supports {', '.join(SUPPORTED_DTYPES)} only, "
                                          f"not {self.dtype}")
-        import numba
-        import numpy as np
+        import numba  # a JIT, slow to import; only the CPU tiled GEMM needs it
         import torch  # noqa: F401  (the inputs are torch's; imported here so its thread count can be read)
 
         torch_before = torch_threads()

@@ -8,11 +8,17 @@ dataset directory, which must therefore be on a filesystem every node sees.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from perfscope.collectors.sweep import SweepReport
+from perfscope.collectors.protocol import RunContext
+from perfscope.collectors.spec import shard
+from perfscope.collectors.sweep import SweepReport, run_sweep
+from perfscope.devices import select_device
 from perfscope.errors import InvalidInputError
+from perfscope.meters import select_meter
+from perfscope.store import ProfileStore
+from perfscope.timing import TimingPolicy
 
 
 @dataclass(frozen=True)
@@ -33,15 +39,8 @@ class WorkerSettings:
 
 def run_worker(cases: list[Any], settings: WorkerSettings, run_id: str) -> SweepReport:
     """Measure ``cases`` on this node's device into the dataset (used by every executor)."""
-    from perfscope.collectors.protocol import RunContext
-    from perfscope.collectors.sweep import run_sweep
-    from perfscope.devices import select_device
-    from perfscope.meters import select_meter
-    from perfscope.store import ProfileStore
-    from perfscope.timing import TimingPolicy
-
     if settings.threads is not None:
-        import torch
+        import torch  # optional, slow to import; only measuring needs it
 
         torch.set_num_threads(settings.threads)
     store = ProfileStore(settings.dataset, create=True)
@@ -60,11 +59,9 @@ def run_ray(cases: list[Any], settings: WorkerSettings, run_id: str, *, address:
     """Run the sweep as Ray tasks: one per GPU (``num_gpus=1``) on a CUDA device, or
     ``workers`` CPU tasks otherwise. Returns the workers' reports merged."""
     try:
-        import ray
+        import ray  # optional; only the Ray executor needs it
     except ImportError:
         raise InvalidInputError("the Ray executor needs ray: pip install 'perfscope[ray]'") from None
-    from perfscope.collectors.spec import shard
-
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
@@ -106,6 +103,4 @@ def merge_reports(reports: list[SweepReport], run_id: str) -> SweepReport:
 
 
 def _replace_device(settings: WorkerSettings, device: str) -> WorkerSettings:
-    from dataclasses import replace
-
     return replace(settings, device=device)

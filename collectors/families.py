@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from perfscope.collectors.attention import cases_from_axes as attention_cases
+from perfscope.collectors.conv import cases_from_axes as conv_cases
+from perfscope.collectors.cpu_tiled import cases_from_axes as tiled_cases
+from perfscope.collectors.gemm import cases_from_axes as gemm_cases
+from perfscope.collectors.triton_kernels.cases import cases_from_axes as triton_cases
 from perfscope.errors import InvalidInputError
 
 FAMILIES = ("gemm", "conv", "attention")
@@ -22,21 +27,11 @@ def cases_for(kernel: str, implementation: str, axes: dict[str, list[Any]], *, s
         raise InvalidInputError(f"unknown implementation {implementation!r} for {kernel}: "
                              f"use {', '.join(IMPLEMENTATIONS[kernel])}")
     if implementation == "triton":
-        from perfscope.collectors.triton_kernels.cases import cases_from_axes as triton_cases
-
         return triton_cases(kernel, axes, seed=seed)
     if kernel == "gemm" and implementation == "numba":
-        from perfscope.collectors.cpu_tiled import cases_from_axes as tiled_cases
-
         return tiled_cases(axes, seed=seed)
     if kernel == "gemm":
-        from perfscope.collectors.gemm import cases_from_axes as gemm_cases
-
         return gemm_cases(axes, seed=seed)
     if kernel == "conv":
-        from perfscope.collectors.conv import cases_from_axes as conv_cases
-
         return conv_cases(axes, seed=seed)
-    from perfscope.collectors.attention import cases_from_axes as attention_cases
-
     return attention_cases(axes, seed=seed)

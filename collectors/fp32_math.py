@@ -20,7 +20,7 @@ def torch_fp32_math(device_kind: str, op: str = "matmul") -> str:
     on a ``device_kind`` device now, else ``ieee``."""
     if device_kind != "cuda":
         return "ieee"
-    import torch
+    import torch  # optional, slow to import; only measuring needs it
 
     backends = torch.backends
     if op == "conv":

@@ -64,7 +64,7 @@ def per_tensor_scale(amax: float, fp8_dtype: str) -> float:
 def quantize_per_tensor(x: Any, fp8_dtype: str) -> tuple[Any, Any]:
     """``(q, scale)``: ``x`` quantised to ``fp8_dtype`` with one float32 scale (a 0-d tensor
     on ``x``'s device) such that ``q * scale ~= x``; values are saturated, never inf."""
-    import torch
+    import torch  # optional, slow to import; only measuring needs it
 
     scale = per_tensor_scale(float(x.abs().max()), fp8_dtype)
     limit = FP8_MAX[fp8_dtype]
@@ -124,7 +124,7 @@ def build_fp8_gemm(case: Any, device: Device) -> Workload:
     > 1 and for k or n not multiples of 16. Inputs are uniform in [-1, 1], quantised
     per tensor; in cold mode several input sets rotate as for other GEMMs.
     """
-    import torch
+    import torch  # optional, slow to import; only measuring needs it
 
     check_fp8_supported(device.kind, device.describe().compute_capability, m=case.m, n=case.n, k=case.k,
                         dtype=case.dtype, batch=case.batch)

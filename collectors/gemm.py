@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from perfscope.collectors.fp8 import build_fp8_gemm
 from perfscope.collectors.fp32_math import torch_fp32_math
 from perfscope.collectors.inputs import input_set_count, seeded_uniform, torch_dtype
 from perfscope.collectors.memory_guard import MemoryNeed, gemm_memory_need
@@ -63,7 +64,7 @@ class GemmShape(Case):
     def make_inputs(self, device: Device) -> list[tuple[Any, Any, Any]]:
         """Input sets (A, B, C) on ``device``, C uninitialised, 2-D for batch 1 and 3-D above:
         one set warm, enough to outgrow the cache cold."""
-        import torch
+        import torch  # optional, slow to import; only measuring needs it
 
         info = dtype_info(self.dtype)
         storage, dev = torch_dtype(info), device.torch_device
@@ -99,13 +100,11 @@ class GemmCase(GemmShape):
 
     def build(self, device: Device) -> Workload:
         """Inputs and the torch call on ``device``."""
-        import torch
+        import torch  # optional, slow to import; only measuring needs it
 
         info = dtype_info(self.dtype)
         check_device_supports(info, device)
         if is_fp8(info.name):
-            from perfscope.collectors.fp8 import build_fp8_gemm
-
             return build_fp8_gemm(self, device)
         if device.kind == "cuda":
             # tf32 is fp32 storage with tensor-core multiplies; plain fp32 must not use it

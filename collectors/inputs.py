@@ -14,14 +14,14 @@ MAX_INPUT_BYTES_SHARE = 0.25  # never use more than this share of device memory 
 
 def torch_dtype(info: DtypeInfo) -> Any:
     """The torch storage dtype for a perfscope dtype."""
-    import torch
+    import torch  # optional, slow to import; only measuring needs it
 
     return getattr(torch, info.torch_name)
 
 
 def seeded_uniform(shape: tuple[int, ...], dtype: Any, device: str, seed: int) -> Any:
     """A tensor uniform in [-1, 1] from a seeded generator, never zeros (they run faster)."""
-    import torch
+    import torch  # optional, slow to import; only measuring needs it
 
     gen = torch.Generator(device=device).manual_seed(seed)
     x = torch.rand(shape, generator=gen, device=device, dtype=torch.float32)

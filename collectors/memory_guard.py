@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from perfscope.collectors.inputs import input_set_count
 from perfscope.devices.base import Device
 from perfscope.devices.cpu import mem_available_bytes
 from perfscope.errors import InvalidInputError
@@ -52,8 +53,6 @@ def gemm_memory_need(batch: int, m: int, n: int, k: int, bytes_per_element: int,
                      device: Device, check_rows: int) -> MemoryNeed:
     """A GEMM's need: (A, B, C) per input set, float32 staging of the larger input, and the
     float64 check of ``check_rows`` rows of C against A @ B."""
-    from perfscope.collectors.inputs import input_set_count
-
     set_bytes = bytes_per_element * batch * (m * k + k * n + m * n)
     rows = min(m, check_rows)
     return MemoryNeed(operand_bytes=set_bytes, input_sets=input_set_count(cache_mode, set_bytes, device),

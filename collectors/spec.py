@@ -14,6 +14,7 @@ sweeps:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -21,12 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from perfscope.collectors.families import cases_for
 from perfscope.collectors.filters import Filter
 from perfscope.collectors.protocol import Case, case_config_id
 from perfscope.collectors.spec_models import SWEEP_MODELS, Sweep, Timing, invalid
+from perfscope.collectors.specs import load_preset
 from perfscope.collectors.sweep import unique_cases
 from perfscope.errors import InvalidInputError
 from perfscope.timing import TimingPolicy
@@ -77,10 +80,6 @@ def spec_json_schema() -> dict[str, Any]:
 
 def load_spec(name_or_path: str | Path) -> SweepSpec:
     """A spec from a YAML file, or a shipped preset by name (quick, default, full, gpperf)."""
-    import yaml
-
-    from perfscope.collectors.specs import load_preset
-
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         try:
@@ -190,8 +189,6 @@ def expand(spec: SweepSpec, *, seed: int = 0) -> list[Case]:
 def filter_names(case: Case) -> dict[str, Any]:
     """Names a filter may use: the case's own fields (r, s, tile, ...) and its
     configuration columns (conv_r, tile_m, ...)."""
-    import dataclasses
-
     # fields read shallowly: dataclasses.asdict deep-copies every value (80% of expanding
     # the full preset's 3 million candidate cases)
     names = {f.name: getattr(case, f.name) for f in dataclasses.fields(case)} if dataclasses.is_dataclass(case) else {}

@@ -19,7 +19,10 @@ import numpy as np
 import pandas as pd
 
 from perfscope.errors import InvalidInputError, PerfscopeError
-from perfscope.workflows.estimate import SHAPE_COLUMNS
+from perfscope.models.persistence import load_bundle
+from perfscope.models.prediction import estimate_rows
+from perfscope.workflows.estimate import SHAPE_COLUMNS, estimate_with_best_config
+from perfscope.workflows.estimate import estimate as workflow_estimate
 
 SHAPE_EXAMPLES = {
     "gemm": "batch=1 m=4096 n=4096 k=4096",
@@ -98,16 +101,12 @@ def run_estimate(kernel: str, device: str, dtype: str, config: Mapping[str, Any]
     Never raises for perfscope's own errors: the page shows their message."""
     try:
         if best_config:
-            from perfscope.workflows.best_config import estimate_with_best_config
-
             params = {k.removeprefix("param_"): v for k, v in config.items() if k.startswith("param_")}
             shape = {k: v for k, v in config.items() if not k.startswith("param_")}
             result = estimate_with_best_config(kernel, device, dtype, model=model, shape=shape, params=params or None,
                                                implementation=implementation)
         else:
             if estimate is None:
-                from perfscope.workflows.estimate import estimate as workflow_estimate
-
                 estimate = workflow_estimate
             result = estimate(kernel, device, dtype, model=model, implementation=implementation, best_tile=best_tile,
                               **dict(config))
@@ -122,8 +121,6 @@ def load_model(path: str | Path | None) -> tuple[Any | None, str]:
     """(loaded model bundle or None, a note for the page)."""
     if path is None:
         return None, "no model loaded (start the dashboard with a model to compare predictions)"
-    from perfscope.models.persistence import load_bundle
-
     try:
         bundle = load_bundle(path)
     except PerfscopeError as exc:
@@ -135,8 +132,6 @@ def predict_latency_s(bundle: Any, rows: pd.DataFrame) -> tuple[np.ndarray | Non
     """Predicted latency (s) per row from a bundle, or (None, why not)."""
     if bundle is None or rows.empty:
         return None, ""
-    from perfscope.models.prediction import estimate_rows
-
     try:
         predicted = estimate_rows(bundle, rows)
     except (PerfscopeError, KeyError, AttributeError, ValueError) as exc:  # a model that cannot predict here

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import dash
+import plotly.graph_objects as go
+import plotly.io as pio
 from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
@@ -22,6 +24,7 @@ from perfscope.dashboards.components import NO_CLOUD_CONFIG, notes_list
 from perfscope.dashboards.context import DashboardContext
 from perfscope.dashboards.data import DashboardData
 from perfscope.dashboards.exports import EXPORT_ROUTE, escape_formula_cells, plotted_frame, register_export_routes
+from perfscope.dashboards.figures import carbon, efficiency, overview, roofline, scaling, tiles
 from perfscope.dashboards.figures.common import warm_up
 from perfscope.dashboards.filters import (
     FILTER_NAMES,
@@ -33,6 +36,8 @@ from perfscope.dashboards.filters import (
     query_from_filters,
 )
 from perfscope.dashboards.pages import PAGES
+from perfscope.dashboards.pages.efficiency import url_defaults
+from perfscope.dashboards.pages.scaling import PAGE_DEFAULT_GROUP_BY
 from perfscope.dashboards.url_state import with_page_params
 
 log = logging.getLogger(__name__)
@@ -137,8 +142,6 @@ def _routed_layout(page: Any) -> Any:
 def _warm_default_views(callbacks: dict[str, Any]) -> None:
     """Compute each page's unfiltered default view once at startup (the results are cached
     per selection), so a large dataset's first page view does not wait for them."""
-    from perfscope.dashboards.pages.scaling import PAGE_DEFAULT_GROUP_BY
-
     everything = empty_filters()
     calls = [("update_overview", (everything,)), ("update_roofline", (everything, ["spec", "calibrated"])),
              ("update_gap", (everything,)),
@@ -150,8 +153,6 @@ def _warm_default_views(callbacks: dict[str, Any]) -> None:
     # the waterline as the page first asks for it: the default sequence on the device and dtype its
     # options callback picks, no custom configurations
     if "update_waterline" in callbacks:
-        from perfscope.dashboards.pages.efficiency import url_defaults
-
         picked = callbacks["update_waterline_options"](everything, url_defaults()["wl_dtype"], None)
         if isinstance(picked, tuple) and len(picked) == 4 and picked[3] is not None:
             callbacks["update_waterline"](url_defaults()["sequence"], picked[1], picked[3], [], everything)
@@ -166,8 +167,6 @@ def _warm_default_views(callbacks: dict[str, Any]) -> None:
 def _warm_up(data: DashboardData, sample_rows: int = 300) -> None:
     """Run every figure function once on a few rows, so plotly's lazily imported
     validators load at startup instead of on the first page served."""
-    from perfscope.dashboards.figures import carbon, efficiency, overview, roofline, scaling, tiles
-
     warm_up()
     rows = data.rows.head(sample_rows)
     steps = [lambda: overview.coverage_figure(rows), lambda: overview.quality_figure(rows),
@@ -269,9 +268,6 @@ def _register_shell(app: dash.Dash, data: DashboardData) -> dict[str, Any]:
                   prevent_initial_call=True)
     def export_html(clicks: list[int | None], figures: list[dict | None], ids: list[dict]) -> dict:
         """The clicked panel's figure as a self-contained HTML file (plotly.js inlined)."""
-        import plotly.graph_objects as go
-        import plotly.io as pio
-
         trigger = ctx.triggered_id
         if not isinstance(trigger, dict) or not any(clicks or []):
             raise PreventUpdate

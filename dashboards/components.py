@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import dash_ag_grid as dag  # at import time: Dash refuses component libraries first imported inside a callback
 import pandas as pd
-from dash import dcc, html
+from dash import dcc, html, no_update
+from dash.exceptions import PreventUpdate
 
 from perfscope.dashboards.figures.common import message_figure, placeholder_figure
+from perfscope.dashboards.units import format_cell, grid_value_formatter
 from perfscope.errors import PerfscopeError
 
 log = logging.getLogger(__name__)
@@ -59,8 +62,6 @@ MAX_TABLE_ROWS = 5_000  # rows sent to a table (sortable and filterable in the b
 def data_table(frame: pd.DataFrame | None, *, max_rows: int = MAX_TABLE_ROWS, empty: str = "nothing to show") -> Any:
     """A sortable, filterable table (dash-ag-grid) of ``frame``: numbers written with their
     units by column name (``units.format_cell``), at most ``max_rows`` rows sent."""
-    from perfscope.dashboards.units import format_cell, grid_value_formatter
-
     if frame is None or frame.empty:
         return html.Div(empty, className="muted")
     shown = frame.head(max_rows)
@@ -119,8 +120,6 @@ def control(label: str, component: Any, *, width: str = "220px") -> html.Div:
 def cached(data: Any, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Keep a page callback's results per argument values (``DashboardData.cached``): going
     back to a selection, or the first view of a page already computed, costs nothing."""
-    import json
-
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def wrapper(*args: Any) -> Any:
@@ -140,8 +139,6 @@ def guard(*kinds: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     message; any other exception is logged with its traceback server-side and shown as
     its type and message.
     """
-    from dash import no_update
-
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -150,8 +147,6 @@ def guard(*kinds: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
             except PerfscopeError as exc:
                 message = str(exc)
             except Exception as exc:  # noqa: BLE001 - a page shows a message, the log keeps the traceback
-                from dash.exceptions import PreventUpdate
-
                 if isinstance(exc, PreventUpdate):
                     raise
                 log.exception("dashboard callback %s failed", fn.__name__)

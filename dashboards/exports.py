@@ -9,6 +9,7 @@ as a formula (text starting with ``= + - @``, tab or carriage return) are prefix
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import tempfile
@@ -16,6 +17,9 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from flask import Response, request, send_file
 
 from perfscope.dashboards.data import DashboardData
 from perfscope.dashboards.filters import filters_from_query
@@ -83,9 +87,6 @@ def parquet_file(data: DashboardData, search: str | None, columns: Sequence[str]
 
     The caller removes the file once it has been sent.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     positions = data.index(filters_from_query(search))
     present = [c for c in dict.fromkeys(columns) if c in data.rows.columns]
     handle, path = tempfile.mkstemp(prefix="perfscope-export-", suffix=".parquet")
@@ -100,8 +101,6 @@ def parquet_file(data: DashboardData, search: str | None, columns: Sequence[str]
 
 def register_export_routes(server: object, data: DashboardData, columns: Sequence[str]) -> None:
     """Add ``/_perfscope/export.csv`` and ``.parquet`` (query string = the page's filters)."""
-    from flask import Response, request, send_file
-
     def export_csv() -> Response:
         search = request.query_string.decode("utf-8", "replace")
         response = Response(csv_chunks(data, search, columns), mimetype="text/csv")
@@ -163,8 +162,6 @@ def _values(value: object) -> list:
     if value is None:
         return []
     if isinstance(value, dict) and "bdata" in value:
-        import base64
-
         data = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
         shape = value.get("shape")
         if shape:

@@ -14,9 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from perfscope.dashboards.figures.common import shape_labels
 from perfscope.dashboards.loading import DASHBOARD_COLUMNS
 from perfscope.dashboards.roofline_devices import DeviceInfo, resolve_device
+from perfscope.devices.declared import declared_devices
 from perfscope.errors import PerfscopeError
+from perfscope.models.efficiency import measured_latency_s
+from perfscope.roofline import feature_columns
 
 # feature columns kept after feature_columns (the others are not shown anywhere)
 _FEATURES_KEPT = (
@@ -37,8 +41,6 @@ def add_gap(frame: pd.DataFrame) -> pd.DataFrame:
     the bound already computed at load, instead of recomputing the features per page.
     NaN where the row has no time or no bound.
     """
-    from perfscope.models.efficiency import measured_latency_s
-
     measured = measured_latency_s(frame)
     bound = frame["bound_time_s"].to_numpy(dtype=float) if "bound_time_s" in frame else np.full(len(frame), np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -97,8 +99,6 @@ def _compact_sizes(rows: pd.DataFrame, columns: tuple[str, ...] = _SIZE_COLUMNS)
 
 def _shape_column(rows: pd.DataFrame) -> pd.Categorical:
     """Readable shape per row (``figures.common.shape_labels``), built once per configuration."""
-    from perfscope.dashboards.figures.common import shape_labels
-
     if not len(rows):
         return pd.Categorical([])
     codes, _ = pd.factorize(rows["config_id"], use_na_sentinel=True)
@@ -157,9 +157,6 @@ def add_features(rows: pd.DataFrame, notes: list[str],
     ``notes`` and drawn without them. A profile one of ``datasets`` carries for a device wins
     over the viewer's own calibration (``roofline_devices.resolve_device``).
     """
-    from perfscope.devices.declared import declared_devices
-    from perfscope.roofline import feature_columns
-
     devices: dict[str, DeviceInfo] = {}
     n = len(rows)
     scattered = ("flops", "min_bytes", *(c for c in _FEATURES_KEPT if c not in ("bound", "device_source")))

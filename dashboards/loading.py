@@ -7,6 +7,8 @@ reported, not raised, so one bad path does not keep the others from the dashboar
 
 from __future__ import annotations
 
+import ctypes
+import gc
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
@@ -14,9 +16,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from perfscope.errors import PerfscopeError
 from perfscope.schema import COLUMN_NAMES
+from perfscope.store import ProfileStore, find_datasets
+from perfscope.store_files import is_param_column
 
 # The columns the pages read (everything but raw samples and free-form extras).
 DASHBOARD_COLUMNS: tuple[str, ...] = (
@@ -41,10 +47,6 @@ assert set(DASHBOARD_COLUMNS) <= set(COLUMN_NAMES), "dashboard columns must be s
 
 def read_datasets(datasets: Iterable[str | Path] | None) -> tuple[pd.DataFrame, list[str], list[str], list[str]]:
     """(rows, dataset names, problems, notes) of ``datasets``, or of the shipped sample when none."""
-    import pyarrow as pa
-
-    from perfscope.store import ProfileStore
-
     paths = [Path(p) for p in datasets] if datasets else find_sample_datasets()
     notes: list[str] = []
     if not datasets:
@@ -77,8 +79,6 @@ def read_datasets(datasets: Iterable[str | Path] | None) -> tuple[pd.DataFrame, 
 
 def find_sample_datasets() -> list[Path]:
     """Datasets shipped under ``perfscope.data/samples`` (directories with the dataset marker)."""
-    from perfscope.store import find_datasets
-
     try:
         root = resources.files("perfscope.data").joinpath("samples")
         base = Path(str(root))
@@ -91,10 +91,6 @@ def find_sample_datasets() -> list[Path]:
 
 def _param_columns(store: Any) -> list[str]:
     """The tunable-parameter columns (``param_<name>``) of a dataset's files, from their schemas."""
-    import pyarrow.parquet as pq
-
-    from perfscope.store_files import is_param_column
-
     names: dict[str, None] = {}
     for path in store.files():
         try:
@@ -114,20 +110,14 @@ def release_freed_memory(*, collect: bool = True, freeze: bool = False) -> None:
     passes, which would otherwise walk it (a million config-id strings) during callbacks.
     """
     if collect:
-        import gc
-
         gc.collect()
         if freeze:
             gc.freeze()
     try:
-        import pyarrow as pa
-
         pa.default_memory_pool().release_unused()
     except (ImportError, AttributeError):
         pass
     try:
-        import ctypes
-
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass  # not glibc: nothing to trim

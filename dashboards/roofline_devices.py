@@ -17,6 +17,13 @@ from typing import Any
 
 import pandas as pd
 
+from perfscope.devices.registry import (
+    find_dataset_profile,
+    find_device_spec,
+    find_profile_file,
+    resolve_row_device,
+)
+
 
 @dataclass(frozen=True)
 class NoPeakDevice:
@@ -69,13 +76,6 @@ def resolve_device(device_key: str, device_name: str, *, sm_count: float | None 
     The viewer's lookup is ``perfscope.devices.registry.resolve_row_device`` (by key, then by
     name); the spec row is kept beside a calibrated profile so pages can draw both ceilings.
     """
-    from perfscope.devices.registry import (
-        find_dataset_profile,
-        find_device_spec,
-        find_profile_file,
-        resolve_row_device,
-    )
-
     found = resolve_row_device(str(device_key) if device_key else None, str(device_name) if device_name else None)
     own = find_dataset_profile(str(device_key), str(device_name) if device_name else None, datasets)
     if own is not None or (found is not None and found[1] == "calibrated"):

@@ -97,7 +97,7 @@ def register_url_state(app: Any, page_key: str, controls: Mapping[str, tuple[str
                        defaults: Mapping[str, Any] | None = None) -> Any:
     """Write a page's controls (URL key -> (component id, property)) into the URL when one
     changes, leaving out those at their ``defaults``. Returns the registered function."""
-    from dash import Input, Output, State, no_update
+    from dash import Input, Output, State, no_update  # dash: the URL codec above works without it
 
     keys = list(controls)
 

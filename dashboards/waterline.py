@@ -23,9 +23,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
+from perfscope.dashboards.figures.common import seconds
 from perfscope.dtypes import DTYPES
 from perfscope.errors import InvalidInputError
+from perfscope.roofline import feature_columns, roofline_bound
 from perfscope.schema import CONFIG_COLUMNS
 
 SEQUENCES_FILE = "sequences.yaml"
@@ -72,8 +75,6 @@ def _shipped_sequences() -> tuple[KernelSequence, ...]:
 
 
 def _parse_sequences(text: str) -> list[KernelSequence]:
-    import yaml
-
     data = yaml.safe_load(text) or {}
     out = []
     for i, raw in enumerate(data.get("sequences") or []):
@@ -196,8 +197,6 @@ def waterline(layers: Sequence[Layer], dtype: str, device: Any,
               measured: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
     """Per-layer bounds and measured times, and the totals (sum of bounds, measured sum,
     fused bound, intermediate bytes removed) for ``device`` (a ``RooflineDevice``)."""
-    from perfscope.roofline import feature_columns, roofline_bound
-
     if not layers:
         raise InvalidInputError("a waterline needs at least one layer")
     base = layer_frame(layers, dtype)
@@ -245,8 +244,6 @@ def sequence_by_name(sequences: Sequence[KernelSequence], name: str) -> KernelSe
 
 def describe_totals(totals: Mapping[str, float]) -> str:
     """One line: "Σ bounds 1.2 ms, measured 3.4 ms (2 of 2 layers), fused bound 0.9 ms"."""
-    from perfscope.dashboards.figures.common import seconds
-
     return (f"sum of bounds {seconds(totals.get('sum_bound_s', math.nan))}, "
             f"measured sum {seconds(totals.get('measured_sum_s', math.nan))} "
             f"({int(totals.get('measured_layers', 0))} layer(s) measured), "

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from perfscope.errors import InvalidInputError
+from perfscope.models.efficiency import ok_rows
+from perfscope.models.persistence import data_fingerprint, load_bundle, save_bundle
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,9 +38,6 @@ def adapt_bundle(model_dir: str | os.PathLike[str], rows: pd.DataFrame, *,
     ``out_dir`` (default: in place). ``sample``: use k random ok rows (``seed``) instead of
     all. Returns what was done (also kept in the bundle metadata under ``adaptation``).
     ``InvalidInputError`` when no model of the bundle can adapt or no row is usable."""
-    from perfscope.models.efficiency import ok_rows
-    from perfscope.models.persistence import data_fingerprint, load_bundle, save_bundle
-
     bundle = load_bundle(model_dir)
     usable = ok_rows(rows)
     if len(usable) == 0:

@@ -19,12 +19,11 @@ import numpy as np
 
 from perfscope.errors import ModelFileError
 from perfscope.models.bundle_format import FORMAT, FORMAT_KEY, METADATA_KEY, to_jsonable
+from perfscope.models.tree_arrays import ForestArrays
 
 
 def npz_bytes(objects: Mapping[str, Any], metadata: Mapping[str, Any]) -> bytes:
     """An npz archive of every forest's arrays (``<object>/<array>``) with the format marker and metadata."""
-    from perfscope.models.tree_arrays import ForestArrays
-
     arrays: dict[str, np.ndarray] = {FORMAT_KEY: np.array(FORMAT),
                                      METADATA_KEY: np.array(json.dumps(to_jsonable(metadata), sort_keys=True))}
     for name, obj in objects.items():
@@ -38,8 +37,6 @@ def npz_bytes(objects: Mapping[str, Any], metadata: Mapping[str, Any]) -> bytes:
 
 def objects_from_npz(path: Path, data: bytes) -> dict[str, Any]:
     """The forests of an npz archive (the bytes whose hash was checked), each validated."""
-    from perfscope.models.tree_arrays import ForestArrays
-
     grouped: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:

@@ -16,6 +16,7 @@ import math
 import platform
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ import numpy as np
 
 from perfscope.errors import ModelFileError
 from perfscope.models.bundle_files import load_json, parse_json
+from perfscope.schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,8 +42,6 @@ METADATA_KEY = "__metadata_json__"
 
 def library_versions() -> dict[str, str | None]:
     """Versions of the libraries a saved model depends on."""
-    from importlib.metadata import PackageNotFoundError, version
-
     out: dict[str, str | None] = {"python": platform.python_version()}
     for name in ("perfscope", "scikit-learn", "numpy", "scipy", "pandas"):
         try:
@@ -63,8 +63,6 @@ def data_fingerprint(rows: pd.DataFrame) -> str:
 
 def base_metadata(rows: pd.DataFrame | None = None) -> dict[str, Any]:
     """Metadata every saved file carries: versions, creation time, schema and data fingerprint."""
-    from perfscope.schema import SCHEMA_VERSION
-
     meta: dict[str, Any] = {"created_at": datetime.now(timezone.utc).isoformat(), "schema_version": SCHEMA_VERSION,
                             "libraries": library_versions()}
     if rows is not None:

@@ -26,6 +26,7 @@ from perfscope.devices.registry import resolve_row_devices
 from perfscope.devicespecs import NO_DEVICE, DeviceFigures, RooflineDevice
 from perfscope.errors import InvalidInputError
 from perfscope.roofline import feature_columns
+from perfscope.schema import CONTENDED_STATUS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -140,8 +141,6 @@ def ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
 def admit_contended(rows: pd.DataFrame) -> pd.DataFrame:
     """A copy with ``contended`` rows (timed while another workload shared the device, see
     ``perfscope.importers.gpperf``) relabelled ``ok``: for figures over every timed row."""
-    from perfscope.schema import CONTENDED_STATUS
-
     if "status" not in rows or not (rows["status"].astype(str) == CONTENDED_STATUS).any():
         return rows
     out = rows.copy()
@@ -151,8 +150,6 @@ def admit_contended(rows: pd.DataFrame) -> pd.DataFrame:
 
 def count_contended(rows: pd.DataFrame) -> int:
     """Rows timed while another workload shared the device (left out of training by default)."""
-    from perfscope.schema import CONTENDED_STATUS
-
     return int((rows["status"].astype(str) == CONTENDED_STATUS).sum()) if "status" in rows else 0
 
 
@@ -164,7 +161,7 @@ def efficiency_gap(rows: pd.DataFrame, devices: Mapping[str, RooflineDevice] | N
     Only ``ok`` rows with a time and a finite bound are kept (a device without a peak
     for the row's dtype has no bound). See the module docstring for the definitions.
     """
-    import pandas as pd
+    import pandas as pd  # kept off the light estimate path
 
     columns = as_columns(rows)
     features = roofline_columns({name: values[ok_mask(columns)] for name, values in columns.items()}, devices)
@@ -185,7 +182,7 @@ def efficiency_summary(rows: pd.DataFrame, by: Sequence[str] = SUMMARY_BY,
     ``rows`` are profile rows, or the output of ``efficiency_gap`` (used as is when it
     already has ``achieved_fraction``). One output row per non-empty group of ``by``.
     """
-    import pandas as pd
+    import pandas as pd  # kept off the light estimate path
 
     gap = rows if "achieved_fraction" in rows else efficiency_gap(rows, devices)
     by = list(by)

@@ -42,7 +42,7 @@ COEFFICIENTS = ("idle_power_w", "j_per_flop", "j_per_byte")
 def fit_energy_coefficients(time_s: Any, flops: Any, min_bytes: Any, energy_j: Any) -> np.ndarray:
     """Non-negative (idle_power_w, j_per_flop, j_per_byte) minimising the relative error of
     idle·t + e_flop·F + e_byte·B against ``energy_j`` (``scipy.optimize.nnls``)."""
-    from scipy.optimize import nnls
+    from scipy.optimize import nnls  # heavy; only fitting needs it, estimates do not
 
     design = np.column_stack([np.asarray(x, dtype=float) for x in (time_s, flops, min_bytes)])
     energy = np.asarray(energy_j, dtype=float)
@@ -93,7 +93,7 @@ class EnergyModel(LightRegressorMixin, LightEstimator):
 
     def fit(self, X: Any, y: Any = None) -> EnergyModel:
         """Fit on the ok rows of ``X`` with usable measured energy (``y``: energy in J, default measured)."""
-        from sklearn.base import clone
+        from sklearn.base import clone  # seconds to import; only fitting needs it
 
         given = as_columns(X)
         rows = take(given, ok_mask(given)) if y is None else given
@@ -178,7 +178,7 @@ class EnergyModel(LightRegressorMixin, LightEstimator):
 
     def report(self) -> pd.DataFrame:
         """The fitted coefficients per group (see the class docstring)."""
-        import pandas as pd
+        import pandas as pd  # kept off the light estimate path
 
         check_is_fitted(self)
         return pd.DataFrame([{"level": r["level"], **dict(zip(self.levels[r["level"]], r["keys"], strict=True)),

@@ -69,7 +69,7 @@ class LightEstimator:
         return f"{type(self).__name__}({', '.join(changed)})"
 
     def __sklearn_tags__(self) -> Any:
-        from sklearn.utils import Tags, TargetTags
+        from sklearn.utils import Tags, TargetTags  # seconds to import; only fitting needs it
 
         return Tags(estimator_type=None, target_tags=TargetTags(required=False), transformer_tags=None,
                     regressor_tags=None, classifier_tags=None)
@@ -81,7 +81,7 @@ class LightRegressorMixin:
     _estimator_type = "regressor"  # what scikit-learn before 1.6 reads instead of the tags
 
     def __sklearn_tags__(self) -> Any:
-        from sklearn.utils import RegressorTags
+        from sklearn.utils import RegressorTags  # seconds to import; only fitting needs it
 
         tags = super().__sklearn_tags__()  # type: ignore[misc]
         tags.estimator_type = "regressor"
@@ -91,7 +91,7 @@ class LightRegressorMixin:
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Coefficient of determination R² of ``predict(X)`` against ``y``."""
-        from sklearn.metrics import r2_score
+        from sklearn.metrics import r2_score  # seconds to import; only fitting needs it
 
         return float(r2_score(y, self.predict(X), sample_weight=sample_weight))  # type: ignore[attr-defined]
 
@@ -99,6 +99,6 @@ class LightRegressorMixin:
 def check_is_fitted(model: Any) -> None:
     """Raise scikit-learn's ``NotFittedError`` unless ``model`` has a fitted attribute (a name ending in ``_``)."""
     if not any(name.endswith("_") and not name.startswith("__") for name in vars(model)):
-        from sklearn.exceptions import NotFittedError
+        from sklearn.exceptions import NotFittedError  # seconds to import; only fitting needs it
 
         raise NotFittedError(f"This {type(model).__name__} instance is not fitted yet: call fit first")

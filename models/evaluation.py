@@ -25,6 +25,7 @@ distance from its data where the model has ``interval_difficulty``
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -32,11 +33,10 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from perfscope.columns import group_codes
 from perfscope.errors import InvalidInputError
 from perfscope.models.efficiency import ok_rows
+from perfscope.models.groups import context_labels, parameter_groups, shape_groups
 from perfscope.models.intervals import (
-    SHAPE_COLUMNS,
     conformal_quantile,
     difficulty_scale,
     log_scores,
@@ -45,6 +45,9 @@ from perfscope.models.intervals import (
     predict_target,
     spread_offset,
 )
+from perfscope.models.persistence import to_jsonable
+from perfscope.models.ranking import ranking_figures
+from perfscope.work import work_and_traffic
 
 SPLITS = ("shape", "random", "device", "extrapolate")
 EXTRAPOLATION_QUANTILE = 0.75
@@ -59,14 +62,6 @@ Progress = Callable[[str], None]
 NO_INTERVALS = "no intervals"
 
 
-def shape_groups(rows: Any) -> np.ndarray:
-    """One integer label per distinct shape (``SHAPE_COLUMNS`` present in ``rows``: columns or a DataFrame)."""
-    columns = [c for c in SHAPE_COLUMNS if c in rows]
-    if not columns:
-        raise InvalidInputError("rows have none of the shape columns (kernel, m, n, k, ...)")
-    return group_codes(rows, columns)
-
-
 def split_folds(rows: pd.DataFrame, split: str = "shape", n_splits: int | None = 5, seed: int = 0,
                 group_by: Sequence[str] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train positions, test positions) per fold of ``rows`` for a ``split`` (see module docstring).
@@ -75,11 +70,10 @@ def split_folds(rows: pd.DataFrame, split: str = "shape", n_splits: int | None =
     groups become one fold per group. ``group_by`` (tunable parameter names) holds out
     unseen combinations of those parameters' values instead of shapes (``split="shape"``).
     """
+    # scikit-learn: seconds to import; only fitting needs it
     from sklearn.model_selection import KFold, LeaveOneGroupOut
 
     if group_by and split == "shape":
-        from perfscope.models.ranking import parameter_groups
-
         return _grouped(rows, parameter_groups(rows, group_by), n_splits, seed, f"({', '.join(group_by)}) value")
     if split not in SPLITS:
         raise InvalidInputError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -100,8 +94,6 @@ def split_folds(rows: pd.DataFrame, split: str = "shape", n_splits: int | None =
 
 def extrapolation_fold(rows: Any, quantile: float = EXTRAPOLATION_QUANTILE) -> tuple[np.ndarray, np.ndarray]:
     """(positions of rows with FLOPs up to the ``quantile`` of all rows', positions of the rest)."""
-    from perfscope.work import work_and_traffic
-
     flops = np.asarray(work_and_traffic(rows)[0], dtype=float)
     missing = int((~np.isfinite(flops)).sum())
     if missing:
@@ -116,6 +108,7 @@ def extrapolation_fold(rows: Any, quantile: float = EXTRAPOLATION_QUANTILE) -> t
 
 def _grouped(rows: pd.DataFrame, labels: np.ndarray, n_splits: int | None, seed: int, what: str
              ) -> list[tuple[np.ndarray, np.ndarray]]:
+    # scikit-learn: seconds to import; only fitting needs it
     from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 
     n_groups = len(np.unique(labels))
@@ -147,8 +140,6 @@ def cross_validated_predictions(models: Mapping[str, Any], rows: pd.DataFrame, s
     with its reason rather than dropped. ``context`` labels rows that share everything
     but the tunable parameters (``perfscope.models.ranking``).
     """
-    from perfscope.models.ranking import context_labels
-
     if not models:
         raise InvalidInputError("no models to evaluate")
     data = ok_rows(rows).reset_index(drop=True)
@@ -156,8 +147,6 @@ def cross_validated_predictions(models: Mapping[str, Any], rows: pd.DataFrame, s
         raise InvalidInputError("fewer than two ok rows with a time: nothing to evaluate")
     folds = split_folds(data, split, n_splits, seed, group_by)
     if group_by and split == "shape":
-        from perfscope.models.ranking import parameter_groups
-
         groups = parameter_groups(data, group_by)
     else:
         groups = shape_groups(data)
@@ -216,8 +205,6 @@ def _few_shot(name: str, model: Any, data: pd.DataFrame, test: np.ndarray, truth
               contexts: np.ndarray, fold: int, seed: int) -> list[pd.DataFrame]:
     """Predictions of ``name+k-shot``: the fitted model adapted to k random rows of the held-out
     device, judged on the device's other rows."""
-    import copy
-
     out = []
     rng = np.random.default_rng(seed + fold)
     for k in FEW_SHOT_K:
@@ -245,8 +232,6 @@ def _with_energy_policy(model: Any, include_doubtful_energy: bool) -> Any:
 def summarize(predictions: pd.DataFrame, alpha: float = 0.1) -> pd.DataFrame:
     """The figures of ``evaluate`` from ``cross_validated_predictions`` output; a model
     with no predictions at all gets a row with its ``reason`` and no figures."""
-    from perfscope.models.ranking import ranking_figures
-
     rows = []
     for (name, target), part in predictions.groupby(["model", "target"], sort=False):
         part = part[np.isfinite(part["y_true"].to_numpy(dtype=float))]
@@ -326,8 +311,6 @@ def _widths(low: np.ndarray, high: np.ndarray, prediction: np.ndarray) -> tuple[
 
 def to_records(table: pd.DataFrame) -> list[dict[str, Any]]:
     """``evaluate``'s table as JSON-ready records (NaN becomes None): ``perfscope evaluate --json``."""
-    from perfscope.models.persistence import to_jsonable
-
     return to_jsonable(table.to_dict(orient="records"))
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from perfscope.models.tree_arrays import export_forest
+
 MIN_ROWS_FOR_MIXTURE = 5  # fewer measured rows: the pooled landscape alone, shifted
 MIN_ROWS_FOR_RESIDUALS = 8
 
@@ -22,7 +24,7 @@ def mixture_weights(landscapes: np.ndarray, log_time: np.ndarray) -> np.ndarray:
     """Non-negative weights of the ``landscapes`` columns (k rows x m candidates, the pooled
     one first) that best explain the centred ``log_time`` of the k measured rows; the
     pooled landscape alone (``[1, 0, ...]``) when there are too few rows or nothing fits."""
-    from scipy.optimize import nnls
+    from scipy.optimize import nnls  # heavy; only fitting needs it, estimates do not
 
     weights = np.zeros(landscapes.shape[1])
     weights[0] = 1.0
@@ -38,9 +40,7 @@ def residual_forest(design: np.ndarray, residual: np.ndarray, random_state: int 
     with fewer than ``MIN_ROWS_FOR_RESIDUALS`` rows."""
     if len(residual) < MIN_ROWS_FOR_RESIDUALS:
         return None
-    from sklearn.ensemble import ExtraTreesRegressor
-
-    from perfscope.models.tree_arrays import export_forest
+    from sklearn.ensemble import ExtraTreesRegressor  # seconds to import; only fitting needs it
 
     small = ExtraTreesRegressor(n_estimators=50, min_samples_leaf=3, random_state=random_state)
     return export_forest(small.fit(design, residual))

@@ -109,7 +109,7 @@ def _codes(values: Any, table: Mapping[str, int]) -> np.ndarray:
 
 
 def _new_forest(params: Mapping[str, Any], random_state: Any) -> Any:
-    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.ensemble import RandomForestRegressor  # seconds to import; only fitting needs it
 
     return RandomForestRegressor(n_estimators=params["n_estimators"], min_samples_leaf=params["min_samples_leaf"],
                                  max_features=params["max_features"], random_state=random_state,
@@ -256,7 +256,7 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
 
     def feature_importances(self) -> pd.Series:
         """Impurity importance of each feature in the latency forest, largest first."""
-        import pandas as pd
+        import pandas as pd  # kept off the light estimate path
 
         check_is_fitted(self)
         return pd.Series(self.forest_.feature_importances, index=self.feature_names_).sort_values(ascending=False)
@@ -342,7 +342,7 @@ class PaperBaselineModel(LightRegressorMixin, LightEstimator):
         self.n_jobs = n_jobs
 
     def _forest(self) -> Any:
-        from sklearn.ensemble import RandomForestRegressor
+        from sklearn.ensemble import RandomForestRegressor  # seconds to import; only fitting needs it
 
         return RandomForestRegressor(n_estimators=self.n_estimators, max_depth=self.max_depth,
                                      random_state=self.random_state, n_jobs=self.n_jobs)

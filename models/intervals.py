@@ -225,7 +225,7 @@ class ConformalWrapper(LightEstimator):
         ``out_of_fold``: this model's rows of ``perfscope.models.evaluation.cross_validated_predictions``
         on the same rows with the same grouped folds (``train`` passes them): the scores are
         taken from them instead of fitting the K fold models again (``method="cv"`` only)."""
-        from sklearn.base import clone
+        from sklearn.base import clone  # seconds to import; only fitting needs it
         from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 
         if not 0 < self.alpha < 1:

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from perfscope.errors import ModelFileError
+from perfscope.models.forest import FOREST_FEATURES, PAPER_FEATURES
+from perfscope.models.roofline_model import LOG_LINEAR_FEATURES
 
 KINDS: dict[str, tuple[str, str]] = {
     "roofline": ("perfscope.models.roofline_model", "RooflineModel"),
@@ -72,9 +74,6 @@ def model_from_state(state: Mapping[str, Any], objects: Mapping[str, Any]) -> An
 
 def features_of(model: Any) -> dict[str, Any]:
     """The features and targets a model reads and predicts, for its metadata."""
-    from perfscope.models.forest import FOREST_FEATURES, PAPER_FEATURES
-    from perfscope.models.roofline_model import LOG_LINEAR_FEATURES
-
     kind = model_kind(model)
     if kind == "conformal":
         return features_of(model.estimator_)

@@ -43,8 +43,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from perfscope.devices.declared import declared_devices
+from perfscope.devices.registry import device_kind_for, resolve_row_device
 from perfscope.errors import UserInputError
 from perfscope.models.estimator_base import LightEstimator, LightRegressorMixin, check_is_fitted
+from perfscope.models.few_shot import mixture_weights, residual_forest
 from perfscope.models.intervals import design_range, forest_difficulty
 from perfscope.models.param_features import (
     DEVICE_FEATURE_SETS,
@@ -58,7 +61,9 @@ from perfscope.models.param_features import (
     tunable_names,
     wave_width,
 )
+from perfscope.models.roofline_model import training_rows
 from perfscope.models.tree_arrays import ForestArrays, export_forest
+from perfscope.work import work_and_traffic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -94,9 +99,6 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
 
     # -- features --------------------------------------------------------------------------
     def _device_figures(self, rows: Any) -> dict[str, tuple[float, ...]]:
-        from perfscope.devices.declared import declared_devices
-        from perfscope.devices.registry import device_kind_for, resolve_row_device
-
         known = dict(getattr(self, "device_figures_", {}))
         declared = declared_devices(rows)  # figures given at import, after profiles and spec rows
         keys = [str(k) for k in rows["device_key"]]
@@ -126,8 +128,6 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
         return known
 
     def _design(self, rows: Any, fitting: bool) -> np.ndarray:
-        from perfscope.work import work_and_traffic
-
         size = len(rows["device_key"])
         params = parameters(rows)
         if fitting:
@@ -167,7 +167,7 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
     def _new_forest(self, n_rows: int) -> Any:
         """Every row to every tree; with more than ``max_rows_per_tree`` rows, each tree learns
         from that many drawn with replacement (subbagging), so fit time stops growing with the rows."""
-        from sklearn.ensemble import ExtraTreesRegressor
+        from sklearn.ensemble import ExtraTreesRegressor  # seconds to import; only fitting needs it
 
         subsample = self.max_rows_per_tree is not None and n_rows > self.max_rows_per_tree
         return ExtraTreesRegressor(n_estimators=self.n_estimators, min_samples_leaf=self.min_samples_leaf,
@@ -176,8 +176,6 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> ParameterForestModel:
         """Fit on the ok rows of ``X`` (``y``: latency in seconds, default the measured time)."""
-        from perfscope.models.roofline_model import training_rows
-
         rows, latency_s = training_rows(X, y)
         if len(latency_s) < 2:
             raise UserInputError("too few ok rows with a time to fit the parameter forest (need 2)")
@@ -226,9 +224,6 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
         (``perfscope.models.few_shot``): a mixture of the pooled and per-device landscapes,
         the scale (median log residual) and, with enough rows, a residual forest. The
         fitted forests are kept; takes seconds."""
-        from perfscope.models.few_shot import mixture_weights, residual_forest
-        from perfscope.models.roofline_model import training_rows
-
         check_is_fitted(self)
         rows, latency_s = training_rows(X, y)
         if len(latency_s) == 0:

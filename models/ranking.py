@@ -1,4 +1,4 @@
-"""Ranking figures of out-of-fold predictions, and groupings by tunable parameters.
+"""Ranking figures of out-of-fold predictions, and the parameters a one-shape sweep is grouped by.
 
 An auto-tuner asks a model which configuration is fastest, so besides errors the
 evaluation reports, within each *context* (rows that share everything but the tunable
@@ -12,43 +12,15 @@ parameters: kernel, shape, dtype and device):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pandas as pd
 
-from perfscope.errors import UserInputError
-
-
-def context_labels(rows: pd.DataFrame) -> np.ndarray:
-    """One integer per context: shape (``evaluation.shape_groups``) and device."""
-    from perfscope.models.evaluation import shape_groups
-
-    device = rows["device_key"].astype(str).to_numpy() if "device_key" in rows else np.zeros(len(rows), dtype=str)
-    shape = shape_groups(rows).astype(str)
-    return pd.factorize(pd.Series(shape, dtype=object) + "\x00" + pd.Series(device, dtype=object))[0]
-
-
-def parameter_groups(rows: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
-    """One integer per distinct combination of the tunable parameters ``names`` (``--group-by``)."""
-    from perfscope.models.param_features import parameters
-
-    params = parameters(rows)
-    missing = [n for n in names if n not in params]
-    if missing:
-        known = ", ".join(sorted(params)) or "none"
-        raise UserInputError(f"--group-by names {', '.join(missing)}, which the rows do not have as parameters "
-                             f"(they have: {known})")
-    size = len(params[names[0]]) if names else 0
-    keys = pd.Series(["\x00".join(str(params[n][i]) for n in names) for i in range(size)], dtype=object)
-    return pd.factorize(keys)[0]
+from perfscope.models.param_features import parameters, tunable_names
 
 
 def most_varied_parameters(rows: pd.DataFrame, count: int = 2) -> list[str]:
     """The ``count`` tunable parameters with the most distinct values (ties by name): how a
     one-shape sweep is grouped when nothing else is asked."""
-    from perfscope.models.param_features import parameters, tunable_names
-
     params = parameters(rows)
     varied = [(len({str(v) for v in params[n]}), n) for n in tunable_names(params)]
     varied = [item for item in varied if item[0] > 1]
@@ -58,7 +30,7 @@ def most_varied_parameters(rows: pd.DataFrame, count: int = 2) -> list[str]:
 
 def ranking_figures(y_true: np.ndarray, y_pred: np.ndarray, contexts: np.ndarray) -> tuple[float, float]:
     """(mean Spearman within contexts, mean regret over contexts); NaN when undefined."""
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # heavy; only fitting needs it, estimates do not
 
     spearmans, regrets = [], []
     ok = np.isfinite(y_true) & np.isfinite(y_pred)

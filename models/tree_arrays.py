@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from perfscope.errors import InvalidInputError, ModelFileError
+
 FIELDS = ("tree_offsets", "children_left", "children_right", "feature", "threshold", "value",
           "missing_go_to_left", "n_features", "feature_importances")
 """The arrays of a ``ForestArrays`` (``to_arrays``/``from_arrays``), all of plain dtypes."""
@@ -46,8 +48,6 @@ PAIRS_PER_CHUNK = 1 << 18  # (tree, row) pairs walked at once: a few MB per buff
 
 
 def _refuse(name: str, problem: str) -> None:
-    from perfscope.models.persistence import ModelFileError
-
     raise ModelFileError(f"{name}: {problem}: the file is corrupt or crafted; do not use it (retrain the model)")
 
 
@@ -124,8 +124,6 @@ class ForestArrays:
                        for f in np.unique(self.feature[internal])}
 
     def _check_X(self, X: Any) -> np.ndarray:
-        from perfscope.errors import InvalidInputError
-
         X32 = np.asarray(X, dtype=np.float32)
         if X32.ndim != 2 or X32.shape[1] != self.n_features:
             raise InvalidInputError(f"X has shape {X32.shape}; this forest takes (rows, {self.n_features})")
@@ -240,10 +238,9 @@ def predict(forest: ForestArrays, X: Any) -> np.ndarray:
 
 def export_forest(forest: Any) -> ForestArrays:
     """A fitted scikit-learn ``RandomForestRegressor`` or ``ExtraTreesRegressor`` as ``ForestArrays``."""
+    # scikit-learn: seconds to import; only fitting needs it
     from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
     from sklearn.utils.validation import check_is_fitted
-
-    from perfscope.errors import InvalidInputError
 
     if not isinstance(forest, (RandomForestRegressor, ExtraTreesRegressor)):
         raise InvalidInputError(f"cannot export a {type(forest).__name__}: only averaging regression forests "

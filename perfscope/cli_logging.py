@@ -23,7 +23,7 @@ class LazyRichHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """Show ``record`` through rich."""
         if self._rich is None:
-            from rich.console import Console
+            from rich.console import Console  # ~80 ms; loaded only when something is drawn
             from rich.logging import RichHandler
 
             self._rich = RichHandler(console=Console(stderr=True), show_time=False, show_path=False,

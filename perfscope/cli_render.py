@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from perfscope import strict_json
+from perfscope.errors import StoreError
 
 
 class _Progress:
@@ -31,7 +32,7 @@ class Renderer:
     """Renders results for humans (rich) or scripts (``--json``); ``quiet`` hides progress."""
 
     def __init__(self, *, quiet: bool, as_json: bool) -> None:
-        from rich.console import Console
+        from rich.console import Console  # ~80 ms; loaded only when something is drawn
 
         self.quiet = quiet
         self.as_json = as_json
@@ -49,6 +50,7 @@ class Renderer:
         if self.quiet or self.as_json:
             yield _Progress()
             return
+        # rich: ~80 ms; loaded only when something is drawn
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -87,7 +89,7 @@ class Renderer:
             return
         if self.quiet:
             return
-        from rich.table import Table
+        from rich.table import Table  # ~80 ms; loaded only when something is drawn
 
         table = Table(title=f"run {report.run_id} on {report.device_key}", title_justify="left")
         for col in ("configuration", "dtype", "status", "median ms", "±CI %", "GFLOP/s", "energy J/call"):
@@ -130,8 +132,6 @@ class Renderer:
         for problem in problems:
             self.err.print(f"[yellow]warning:[/yellow] skipped {problem}", highlight=False, soft_wrap=True)
         if strict and problems:
-            from perfscope.errors import StoreError
-
             raise StoreError(f"--strict: {len(problems)} file(s) skipped (see the warnings above)")
 
     def dataset_summary(self, dataset: Path, groups: list[dict[str, Any]], problems: list[Any]) -> None:
@@ -141,7 +141,7 @@ class Renderer:
             print(strict_json.dumps({"dataset": str(dataset), "groups": groups,
                               "skipped_files": [{"path": str(p.path), "reason": p.reason} for p in problems]}))
             return
-        from rich.table import Table
+        from rich.table import Table  # ~80 ms; loaded only when something is drawn
 
         table = Table(title=f"{dataset}", title_justify="left")
         for col in ("device", "kernel", "dtype", "rows", "ok", "other", "noisy", "median ms", "max GFLOP/s", "energy"):

@@ -19,7 +19,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from perfscope.devices import select_device
 from perfscope.errors import NvmlError, PerfscopeError
+from perfscope.meters import select_meter
 from perfscope.meters.rapl import DEFAULT_POWERCAP_ROOT, rapl_available
 from perfscope.nvml import load_nvml, nvml_call
 
@@ -78,7 +80,7 @@ def run_doctor(device: str = "auto", energy: str = "auto", *, cuda: Any = None, 
 
 def _check_torch(report: DoctorReport) -> Any:
     try:
-        import torch
+        import torch  # optional, slow to import; only measuring needs it
     except ImportError:
         report.add("torch", FAIL, "not installed: collect needs it (see the README: a CPU or CUDA build)")
         return None
@@ -184,9 +186,6 @@ def _check_gpu_state(report: DoctorReport, nvml: Any) -> None:
 
 def _check_collect(report: DoctorReport, torch: Any, device: str, energy: str, cuda: Any, nvml: Any,
                    powercap_root: str | Path) -> None:
-    from perfscope.devices import select_device
-    from perfscope.meters import select_meter
-
     if torch is None:
         report.add("collect", FAIL, "cannot measure without torch")
         return

@@ -9,6 +9,8 @@ import sys
 from functools import lru_cache
 from importlib import metadata
 
+from perfscope.devices.cpu import cpu_model_name
+
 
 def package_version(name: str) -> str | None:
     """Installed version of a distribution, or None when it is not installed."""
@@ -34,8 +36,6 @@ def _static_provenance() -> dict[str, object]:
         torch = sys.modules["torch"]
         torch_version = torch.__version__
         cuda_version = torch.version.cuda
-    from perfscope.devices.cpu import cpu_model_name
-
     return {
         "host": socket.gethostname(),
         "os": f"{platform.system()} {platform.release()}",

@@ -97,7 +97,7 @@ def fit_power_law(x: Any, time: Any, *, b_bounds: tuple[float, float] = (0.0, 4.
     ``x`` and ``time`` must be positive; NaN pairs are dropped. ``InvalidInputError`` when
     fewer than ``MIN_POINTS`` distinct x values remain or a value is not positive.
     """
-    from scipy.optimize import least_squares
+    from scipy.optimize import least_squares  # heavy; only fitting needs it, estimates do not
 
     x = np.asarray(x, dtype=float).ravel()
     y = np.asarray(time, dtype=float).ravel()

@@ -15,9 +15,10 @@ import types
 import typing
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SCHEMA_VERSION = 2
 """2: data files leave out the partition columns (device_key, kernel) and may carry
@@ -172,6 +173,8 @@ COLUMN_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Measure
 
 def _arrow_type(annotation: Any) -> tuple[pa.DataType, bool]:
     """Map a field annotation to (arrow type, nullable)."""
+    import pyarrow as pa  # the row definition, ids and statuses stay usable without it (perfscope estimate)
+
     nullable = False
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -194,6 +197,8 @@ def _arrow_type(annotation: Any) -> tuple[pa.DataType, bool]:
 
 def arrow_schema() -> pa.Schema:
     """The Parquet/Arrow schema of ``Measurement`` rows, with the schema version as metadata."""
+    import pyarrow as pa  # kept off the light estimate path, as above
+
     hints = typing.get_type_hints(Measurement)
     fields = []
     for f in dataclasses.fields(Measurement):
@@ -217,6 +222,8 @@ def config_id(config: dict[str, Any]) -> str:
 
 def rows_to_table(rows: list[Measurement]) -> pa.Table:
     """Arrow table of rows, validated against ``arrow_schema()``."""
+    import pyarrow as pa  # kept off the light estimate path, as above
+
     schema = arrow_schema()
     columns = {name: [getattr(r, name) for r in rows] for name in COLUMN_NAMES}
     table = pa.Table.from_pydict(columns, schema=schema)

@@ -26,11 +26,11 @@ def _tunables(config: dict) -> dict:
 
 def _bundle_of(rows, out: Path, trees: int = 20) -> Path:
     """A bundle as `perfscope train` writes it for parameter rows (few trees: fast)."""
+    from perfscope.models.groups import parameter_groups
     from perfscope.models.intervals import ConformalWrapper
     from perfscope.models.param_forest import ParameterForestModel
     from perfscope.models.param_space import observed_spaces
     from perfscope.models.persistence import save_bundle
-    from perfscope.models.ranking import parameter_groups
 
     wrapper = ConformalWrapper(ParameterForestModel(n_estimators=trees), n_splits=3,
                                groups=lambda frame: parameter_groups(frame, ["block_size_x", "block_size_y"]))

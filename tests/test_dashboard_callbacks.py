@@ -306,7 +306,7 @@ def test_estimate_page_calls_the_estimate_with_the_form(cb, monkeypatch):
         return {"latency_s": 1e-3, "latency_low_s": 8e-4, "latency_high_s": 1.3e-3, "bound_time_s": 4e-4,
                 "energy_j": 0.36, "method": "fake", "flops": 2e9, "min_bytes": 3e6}
 
-    monkeypatch.setattr("perfscope.workflows.estimate.estimate", estimate)
+    monkeypatch.setattr("perfscope.dashboards.adapters.workflow_estimate", estimate)
     fig, status, details = cb["update_estimate"](1, 0, *estimate_form(
         shape="batch=2 m=64 n=32 k=16", impl="triton.matmul", tile_m=128, tile_n=64, tile_k=32,
         params="block_size_x=128 unroll=yes", pue=1.5))

@@ -97,7 +97,7 @@ def test_a_model_that_cannot_predict_leaves_the_page_drawn(monkeypatch):
     def broken(bundle, rows):
         raise AttributeError("'RooflineModel' object has no attribute 'estimator_'")
 
-    monkeypatch.setattr("perfscope.models.prediction.estimate_rows", broken)
+    monkeypatch.setattr("perfscope.dashboards.adapters.estimate_rows", broken)
     predicted, why = adapters.predict_latency_s(object(), pd.DataFrame({"m": [1]}))
     assert predicted is None and "no predictions from the model" in why
 

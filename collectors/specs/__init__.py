@@ -5,6 +5,8 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
+import yaml
+
 from perfscope.errors import NotFoundError
 
 
@@ -15,8 +17,6 @@ def preset_names() -> list[str]:
 
 def load_preset(name: str) -> dict[str, Any]:
     """The parsed preset ``name``; ``InvalidInputError`` naming the known ones otherwise."""
-    import yaml
-
     path = resources.files(__name__) / f"{name}.yaml"
     if not path.is_file():
         raise NotFoundError(f"unknown preset {name!r}: use one of {', '.join(preset_names())}")

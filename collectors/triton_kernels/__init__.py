@@ -66,7 +66,7 @@ def bind_launch(kernel: Any, args: tuple[Any, ...], meta: dict[str, Any], out: A
             return out
 
         return launch
-    import torch
+    import torch  # optional, slow to import; only measuring needs it
 
     index = out.device.index
 

@@ -158,6 +158,7 @@ class TritonGemmCase(_KLoopTiles, GemmShape):
     def build(self, device: Device) -> Workload:
         """Inputs on the GPU, one launch (tile failures -> ``UnsupportedConfigError``)."""
         _require_cuda(device, self.dtype)
+        # defines Triton kernels at import (loads triton, torch)
         from perfscope.collectors.triton_kernels.gemm import prepare_matmul
 
         inputs = self.make_inputs(device)
@@ -190,6 +191,7 @@ class TritonAttentionCase(_Tiled, AttentionShape):
             raise UnsupportedConfigError(f"the Triton attention kernel takes head_dim "
                                          f"{', '.join(map(str, ATTENTION_HEAD_DIMS))}; got {self.head_dim}")
         _require_cuda(device, self.dtype)
+        # defines Triton kernels at import (loads triton, torch)
         from perfscope.collectors.triton_kernels.attention import prepare_attention_fwd
 
         inputs = [(q, k, v, q.new_empty(q.shape)) for q, k, v in self.make_inputs(device)]
@@ -218,7 +220,7 @@ class TritonConvCase(_KLoopTiles, ConvShape):
             raise UnsupportedConfigError(f"the Triton implicit-GEMM conv has no groups (groups = 1 only); "
                                          f"got groups = {self.groups}")
         _require_cuda(device, self.dtype)
-        import torch
+        import torch  # optional, slow to import; only measuring needs it
 
         from perfscope.collectors.triton_kernels.conv import prepare_conv2d
 
@@ -272,7 +274,7 @@ def tile_failure_reason(exc: BaseException, tiles: str) -> str | None:
     anything else (a real error, or out of memory, which the protocol records itself).
     """
     try:
-        from triton.compiler.errors import CompilationError
+        from triton.compiler.errors import CompilationError  # optional; only the Triton kernels need it
         from triton.runtime.errors import OutOfResources, PTXASError
     except ImportError:
         return None

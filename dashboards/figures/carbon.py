@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from perfscope.carbon import carbon_cost
 from perfscope.dashboards.figures.common import (
     TEMPLATE,
     add_note,
@@ -95,8 +96,6 @@ def carbon_frame(rows: pd.DataFrame | None, *, intensity_gco2e_per_kwh: float, p
     caches it: intensity, PUE and workload only rescale it). Raises ``InvalidInputError``
     for a bad intensity, PUE or embodied-carbon input.
     """
-    from perfscope.carbon import carbon_cost
-
     base = per_config if per_config is not None else energy_per_config(rows, energy)
     cost = carbon_cost(base["energy_j"].to_numpy(dtype=float) * calls, intensity_gco2e_per_kwh, pue=pue,
                        busy_time_s=base["time_s"].to_numpy(dtype=float) * calls, embodied_kgco2e=embodied_kgco2e,

@@ -7,12 +7,14 @@ missing column gives ``message_figure`` with the reason in an annotation.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from perfscope.dashboards.units import quantity
 
@@ -44,8 +46,6 @@ def message_figure(text: str, title: str | None = None) -> go.Figure:
 
 def wrap(text: str, width: int = 90) -> str:
     """``text`` broken into lines of at most ``width`` characters (plotly's <br>)."""
-    import textwrap
-
     return "<br>".join(textwrap.wrap(text, width)) or text
 
 
@@ -59,8 +59,6 @@ def placeholder_figure(text: str = "loading...") -> dict:
 def warm_up() -> None:
     """Build and serialise one small figure of each kind used, so that plotly's lazy
     imports and validators load at startup rather than on the first page served."""
-    from plotly.subplots import make_subplots
-
     fig = make_subplots(rows=2, cols=2)
     fig.add_scatter(x=[1, 2], y=[1, 2], hovertext=np.array(["a", "b"], dtype=object), row=1, col=1)
     fig.add_bar(x=["a"], y=[1], marker={"pattern": {"shape": "/"}}, error_x={"array": [0.1]}, row=1, col=2)

@@ -19,6 +19,7 @@ from perfscope.dashboards.aggregate import group_codes, group_quantiles
 from perfscope.dashboards.figures.common import TEMPLATE, add_note, check_rows, message_figure, numeric, seconds
 from perfscope.dashboards.units import log_axis
 from perfscope.errors import InvalidInputError
+from perfscope.scaling import fit_power_law
 
 X_CHOICES = {
     "flops": "FLOPs per call",
@@ -62,8 +63,6 @@ def group_points(rows: pd.DataFrame, x: str, group_by: Sequence[str]) -> pd.Data
 
 def fit_groups(points: pd.DataFrame) -> tuple[dict[str, object], pd.DataFrame]:
     """Fit each group; returns (fits by group, a table of parameters or why there is none)."""
-    from perfscope.scaling import fit_power_law
-
     fits: dict[str, object] = {}
     records = []
     for group, part in points.groupby("group", sort=False):

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 from dash import Input, Output, State, ctx, dcc, html
+from dash.exceptions import MissingCallbackContextException
 
 from perfscope.carbon import canonical_region, grid_intensity, load_intensity_table, operational_gco2e
 from perfscope.dashboards.adapters import SHAPE_EXAMPLES, parse_params, parse_shape, run_estimate
@@ -21,6 +22,7 @@ from perfscope.dashboards.figures.common import message_figure
 from perfscope.dashboards.figures.estimate import estimate_figure, normalise_estimate
 from perfscope.dashboards.units import duration, flops_rate, interval, percent, quantity
 from perfscope.dashboards.url_state import from_query, register_url_state
+from perfscope.devicespecs import load_device_specs
 from perfscope.dtypes import DTYPES
 
 KEY = "estimate"
@@ -41,8 +43,6 @@ URL_CONTROLS = {
 
 def layout(**query: Any) -> html.Div:
     """The estimate page; its controls start from the URL's values."""
-    from perfscope.devicespecs import load_device_specs
-
     devices = sorted(load_device_specs())
     regions = [{"label": r.label, "value": r.region} for r in load_intensity_table()]
     kernel = from_query(query, "est_kernel", "gemm", choices=KERNELS)
@@ -174,8 +174,6 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
 
 def _triggered() -> Any:
     """The id of the input that fired the running callback (None outside a callback)."""
-    from dash.exceptions import MissingCallbackContextException
-
     try:
         return ctx.triggered_id
     except MissingCallbackContextException:

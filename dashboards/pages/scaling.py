@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from dash import Input, Output, dcc, html
 
 from perfscope.dashboards.components import cached, control, data_table, figure_id, figure_panel, guard, notes_list
@@ -83,8 +84,6 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
 def fix_other_sizes(rows: Any, x: str, others: list[str]) -> tuple[Any, str]:
     """Rows at the most common combination of the sizes ``x`` would otherwise pool, and a
     note saying so (empty when those sizes do not vary)."""
-    import numpy as np
-
     varying = [c for c in others if rows[c].nunique(dropna=True) > 1]
     if not varying or rows.empty:
         return rows, ""

@@ -18,10 +18,6 @@ from perfscope.cli_render import Renderer
 from perfscope.errors import InvalidInputError
 from perfscope.meters import METER_CHOICES
 
-# Each command imports its workflow when it runs ("lazy workflow" below): the CLI registers
-# every command at start, and the collect workflow loads the collectors and the store
-# (pyarrow), which `perfscope estimate` and `perfscope --help` must not pay for.
-
 _SEL = "What to measure"
 _HOW = "How to measure"
 _RUN = "Where and how to run"
@@ -126,7 +122,7 @@ def collect(
     as_json: AsJson = False,
 ) -> None:
     """Measure kernels into a dataset: `perfscope collect gemm --size 512` or `perfscope collect --spec quick`."""
-    from perfscope.workflows import collect as collecting  # lazy workflow (see the top)
+    from perfscope.workflows import collect as collecting  # when run (see perfscope/commands/__init__.py)
 
     # validate everything cheap before anything runs or prints
     if energy not in METER_CHOICES:
@@ -161,7 +157,7 @@ def plan_command(
     as_json: AsJson = False,
 ) -> None:
     """Print the expanded grid's size and an estimated duration; runs nothing."""
-    from perfscope.workflows import collect as collecting  # lazy workflow (see the top)
+    from perfscope.workflows import collect as collecting  # when run (see perfscope/commands/__init__.py)
 
     max_memory_share = collecting.parse_max_memory(max_memory)
     sweep_spec, cases = collecting.sweep_cases(_request(selection, {}, None, shard_spec, 0))
@@ -182,7 +178,7 @@ def plan_command(
 def _request(selection: Selection, timing: dict[str, float | None], time_budget_s: float | None,
              shard_spec: str | None, seed: int) -> Any:
     """The workflow's ``SweepRequest`` for these flags (axis flags parsed here)."""
-    from perfscope.workflows.collect import SweepRequest, check_family  # lazy workflow (see the top)
+    from perfscope.workflows.collect import SweepRequest, check_family  # when run (see perfscope/commands/__init__.py)
 
     check_family(selection.family)  # an unknown family is named before any bad axis value
     return SweepRequest(family=selection.family, spec=selection.spec, implementation=selection.implementation,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -9,6 +11,7 @@ from typing import Annotated
 import typer
 
 from perfscope.cli_app import app
+from perfscope.cli_render import Renderer
 from perfscope.errors import InvalidInputError
 
 
@@ -30,7 +33,7 @@ def dashboard_command(
         raise InvalidInputError(f"no such dataset: {', '.join(missing)}")
     if not check:
         _check_exposure(host, port)
-    from perfscope.cli_render import Renderer
+    # loaded when the command runs (see perfscope/commands/__init__.py)
     from perfscope.dashboards.data import DashboardData
 
     data = DashboardData.load(datasets or None)
@@ -57,9 +60,6 @@ def _check_port(port: int) -> None:
 
 def _check_exposure(host: str, port: int) -> None:
     """Warn when serving beyond this machine; fail in one line when the port is taken."""
-    import ipaddress
-    import socket
-
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:

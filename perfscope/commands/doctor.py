@@ -6,7 +6,9 @@ from typing import Annotated
 
 import typer
 
+from perfscope import strict_json
 from perfscope.cli_app import app
+from perfscope.doctor import run_doctor
 
 
 @app.command("doctor")
@@ -16,9 +18,6 @@ def doctor_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
 ) -> None:
     """Check torch, CUDA, GPUs, NVML, RAPL, Triton, clocks and power limits; exit 1 when collecting cannot proceed."""
-    from perfscope import strict_json
-    from perfscope.doctor import run_doctor
-
     report = run_doctor(device, energy)
     if as_json:
         print(strict_json.dumps(report.to_dict()))

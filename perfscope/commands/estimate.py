@@ -9,7 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
+from perfscope import strict_json
 from perfscope.cli_app import app
+from perfscope.commands.train import read_rows
 from perfscope.errors import InvalidInputError
 
 Int = Annotated[int | None, typer.Option()]
@@ -57,15 +59,14 @@ def estimate_command(
 
     The best configuration of an imported kernel: `perfscope estimate dedispersion_kernel --device A100
     --model MODEL --best-config --params 'block_size_x=32,block_size_y=8'`."""
-    from perfscope import strict_json
-
     shape = _shape(kernel, locals(), any_family=best)
     for column, value in (("tile_m", tile_m), ("tile_n", tile_n), ("tile_k", tile_k)):
         if value is not None or tile is not None:
             shape[column] = value if value is not None else tile
     if best:
-        from perfscope.workflows.best_config import estimate_with_best_config
+        # loaded when the command runs (see perfscope/commands/__init__.py)
         from perfscope.workflows.config_space import parse_params, parse_space
+        from perfscope.workflows.estimate import estimate_with_best_config
 
         rows = _data_rows(data, as_json) if data else None
         result = estimate_with_best_config(
@@ -92,8 +93,6 @@ def estimate_command(
 
 
 def _data_rows(paths: list[Path], as_json: bool) -> Any:
-    from perfscope.commands.train import read_rows
-
     return read_rows(paths, strict=False, as_json=as_json)[0]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +11,9 @@ import typer
 
 from perfscope import strict_json
 from perfscope.cli_app import app
+from perfscope.devices.declared import BANDWIDTH_COLUMN, PEAK_COLUMN
+from perfscope.devices.registry import resolve_row_device
+from perfscope.errors import InvalidInputError
 
 import_app = typer.Typer(no_args_is_help=True, help="Import measurements made elsewhere into a dataset.")
 app.add_typer(import_app, name="import")
@@ -32,7 +37,7 @@ def import_gpperf_command(
     as_json: AsJson = False,
 ) -> None:
     """Import the GPPerf study's CUTLASS and tiled-SGEMM CSVs (power flagged doubtful)."""
-    from perfscope.importers import import_gpperf
+    from perfscope.importers import import_gpperf  # loaded when the command runs (see perfscope/commands/__init__.py)
 
     _write(import_gpperf(path, gpu_name=gpu_name, peak_flops=peak_flops, bandwidth=bandwidth), out, as_json, path)
 
@@ -67,6 +72,7 @@ def import_kernel_tuner_command(
     as_json: AsJson = False,
 ) -> None:
     """Import Kernel Tuner output: every tuned configuration, every tunable parameter kept."""
+    # loaded when the command runs (see perfscope/commands/__init__.py)
     from perfscope.importers import import_kernel_tuner
     from perfscope.importers.kernel_tuner import parse_sizes
 
@@ -86,16 +92,15 @@ def import_csv_command(
     as_json: AsJson = False,
 ) -> None:
     """Import any CSV with a column mapping onto perfscope's schema."""
+    # loaded when the command runs (see perfscope/commands/__init__.py)
     from perfscope.importers import import_csv, parse_mapping
 
     _write(import_csv(path, parse_mapping(map_ or []), defaults=parse_mapping(default or [])), out, as_json, path)
 
 
 def _write(table, out: Path, as_json: bool, path: Path) -> None:
-    from collections import Counter
 
-    from perfscope.errors import InvalidInputError
-    from perfscope.importers import write_imported
+    from perfscope.importers import write_imported  # loaded when the command runs (see perfscope/commands/__init__.py)
 
     if table.num_rows == 0:
         raise InvalidInputError(f"{path} holds no rows to import (a header only?): nothing was written to {out}")
@@ -116,11 +121,6 @@ def _write(table, out: Path, as_json: bool, path: Path) -> None:
 
 def _note_unused_declarations(table) -> None:
     """Say on stderr when declared peaks will not be used: the device has better figures."""
-    import sys
-
-    from perfscope.devices.declared import BANDWIDTH_COLUMN, PEAK_COLUMN
-    from perfscope.devices.registry import resolve_row_device
-
     if not any(table.column(c).null_count < table.num_rows for c in (PEAK_COLUMN, BANDWIDTH_COLUMN)):
         return
     devices = dict(zip(table.column("device_key").to_pylist(), table.column("device_name").to_pylist(), strict=True))

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from perfscope.cli_app import app
+from perfscope.cli_render import Renderer
 
 
 @app.command("ls")
@@ -16,8 +17,7 @@ def ls(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Summarise a dataset: rows by device, kernel and dtype."""
-    from perfscope.cli_render import Renderer
-    from perfscope.store import ProfileStore
+    from perfscope.store import ProfileStore  # loaded when the command runs (see perfscope/commands/__init__.py)
     from perfscope.summary import summarise
 
     store = ProfileStore(dataset)

@@ -14,10 +14,6 @@ from perfscope.cli_app import app
 from perfscope.cli_render import Renderer
 from perfscope.errors import InvalidInputError
 
-# Each command imports its workflow when it runs ("lazy workflow" below): the CLI registers
-# every command at start, and training loads the models and the store (pyarrow), which
-# `perfscope estimate` and `perfscope --help` must not pay for.
-
 Datasets = Annotated[list[Path], typer.Argument(help="One or more perfscope datasets.")]
 Kernel = Annotated[list[str] | None, typer.Option(help="Only these kernel families.")]
 Device = Annotated[list[str] | None, typer.Option(help="Only these device keys.")]
@@ -61,7 +57,7 @@ def train_command(
     """Fit the roofline, energy and forest models, print their grouped-split figures, save them.
 
     Few-shot on a new GPU: `perfscope train base --out model --adapt new_gpu --adapt-sample 20`."""
-    from perfscope.workflows.train import train  # lazy workflow (see the top)
+    from perfscope.workflows.train import train  # when run (see perfscope/commands/__init__.py)
 
     if adapt_sample is not None and not adapt:
         raise InvalidInputError("--adapt-sample needs --adapt DATASET")
@@ -75,7 +71,7 @@ def train_command(
                    progress=None if quiet or as_json else _progress)
     adaptation = None
     if adapt_rows is not None:
-        from perfscope.workflows.adapt import adapt_trained  # lazy workflow (see the top)
+        from perfscope.workflows.adapt import adapt_trained  # when run (see perfscope/commands/__init__.py)
 
         adaptation = adapt_trained(out, adapt_rows, kernels=kernel, dtypes=dtype, sample=adapt_sample, seed=seed)
     if as_json:
@@ -130,8 +126,7 @@ def evaluate_command(
     as_json: AsJson = False,
 ) -> None:
     """Every model side by side: R^2, mean/median % error, share within 10%, interval coverage."""
-    from perfscope.models.evaluation import to_records  # lazy, as the workflow (see the top)
-    from perfscope.workflows.train import evaluate_datasets
+    from perfscope.workflows.train import evaluate_datasets, to_records  # when run (see commands/__init__.py)
 
     rows, read = read_rows(datasets, strict=strict, as_json=as_json)
     table = evaluate_datasets(rows, split=split, n_splits=None if folds == 0 else folds, seed=seed,
@@ -147,7 +142,7 @@ def evaluate_command(
 def read_rows(datasets: list[Path], *, strict: bool, as_json: bool) -> tuple[Any, Any]:
     """The datasets' rows as a DataFrame and the ``ReadResult`` (skipped files warned about
     as ``ls`` does; with ``strict``, any skipped file is an error)."""
-    from perfscope.workflows.train import read_rows as read  # lazy workflow (see the top)
+    from perfscope.workflows.train import read_rows as read  # when run (see perfscope/commands/__init__.py)
 
     rows, result = read(datasets)
     Renderer(quiet=False, as_json=as_json).skipped_files(result.problems, strict=strict)

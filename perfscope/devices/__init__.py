@@ -7,6 +7,7 @@ from typing import Any
 
 from perfscope.devices.base import Device, DeviceDescription, DeviceState, slugify
 from perfscope.devices.cpu import CpuDevice
+from perfscope.devices.cuda import CudaDevice
 from perfscope.errors import InvalidInputError
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,6 @@ def select_device(spec: str = "auto", *, nvml: Any = None, cuda: Any = None,
     if spec == "auto":
         cuda_mod = cuda if cuda is not None else _torch_cuda_or_none()
         if cuda_mod is not None and cuda_mod.is_available() and cuda_mod.device_count() > 0:
-            from perfscope.devices.cuda import CudaDevice
-
             return CudaDevice(0, nvml=nvml, cuda=cuda_mod)
         log.info("no CUDA device visible: measuring on the CPU")
         if notify is not None:
@@ -39,15 +38,13 @@ def select_device(spec: str = "auto", *, nvml: Any = None, cuda: Any = None,
         index_text = spec.partition(":")[2] or "0"
         if not index_text.isdigit():
             raise InvalidInputError(f"bad device {spec!r}: use auto, cpu, cuda or cuda:N")
-        from perfscope.devices.cuda import CudaDevice
-
         return CudaDevice(int(index_text), nvml=nvml, cuda=cuda)
     raise InvalidInputError(f"bad device {spec!r}: use auto, cpu, cuda or cuda:N")
 
 
 def _torch_cuda_or_none() -> Any:
     try:
-        import torch
+        import torch  # optional, slow to import; only measuring needs it
     except ImportError:
         return None
     return torch.cuda

@@ -82,7 +82,7 @@ class CudaDevice(Device):
     ) -> None:
         if cuda is None:
             try:
-                import torch
+                import torch  # optional, slow to import; only measuring needs it
             except ImportError as exc:
                 raise DeviceUnavailableError(
                     "no CUDA device: torch is not installed (pip install torch)"

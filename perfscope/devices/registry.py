@@ -29,12 +29,15 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from perfscope.devices.base import slugify
+from perfscope.devices.cpu import CpuDevice
 from perfscope.devices.profile import DeviceProfile
 from perfscope.devicespecs import DeviceSpec, RooflineDevice, load_device_specs
 from perfscope.errors import InvalidInputError, NotFoundError
+from perfscope.store_marker import is_dataset
 
 PROFILE_SUBDIR = "devices"
 DATASET_PROFILE_SUBDIR = "_devices"  # a dataset's own profiles (Parquet readers skip "_" folders)
@@ -146,8 +149,6 @@ def legacy_profile_dir() -> Path | None:
 @functools.lru_cache(maxsize=1)
 def shipped_profile_dir() -> Path:
     """Calibrated profiles of the machines the shipped sample profiles were measured on."""
-    from importlib import resources
-
     return Path(str(resources.files("perfscope.data"))) / "samples" / "devices"
 
 
@@ -234,8 +235,6 @@ def dataset_profile_dirs(dataset: Path | str) -> list[Path]:
 
 def check_dataset_for_profile(dataset: Path | str) -> Path:
     """``dataset`` as a path, if it is a perfscope dataset that can carry a profile."""
-    from perfscope.store_marker import is_dataset
-
     path = Path(dataset).expanduser()
     if not is_dataset(path):
         raise InvalidInputError(f"{path} is not a perfscope dataset (no dataset marker): give the folder "
@@ -302,8 +301,6 @@ def resolve_device(name_or_key: str, *, directory: Path | str | None = None) -> 
     if not query:
         raise InvalidInputError("no device given: name a GPU (for example h100-sxm) or cpu")
     if normalise_device_name(query) in CPU_NAMES:
-        from perfscope.devices.cpu import CpuDevice
-
         key = CpuDevice().key
         profile = find_profile(key, directory)
         if profile is None:

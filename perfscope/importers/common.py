@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -32,7 +33,9 @@ from perfscope.devices.base import slugify
 from perfscope.errors import InvalidInputError
 from perfscope.features import gemm_flops, gemm_min_bytes
 from perfscope.importers.values import check_values
-from perfscope.schema import COLUMN_NAMES, SCHEMA_VERSION, arrow_schema, config_id
+from perfscope.provenance import package_version
+from perfscope.schema import COLUMN_NAMES, CONFIG_COLUMNS, SCHEMA_VERSION, arrow_schema, config_id
+from perfscope.store import ProfileStore
 
 UNKNOWN = "unknown"
 REPLICATE_KEY = "replicate"
@@ -40,8 +43,6 @@ REPLICATE_KEY = "replicate"
 
 def import_provenance() -> dict[str, Any]:
     """Provenance columns of an imported row that the source cannot tell (see module doc)."""
-    from perfscope.provenance import package_version
-
     return {"host": UNKNOWN, "os": UNKNOWN, "cpu_model": UNKNOWN, "threads": 0,
             "python_version": UNKNOWN, "perfscope_version": package_version("perfscope") or UNKNOWN}
 
@@ -193,8 +194,6 @@ def assign_config_ids(rows: list[dict[str, Any]], shared: dict[str, Any]) -> Non
     Rows whose configuration columns coincide get ``{"replicate": i}`` (i = 1, 2, ... in
     list order; the first keeps none) merged into ``params_json``.
     """
-    from perfscope.schema import CONFIG_COLUMNS
-
     seen: set[str] = set()
     replicates: dict[str, int] = {}  # base config id -> replicate index last given
     for row in rows:
@@ -265,9 +264,7 @@ def write_imported(table: pa.Table, dataset_path: str | os.PathLike[str]) -> lis
     """Write imported rows into a profile dataset (created if needed); returns its files
     holding them. Each run is compacted at once, which drops rows already there from an
     earlier import of the same file: importing twice stores one copy."""
-    import pyarrow.compute as pc
-
-    from perfscope.store import ProfileStore
+    import pyarrow.compute as pc  # kept off the light estimate path
 
     store = ProfileStore(dataset_path, create=True)
     store.append_table(table, compression="none")  # compaction compresses
@@ -282,8 +279,6 @@ def with_param_columns(table: pa.Table, params: Sequence[dict[str, Any]]) -> pa.
     """``table`` plus one typed ``param_<name>`` column per parameter in ``params`` (one dict
     per row): int64 when every value is an integer, float64 for numbers, bool for flags,
     else string (JSON for lists). Names are reduced to letters, digits and ``_``."""
-    import re
-
     names: dict[str, str] = {}
     for row in params:
         for name in row:

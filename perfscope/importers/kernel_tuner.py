@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from perfscope.devices.registry import device_kind_for, find_device_spec
 from perfscope.dtypes import check_dtype
 from perfscope.errors import InvalidInputError
 from perfscope.importers.common import (
@@ -180,8 +181,6 @@ def _family(kernel_name: str) -> str:
 def _device(record: TuningRecord, file: Path, name: str | None, kind: str | None) -> tuple[str, str]:
     """(device name, device kind): the option, else the file's name, else the file name matched
     against the spec table; the vendor decides the kind unless given."""
-    from perfscope.devices.registry import device_kind_for, find_device_spec
-
     chosen = (name or "").strip() or (record.device_name or "").strip()
     spec = find_device_spec(chosen) if chosen else None
     if not chosen:

@@ -12,9 +12,11 @@ import logging
 from pathlib import Path
 
 from perfscope.devices.base import Device
-from perfscope.errors import InvalidInputError, MeterUnavailableError, NvmlError
+from perfscope.errors import InvalidInputError, MeterUnavailableError, NvmlError, NvmlNotSupportedError
 from perfscope.meters.base import EnergyMeter, EnergyReading
 from perfscope.meters.null import NullMeter
+from perfscope.meters.nvml_counter import NvmlCounterMeter
+from perfscope.meters.nvml_sampled import NvmlSampledMeter
 from perfscope.meters.rapl import DEFAULT_POWERCAP_ROOT, RaplMeter, rapl_available
 from perfscope.meters.tdp import ConstantUtilisation, TdpEstimateMeter
 from perfscope.meters.window import EnergyResult, measure_energy
@@ -107,18 +109,12 @@ def _handle_index(device: Device) -> int:
 
 def _nvml_meter(choice: str, device: Device, nvml: object | None) -> EnergyMeter:
     if choice == "nvml-counter":
-        from perfscope.meters.nvml_counter import NvmlCounterMeter
-
         return NvmlCounterMeter(handle_index=_handle_index(device), nvml=nvml)
-    from perfscope.meters.nvml_sampled import NvmlSampledMeter
-
     return NvmlSampledMeter(handle_index=_handle_index(device), nvml=nvml)
 
 
 def _auto_cuda(device: Device, nvml: object | None) -> EnergyMeter:
     """NVML counter, else sampled power, else a NullMeter saying why."""
-    from perfscope.errors import NvmlNotSupportedError
-
     try:
         return _nvml_meter("nvml-counter", device, nvml)
     except NvmlNotSupportedError as counter_exc:

@@ -30,7 +30,10 @@ from typing import Any
 import numpy as np
 
 from perfscope.columns import as_columns, repeat
+from perfscope.devices.registry import find_device_spec, normalise_device_name, resolve_device
 from perfscope.errors import InvalidInputError
+from perfscope.models.efficiency import measured_latency_s, ok_mask
+from perfscope.models.param_space import row_configurations, space_configurations, tunable_items
 from perfscope.workflows.config_space import (
     TILE_NAMES,
     declared_configs,
@@ -42,7 +45,7 @@ from perfscope.workflows.config_space import (
     tile_grid_configs,
     varied_names,
 )
-from perfscope.workflows.estimate import SHAPE_COLUMNS, _bundle, config_columns, estimate_columns
+from perfscope.workflows.estimate import SHAPE_COLUMNS, _bundle, config_columns, estimate, estimate_columns
 
 TOP = 5
 NEEDS_A_MODEL = ("the best-configuration search needs a model trained on a parameter sweep (--model): the "
@@ -65,8 +68,6 @@ def best_config(kernel: str, device: str, dtype: str = "fp32", *, model: Any, sh
     ``problem_size``: the problem of an imported kernel (Kernel Tuner's ``problem_size``),
     needed when the space holds several; ``tile_grid``: search the GEMM tile grid;
     ``fp32_math``: as ``estimate``'s (which peak the forest's features use)."""
-    from perfscope.models.param_space import row_configurations, space_configurations
-
     if model is None:
         raise InvalidInputError(NEEDS_A_MODEL, parameter="model")
     bundle = _bundle(model)
@@ -151,8 +152,6 @@ def estimate_with_best_config(kernel: str, device: str, dtype: str = "fp32", *, 
     entry ``--best-tile`` has always given. ``search``: ``best_config``'s ``space``,
     ``data``, ``problem_size`` and ``tile_grid``; ``estimate_options``: ``estimate``'s
     ``region``, ``intensity_gco2e_per_kwh``, ``pue`` and ``fp32_math``."""
-    from perfscope.workflows.estimate import estimate
-
     if model is None:
         raise InvalidInputError(NEEDS_A_MODEL, parameter="model")
     bundle = _bundle(model)
@@ -206,8 +205,6 @@ def _predict(bundle: Any, predictor: str, kernel: str, device: str, dtype: str, 
 def _device_key(device: str, bundle: Any) -> tuple[str, str | None]:
     """The device key the model knows for ``device`` (by key, name or spec row), else the
     device's own key and name (a device the model never saw: its spec figures stand in)."""
-    from perfscope.devices.registry import find_device_spec, normalise_device_name, resolve_device
-
     names: dict[str, Any] = dict(bundle.metadata.get("device_names") or {})
     model = bundle["param_forest"].estimator_
     for key in getattr(model, "scales_", {}):
@@ -238,10 +235,6 @@ def _device_key(device: str, bundle: Any) -> tuple[str, str | None]:
 def _measured(rows: Any, kernel: str, device_key: str, dtype: str, shape: Mapping[str, Any],
               problem: list[Any] | None, candidates: list[dict[str, Any]], ranked: list[int]) -> dict[str, Any] | None:
     """Measured times of this problem on this device in ``rows``, against the ranking."""
-    from perfscope.devices.registry import normalise_device_name
-    from perfscope.models.efficiency import measured_latency_s, ok_mask
-    from perfscope.models.param_space import row_configurations, tunable_items
-
     wanted = normalise_device_name(device_key)
     columns = as_columns(rows)
     mine = ok_mask(columns) & (rows["dtype"].astype(str) == dtype).to_numpy()

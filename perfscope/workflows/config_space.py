@@ -18,7 +18,7 @@ from typing import Any
 
 from perfscope.errors import InvalidInputError
 from perfscope.models.param_space import PROBLEM_SIZE, tunable_items
-from perfscope.workflows.estimate import CPU_TILE_CANDIDATES, GPU_TILE_CANDIDATES
+from perfscope.workflows.estimate_columns import CPU_TILE_CANDIDATES, GPU_TILE_CANDIDATES
 
 MAX_CANDIDATES = 1_000_000
 TILE_NAMES = ("tile_m", "tile_n", "tile_k", "tile_group_m", "tile_num_warps", "tile_num_stages")

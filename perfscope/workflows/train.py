@@ -32,20 +32,24 @@ from perfscope.devices.registry import normalise_device_name
 from perfscope.errors import InvalidInputError
 from perfscope.models.efficiency import admit_contended, count_contended, ok_rows, usable_energy_mask
 from perfscope.models.energy_model import EnergyModel
-from perfscope.models.evaluation import cross_validated_predictions, evaluate, shape_groups, summarize
+from perfscope.models.evaluation import cross_validated_predictions, evaluate, summarize, to_records
 from perfscope.models.forest import ForestModel, PaperBaselineModel
+from perfscope.models.groups import parameter_groups, shape_groups
 from perfscope.models.intervals import ConformalWrapper
 from perfscope.models.param_features import parameters, tunable_names
 from perfscope.models.param_forest import ParameterForestModel
 from perfscope.models.param_space import observed_spaces
 from perfscope.models.persistence import data_fingerprint, save_bundle, to_jsonable
-from perfscope.models.ranking import most_varied_parameters, parameter_groups
+from perfscope.models.ranking import most_varied_parameters
 from perfscope.models.roofline_model import LogLinearModel, RooflineModel
 from perfscope.store import ReadResult
 from perfscope.store import read_datasets as read_stores
 
 if TYPE_CHECKING:
     import pandas as pd
+
+__all__ = ["MIN_ENERGY_ROWS", "TrainReport", "default_models", "evaluate_datasets", "read_datasets", "read_rows",
+           "select_rows", "to_records", "train"]
 
 RowsOrPaths = Union["pd.DataFrame", str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]]
 Progress = Callable[[str], None]

@@ -1,0 +1,45 @@
+"""Group labels of profile rows, for grouped splits and ranking contexts: one integer per
+distinct shape, per context (shape and device), or per combination of tunable parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from perfscope.columns import group_codes
+from perfscope.errors import InvalidInputError
+from perfscope.models.intervals import SHAPE_COLUMNS
+from perfscope.models.param_features import parameters
+
+
+def shape_groups(rows: Any) -> np.ndarray:
+    """One integer label per distinct shape (``SHAPE_COLUMNS`` present in ``rows``: columns or a DataFrame)."""
+    columns = [c for c in SHAPE_COLUMNS if c in rows]
+    if not columns:
+        raise InvalidInputError("rows have none of the shape columns (kernel, m, n, k, ...)")
+    return group_codes(rows, columns)
+
+
+
+def context_labels(rows: pd.DataFrame) -> np.ndarray:
+    """One integer per context: shape (``evaluation.shape_groups``) and device."""
+    device = rows["device_key"].astype(str).to_numpy() if "device_key" in rows else np.zeros(len(rows), dtype=str)
+    shape = shape_groups(rows).astype(str)
+    return pd.factorize(pd.Series(shape, dtype=object) + "\x00" + pd.Series(device, dtype=object))[0]
+
+
+def parameter_groups(rows: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
+    """One integer per distinct combination of the tunable parameters ``names`` (``--group-by``)."""
+    params = parameters(rows)
+    missing = [n for n in names if n not in params]
+    if missing:
+        known = ", ".join(sorted(params)) or "none"
+        raise InvalidInputError(f"--group-by names {', '.join(missing)}, which the rows do not have as parameters "
+                             f"(they have: {known})")
+    size = len(params[names[0]]) if names else 0
+    keys = pd.Series(["\x00".join(str(params[n][i]) for n in names) for i in range(size)], dtype=object)
+    return pd.factorize(keys)[0]
