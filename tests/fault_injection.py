@@ -102,6 +102,7 @@ def _drive_kills(dataset: Path, sizes: str, kills: int, seed: int) -> KillReport
 
     import perfscope.collectors.gemm  # noqa: F401
     import perfscope.collectors.sweep  # noqa: F401
+    import perfscope.workflows.collect  # noqa: F401  (what the collect command loads when it runs)
     from perfscope.cli import main
 
     rng = random.Random(seed)
