@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from perfscope.errors import SchemaVersionError, StoreError
 from perfscope.schema import SCHEMA_METADATA_KEY, SCHEMA_VERSION, Measurement, arrow_schema
+from perfscope.store_marker import tmp_name
 
 PARTITION_COLUMNS = ("device_key", "kernel")
 """Columns stored as directory names (``device=<device_key>/kernel=<kernel>``), not in files."""
@@ -40,7 +41,6 @@ PARTITION_DIRS = {"device_key": "device", "kernel": "kernel"}
 PARAM_PREFIX = "param_"
 """Extra configuration parameters: columns ``param_<name>`` of one of ``PARAM_TYPES``."""
 PARAM_TYPES = (pa.int64(), pa.float64(), pa.bool_(), pa.string())
-TMP_PREFIX = ".tmp-"
 
 _SAFE_NAME = re.compile(r"[a-z0-9._-]+")
 _PARAM_NAME = re.compile(PARAM_PREFIX + r"[A-Za-z0-9_]+")
@@ -89,11 +89,6 @@ def param_fields(schema: pa.Schema) -> list[pa.Field]:
 
 
 # -- writing -----------------------------------------------------------------------------
-
-def tmp_name(final: Path) -> Path:
-    """Where a file is written before it is renamed to ``final`` (hidden from every reader)."""
-    return final.with_name(f"{TMP_PREFIX}{final.name}.{os.getpid()}")
-
 
 def write_data_file(path: Path, table: pa.Table, compression: str = "zstd") -> None:
     """Write ``table`` (fixed columns + parameter columns) to ``path`` atomically, without

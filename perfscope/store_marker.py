@@ -1,4 +1,5 @@
-"""The marker file that makes a directory a perfscope dataset, and finding datasets by it.
+"""The marker file that makes a directory a perfscope dataset, finding datasets by it, and
+the temporary names files are written under before they are renamed into place.
 
 ``DATASET/_perfscope-dataset.json`` holds the format and the schema version
 (``perfscope-dataset.json`` in datasets written before the rename: still read, and
@@ -14,12 +15,17 @@ from pathlib import Path
 
 from perfscope.errors import SchemaVersionError, StoreError
 from perfscope.schema import SCHEMA_VERSION
-from perfscope.store_files import tmp_name
 
 META_FILE = "_perfscope-dataset.json"
 LEGACY_META_FILE = "perfscope-dataset.json"
 MARKER_FILES = (META_FILE, LEGACY_META_FILE)
 FORMAT = "perfscope-profile-dataset"
+TMP_PREFIX = ".tmp-"  # written files start hidden from every reader, then are renamed
+
+
+def tmp_name(final: Path) -> Path:
+    """Where a file is written before it is renamed to ``final`` (hidden from every reader)."""
+    return final.with_name(f"{TMP_PREFIX}{final.name}.{os.getpid()}")
 
 
 def is_dataset(path: Path) -> bool:
