@@ -60,7 +60,6 @@ from perfscope.errors import StoreError
 from perfscope.schema import Measurement, arrow_schema, rows_to_table
 from perfscope.store_files import (
     PARAM_PREFIX,
-    TMP_PREFIX,
     UnsafeNameError,
     check_inside,
     check_safe_name,
@@ -77,6 +76,7 @@ from perfscope.store_marker import (
     LEGACY_META_FILE,
     MARKER_FILES,
     META_FILE,
+    TMP_PREFIX,
     check_marker,
     find_datasets,
     find_marker,

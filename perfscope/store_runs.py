@@ -16,8 +16,9 @@ from pathlib import Path
 
 from perfscope.errors import StoreError
 from perfscope.schema import arrow_schema
-from perfscope.store_files import TMP_PREFIX, dedupe, read_data_file, unify_tables, write_data_file
+from perfscope.store_files import dedupe, read_data_file, unify_tables, write_data_file
 from perfscope.store_locks import FileLockHandle, process_alive, run_lock_path, try_lock
+from perfscope.store_marker import TMP_PREFIX
 
 RUN_LOCK_WAIT_S = 120.0  # how long a writer waits for another process writing the same run
 _PART = re.compile(r"part-(?P<run>.+)-\d+-\d{6}\.parquet")
