@@ -45,7 +45,7 @@ from perfscope.workflows.config_space import (
     tile_grid_configs,
     varied_names,
 )
-from perfscope.workflows.estimate import SHAPE_COLUMNS, _bundle, config_columns, estimate, estimate_columns
+from perfscope.workflows.estimate_columns import SHAPE_COLUMNS, _bundle, config_columns, estimate_columns
 
 TOP = 5
 NEEDS_A_MODEL = ("the best-configuration search needs a model trained on a parameter sweep (--model): the "
@@ -139,33 +139,6 @@ def best_config(kernel: str, device: str, dtype: str = "fp32", *, model: Any, sh
             entry["measured_s"] = (result["measured"] or {}).get("times", {}).get(i)
         if result["measured"] is not None:
             result["measured"].pop("times")
-    return result
-
-
-def estimate_with_best_config(kernel: str, device: str, dtype: str = "fp32", *, model: Any,
-                              shape: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None,
-                              implementation: str | None = None, estimate_options: Mapping[str, Any] | None = None,
-                              **search: Any) -> dict[str, Any]:
-    """``perfscope estimate --best-config``: the estimate of the given configuration (families
-    with sizes: gemm, conv, attention; others have none) with ``best_config``'s answer under
-    ``"best_config"``, and, when the best is a tile, the ``"best_tile"``
-    entry ``--best-tile`` has always given. ``search``: ``best_config``'s ``space``,
-    ``data``, ``problem_size`` and ``tile_grid``; ``estimate_options``: ``estimate``'s
-    ``region``, ``intensity_gco2e_per_kwh``, ``pue`` and ``fp32_math``."""
-    if model is None:
-        raise InvalidInputError(NEEDS_A_MODEL, parameter="model")
-    bundle = _bundle(model)
-    found = best_config(kernel, device, dtype, model=bundle, shape=shape, params=params,
-                        implementation=implementation, fp32_math=(estimate_options or {}).get("fp32_math"), **search)
-    if kernel not in SHAPE_COLUMNS:
-        return {"kernel": kernel, "dtype": dtype, "device": device, "best_config": found}
-    given = {**dict(shape or {}), **{f"param_{k}": v for k, v in (params or {}).items()}}
-    result = estimate(kernel, device, dtype, model=bundle, implementation=implementation,
-                      **dict(estimate_options or {}), **given)
-    legacy = legacy_best_tile(found, result["latency_s"])
-    if legacy is not None:  # the best is a tile: what --best-tile has always printed too
-        result["best_tile"] = legacy
-    result["best_config"] = found
     return result
 
 

@@ -82,7 +82,7 @@ def estimate_with_best_config(kernel: str, device: str, dtype: str = "fp32", *, 
                               **search: Any) -> dict[str, Any]:
     """``perfscope estimate --best-config``: the estimate of the given configuration (families
     with sizes: gemm, conv, attention; others have none) with ``best_config``'s answer under
-    ``"best_config"``, and, when the best is a tile of the tile grid, the ``"best_tile"``
+    ``"best_config"``, and, when the best is a tile, the ``"best_tile"``
     entry ``--best-tile`` has always given. ``search``: ``best_config``'s ``space``,
     ``data``, ``problem_size`` and ``tile_grid``; ``estimate_options``: ``estimate``'s
     ``region``, ``intensity_gco2e_per_kwh``, ``pue`` and ``fp32_math``."""
@@ -96,10 +96,9 @@ def estimate_with_best_config(kernel: str, device: str, dtype: str = "fp32", *, 
     given = {**dict(shape or {}), **{f"param_{k}": v for k, v in (params or {}).items()}}
     result = estimate(kernel, device, dtype, model=bundle, implementation=implementation,
                       **dict(estimate_options or {}), **given)
-    if found["space"]["source"] == "tiles":
-        legacy = legacy_best_tile(found, result["latency_s"])
-        if legacy is not None:
-            result["best_tile"] = legacy
+    legacy = legacy_best_tile(found, result["latency_s"])
+    if legacy is not None:  # the best is a tile: what --best-tile has always printed too
+        result["best_tile"] = legacy
     result["best_config"] = found
     return result
 
