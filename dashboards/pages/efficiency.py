@@ -150,27 +150,36 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         """The configurations chosen, then up to ``MAX_CONFIG_OPTIONS`` measured ones matching every
         word typed: each word is looked up in the columns' categories (a few hundred strings),
         not in a label per row, so the search covers a million rows at once."""
-        rows = data.select(filters, ("config_id", "status", "kernel", "implementation", "dtype", "tile", "shape",
-                                     "device_key"))
-        rows = rows[(rows["status"] == "ok").to_numpy()]
-        kept = rows[rows["config_id"].isin(chosen or []).to_numpy()]
+        label_columns = ("config_id", "kernel", "implementation", "dtype", "tile", "shape", "device_key")
+        index = data.index(filters)
+        measured = index[data.is_value("status", "ok", index)]  # positions: no column copied yet
+        ids = data.rows["config_id"]
+        if isinstance(ids.dtype, pd.CategoricalDtype):
+            wanted = ids.cat.categories.get_indexer(chosen or [])
+            is_chosen = np.isin(ids.cat.codes.to_numpy()[measured], wanted[wanted >= 0])
+        else:
+            is_chosen = np.isin(ids.to_numpy()[measured], chosen or [])
+        kept = data.take(measured[is_chosen], label_columns)
         words = (search or "").lower().split()
         if not words:
-            found = rows.iloc[:MAX_CONFIG_OPTIONS * 4]
+            found_positions = measured[~is_chosen][:MAX_CONFIG_OPTIONS * 4]
         else:
-            match = np.ones(len(rows), dtype=bool)
+            match = ~is_chosen
             for word in words:
-                hit = np.zeros(len(rows), dtype=bool)
+                hit = np.zeros(len(measured), dtype=bool)
                 for column in search_columns:
-                    series = rows[column]
-                    if not isinstance(series.dtype, pd.CategoricalDtype):
-                        series = series.astype("category")
+                    series = data.rows[column]
+                    if isinstance(series.dtype, pd.CategoricalDtype):
+                        codes = series.cat.codes.to_numpy()[measured]
+                    else:
+                        codes, uniques = pd.factorize(series.iloc[measured])
+                        series = pd.Series(pd.Categorical.from_codes(np.arange(len(uniques)), uniques))
                     table = np.append(series.cat.categories.astype(str).str.lower().str.contains(word, regex=False),
-                                      False)  # the last slot: a missing value
-                    hit |= table[series.cat.codes.to_numpy()]
+                                      False)  # the last slot: a missing value (code -1)
+                    hit |= table[codes]
                 match &= hit
-            found = rows.iloc[np.flatnonzero(match)[:MAX_CONFIG_OPTIONS * 4]]
-        found = found[~found["config_id"].isin(chosen or []).to_numpy()]
+            found_positions = measured[np.flatnonzero(match)[:MAX_CONFIG_OPTIONS * 4]]
+        found = data.take(found_positions, label_columns)
         return labelled(kept) + labelled(found)[:MAX_CONFIG_OPTIONS]
 
     @guard("figure", "children")
