@@ -125,3 +125,11 @@ def test_a_trained_bundle_gives_intervals_and_a_best_tile(tmp_path, monkeypatch)
     assert predicted[(best["tile_m"], best["tile_n"], best["tile_k"])] == pytest.approx(best["latency_s"], rel=1e-9)
     assert best["gain_over_default"] == pytest.approx(r["latency_s"] / best["latency_s"], rel=1e-9)
     assert best["gain_over_default"] >= 1 - 1e-9
+    # the bundle's own space of tiles: the parameter forest does not see tiles, so the
+    # forest ranks them rather than returning a tie of every candidate
+    from perfscope.workflows.estimate import estimate_with_best_config
+    answer = estimate_with_best_config("gemm", device.key, "fp32", model=tmp_path / "model",
+                                       shape={"m": 80, "n": 80, "k": 80}, implementation="numba.tiled")
+    searched = answer["best_config"]
+    assert searched["model"] == "forest"
+    assert searched["best"]["n_tied"] < searched["space"]["n_candidates"]

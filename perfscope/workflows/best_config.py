@@ -108,6 +108,12 @@ def best_config(kernel: str, device: str, dtype: str = "fp32", *, model: Any, sh
                                 "rows with tunable parameters", parameter="model")
     configs = candidates + ([given] if given is not None else [])
     latency, low, high, device_key = _predict(bundle, predictor, kernel, device, dtype, shape, configs, fp32_math)
+    if (predictor == "param_forest" and len(candidates) > 1 and "forest" in bundle.models
+            and kernel in SHAPE_COLUMNS and np.all(latency[:len(candidates)] == latency[0])):
+        # the parameter forest cannot tell these apart (tiles are not among its parameters):
+        # the forest, whose features are the sizes and tiles, ranks them instead
+        predictor = "forest"
+        latency, low, high, device_key = _predict(bundle, predictor, kernel, device, dtype, shape, configs, fp32_math)
     if not np.isfinite(latency[:len(candidates)]).any():
         raise InvalidInputError(f"no configuration has a latency estimate on {device} for {dtype}")
     ranked = [int(i) for i in np.argsort(np.where(np.isfinite(latency), latency, np.inf)[:len(candidates)],
