@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from synthetic_rows import rows_with_energy  # tests/ is on sys.path (rootdir import mode)
 from test_param_models import _sweep  # tests/ is on sys.path (rootdir import mode)
 
 from perfscope.errors import InvalidInputError
@@ -183,8 +184,7 @@ def test_a_bundle_without_an_adaptable_model_says_so(tmp_path, sweeps):
     from perfscope.models.persistence import save_bundle
     from perfscope.models.roofline_model import LogLinearModel
 
-    synthetic = pytest.importorskip("synthetic_rows")
-    rows = synthetic.rows_with_energy()
+    rows = rows_with_energy()
     path = save_bundle(tmp_path / "m", {"log_linear": ConformalWrapper(LogLinearModel(), n_splits=3).fit(rows)})
     with pytest.raises(InvalidInputError, match="cannot adapt"):
         adapt_bundle(path, sweeps)

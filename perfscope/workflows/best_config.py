@@ -99,7 +99,11 @@ def best_config(kernel: str, device: str, dtype: str = "fp32", *, model: Any, sh
     if not candidates:
         raise InvalidInputError(f"the parameter space of {kernel} is empty for this problem", parameter="space")
     given = given_config(params or {}, given_tiles, shape, observed, problem, implementation, source)
-    if "param_forest" in bundle.models and (source != "tiles" or "forest" not in bundle.models):
+    # candidates that differ only in tiles go to the forest, whose features are the sizes and
+    # tiles; the parameter forest does not see tiles and would tie them all
+    only_tiles = all(name.startswith("tile_") for name in varied_names(candidates))
+    tiles_for_forest = "forest" in bundle.models and kernel in SHAPE_COLUMNS and (source == "tiles" or only_tiles)
+    if "param_forest" in bundle.models and not tiles_for_forest:
         predictor = "param_forest"  # it sees every tunable parameter
     elif "forest" in bundle.models and kernel in SHAPE_COLUMNS:
         predictor = "forest"  # its features are the sizes and tiles
@@ -108,12 +112,6 @@ def best_config(kernel: str, device: str, dtype: str = "fp32", *, model: Any, sh
                                 "rows with tunable parameters", parameter="model")
     configs = candidates + ([given] if given is not None else [])
     latency, low, high, device_key = _predict(bundle, predictor, kernel, device, dtype, shape, configs, fp32_math)
-    if (predictor == "param_forest" and len(candidates) > 1 and "forest" in bundle.models
-            and kernel in SHAPE_COLUMNS and np.all(latency[:len(candidates)] == latency[0])):
-        # the parameter forest cannot tell these apart (tiles are not among its parameters):
-        # the forest, whose features are the sizes and tiles, ranks them instead
-        predictor = "forest"
-        latency, low, high, device_key = _predict(bundle, predictor, kernel, device, dtype, shape, configs, fp32_math)
     if not np.isfinite(latency[:len(candidates)]).any():
         raise InvalidInputError(f"no configuration has a latency estimate on {device} for {dtype}")
     ranked = [int(i) for i in np.argsort(np.where(np.isfinite(latency), latency, np.inf)[:len(candidates)],
