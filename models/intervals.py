@@ -9,19 +9,11 @@ scores (Vovk et al.; Lei et al. 2018, "Distribution-free predictive inference fo
 regression").
 
 Normalised scores (``normalise="spread"``, the default for forests: models with an
-``interval_difficulty`` hook; otherwise σ = 1): the score is divided by σ(x) = (s(x) + β)·(1 + d(x)),
-the locally weighted conformal score of Lei et al. 2018 (section 5.2; β as the
-sensitivity term of Johansson et al. 2014), so intervals are wide where the model is
-unsure and narrow where it is not:
-
-* s(x): the standard deviation of the trees' predictions (log time): the trees
-  disagree where the training data is thin;
-* β: the median s over the calibration rows (keeps σ away from zero where the trees
-  agree);
-* d(x): how far x lies beyond the training data: per feature, the distance past the
-  lowest or highest training value, in units of that span, weighted by the feature's
-  importance. A forest predicts a constant beyond its data, so its error there grows
-  with the distance (to first order, linearly), where the tree spread stays flat.
+``interval_difficulty`` hook; otherwise σ = 1): the score is divided by
+σ(x) = (s(x) + β)·(1 + γ·d(x)) (``perfscope.models.interval_difficulty``): s the trees'
+spread, β its median over the calibration rows, d the importance-weighted distance beyond
+the training values, γ = ``distance_scale`` (1 unless given). Intervals are wide where the
+model is unsure or beyond its data, narrow where it is not.
 
 Guarantees. Split conformal (``method="split"``) covers with probability at least
 1 - alpha when the calibration groups and the new row's group are exchangeable, and
@@ -33,7 +25,8 @@ Barber et al.'s (2021) 1 - 2·alpha bound, which holds for CV+ and jackknife+, d
 apply; there is no finite-sample guarantee, only measured coverage. No method holds
 under extrapolation: rows beyond the training data (larger sizes, another GPU) are not
 exchangeable with the calibration rows, and d(x) is a heuristic that widens intervals
-there. Check the measured coverage (``coverage``; ``perfscope.models.evaluation``
+there (γ is a fixed prior: see ``perfscope.models.interval_difficulty``). Check the measured
+coverage (``coverage``; ``perfscope.models.evaluation``
 reports it for every split).
 """
 
@@ -49,6 +42,10 @@ from perfscope.columns import Columns, as_columns, columns_size, group_codes, ta
 from perfscope.errors import InvalidInputError, ModelFileError
 from perfscope.models.efficiency import measured_energy_j, measured_latency_s, ok_mask
 from perfscope.models.estimator_base import LightEstimator, check_is_fitted
+from perfscope.models.interval_difficulty import design_range as design_range  # re-exported
+from perfscope.models.interval_difficulty import difficulty_scale, spread_offset
+from perfscope.models.interval_difficulty import forest_difficulty as forest_difficulty  # re-exported
+from perfscope.models.interval_difficulty import out_of_range_distance as out_of_range_distance  # re-exported
 
 # numpy only (scikit-learn in ``fit``): a loaded wrapper predicts on column arrays.
 METHODS = ("cv", "split")
@@ -62,53 +59,6 @@ SHAPE_COLUMNS = (
 )
 """What identifies a shape. Tile, layout, implementation, cache mode, params_json and
 the device are left out on purpose: all variants of a shape are held out together."""
-
-
-def design_range(design: np.ndarray) -> list[list[float]]:
-    """[lowest, highest] value of each feature column of a training design (what models keep as
-    ``design_range_`` for ``forest_difficulty``), as JSON-ready lists."""
-    design = np.asarray(design, dtype=float)
-    return [design.min(axis=0).tolist(), design.max(axis=0).tolist()]
-
-
-def out_of_range_distance(forest: Any, design: np.ndarray, value_range: Any = None) -> np.ndarray:
-    """d(x) of each row of ``design`` (see module docstring): 0 inside the training values of
-    every feature (``value_range``: ``design_range`` of the training design; without it, the
-    span of the forest's split thresholds, which leaves out the extreme values)."""
-    low, high = (np.asarray(v, dtype=float) for v in value_range) if value_range is not None \
-        else forest.split_ranges()
-    span = high - low
-    usable = np.isfinite(span) & (span > 0)
-    weights = forest.feature_importances if forest.feature_importances is not None else np.ones(len(span))
-    weights = np.where(usable, weights, 0.0)
-    if weights.sum() <= 0:
-        return np.zeros(len(design))
-    design = np.asarray(design, dtype=float)
-    with np.errstate(invalid="ignore"):
-        beyond = np.fmax(np.fmax(design - high, low - design), 0.0) / np.where(usable, span, 1.0)
-    beyond = np.where(usable & np.isfinite(beyond), beyond, 0.0)
-    return beyond @ (weights / weights.sum())
-
-
-def forest_difficulty(forest: Any, design: np.ndarray, value_range: Any = None, output: int = 0) -> np.ndarray:
-    """(rows, 2): the trees' spread of ``output`` (s) and the distance beyond the training values
-    (d) per row of ``design``, for a ``ForestArrays`` whose ``output`` is a log time
-    (``interval_difficulty``)."""
-    return np.column_stack([forest.predict_spread(design, output),
-                            out_of_range_distance(forest, design, value_range)])
-
-
-def difficulty_scale(difficulty: np.ndarray, beta: float) -> np.ndarray:
-    """σ(x) = (s + β)·(1 + d) per row of ``forest_difficulty`` output (see module docstring)."""
-    difficulty = np.asarray(difficulty, dtype=float)
-    return (difficulty[:, 0] + beta) * (1.0 + difficulty[:, 1])
-
-
-def spread_offset(spreads: np.ndarray) -> float:
-    """β: the median tree spread of the calibration rows (1.0 when the trees always agree)."""
-    finite = np.asarray(spreads, dtype=float)[np.isfinite(spreads)]
-    beta = float(np.median(finite)) if len(finite) else 0.0
-    return beta if beta > 0 else 1.0
 
 
 def conformal_quantile(scores: Any, alpha: float) -> float:
@@ -191,7 +141,9 @@ class ConformalWrapper(LightEstimator):
     labels aligned with the rows given to ``fit``), ``method`` (``"cv"`` or
     ``"split"``), ``n_splits`` (folds of ``"cv"``), ``calibration_fraction`` (share of
     groups held out by ``"split"``), ``random_state``, ``normalise`` (``"auto"``:
-    ``"spread"`` for a model with ``interval_difficulty``, else ``"none"``).
+    ``"spread"`` for a model with ``interval_difficulty``, else ``"none"``), ``distance_scale``
+    (γ of σ: how strongly the distance beyond the training data widens the interval; 0 for
+    the tree spread alone).
 
     Fitted: ``estimator_``, ``quantiles_`` (q per target, log units or units of σ),
     ``normaliser_`` (``"spread"`` or ``"none"``), ``beta_`` (β of σ),
@@ -200,7 +152,7 @@ class ConformalWrapper(LightEstimator):
 
     def __init__(self, estimator: Any, alpha: float = 0.1, groups: str | Callable[..., Any] | Any = "shape",
                  method: str = "cv", n_splits: int = 5, calibration_fraction: float = 0.25,
-                 random_state: int | None = 0, normalise: str = "auto") -> None:
+                 random_state: int | None = 0, normalise: str = "auto", distance_scale: float = 1.0) -> None:
         self.estimator = estimator
         self.alpha = alpha
         self.groups = groups
@@ -209,6 +161,7 @@ class ConformalWrapper(LightEstimator):
         self.calibration_fraction = calibration_fraction
         self.random_state = random_state
         self.normalise = normalise
+        self.distance_scale = distance_scale
 
     def _normaliser(self) -> str:
         if self.normalise not in NORMALISERS:
@@ -232,6 +185,8 @@ class ConformalWrapper(LightEstimator):
             raise InvalidInputError(f"alpha must be between 0 and 1, got {self.alpha}")
         if self.method not in METHODS:
             raise InvalidInputError(f"method must be one of {METHODS}, got {self.method!r}")
+        if not (math.isfinite(self.distance_scale) and self.distance_scale >= 0):
+            raise InvalidInputError(f"distance_scale must be a finite number >= 0, got {self.distance_scale}")
         self.normaliser_ = self._normaliser()
         given = as_columns(X)
         if out_of_fold is not None and self.method == "cv":
@@ -285,7 +240,7 @@ class ConformalWrapper(LightEstimator):
             s = np.concatenate([log_scores(t, p) for t, p, *_ in parts]) if parts else np.array([])
             g = np.concatenate([labels for *_, labels in parts]) if parts else np.array([], dtype=int)
             if self.normaliser_ == "spread" and parts:
-                s = s / np.concatenate([difficulty_scale(d, self.beta_) for *_, d, _ in parts])
+                s = s / np.concatenate([difficulty_scale(d, self.beta_, self.distance_scale) for *_, d, _ in parts])
             finite = np.isfinite(s)
             self.quantiles_[target] = conformal_quantile(s[finite], self.alpha)
             self.n_calibration_rows_[target] = int(finite.sum())
@@ -315,7 +270,7 @@ class ConformalWrapper(LightEstimator):
             return q
         if difficulty is None:
             difficulty = self.estimator_.interval_difficulty(X)
-        return q * difficulty_scale(difficulty, self.beta_)
+        return q * difficulty_scale(difficulty, self.beta_, self.distance_scale)
 
     def predict_interval(self, X: Any, target: str = "latency") -> tuple[np.ndarray, np.ndarray]:
         """(low, high) of the 1 - alpha interval of ``target`` per row: prediction · exp(∓q·σ(x))."""
@@ -361,7 +316,7 @@ class ConformalWrapper(LightEstimator):
         groups = self.groups if isinstance(self.groups, str) else "custom"
         return {"params": {"alpha": self.alpha, "groups": groups, "method": self.method, "n_splits": self.n_splits,
                            "calibration_fraction": self.calibration_fraction, "random_state": self.random_state,
-                           "normalise": self.normalise},
+                           "normalise": self.normalise, "distance_scale": self.distance_scale},
                 "quantiles": {k: (v if math.isfinite(v) else None) for k, v in self.quantiles_.items()},
                 "normaliser": self.normaliser_, "beta": self.beta_,
                 "n_calibration_rows": self.n_calibration_rows_,

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from perfscope.errors import InvalidInputError
 from perfscope.importers import import_kernel_tuner
 from perfscope.models import intervals
 from perfscope.models.evaluation import evaluate, to_records
@@ -55,6 +56,29 @@ def test_intervals_widen_beyond_the_training_range(tmp_path):
     plain = ConformalWrapper(ParameterForestModel(n_estimators=30), groups="row", n_splits=5,
                              normalise="none").fit(train)
     assert np.ptp(_relative_width(plain, far)) == 0  # a plain interval has one width everywhere
+
+
+def test_distance_scale_sets_how_much_the_distance_widens_and_survives_saving(tmp_path):
+    from perfscope.models.persistence import load_bundle, save_bundle
+
+    train = _one_parameter_sweep(tmp_path, range(1, 61, 2))
+    inside = _one_parameter_sweep(tmp_path, range(2, 60, 6), seed=2)
+    far = _one_parameter_sweep(tmp_path, (150, 200, 300), seed=1).sort_values("param_x")
+    fitted = {gamma: ConformalWrapper(ParameterForestModel(n_estimators=30), groups="row", n_splits=5,
+                                      distance_scale=gamma).fit(train) for gamma in (0.0, 1.0, 4.0)}
+    # scores inside the data have d = 0: the same q whatever γ, so the same widths there
+    np.testing.assert_allclose(_relative_width(fitted[0.0], inside), _relative_width(fitted[4.0], inside))
+    far_widths = {gamma: _relative_width(wrapper, far) for gamma, wrapper in fitted.items()}
+    assert np.all(far_widths[0.0] < far_widths[1.0]) and np.all(far_widths[1.0] < far_widths[4.0])
+    difficulty = fitted[4.0].estimator_.interval_difficulty(far)
+    expected = fitted[4.0].quantiles_["latency"] * (difficulty[:, 0] + fitted[4.0].beta_) * (1 + 4.0 * difficulty[:, 1])
+    np.testing.assert_allclose(far_widths[4.0], 2 * expected)  # log(high / low) = 2·q·σ(x)
+    save_bundle(tmp_path / "bundle", {"param_forest": fitted[4.0]})
+    loaded = load_bundle(tmp_path / "bundle")["param_forest"]
+    assert loaded.distance_scale == 4.0
+    np.testing.assert_allclose(_relative_width(loaded, far), far_widths[4.0])
+    with pytest.raises(InvalidInputError, match="distance_scale"):
+        ConformalWrapper(ParameterForestModel(n_estimators=5), groups="row", distance_scale=-1.0).fit(train)
 
 
 def test_distance_is_zero_inside_the_data_and_grows_linearly_outside():

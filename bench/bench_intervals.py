@@ -1,0 +1,131 @@
+"""The forest's 90% intervals beyond its training data: coverage per row and per shape, and
+what the distance coefficient γ of σ(x) = (s + β)·(1 + γ·d) does there.
+
+GPPerf CUTLASS (RTX 4070), clean rows: train on the shapes with m*n*k up to the 75th
+percentile of the rows, predict the larger rest (``split="extrapolate"``). The forest's
+scores are calibrated as ``ConformalWrapper`` calibrates them: out-of-fold log residuals
+of unseen shapes (5 grouped folds of the training side), normalised by σ(x); the
+interval of a test row is prediction · exp(±q·σ(x)). Printed:
+
+* per γ: the test coverage per row, how many test shapes have at least 90% of their rows
+  covered, the median relative width (high - low) / prediction, and the coverage of two
+  sets of rows that a calibration could use without the test rows: the out-of-fold rows
+  beyond their fold model's data (d > 0), and a nested pseudo-extrapolation (fit on the
+  training rows up to the 75th percentile of their own FLOPs, predict the rest);
+* the γ each of those two would pick (the smallest with coverage >= 90%) and the test
+  coverage it would give;
+* the coverage per test shape at γ = 1 (what perfscope uses) and for plain intervals.
+
+    python bench/bench_intervals.py [--gpperf DIR] [--n-jobs 2] [--trees 300]
+
+The test side has 8 shapes, 7 of them M = 128256: coverage moves in steps of a shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_GPPERF = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "gpperf"
+GAMMAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0)
+ALPHA = 0.1
+
+
+def scored(model, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(|log residual|, difficulty (s, d)) of a fitted forest on ``rows``."""
+    from perfscope.models.intervals import log_scores, measured_target
+
+    return log_scores(measured_target(rows, "latency"), model.predict(rows)), model.interval_difficulty(rows)
+
+
+def shape_names(rows: pd.DataFrame) -> np.ndarray:
+    return (rows["m"].astype(str) + "x" + rows["n"].astype(str) + "x" + rows["k"].astype(str)).to_numpy()
+
+
+def smallest_gamma(covers: dict[float, float]) -> float | None:
+    """The smallest γ whose coverage reaches 1 - alpha (None: none does)."""
+    return next((g for g in GAMMAS if covers[g] >= 1 - ALPHA), None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from perfscope.importers.gpperf import import_gpperf
+    from perfscope.models.evaluation import cross_validated_predictions, extrapolation_fold
+    from perfscope.models.forest import ForestModel
+    from perfscope.models.intervals import conformal_quantile, difficulty_scale, log_scores, spread_offset
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gpperf", type=Path, default=DEFAULT_GPPERF, help="folder of GPPerf's CSVs")
+    parser.add_argument("--n-jobs", type=int, default=None, help="forest fitting jobs")
+    parser.add_argument("--trees", type=int, default=300)
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", message=".*sklearn.utils.parallel.delayed.*")
+    if not (args.gpperf / "cutlass_results.csv").is_file():
+        print(f"GPPerf data not found at {args.gpperf}: skipped (pass --gpperf DIR)")
+        return 0
+    start = time.perf_counter()
+    rows = import_gpperf(args.gpperf).to_pandas()
+    clean = rows[rows["source"].str.endswith("cutlass_results.csv") & (rows["status"] == "ok")].reset_index(drop=True)
+    train, test = extrapolation_fold(clean)
+    inside, outside = clean.iloc[train].reset_index(drop=True), clean.iloc[test].reset_index(drop=True)
+
+    def forest():
+        return ForestModel(n_estimators=args.trees, n_jobs=args.n_jobs)
+
+    oof = cross_validated_predictions({"forest": forest()}, inside, "shape", 5, 0, targets=("latency",))
+    cal_r = log_scores(oof["y_true"].to_numpy(), oof["y_pred"].to_numpy())
+    cal_d = oof[["spread", "excess"]].to_numpy(dtype=float)
+    beta = spread_offset(cal_d[:, 0])
+    test_r, test_d = scored(forest().fit(inside), outside)
+    nested_train, nested_test = extrapolation_fold(inside)
+    nested_r, nested_d = scored(forest().fit(inside.iloc[nested_train]), inside.iloc[nested_test])
+    shapes = shape_names(outside)
+    far = cal_d[:, 1] > 0
+
+    table, covers_far, covers_nested, per_shape = [], {}, {}, {}
+    for gamma in GAMMAS:
+        q = conformal_quantile(cal_r / difficulty_scale(cal_d, beta, gamma), ALPHA)
+        half = q * difficulty_scale(test_d, beta, gamma)
+        inside_interval = test_r <= half
+        per_shape[gamma] = pd.Series(inside_interval).groupby(shapes).mean()
+        covers_far[gamma] = float(np.mean(cal_r[far] <= q * difficulty_scale(cal_d[far], beta, gamma)))
+        covers_nested[gamma] = float(np.mean(nested_r <= q * difficulty_scale(nested_d, beta, gamma)))
+        table.append({"gamma": gamma, "q": q, "test cover90": float(np.mean(inside_interval)),
+                      "shapes >= 90%": f"{int((per_shape[gamma] >= 0.9).sum())}/{len(per_shape[gamma])}",
+                      "width": float(np.median(2 * np.sinh(half))),
+                      "oof beyond data": covers_far[gamma], "nested pseudo-extrap.": covers_nested[gamma]})
+    print(f"# GPPerf extrapolation: {len(inside)} training rows ({len(np.unique(shape_names(inside)))} shapes), "
+          f"{len(outside)} test rows ({len(per_shape[1.0])} shapes); calibration: {len(cal_r)} out-of-fold rows, "
+          f"{int(far.sum())} of them beyond their fold's data ({oof['group'][far].nunique()} shapes); nested "
+          f"pseudo-extrapolation: {len(nested_r)} rows; β = {beta:.2e}")
+    print(f"d (distance beyond the data, spans): out-of-fold max {cal_d[:, 1].max():.3f}, nested max "
+          f"{nested_d[:, 1].max():.3f}, test median {np.median(test_d[:, 1]):.2f} (max {test_d[:, 1].max():.1f}); "
+          f"tree spread s: test median {np.median(test_d[:, 0]):.1e}, nested {np.median(nested_d[:, 0]):.1e}")
+    print("\n## coverage of 90% intervals by γ (target 85-95%; width: median (high - low) / prediction)")
+    print(pd.DataFrame(table).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    for label, covers in (("out-of-fold rows beyond their fold's data", covers_far),
+                          ("nested pseudo-extrapolation", covers_nested)):
+        gamma = smallest_gamma(covers)
+        picked = "none reaches 90%" if gamma is None else \
+            f"γ = {gamma} -> test coverage {np.mean(per_shape[gamma].reindex(shapes).to_numpy()):.3f}"
+        print(f"calibrated on {label}: {picked}")
+    plain_q = conformal_quantile(cal_r, ALPHA)
+    breakdown = pd.DataFrame({"shape": shapes, "d": test_d[:, 1], "error": test_r, "plain": test_r <= plain_q})
+    breakdown = breakdown.groupby("shape").agg(rows=("d", "size"), d=("d", "median"), median_abs_log_error=(
+        "error", "median"), cover_plain=("plain", "mean"))
+    breakdown["cover_gamma_1"] = per_shape[1.0]
+    print("\n## per test shape (γ = 1, perfscope's default; plain: σ = 1)")
+    print(breakdown.to_string(float_format=lambda v: f"{v:.3f}"))
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\n{time.perf_counter() - start:.0f} s (load average {load:.1f} on a shared machine)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
