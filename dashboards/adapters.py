@@ -3,6 +3,8 @@
 * ``run_estimate``: ``perfscope.workflows.estimate.estimate(kernel, device, dtype, model=..., **config)``
   with the dashboard's loaded model, as ``perfscope estimate --model`` calls it (and
   ``perfscope.workflows.best_config`` for the best configuration, as ``--best-config``).
+* ``run_estimate_params``: an imported family's configuration, by the parameter forest
+  (``perfscope.workflows.estimate_params``).
 * ``load_model`` / ``predict_latency_s``: a model bundle saved by ``perfscope train``
   (``perfscope.models.persistence.load_bundle``) and its latency predictions for
   configuration rows (``perfscope.models.prediction.estimate_rows``), for the tile explorer.
@@ -23,6 +25,7 @@ from perfscope.models.persistence import load_bundle
 from perfscope.models.prediction import estimate_rows
 from perfscope.workflows.estimate import SHAPE_COLUMNS, estimate_with_best_config
 from perfscope.workflows.estimate import estimate as workflow_estimate
+from perfscope.workflows.estimate_params import estimate_params
 
 SHAPE_EXAMPLES = {
     "gemm": "batch=1 m=4096 n=4096 k=4096",
@@ -115,6 +118,20 @@ def run_estimate(kernel: str, device: str, dtype: str, config: Mapping[str, Any]
     if not isinstance(result, Mapping):
         return EstimateOutcome(False, f"the estimate returned {type(result).__name__}, not a dict")
     return EstimateOutcome(True, "", dict(result))
+
+
+def run_estimate_params(kernel: str, device: str, dtype: str, params: Mapping[str, Any], *, model: Any,
+                        problem_size: list[int] | None = None, implementation: str | None = None,
+                        region: str = "World", pue: float = 1.0, best_config: bool = False) -> EstimateOutcome:
+    """``perfscope.workflows.estimate_params.estimate_params``: an imported family's
+    configuration estimated by the model's parameter forest (with ``best_config``, the
+    best configuration too). Never raises for perfscope's own errors."""
+    try:
+        result = estimate_params(kernel, device, dtype, model=model, params=params, problem_size=problem_size,
+                                 implementation=implementation, region=region, pue=pue, best=best_config)
+    except PerfscopeError as exc:
+        return EstimateOutcome(False, str(exc))
+    return EstimateOutcome(True, "", result)
 
 
 def load_model(path: str | Path | None) -> tuple[Any | None, str]:

@@ -64,13 +64,30 @@ def _small_model(dataset, out):
 
 
 def _serve(tmp_path_factory):
-    from werkzeug.serving import make_server
-
     from perfscope.dashboards.app import create_app
 
     path = tmp_path_factory.mktemp("browser") / "profile"
     ProfileStore(path, create=True).append(dashboard_rows())
-    app = create_app([path], model_path=_small_model(path, tmp_path_factory.mktemp("model") / "bundle"))
+    model = _small_model(path, tmp_path_factory.mktemp("model") / "bundle")
+    yield from _serve_app(create_app([path], model_path=model))
+
+
+@pytest.fixture(scope="module")
+def imported_server(tmp_path_factory):
+    """The dashboard on a small imported Kernel Tuner family with a parameter-forest model."""
+    from imported_family import imported_family  # noqa: E402 (tests/ is on sys.path)
+
+    from perfscope.dashboards.app import create_app
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PERFSCOPE_HOME", str(tmp_path_factory.mktemp("perfscope-home")))
+        dataset, model = imported_family(tmp_path_factory.mktemp("imported"))
+        yield from _serve_app(create_app([dataset], model_path=model))
+
+
+def _serve_app(app):
+    from werkzeug.serving import make_server
+
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -237,7 +254,8 @@ def _choose(driver, dropdown_id: str, text: str) -> None:
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    driver.find_element("id", dropdown_id).click()
+    # a pattern-matched id is a JSON text: CSS would need it escaped, XPath takes it as it is
+    driver.find_element("xpath", f"//*[@id='{dropdown_id}']").click()
     box = WebDriverWait(driver, SETTLE_TIMEOUT_S).until(
         lambda d: d.find_element("css selector", ".dash-dropdown-content input.dash-dropdown-search"))
     box.send_keys(text)
@@ -307,4 +325,28 @@ def test_tile_controls_round_trip_through_the_url(server, browser):
     assert browser.find_element("css selector", "#tiles-value input[value='energy']").is_selected()
     assert (browser.find_element("id", "params-x").text, browser.find_element("id", "params-y").text) == axes
     assert browser.current_url == shared
+    assert severe(browser) == []
+
+
+def test_estimate_page_answers_an_imported_family_from_its_parameter_fields(imported_server, browser):
+    from imported_family import FAMILY
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _open(browser, f"{imported_server}/estimate?est_kernel={FAMILY}")
+    field = '{"name":"block_size_x","type":"estimate-param"}'
+    WebDriverWait(browser, SETTLE_TIMEOUT_S).until(lambda d: d.find_elements("xpath", f"//*[@id='{field}']"))
+    assert "answered by the model" in browser.find_element("id", "estimate-model").text
+    assert not browser.find_element("id", "estimate-sizes-box").is_displayed()  # no GEMM sizes for this family
+    _act_until(browser, lambda: _choose(browser, field, "4"), lambda d: "block_size_x%3D4" in d.current_url)
+    assert "problem=1000%2C64" in browser.current_url or "problem=1000,64" in browser.current_url
+    browser.find_element("id", "estimate-run").click()
+    WebDriverWait(browser, SETTLE_TIMEOUT_S).until(
+        lambda d: "answered by:" in d.find_element("id", "estimate-status").text)
+    assert "model:param_forest" in browser.find_element("id", "estimate-status").text
+    details = browser.find_element("id", "estimate-details").text
+    assert "block_size_x=4" in details and " – " in details and "ms" in details
+    browser.find_element("id", "estimate-best").click()
+    WebDriverWait(browser, SETTLE_TIMEOUT_S).until(
+        lambda d: "best configuration" in d.find_element("id", "estimate-details").text)
+    browser.save_screenshot(str(SCREENSHOTS / "estimate-imported.png"))
     assert severe(browser) == []

@@ -1,0 +1,67 @@
+"""Imported kernel families (no GEMM/conv/attention sizes) estimated from their tunable
+parameters by the bundle's parameter forest, and the fields their space offers."""
+
+from __future__ import annotations
+
+import pytest
+from imported_family import DEVICE, FAMILY, imported_family  # noqa: E402 (tests/ is on sys.path)
+
+from perfscope.errors import InvalidInputError
+from perfscope.models.persistence import load_bundle
+from perfscope.store import ProfileStore
+from perfscope.workflows.best_config import best_config
+from perfscope.workflows.estimate_params import estimate_params, family_space
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory):
+    dataset, model = imported_family(tmp_path_factory.mktemp("family"))
+    return dataset, load_bundle(model)
+
+
+def test_the_space_offers_the_varied_parameters_and_the_problem_size(family):
+    dataset, model = family
+    space = family_space(FAMILY, model=model)
+    assert space["source"] == "model"
+    assert space["parameters"] == {"block_size_x": [1, 2, 4], "block_size_y": [32, 64], "tile_size_x": [1, 2]}
+    assert space["problem_sizes"] == [[1000, 64]]
+    assert set(space["defaults"]) == set(space["parameters"])
+    rows = ProfileStore(dataset).read().table.to_pandas()
+    from_rows = family_space(FAMILY, rows=rows)  # without a model: the dataset's parameter columns
+    assert from_rows["source"] == "data" and from_rows["parameters"] == space["parameters"]
+    assert family_space("other", model=model)["parameters"] == {}
+
+
+def test_a_configuration_is_estimated_with_its_interval_energy_and_method(family):
+    _, model = family
+    fast = estimate_params(FAMILY, DEVICE, model=model, params={"block_size_x": 1, "block_size_y": 32,
+                                                                "tile_size_x": 1})
+    slow = estimate_params(FAMILY, DEVICE, model=model, params={"block_size_x": 4, "block_size_y": 32,
+                                                                "tile_size_x": 2})
+    assert fast["method"].startswith("model:param_forest") and fast["observed"]
+    assert fast["latency_low_s"] <= fast["latency_s"] <= fast["latency_high_s"]
+    assert fast["latency_s"] < slow["latency_s"]  # 1.1 ms measured against 2.4 ms
+    assert 0.5e-3 < fast["latency_s"] < 2e-3
+    assert fast["energy_j"] == pytest.approx(fast["latency_s"] * 140)  # the RTX A4000's 140 W TDP
+    assert fast["problem_size"] == [1000, 64] and fast["device_source"] == "a device the model was trained on"
+
+
+def test_the_best_button_answers_as_best_config(family):
+    _, model = family
+    given = {"block_size_x": 4, "block_size_y": 64, "tile_size_x": 2}
+    r = estimate_params(FAMILY, DEVICE, model=model, params=given, best=True)
+    expected = best_config(FAMILY, DEVICE, model=model, params=given)
+    assert r["best_config"]["best"] == expected["best"] and r["best_config"]["gain_over_given"] > 1
+
+
+def test_missing_parameters_no_model_or_an_unknown_family_are_refused_clearly(family):
+    _, model = family
+    with pytest.raises(InvalidInputError, match="tile_size_x"):
+        estimate_params(FAMILY, DEVICE, model=model, params={"block_size_x": 1, "block_size_y": 32})
+    with pytest.raises(InvalidInputError, match="needs? a model|need a model"):
+        estimate_params(FAMILY, DEVICE, model=None, params={"block_size_x": 1})
+    with pytest.raises(InvalidInputError, match="parameter spaces: dedisp"):
+        estimate_params("other", DEVICE, model=model, params={"a": 1})
+    unseen = estimate_params(FAMILY, DEVICE, model=model, params={"block_size_x": 8, "block_size_y": 32,
+                                                                  "tile_size_x": 1})
+    assert unseen["observed"] is False
