@@ -290,8 +290,8 @@ def test_tile_explorer_options_and_heatmap(cb):
 def estimate_form(**overrides):
     """The estimate callback's arguments after a press of Estimate (the URL_CONTROLS order)."""
     form = {"est_kernel": "gemm", "est_device": "h100-sxm", "est_dtype": "bf16", "shape": "m=64 n=64 k=64",
-            "impl": "default", "tile_m": None, "tile_n": None, "tile_k": None, "params": "", "region": "World",
-            "pue": 1.0}
+            "impl": "default", "tile_m": None, "tile_n": None, "tile_k": None, "params": "", "problem": None,
+            "region": "World", "pue": 1.0}
     form.update(overrides)
     return [form[key] for key in URL_CONTROLS]
 

@@ -32,7 +32,7 @@ SAMPLES = {
             "param_y": "param_block_size_x"},
     estimate: {"est_kernel": "conv", "est_device": "h100-sxm", "est_dtype": "fp16", "shape": "conv_n=8 conv_c=64",
                "impl": "cudnn", "tile_m": 64, "tile_n": 128, "tile_k": 32, "params": "block_size_x=128",
-               "region": "United Kingdom", "pue": 1.2},
+               "problem": "25000,2048,1", "region": "United Kingdom", "pue": 1.2},
 }
 
 
