@@ -35,6 +35,7 @@ from sklearn.base import clone
 
 from perfscope.errors import InvalidInputError
 from perfscope.models.efficiency import ok_rows
+from perfscope.models.few_shot import adapt_to_chosen
 from perfscope.models.groups import context_labels, parameter_groups, shape_groups
 from perfscope.models.intervals import (
     conformal_quantile,
@@ -190,7 +191,7 @@ def cross_validated_predictions(models: Mapping[str, Any], rows: pd.DataFrame, s
             if split == "device" and hasattr(model, "adapt"):
                 records += _few_shot(name, model, data, test, truth["latency"], groups, contexts, fold, seed)
     columns = ["model", "target", "row", "fold", "group", "context", "y_true", "y_pred", "low", "high", "spread",
-               "excess"]
+               "excess", "measured"]
     out = pd.concat(records, ignore_index=True).reindex(columns=columns) if records else pd.DataFrame(columns=columns)
     out.attrs["reasons"] = reasons
     out.attrs["models"] = list(models)
@@ -199,24 +200,35 @@ def cross_validated_predictions(models: Mapping[str, Any], rows: pd.DataFrame, s
 
 FEW_SHOT_K = (10, 20, 50)
 """Measured configurations of the held-out device that ``adapt``-able models get on a device split."""
+CHOSEN_SUFFIX = "_chosen"
+"""Model name suffix of the k-shot rows whose k configurations the model chose (``adapt_to_chosen``)."""
 
 
 def _few_shot(name: str, model: Any, data: pd.DataFrame, test: np.ndarray, truth: np.ndarray, groups: np.ndarray,
               contexts: np.ndarray, fold: int, seed: int) -> list[pd.DataFrame]:
-    """Predictions of ``name+k-shot``: the fitted model adapted to k random rows of the held-out
-    device, judged on the device's other rows."""
+    """Predictions of ``name+{k}shot`` (the fitted model adapted to k random rows of the
+    held-out device) and ``name+{k}shot_chosen`` (k rows the model chose to measure,
+    ``perfscope.models.few_shot.adapt_to_chosen``), on every row of the device: the k
+    measured ones are flagged ``measured`` (their prediction is their measurement), so
+    error figures leave them out and regret counts them (a pick among measured rows is a
+    pick too)."""
     out = []
     rng = np.random.default_rng(seed + fold)
+    part = data.iloc[test]
     for k in FEW_SHOT_K:
         if k >= len(test):
             continue
-        chosen = rng.choice(len(test), size=k, replace=False)
-        rest = np.setdiff1d(np.arange(len(test)), chosen)
-        adapted = copy.deepcopy(model).adapt(data.iloc[test[chosen]])
-        rows = test[rest]
-        out.append(pd.DataFrame({"model": f"{name}+{k}shot", "target": "latency", "row": rows, "fold": fold,
-                                 "group": groups[rows], "context": contexts[rows], "y_true": truth[rows],
-                                 "y_pred": adapted.predict_latency(data.iloc[rows])}))
+        random_rows = rng.choice(len(test), size=k, replace=False)
+        runs = [("", copy.deepcopy(model).adapt(part.iloc[np.sort(random_rows)]), random_rows)]
+        if hasattr(model, "predict_latency"):
+            runs.append((CHOSEN_SUFFIX, *adapt_to_chosen(copy.deepcopy(model), part, k)))
+        for suffix, adapted, chosen in runs:
+            measured = np.zeros(len(test), dtype=bool)
+            measured[chosen] = True
+            out.append(pd.DataFrame({"model": f"{name}+{k}shot{suffix}", "target": "latency", "row": test,
+                                     "fold": fold, "group": groups[test], "context": contexts[test],
+                                     "y_true": truth[test], "y_pred": adapted.predict_latency(part),
+                                     "measured": measured}))
     return out
 
 
@@ -235,6 +247,11 @@ def summarize(predictions: pd.DataFrame, alpha: float = 0.1) -> pd.DataFrame:
     rows = []
     for (name, target), part in predictions.groupby(["model", "target"], sort=False):
         part = part[np.isfinite(part["y_true"].to_numpy(dtype=float))]
+        # few-shot rows measured on the device: in the pick (regret), not in the error figures
+        measured = part["measured"].fillna(False).to_numpy(dtype=bool) if "measured" in part else None
+        picked = part
+        if measured is not None and measured.any():
+            part = part[~measured]
         y = part["y_true"].to_numpy(dtype=float)
         p = part["y_pred"].to_numpy(dtype=float)
         ok = np.isfinite(p)
@@ -242,6 +259,9 @@ def summarize(predictions: pd.DataFrame, alpha: float = 0.1) -> pd.DataFrame:
         coverage, method, width = _coverage(part[ok], alpha)
         spearman, regret = (ranking_figures(y, p, part["context"].to_numpy()) if target == "latency"
                             else (np.nan, np.nan))
+        if target == "latency" and picked is not part:
+            regret = ranking_figures(picked["y_true"].to_numpy(dtype=float), picked["y_pred"].to_numpy(dtype=float),
+                                     picked["context"].to_numpy())[1]
         rows.append({
             "model": name, "target": target, "n_rows": int(len(part)), "n_predicted": int(ok.sum()),
             "n_groups": int(part["group"].nunique()), "n_folds": int(part["fold"].nunique()),

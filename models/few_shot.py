@@ -12,6 +12,8 @@ rows a shallow forest learns what remains.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from perfscope.models.tree_arrays import export_forest
@@ -44,3 +46,50 @@ def residual_forest(design: np.ndarray, residual: np.ndarray, random_state: int 
 
     small = ExtraTreesRegressor(n_estimators=50, min_samples_leaf=3, random_state=random_state)
     return export_forest(small.fit(design, residual))
+
+
+EXPLORE_SHARE = 0.25  # of the k measurements spread over the predicted ranks (the rest: the predicted fastest)
+
+
+def choose_to_measure(predicted_s: np.ndarray, k: int, *, exclude: np.ndarray | None = None,
+                      explore_share: float = EXPLORE_SHARE) -> np.ndarray:
+    """Positions of ``k`` configurations to measure on a new device, from the model's
+    ``predicted_s`` latencies: most of them the predicted fastest (where the best one
+    likely is; measured, they also correct the model where it matters), and
+    ``explore_share`` of them spread evenly over the predicted ranks of the rest (the
+    measured contrast from fast to slow is what fits the device's scale and the mixture of
+    landscapes). ``exclude``: a mask of configurations already measured. Deterministic."""
+    predicted = np.where(np.isfinite(predicted_s), predicted_s, np.inf)
+    order = np.argsort(predicted, kind="stable")
+    if exclude is not None:
+        order = order[~np.asarray(exclude, dtype=bool)[order]]
+    k = min(int(k), len(order))
+    explore = int(round(k * explore_share)) if k >= 4 else 0
+    top = order[:k - explore]
+    rest = order[k - explore:]
+    # evenly over the rest's ranks, its slowest included and its fastest (next to the top) left out
+    where = np.linspace(0, len(rest) - 1, explore + 1)[1:].round().astype(int) if explore and len(rest) else []
+    spread = rest[:explore] if len(rest) <= explore else np.unique(rest[where]) if len(where) else rest[:0]
+    return np.concatenate([top, spread]).astype(int)
+
+
+def adapt_to_chosen(model: Any, rows: Any, k: int, *, rounds: int = 2) -> tuple[Any, np.ndarray]:
+    """Adapt ``model`` (fitted, with ``predict_latency`` and ``adapt``; changed in place) to
+    ``k`` of ``rows`` (one new device's measured ok rows) chosen by the model itself, in
+    ``rounds`` batches as a tuner would measure them: each batch is ``choose_to_measure``
+    on the latest model's predictions (zero-shot first, then adapted to all the rows
+    measured so far), so later batches look where the adapted model expects the fastest.
+    With a dataset that already holds every measurement this replays that loop; on a GPU
+    the batches are measured in between (``perfscope estimate --best-config --suggest K``
+    after each ``train --adapt``). Returns the model and the chosen positions."""
+    chosen = np.zeros(0, dtype=int)
+    total = min(int(k), len(rows))
+    rounds = max(1, min(int(rounds), total))
+    for r in range(rounds):
+        wanted = total * (r + 1) // rounds - len(chosen)
+        taken = np.zeros(len(rows), dtype=bool)
+        taken[chosen] = True
+        batch = choose_to_measure(np.asarray(model.predict_latency(rows), dtype=float), wanted, exclude=taken)
+        chosen = np.concatenate([chosen, batch])
+        model.adapt(rows.iloc[np.sort(chosen)])
+    return model, np.sort(chosen)

@@ -27,7 +27,10 @@ ridge towards this rule) predicted held-out GPUs worse. Without figures, the mea
 Few-shot (``adapt``, ``perfscope.models.few_shot``): k measured configurations of a new
 device choose a non-negative mixture of the pooled landscape and one small forest per
 training device, the scale is their median log residual, and with enough rows a shallow
-forest learns what remains.
+forest learns what remains. The measured configurations themselves are kept: the adapted
+model predicts their measured times (a measurement is never overruled by a prediction of
+the same configuration on the same device), so a pick is never worse than the fastest
+measured one. Which k to measure: ``perfscope.models.few_shot.choose_to_measure``.
 
 Extremely randomised trees (Geurts et al. 2006): thresholds drawn at random interpolate
 between the parameter values seen, where a random forest's best-split thresholds make
@@ -84,7 +87,8 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
     scale), ``device_figures_`` (device key -> ``DEVICE_FIGURES`` values: log10 bandwidth,
     log10 FP32 peak, compute units, vendor code, wave width; NaN unknown),
     ``scale_line_`` (coefficients or None), ``residual_forests_`` (device key ->
-    ``ForestArrays`` from ``adapt``), ``n_rows_``.
+    ``ForestArrays`` from ``adapt``), ``measured_`` (device key -> (design rows, log
+    times) of the configurations ``adapt`` measured), ``n_rows_``.
     """
 
     def __init__(self, n_estimators: int = 200, min_samples_leaf: int = 1, random_state: int | None = 0,
@@ -196,6 +200,7 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
         self.scale_line_ = self._fit_scale_line()
         self.residual_forests_: dict[str, ForestArrays] = {}
         self.mixtures_: dict[str, list[float]] = {}
+        self.measured_: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.n_rows_ = len(latency_s)
         return self
 
@@ -243,7 +248,35 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
             forest = residual_forest(design[mine], log_time[mine] - relative - self.scales_[key], self.random_state)
             if forest is not None:
                 self.residual_forests_[key] = forest
+            self.measured_[key] = (design[mine], log_time[mine])
         return self
+
+    def _measured_log_time(self, key: str, design: np.ndarray) -> np.ndarray:
+        """Per row of ``design`` (rows of device ``key``): the mean measured log time of the same
+        configuration from ``adapt``, NaN where it was not measured."""
+        out = np.full(len(design), np.nan)
+        known = getattr(self, "measured_", {}).get(key)
+        if known is None or len(known[1]) == 0:
+            return out
+        sums: dict[bytes, list[float]] = {}
+        for row, value in zip(_row_keys(known[0]), known[1], strict=True):
+            sums.setdefault(row, []).append(float(value))
+        means = {row: float(np.mean(values)) for row, values in sums.items()}
+        for i, row in enumerate(_row_keys(design)):
+            out[i] = means.get(row, np.nan)
+        return out
+
+    def measured_mask(self, X: Any) -> np.ndarray:
+        """Per row of ``X``: whether ``adapt`` measured that configuration on that device."""
+        check_is_fitted(self)
+        self.device_figures_ = self._device_figures(X)
+        design = self._design(X, fitting=False)
+        keys = np.asarray([str(k) for k in X["device_key"]])
+        mask = np.zeros(len(keys), dtype=bool)
+        for key in np.unique(keys):
+            mine = keys == key
+            mask[mine] = np.isfinite(self._measured_log_time(key, design[mine]))
+        return mask
 
     def _landscapes(self, design: np.ndarray) -> np.ndarray:
         """Relative log time of each row by the pooled forest, then by each training device's forest."""
@@ -268,6 +301,8 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
             out[mine] += self._scale(key)
             if key in self.residual_forests_:
                 out[mine] += self.residual_forests_[key].predict(design[mine])
+            measured = self._measured_log_time(key, design[mine])
+            out[mine] = np.where(np.isfinite(measured), measured, out[mine])
         return np.exp(out)
 
     def predict_latency(self, X: Any) -> np.ndarray:
@@ -292,7 +327,9 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
                  "device_figures": {k: list(v) for k, v in self.device_figures_.items()},
                  "residual_devices": list(self.residual_forests_), "n_rows": self.n_rows_,
                  "design_range": self.design_range_,
-                 "landscape_devices": list(self.device_forests_), "mixtures": self.mixtures_}
+                 "landscape_devices": list(self.device_forests_), "mixtures": self.mixtures_,
+                 "measured": {k: {"design": d.tolist(), "log_time": t.tolist()}
+                              for k, (d, t) in getattr(self, "measured_", {}).items()}}
         return state, objects
 
     @classmethod
@@ -313,7 +350,15 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
         # bundles of older versions have no per-device landscapes
         model.device_forests_ = {k: objects[f"device.{i}"] for i, k in enumerate(state.get("landscape_devices", []))}
         model.mixtures_ = {k: [float(w) for w in v] for k, v in state.get("mixtures", {}).items()}
+        model.measured_ = {k: (np.asarray(v["design"], dtype=float).reshape(len(v["log_time"]), -1),
+                               np.asarray(v["log_time"], dtype=float))
+                           for k, v in state.get("measured", {}).items()}  # older bundles kept none
         return model
+
+
+def _row_keys(design: np.ndarray) -> list[bytes]:
+    """One hashable key per design row: the same configuration on the same device gives the same key."""
+    return [row.tobytes() for row in np.ascontiguousarray(np.round(design, 9), dtype=float)]
 
 
 def _floats(rows: Any, name: str, size: int) -> np.ndarray:
