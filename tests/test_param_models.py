@@ -76,7 +76,8 @@ def test_device_split_reports_zero_shot_and_few_shot(sweeps):
     from perfscope.models.param_forest import ParameterForestModel
 
     table = evaluate({"param_forest": ParameterForestModel(n_estimators=20)}, sweeps, split="device")
-    assert set(table["model"]) == {"param_forest", "param_forest+10shot", "param_forest+20shot", "param_forest+50shot"}
+    assert set(table["model"]) == {"param_forest", *(f"param_forest+{k}shot{how}" for k in (10, 20, 50)
+                                                       for how in ("", "_chosen"))}
     figures = table.set_index("model")["median_abs_pct_error"]
     assert figures["param_forest+50shot"] < figures["param_forest"]
 

@@ -49,7 +49,10 @@ def train_command(
         help="Dataset(s) with k measured configurations of a new GPU: after training, adapt the model to it "
              "(its scale and, with >= 8 rows, a small residual forest) so the bundle predicts that GPU.")] = None,
     adapt_sample: Annotated[int | None, typer.Option(
-        help="Adapt to this many random ok rows of --adapt (seeded by --seed) instead of all.")] = None,
+        help="Adapt to this many ok rows of --adapt instead of all (see --adapt-choose).")] = None,
+    adapt_choose: Annotated[str, typer.Option(
+        help="Which --adapt-sample rows: random (seeded by --seed) or model (per GPU, the ones the trained model "
+             "would have measured: mostly its predicted fastest, in two batches).")] = "random",
     n_jobs: Annotated[int, typer.Option("--n-jobs", help="Forest fitting threads (-1: every core).")] = -1,
     quiet: Quiet = False,
     as_json: AsJson = False,
@@ -61,6 +64,10 @@ def train_command(
 
     if adapt_sample is not None and not adapt:
         raise InvalidInputError("--adapt-sample needs --adapt DATASET")
+    if adapt_choose not in ("random", "model"):
+        raise InvalidInputError(f"--adapt-choose must be random or model, got {adapt_choose!r}")
+    if adapt_choose == "model" and adapt_sample is None:
+        raise InvalidInputError("--adapt-choose model needs --adapt-sample K")
     if n_jobs == 0 or n_jobs < -1:
         raise InvalidInputError(f"--n-jobs must be -1 (every core) or a positive count, got {n_jobs}")
     check_writable(out)  # before minutes of training, not after
@@ -73,7 +80,8 @@ def train_command(
     if adapt_rows is not None:
         from perfscope.workflows.adapt import adapt_trained  # when run (see perfscope/commands/__init__.py)
 
-        adaptation = adapt_trained(out, adapt_rows, kernels=kernel, dtypes=dtype, sample=adapt_sample, seed=seed)
+        adaptation = adapt_trained(out, adapt_rows, kernels=kernel, dtypes=dtype, sample=adapt_sample, seed=seed,
+                                   choose=adapt_choose)
     if as_json:
         print(strict_json.dumps({**report.to_dict(), "adaptation": adaptation, **_files_summary(read)}))
         return

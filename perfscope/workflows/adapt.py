@@ -20,12 +20,15 @@ if TYPE_CHECKING:
 
 
 def adapt_trained(model_dir: str | os.PathLike[str], rows: pd.DataFrame, *, kernels: Sequence[str] | None = None,
-                  dtypes: Sequence[str] | None = None, sample: int | None = None, seed: int = 0) -> dict[str, Any]:
+                  dtypes: Sequence[str] | None = None, sample: int | None = None, seed: int = 0,
+                  choose: str = "random") -> dict[str, Any]:
     """Adapt the bundle ``train`` saved at ``model_dir`` to ``rows`` (the kernel families and
-    dtypes it was trained on; ``sample``: k random ok rows, seeded). Returns the adaptation
+    dtypes it was trained on; ``sample``: k ok rows per ``choose``, ``"random"`` (seeded) or
+    ``"model"``, see ``perfscope.models.adaptation``). Returns the adaptation
     report; ``InvalidInputError`` says the bundle stays trained but not adapted."""
     try:
-        return adapt_bundle(model_dir, select_rows(rows, kernels=kernels, dtypes=dtypes), sample=sample, seed=seed)
+        return adapt_bundle(model_dir, select_rows(rows, kernels=kernels, dtypes=dtypes), sample=sample, seed=seed,
+                            choose=choose)
     except InvalidInputError as exc:
         raise InvalidInputError(f"{exc} (the trained bundle at {model_dir} is saved, not adapted)",
                                 parameter=exc.parameter) from None
