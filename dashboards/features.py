@@ -228,3 +228,35 @@ def _compact_after_features(frame: pd.DataFrame) -> None:
     _compact_sizes(frame, _EXACT_SIZES)
     if "causal" in frame and frame["causal"].dtype == object:
         frame["causal"] = frame["causal"].astype("boolean")
+    release_replaced_columns(frame)
+
+
+def release_replaced_columns(frame: pd.DataFrame) -> int:
+    """Copy out the columns that are views into a wider array whose other columns were
+    replaced (a float64 column set to float32, a size made numeric), so that array is freed;
+    the bytes freed.
+
+    pandas keeps columns of one dtype in one 2-D block; replacing some of them leaves the
+    others as views on the whole block, which then stays in memory, replaced columns and
+    all (at 1M rows: 312 MB kept for 48 MB of columns still in use).
+    """
+    used: dict[int, list[str]] = {}
+    roots: dict[int, np.ndarray] = {}
+    for column in frame.columns:
+        if not isinstance(frame[column].dtype, np.dtype):
+            continue  # categoricals, nullable and timezone-aware columns: 1-D arrays of their own
+        array = frame[column].to_numpy()
+        root = array
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        if root is not array:
+            roots[id(root)] = root
+            used.setdefault(id(root), []).append(column)
+    freed = 0
+    for key, columns in used.items():
+        in_use = sum(frame[c].to_numpy().nbytes for c in columns)
+        if roots[key].nbytes > in_use:
+            freed += roots[key].nbytes - in_use
+            for column in columns:
+                frame[column] = frame[column].to_numpy(copy=True)
+    return freed

@@ -69,7 +69,7 @@ def read_datasets(datasets: Iterable[str | Path] | None) -> tuple[pd.DataFrame, 
         names.append(str(path))
     if tables:
         table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
-        rows = table.to_pandas(strings_to_categorical=True, self_destruct=True)
+        rows = table.to_pandas(strings_to_categorical=True, self_destruct=True, split_blocks=True)
     else:
         rows = pd.DataFrame({c: pd.Series(dtype=float) for c in DASHBOARD_COLUMNS})
         if paths:

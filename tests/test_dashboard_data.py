@@ -49,3 +49,34 @@ def test_value_counts_from_codes_match_pandas():
     counts = value_counts(series)
     assert counts.to_dict() == {"b": 3, "a": 2, "c": 1} and list(counts.index) == ["b", "a", "c"]
     assert value_counts(series.astype(str).where(series.notna())).to_dict() == counts.to_dict()
+
+
+def _root(array: np.ndarray) -> np.ndarray:
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
+def test_replaced_columns_release_the_block_they_shared():
+    from perfscope.dashboards.features import release_replaced_columns
+
+    frame = pd.DataFrame(np.arange(40_000, dtype=float).reshape(4_000, 10), columns=list("abcdefghij"))
+    expected = frame[["a", "b"]].copy()
+    for column in "cdefghij":  # eight of ten columns of one float64 block replaced
+        frame[column] = frame[column].to_numpy(dtype=np.float32)
+    block = _root(frame["a"].to_numpy())
+    assert block.nbytes == 10 * 4_000 * 8  # still the whole block, for two columns
+    assert release_replaced_columns(frame) == 8 * 4_000 * 8
+    assert all(_root(frame[c].to_numpy()).nbytes == 4_000 * 8 for c in "ab")
+    pd.testing.assert_frame_equal(frame[["a", "b"]], expected)
+    assert release_replaced_columns(frame) == 0  # nothing left to free
+
+
+def test_loaded_rows_hold_no_replaced_columns(data):
+    by_root: dict[int, list[int]] = {}
+    for column in data.rows.columns:
+        if isinstance(data.rows[column].dtype, np.dtype):
+            array = data.rows[column].to_numpy()
+            root = _root(array)
+            by_root.setdefault(id(root), [root.nbytes, 0])[1] += array.nbytes
+    assert all(total <= used for total, used in by_root.values())
