@@ -86,9 +86,31 @@ main { padding: 8px 24px 40px 24px; }
 
 _INDEX = """<!DOCTYPE html>
 <html lang="en">
-<head>{%metas%}<title>{%title%}</title>{%favicon%}{%css%}<style>""" + _CSS + """</style></head>
+<head>{%metas%}<title>{%title%}</title>{%favicon%}{%css%}<style>""" + _CSS + """</style>EARLY</head>
 <body>{%app_entry%}<footer>{%config%}{%scripts%}{%renderer%}</footer></body>
 </html>"""
+# plotly.js (4.8 MB, the page's largest script) requested as the page starts, not when the first
+# graph is rendered (after Dash's layout, dependencies and routing round trips): its download and
+# compilation overlap those. window.Plotly is a promise until it has run; dcc.Graph awaits a
+# promise there (Promise.resolve(window.Plotly || load it)) and plotly.js then sets the real one.
+_PLOTLY_EARLY = """<script>(function () {
+  var script = document.createElement('script');
+  script.src = 'PLOTLY_URL';
+  script.async = true;
+  window.Plotly = new Promise(function (resolve, reject) {
+    script.onload = function () { resolve(window.Plotly); };
+    script.onerror = function (error) { window.Plotly = undefined; reject(error); };
+  });
+  document.head.appendChild(script);
+})();</script>"""
+
+
+def _index(app: dash.Dash) -> str:
+    """The page template: plotly.js loaded from the start when Dash serves it locally."""
+    if not app.config.serve_locally:
+        return _INDEX.replace("EARLY", "")
+    url = f"{app.config.requests_pathname_prefix}_dash-component-suites/plotly/package_data/plotly.min.js"
+    return _INDEX.replace("EARLY", _PLOTLY_EARLY.replace("PLOTLY_URL", url))
 
 
 def create_app(datasets: Sequence[Path | str] | None = None, model_path: Path | str | None = None, *,
@@ -105,7 +127,9 @@ def create_app(datasets: Sequence[Path | str] | None = None, model_path: Path | 
     context = DashboardContext(data=data, model=model, model_note=model_note,
                                model_path=str(model_path) if model is not None else "")
     app = dash.Dash(__name__, use_pages=True, pages_folder="", title="perfscope dashboard", update_title=None,
-                    index_string=_INDEX, routing_callback_inputs={RENDERED_KWARG: State(RENDERED_PATH, "data")})
+                    index_string=_INDEX.replace("EARLY", ""),
+                    routing_callback_inputs={RENDERED_KWARG: State(RENDERED_PATH, "data")})
+    app.index_string = _index(app)
     for page in PAGES:
         dash.register_page(f"perfscope.dashboards.pages.{page.KEY}", path=page.PATH, name=page.NAME,
                            title=f"perfscope: {page.NAME}", order=page.ORDER, layout=_routed_layout(page))

@@ -87,6 +87,17 @@ def test_http_endpoints_serve_the_shell(app):
     assert client.get("/roofline?dtype=bf16").status_code == 200
 
 
+def test_the_page_requests_the_local_plotly_js_from_its_start(app):
+    import re
+
+    client = app.server.test_client()
+    head = client.get("/").data.decode().split("</head>")[0]
+    urls = re.findall(r"script\.src = '([^']+)'", head)
+    assert urls == ["/_dash-component-suites/plotly/package_data/plotly.min.js"]  # local, no CDN
+    script = client.get(urls[0])
+    assert script.status_code == 200 and len(script.data) > 1_000_000
+
+
 def test_serve_defaults_to_localhost():
     import inspect
 
