@@ -66,6 +66,17 @@ class DeviceInfo:
         whose = "the dataset's own profile" if self.calibrated_origin == "dataset" else "your calibration"
         return f"{whose}, calibrated {when}" + (f", {self.calibrated_file}" if self.calibrated_file else "")
 
+    @property
+    def calibrated_label(self) -> str:
+        """The calibrated ceiling's legend label: whose profile, its date and file name
+        ("dataset's profile 2025-11-30, h100.json"; "" if none)."""
+        if self.calibrated is None:
+            return ""
+        when = str(getattr(self.calibrated, "measured_at", "") or "")[:10] or "undated"
+        whose = "dataset's profile" if self.calibrated_origin == "dataset" else "your calibration"
+        name = Path(self.calibrated_file).name if self.calibrated_file else ""
+        return f"{whose} {when}" + (f", {name}" if name else "")
+
 
 def resolve_device(device_key: str, device_name: str, *, sm_count: float | None = None,
                    declared: Any | None = None, datasets: Sequence[str | Path] = ()) -> DeviceInfo:

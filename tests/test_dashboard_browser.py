@@ -226,7 +226,7 @@ def test_roofline_colours_stay_with_their_series_across_a_filter(server, browser
     before = _roofline_colours(browser)
     series = {name: colour for name, colour in before.items() if "(" not in name}
     assert len(series) >= 3 and len(set(series.values())) == len(series)  # one colour per (device, dtype)
-    ceilings = {name: colour for name, colour in before.items() if name.endswith("(spec)")}
+    ceilings = {name: colour for name, colour in before.items() if name.endswith("(spec sheet)")}
     assert ceilings and all(colour == series[name.rsplit(" (", 1)[0]] for name, colour in ceilings.items())
     browser.get(f"{server}/roofline?device={H100_KEY}")
     settle(browser)

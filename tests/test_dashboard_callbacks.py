@@ -158,10 +158,10 @@ def test_overview_counts_follow_the_filters(cb, app):
 
 def test_roofline_ceilings_follow_the_source_choice(cb):
     fig, notes = cb["update_roofline"]({"device": [H100_KEY]}, ["spec", "calibrated"])
-    assert any("(spec)" in (t.name or "") for t in fig.data)
+    assert any("(spec sheet)" in (t.name or "") for t in fig.data)
     assert "spec-sheet peaks of h100-sxm" in str(notes)
     bare, _ = cb["update_roofline"]({"device": [H100_KEY]}, [])
-    assert not any("(spec)" in (t.name or "") for t in bare.data)
+    assert not any("(spec sheet)" in (t.name or "") for t in bare.data)
 
 
 def test_filter_with_no_rows_gives_messages_everywhere(cb):

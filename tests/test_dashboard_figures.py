@@ -155,7 +155,7 @@ def test_roofline_ceilings_are_min_of_peak_and_bandwidth(rows):
     fig = roofline.roofline_figure(h100)
     ceilings = [t for t in fig.data if "ceiling" in (t.hovertemplate or "")]
     names = sorted(t.name for t in ceilings)
-    assert names == [f"{H100_KEY} bf16 (spec)", f"{H100_KEY} fp32 (spec)"]
+    assert names == [f"{H100_KEY} bf16 (spec sheet)", f"{H100_KEY} fp32 (spec sheet)"]
     for trace in ceilings:
         dtype = "bf16" if "bf16" in trace.name else "fp32"
         x, y = np.asarray(trace.x), np.asarray(trace.y)
@@ -181,9 +181,9 @@ def test_calibrated_ceilings_are_drawn_solid_next_to_the_spec(monkeypatch, tmp_p
     assert set(h100["device_source"].astype(str)) == {"calibrated"}  # the bound uses the measured peaks
     fig = roofline.roofline_figure(h100, ceilings_frame({H100_KEY: info}))
     styles = {t.name: t.line.dash for t in fig.data if t.mode == "lines"}
-    assert styles[f"{H100_KEY} bf16 (calibrated)"] == "solid"
-    assert styles[f"{H100_KEY} bf16 (spec)"] == "dash"
-    bf16 = next(t for t in fig.data if t.name == f"{H100_KEY} bf16 (calibrated)")
+    assert styles[f"{H100_KEY} bf16 (calibrated profile)"] == "solid"
+    assert styles[f"{H100_KEY} bf16 (spec sheet)"] == "dash"
+    bf16 = next(t for t in fig.data if t.name == f"{H100_KEY} bf16 (calibrated profile)")
     assert max(bf16.y) == pytest.approx(7.0e14)
 
 
@@ -198,7 +198,7 @@ def _h100_profile(bf16_peak: float, when: str):
 
 def test_the_datasets_own_profile_wins_over_the_viewers_calibration(monkeypatch, tmp_path):
     from perfscope.dashboards.data import ceilings_frame
-    from perfscope.dashboards.pages.roofline import ceiling_sources
+    from perfscope.dashboards.pages.roofline import ceiling_labels, ceiling_sources
     from perfscope.devices.registry import DATASET_PROFILE_SUBDIR, profile_path, save_profile
     from perfscope.store import ProfileStore
 
@@ -217,15 +217,20 @@ def test_the_datasets_own_profile_wins_over_the_viewers_calibration(monkeypatch,
     label = ceiling_sources({H100_KEY: info})[f"{H100_KEY}:calibrated"]
     assert label.startswith("the dataset's own profile, calibrated 2025-11-30") and str(own_file) in label
     fig = roofline.roofline_figure(loaded.rows[loaded.rows["device_key"] == H100_KEY],
-                                   ceilings_frame({H100_KEY: info}), sources=ceiling_sources({H100_KEY: info}))
-    bf16 = next(t for t in fig.data if t.name == f"{H100_KEY} bf16 (calibrated)")
+                                   ceilings_frame({H100_KEY: info}), sources=ceiling_sources({H100_KEY: info}),
+                                   labels=ceiling_labels({H100_KEY: info}))
+    # the legend names whose profile drew the ceiling, its date and file
+    bf16 = next(t for t in fig.data if t.name == f"{H100_KEY} bf16 (dataset's profile 2025-11-30, {own_file.name})")
     assert max(bf16.y) == pytest.approx(6.0e14) and "dataset's own profile" in bf16.hovertemplate
+    assert any(t.name == f"{H100_KEY} bf16 (spec sheet)" for t in fig.data)
 
     viewers = DashboardData.load([_copy_without_profile(dataset, tmp_path)])
     info = viewers.devices[H100_KEY]  # no profile in the dataset: the viewer's calibration, and it says so
     assert info.calibrated_origin == "viewer" and info.used.peaks_flops_per_s["bf16"] == pytest.approx(7.0e14)
     label = ceiling_sources({H100_KEY: info})[f"{H100_KEY}:calibrated"]
     assert label.startswith("your calibration, calibrated 2026-01-02") and str(viewer_file) in label
+    legend = ceiling_labels({H100_KEY: info})[f"{H100_KEY}:calibrated"]
+    assert legend == f"your calibration 2026-01-02, {viewer_file.name}"
 
 
 def _copy_without_profile(dataset, tmp_path):

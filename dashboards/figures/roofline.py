@@ -80,15 +80,22 @@ def above_ceiling(rows: pd.DataFrame) -> np.ndarray:
         return np.isfinite(roof) & (roof > 0) & (achieved > roof * ABOVE_CEILING_TOLERANCE)
 
 
+# a ceiling's legend label when the caller names none
+DEFAULT_CEILING_LABELS = {"spec": "spec sheet", "calibrated": "calibrated profile"}
+
+
 def roofline_figure(rows: pd.DataFrame, ceilings: pd.DataFrame | None = None, *,
                     max_points: int = DEFAULT_MAX_POINTS, colours: dict | None = None,
-                    symbols: dict | None = None, sources: dict[str, str] | None = None) -> go.Figure:
+                    symbols: dict | None = None, sources: dict[str, str] | None = None,
+                    labels: dict[str, str] | None = None) -> go.Figure:
     """Achieved FLOP/s vs intensity per (device, dtype), with ceilings (from ``ceilings`` or the rows).
 
     Points and ceilings of one (device, dtype) share a colour (``colours``, else from these
     rows), each device has a symbol; each ceiling marks its ridge point; a point above its
     ceiling is outlined red and counted in the note, which names the ceiling's source
-    (``sources``: device key -> "spec sheet h100-sxm", "calibrated 2026-01-02 (file)", ...).
+    (``sources``: "device:source" -> "spec sheet row h100-sxm", "the dataset's own profile,
+    calibrated 2026-01-02, FILE", ...). The legend names each ceiling's source too
+    (``labels``: "device:source" -> "spec sheet", "your calibration 2026-01-02, FILE NAME").
     Needs ``intensity_flops_per_byte`` and either ``achieved_flops_per_s`` or ``flops`` and
     ``time_median_ms``.
     """
@@ -161,7 +168,9 @@ def roofline_figure(rows: pd.DataFrame, ceilings: pd.DataFrame | None = None, *,
             roof = np.minimum(rec.peak_flops_per_s, grid * bandwidth) if math.isfinite(bandwidth) \
                 else np.full_like(grid, rec.peak_flops_per_s)
             origin = (sources or {}).get(f"{rec.device_key}:{rec.source}", rec.source)
-            fig.add_scatter(x=grid, y=roof, mode="lines", name=f"{series} ({rec.source})",
+            label = (labels or {}).get(f"{rec.device_key}:{rec.source}", DEFAULT_CEILING_LABELS.get(rec.source,
+                                                                                                 rec.source))
+            fig.add_scatter(x=grid, y=roof, mode="lines", name=f"{series} ({label})",
                             line={"dash": "dash" if rec.source == "spec" else "solid", "width": 2, "color": colour},
                             legendgroup=series,
                             hovertemplate=(f"{series} {rec.source} ceiling ({origin})<br>"

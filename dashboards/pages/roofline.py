@@ -20,7 +20,8 @@ ORDER = 1
 _COLUMNS = ("device_key", "implementation", "dtype", "tile", "shape", "intensity_flops_per_byte",
             "achieved_flops_per_s", "flops", "time_median_ms", "time_s", "bound_time_s", "roofline_attainment",
             "peak_flops_per_s", "mem_bandwidth_bytes_per_s", "device_source")
-SOURCES = [{"label": "spec sheet", "value": "spec"}, {"label": "calibrated", "value": "calibrated"}]
+SOURCES = [{"label": "spec sheet", "value": "spec"},
+           {"label": "calibrated profile (the dataset's own, else yours)", "value": "calibrated"}]
 
 
 URL_CONTROLS = {"ceilings": ("roofline-sources", "value")}
@@ -33,11 +34,12 @@ def layout(**query: Any) -> html.Div:
         html.H2("Roofline"),
         html.P("Each point is a measured configuration: FLOPs over its median time, against FLOPs per byte of "
                "minimum traffic. Ceilings: min(peak of the dtype, intensity x memory bandwidth); dashed from the "
-               "spec sheet, solid when calibrated on the machine."),
+               "spec sheet, solid from a calibrated profile: the dataset's own when it carries one, else your "
+               "calibration (perfscope calibrate); the legend names which, with its date and file."),
         html.Div([control("Ceilings", dcc.Checklist(id="roofline-sources", options=SOURCES,
                                                     value=from_query(query, "ceilings", ["spec", "calibrated"],
                                                                      kind=list, choices=["spec", "calibrated"]),
-                                                    inline=True), width="320px")],
+                                                    inline=True), width="520px")],
                  className="controls"),
         figure_panel("roofline", height=560),
         html.Div(id="roofline-notes"),
@@ -52,6 +54,7 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
     pair_list = [(str(k), str(d)) for k, d in pairs.itertuples(index=False)] if len(pairs) else []
     colours, symbols = style_map([k for k, _ in pair_list], pair_list)
     origins = ceiling_sources(data.devices)
+    labels = ceiling_labels(data.devices)
 
     @app.callback(Output(figure_id("roofline"), "figure"), Output("roofline-notes", "children"),
                   Input("filters", "data"), Input("roofline-sources", "value"))
@@ -68,7 +71,8 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         ceilings = ceilings[ceilings["source"].isin(sources or [])]
         notes = [info.note for info in devices.values()]
         figure = roofline_figure(rows, ceilings, colours=colours, symbols=symbols,
-                                 sources={k: v for k, v in origins.items() if k.split(":")[0] in devices})
+                                 sources={k: v for k, v in origins.items() if k.split(":")[0] in devices},
+                                 labels=labels)
         return figure, notes_list(notes)
 
     url_state = register_url_state(app, KEY, URL_CONTROLS, defaults=URL_DEFAULTS)
@@ -84,4 +88,16 @@ def ceiling_sources(devices: dict) -> dict[str, str]:
             out[f"{key}:spec"] = f"spec sheet row {getattr(info.spec, 'device_id', '?')}"
         if info.calibrated is not None:
             out[f"{key}:calibrated"] = info.calibrated_source
+    return out
+
+
+def ceiling_labels(devices: dict) -> dict[str, str]:
+    """"device:source" -> the ceiling's legend label: "spec sheet", or whose calibrated
+    profile (the dataset's own or yours), its date and file name."""
+    out = {}
+    for key, info in devices.items():
+        if info.spec is not None:
+            out[f"{key}:spec"] = "spec sheet"
+        if info.calibrated is not None:
+            out[f"{key}:calibrated"] = info.calibrated_label
     return out
