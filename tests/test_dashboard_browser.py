@@ -350,3 +350,54 @@ def test_estimate_page_answers_an_imported_family_from_its_parameter_fields(impo
         lambda d: "best configuration" in d.find_element("id", "estimate-details").text)
     browser.save_screenshot(str(SCREENSHOTS / "estimate-imported.png"))
     assert severe(browser) == []
+
+
+def _parcoords_point(driver, axis: float, position: float) -> tuple[float, float]:
+    """The viewport point of the parallel coordinates at (axis index, position on the axis)."""
+    return driver.execute_script("""
+        const graph = document.getElementById(JSON.stringify({name: 'params-parcoords', type: 'figure'}));
+        const plot = graph.querySelector('.js-plotly-plot');
+        const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
+        const box = plot.querySelector('.nsewdrag').getBoundingClientRect();
+        return [box.left + xa.l2p(arguments[0]), box.top + ya.l2p(arguments[1])];
+    """, axis, position)
+
+
+def _drag(driver, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """Press, move and release the mouse as a user drags a box."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    actions = ActionChains(driver)
+    pointer = actions.w3c_actions.pointer_action
+    pointer.move_to_location(int(start[0]), int(start[1]))
+    pointer.pointer_down()
+    for step in range(1, 6):
+        pointer.move_to_location(int(start[0] + (end[0] - start[0]) * step / 5),
+                                 int(start[1] + (end[1] - start[1]) * step / 5))
+    pointer.pointer_up()
+    actions.perform()
+
+
+def test_brushing_the_parallel_coordinates_filters_the_heatmap_and_lives_in_the_url(server, browser):
+    _open(browser, f"{server}/tiles?device={H100_KEY}")
+    browser.execute_script("document.getElementById(JSON.stringify({name: 'params-parcoords', type: 'figure'}))"
+                           ".scrollIntoView();")
+    # a box over the first axis, from its bottom to just above its lowest value
+    _act_until(browser, lambda: _drag(browser, _parcoords_point(browser, -0.25, -0.04),
+                                      _parcoords_point(browser, 0.25, 0.2)),
+               lambda d: "brush=" in d.current_url)
+    title = browser.execute_script(
+        "return document.getElementById(JSON.stringify({name: 'params-heatmap', type: 'figure'}))"
+        ".querySelector('.js-plotly-plot').layout.title.text;")
+    assert "in the brushed ranges" in title
+    greyed = browser.execute_script(
+        "return document.getElementById(JSON.stringify({name: 'params-parcoords', type: 'figure'}))"
+        ".querySelector('.js-plotly-plot').data.filter(t => t.name === 'outside the brushed ranges').length;")
+    assert greyed == 1
+    shared = browser.current_url
+    _reload_and_settle(browser, shared)  # a shared link brings the brush back
+    assert "in the brushed ranges" in browser.execute_script(
+        "return document.getElementById(JSON.stringify({name: 'params-heatmap', type: 'figure'}))"
+        ".querySelector('.js-plotly-plot').layout.title.text;")
+    _act_until(browser, browser.find_element("id", "params-brush-clear").click, lambda d: "brush=" not in d.current_url)
+    assert severe(browser) == []

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from dash._callback_context import context_value
 from dash._utils import AttributeDict
+from dash.exceptions import PreventUpdate
 from test_dashboard_figures import H100_KEY, SIZES, TILES, dashboard_rows  # noqa: E402 (tests/ is on sys.path)
 
 from perfscope.dashboards import app as app_module
@@ -296,6 +297,17 @@ def test_tile_explorer_options_and_heatmap(cb):
     xs, x, ys, y, heat, parallel = cb["update_parameter_space"]({"device": [H100_KEY]}, implementation, shape,
                                                                  dtype, device, None, None)
     assert {x, y} == {"tile_m", "tile_n"} and not is_message(heat) and parallel.data[0].type == "scatter"
+    # a box dragged over the first axis (tile_m) brushes it: the text the URL keeps, then the views
+    picked = (implementation, shape, dtype, device)
+    box = {"selections": [{"type": "rect", "x0": -0.2, "x1": 0.2, "y0": -0.05, "y1": 0.01}]}
+    brush = cb["update_brush"](box, 0, {"device": [H100_KEY]}, *picked, "")
+    assert brush.startswith(f"{xs[0]}=")
+    *_, brushed_heat, brushed = cb["update_parameter_space"]({"device": [H100_KEY]}, *picked, None, None, brush)
+    assert any(t.name == "outside the brushed ranges" for t in brushed.data)
+    assert "in the brushed ranges" in brushed_heat.layout.title.text
+    assert cb["update_brush"]({"selections": []}, 0, {"device": [H100_KEY]}, *picked, brush) == ""
+    with pytest.raises(PreventUpdate):  # a zoom or a redraw is not a brush
+        cb["update_brush"]({"autosize": True}, 0, {"device": [H100_KEY]}, *picked, brush)
 
 
 def estimate_form(**overrides):

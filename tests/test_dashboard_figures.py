@@ -554,6 +554,39 @@ def test_parameter_space_views_any_param_columns():
     assert any("block_size_x 16, block_size_y 4, unroll 1" in text for text in fastest.text)
 
 
+def test_a_box_over_parallel_coordinate_axes_brushes_their_ranges():
+    from perfscope.dashboards.figures.params import (
+        brush_mask,
+        brush_ranges,
+        brush_text,
+        parameter_heatmap,
+        parameter_parallel_coordinates,
+        parse_brush,
+    )
+
+    grid = [(bx, by) for bx in (16, 32, 64) for by in (1, 2, 4)]
+    rows = pd.DataFrame({"param_block_size_x": [g[0] for g in grid], "param_block_size_y": [g[1] for g in grid],
+                         "time_s": [1e-3 * g[0] / 16 / g[1] for g in grid]})
+    varying = ["param_block_size_x", "param_block_size_y"]
+    # a box over axis 0 (block_size_x: 16, 32, 64 evenly spaced at 0, 0.5, 1) from 0.4 to 1.02
+    ranges = brush_ranges(rows, varying, [{"type": "rect", "x0": -0.1, "x1": 0.1, "y0": 1.02, "y1": 0.4}])
+    assert list(ranges) == ["param_block_size_x"]
+    assert brush_mask(rows, ranges).sum() == 6  # 32 and 64 kept, 16 out
+    # a box across the second axis and the time axis brushes both
+    both = brush_ranges(rows, varying, [{"x0": 0.9, "x1": 2.1, "y0": -0.05, "y1": 0.6}])
+    assert set(both) == {"param_block_size_y", "time_s"}
+    assert both["param_block_size_y"][0] == 1 and 2 <= both["param_block_size_y"][1] < 4
+    (low, high), = parse_brush(brush_text(ranges)).values()
+    assert (low, high) == pytest.approx(ranges["param_block_size_x"], rel=1e-5)
+    assert parse_brush("nonsense;param_a=1..x;param_b=2..3") == {"param_b": (2.0, 3.0)}  # a bad link falls back
+    drawn = parameter_parallel_coordinates(rows, varying, ranges)
+    grey = [t for t in drawn.data if t.name == "outside the brushed ranges"]
+    assert grey and len(grey[0].x) == 3 * 4  # the three block_size_x=16 configurations, greyed
+    assert [s.type for s in drawn.layout.shapes].count("rect") == 1 and drawn.layout.dragmode == "select"
+    heat = parameter_heatmap(rows[brush_mask(rows, ranges)], *varying)
+    assert "16" not in list(heat.data[0].x)
+
+
 def test_net_of_idle_is_derived_where_idle_power_is_known(rows):
     gross = rows["energy_gross_j"].to_numpy(dtype=float)
     imported = rows.assign(energy_net_j=np.nan, power_idle_w=np.where(np.arange(len(rows)) % 2 == 0, 10.0, np.nan))

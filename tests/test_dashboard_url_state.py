@@ -14,7 +14,7 @@ from perfscope.dashboards.pages import carbon, efficiency, energy, estimate, ove
 from perfscope.dashboards.url_state import merge_query
 from perfscope.dashboards.waterline import load_sequences
 
-CONTROL_TYPES = ("Dropdown", "Input", "Checklist", "RadioItems", "Slider", "RangeSlider", "Textarea")
+CONTROL_TYPES = ("Dropdown", "Input", "Checklist", "RadioItems", "Slider", "RangeSlider", "Textarea", "Store")
 
 # one non-default value per control of each page
 SAMPLES = {
@@ -29,7 +29,7 @@ SAMPLES = {
     energy: {"energy": "net"},
     tiles: {"tile_impl": "cutlass", "tile_shape": '{"kernel": "gemm", "k": 1024, "m": 1024, "n": 512}',
             "tile_dtype": "bf16", "tile_device": "nvidia-h100-x", "tile_show": "energy", "param_x": "tile_m",
-            "param_y": "param_block_size_x"},
+            "param_y": "param_block_size_x", "brush": "tile_m=32..64;time_s=0.001..0.002"},
     estimate: {"est_kernel": "conv", "est_device": "h100-sxm", "est_dtype": "fp16", "shape": "conv_n=8 conv_c=64",
                "impl": "cudnn", "tile_m": 64, "tile_n": 128, "tile_k": 32, "params": "block_size_x=128",
                "problem": "25000,2048,1", "region": "United Kingdom", "pue": 1.2},

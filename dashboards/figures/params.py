@@ -1,6 +1,12 @@
 """Parameter spaces (tile sizes and imported tunable parameters, ``param_<name>``): a
 heatmap over any two chosen parameters and a parallel-coordinates view of them all (SVG).
 
+Brushing: a box dragged over one or more axes of the parallel coordinates (plotly's box
+select; the figure sends its ``selections``) becomes a value range per axis
+(``brush_ranges``); the configurations outside any range are greyed, and the heatmap
+keeps only the rows inside (``brush_mask``). The ranges travel as text (``brush_text``,
+``parse_brush``), so the page keeps them in its URL.
+
 Rows are one implementation, shape, dtype and device (the page selects them), so "best"
 only ever compares configurations of one kernel on one problem.
 """
@@ -21,6 +27,9 @@ TILE_PARAMETERS = ("tile_m", "tile_n", "tile_k", "tile_group_m", "tile_num_warps
 MAX_PARCOORDS_ROWS = 1_000  # lines drawn: the fastest configurations, where the choice is made
 COLOUR_BANDS = 8  # parallel-coordinates lines coloured by time in this many bands (one SVG trace each)
 MAX_EVEN_VALUES = 12  # a parameter with at most this many values: evenly spaced on its axis
+TIME_AXIS = "time_s"  # the last axis: median time (log scale)
+OUTSIDE_COLOUR = "#d5dbe3"  # lines outside the brushed ranges
+BRUSH_HALF_WIDTH = 0.08  # the shaded range drawn on a brushed axis, in axis units
 
 
 def varying_parameters(rows: pd.DataFrame) -> list[str]:
@@ -64,13 +73,49 @@ def parameter_heatmap(rows: pd.DataFrame, x: str, y: str) -> go.Figure:
     return fig
 
 
-def parameter_parallel_coordinates(rows: pd.DataFrame, parameters: list[str]) -> go.Figure:
-    """One line per configuration across every parameter, coloured by its median time.
+def _configurations(rows: pd.DataFrame, parameters: list[str]) -> tuple[pd.DataFrame, int]:
+    """(median time per configuration, the fastest ``MAX_PARCOORDS_ROWS`` of them; how many there are)."""
+    frame = pd.DataFrame({p: numeric(rows, p) for p in parameters})
+    frame[TIME_AXIS] = numeric(rows, "time_s")
+    frame = frame[np.isfinite(frame[TIME_AXIS]) & (frame[TIME_AXIS] > 0)]
+    per_config = frame.fillna(-1).groupby(parameters)[TIME_AXIS].median().reset_index()
+    total = len(per_config)
+    if total > MAX_PARCOORDS_ROWS:
+        per_config = per_config.nsmallest(MAX_PARCOORDS_ROWS, TIME_AXIS)
+    return per_config, total
+
+
+def _scales(per_config: pd.DataFrame, parameters: list[str]) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+    """Per axis (parameters, then time): (positions, values) at which it is scaled, both
+    increasing, and whether the values are on a log scale: a position between two of them
+    maps to a value by interpolation (in log10 for time)."""
+    out = []
+    for p in parameters:
+        distinct = np.unique(per_config[p].to_numpy(dtype=float))
+        if len(distinct) == 1:
+            out.append((np.array([0.5]), distinct, False))
+        elif len(distinct) <= MAX_EVEN_VALUES:
+            out.append((np.linspace(0.0, 1.0, len(distinct)), distinct, False))
+        else:
+            out.append((np.array([0.0, 1.0]), np.array([distinct[0], distinct[-1]]), False))
+    times = per_config[TIME_AXIS].to_numpy(dtype=float)
+    low, high = float(np.log10(times.min())), float(np.log10(times.max()))
+    out.append((np.array([0.0, 1.0]) if high > low else np.array([0.5]),
+                np.array([low, high]) if high > low else np.array([low]), True))
+    return out
+
+
+def parameter_parallel_coordinates(rows: pd.DataFrame, parameters: list[str],
+                                   ranges: dict[str, tuple[float, float]] | None = None) -> go.Figure:
+    """One line per configuration across every parameter, coloured by its median time;
+    with brushed ``ranges`` (axis name -> (low, high) values; ``time_s`` for time), the
+    lines outside any are grey and each range is shaded on its axis.
 
     Drawn as SVG lines (a few scatter traces, one per colour band), not plotly's WebGL
     ``parcoords``: a browser without a GPU (headless, remote desktop) spends seconds
     compiling parcoords' shaders even for three lines. Each axis is scaled to its own
     range (a parameter with few values: its values evenly spaced); time is on a log scale.
+    Box-select (the default drag) over axes to brush them.
     """
     title = "Parameter space (parallel coordinates; colour: median time)"
     if not parameters:
@@ -78,47 +123,44 @@ def parameter_parallel_coordinates(rows: pd.DataFrame, parameters: list[str]) ->
     problem = check_rows(rows, ["time_s", *parameters], title)
     if problem is not None:
         return problem
-    frame = pd.DataFrame({p: numeric(rows, p) for p in parameters})
-    frame["time_s"] = numeric(rows, "time_s")
-    frame = frame[np.isfinite(frame["time_s"]) & (frame["time_s"] > 0)]
-    if frame.empty:
+    per_config, total = _configurations(rows, parameters)
+    if per_config.empty:
         return message_figure(f"{title}: no configuration has a time", title)
-    per_config = frame.fillna(-1).groupby(parameters)["time_s"].median().reset_index()
-    total = len(per_config)
-    if total > MAX_PARCOORDS_ROWS:
-        per_config = per_config.nsmallest(MAX_PARCOORDS_ROWS, "time_s")
-    log_time = np.log10(per_config["time_s"].to_numpy(dtype=float))
+    ranges = {k: v for k, v in (ranges or {}).items() if k in (*parameters, TIME_AXIS)}
+    log_time = np.log10(per_config[TIME_AXIS].to_numpy(dtype=float))
     labels = [p.removeprefix("param_") for p in parameters] + ["median time"]
     positions, annotations = [], []
     for i, p in enumerate(parameters):
         position, ticks = _axis_positions(per_config[p].to_numpy(dtype=float))
         positions.append(position)
         annotations += [_tick(i, at, text) for at, text in ticks]
-    time_axis = log_axis(per_config["time_s"], "s")
+    time_axis = log_axis(per_config[TIME_AXIS], "s")
     low, high = float(log_time.min()), float(log_time.max())
     span = high - low or 1.0
-    positions.append((log_time - low) / span)
+    positions.append((log_time - low) / span if high > low else np.full(len(log_time), 0.5))
     annotations += [_tick(len(parameters), (math.log10(v) - low) / span, text)
                     for v, text in zip(time_axis.get("tickvals", []), time_axis.get("ticktext", []), strict=True)
                     if low <= math.log10(v) <= high]
     matrix = np.column_stack(positions)
     described = [", ".join(f"{label} {_number(v)}" for label, v in zip(labels, values, strict=False))
                  for values in per_config[parameters].to_numpy(dtype=float)]
-    times = [duration(v) for v in per_config["time_s"]]
+    times = [duration(v) for v in per_config[TIME_AXIS]]
+    inside = brush_mask(per_config, ranges)
     fig = go.Figure()
     bands = np.minimum(((log_time - low) / span * COLOUR_BANDS).astype(int), COLOUR_BANDS - 1)
     colours = sample_colorscale("Viridis_r", [(b + 0.5) / COLOUR_BANDS for b in range(COLOUR_BANDS)])
     axes = len(labels)
-    for band in range(COLOUR_BANDS):
-        members = np.flatnonzero(bands == band)
+    groups = [(np.flatnonzero(~inside), OUTSIDE_COLOUR, "outside the brushed ranges")]
+    groups += [(np.flatnonzero(inside & (bands == band)), colours[band], f"time band {band + 1} of {COLOUR_BANDS}")
+               for band in range(COLOUR_BANDS)]
+    for members, colour, name in groups:
         if not members.size:
             continue
         xs = np.tile(np.append(np.arange(axes, dtype=float), np.nan), members.size)
         ys = np.column_stack([matrix[members], np.full(members.size, np.nan)]).ravel()
         text = np.repeat([f"{described[m]}: {times[m]}" for m in members], axes + 1)
         fig.add_scatter(x=xs, y=ys, mode="lines", text=text, hovertemplate="%{text}<extra></extra>",
-                        line={"color": colours[band], "width": 1.5}, opacity=0.7, showlegend=False,
-                        name=f"time band {band + 1} of {COLOUR_BANDS}")
+                        line={"color": colour, "width": 1.5}, opacity=0.7, showlegend=False, name=name)
     # the colour scale, on an invisible marker
     fig.add_scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip", name="colour scale",
                     marker={"color": [low], "cmin": low, "cmax": high, "colorscale": "Viridis_r", "showscale": True,
@@ -127,12 +169,96 @@ def parameter_parallel_coordinates(rows: pd.DataFrame, parameters: list[str]) ->
                                          "ticktext": time_axis.get("ticktext", [])}})
     for i in range(axes):
         fig.add_shape(type="line", x0=i, x1=i, y0=0, y1=1, line={"color": "#4a5568", "width": 1})
+    scales = _scales(per_config, parameters)
+    for i, name in enumerate([*parameters, TIME_AXIS]):
+        if name in ranges:
+            y0, y1 = (_position(scales[i], v) for v in ranges[name])
+            fig.add_shape(type="rect", x0=i - BRUSH_HALF_WIDTH, x1=i + BRUSH_HALF_WIDTH, y0=y0, y1=y1,
+                          line={"color": "#2b6cb0", "width": 1}, fillcolor="rgba(43,108,176,0.18)")
     shown = f"the fastest {len(per_config):,} of {total:,}" if total > len(per_config) else f"{total:,}"
-    fig.update_layout(template=TEMPLATE, title=f"{title}: {shown} configurations", annotations=annotations,
+    brushed = (f"; {int(inside.sum()):,} inside the brushed ranges (drag over an axis to brush, "
+               "double-click to clear)" if ranges else "; drag over axes to brush")
+    fig.update_layout(template=TEMPLATE, title=f"{title}: {shown} configurations{brushed}", annotations=annotations,
+                      dragmode="select", clickmode="none",
                       xaxis={"tickvals": list(range(axes)), "ticktext": labels, "side": "top", "showgrid": False,
-                             "zeroline": False, "range": [-0.5, axes - 0.5]},
-                      yaxis={"visible": False, "range": [-0.05, 1.05]})
+                             "zeroline": False, "range": [-0.5, axes - 0.5], "fixedrange": True},
+                      yaxis={"visible": False, "range": [-0.05, 1.05], "fixedrange": True})
     return fig
+
+
+def _position(scale: tuple[np.ndarray, np.ndarray, bool], value: float) -> float:
+    """Where ``value`` sits on an axis scaled by ``scale`` (clipped to the axis)."""
+    positions, values, log = scale
+    if len(values) == 1:
+        return float(positions[0])
+    if log:
+        value = math.log10(value) if value > 0 else -math.inf
+    return float(np.interp(value, values, positions))
+
+
+def _value(scale: tuple[np.ndarray, np.ndarray, bool], position: float) -> float:
+    """The value at ``position`` on an axis scaled by ``scale``."""
+    positions, values, log = scale
+    value = float(values[0]) if len(values) == 1 else float(np.interp(position, positions, values))
+    return 10**value if log else value
+
+
+def brush_ranges(rows: pd.DataFrame, parameters: list[str], selections: list[dict] | None,
+                 ) -> dict[str, tuple[float, float]]:
+    """Plotly's box ``selections`` on the parallel coordinates (x0, x1, y0, y1 in axis
+    units) as value ranges per axis they cover: axis name -> (low, high). A box over
+    several axes brushes each; a later box over an axis replaces an earlier one."""
+    if not parameters or not selections:
+        return {}
+    per_config, _ = _configurations(rows, parameters)
+    if per_config.empty:
+        return {}
+    scales = _scales(per_config, parameters)
+    names = [*parameters, TIME_AXIS]
+    out: dict[str, tuple[float, float]] = {}
+    for box in selections:
+        try:
+            x0, x1 = sorted((float(box["x0"]), float(box["x1"])))
+            y0, y1 = sorted((float(box["y0"]), float(box["y1"])))
+        except (KeyError, TypeError, ValueError):
+            continue
+        for i, name in enumerate(names):
+            if x0 <= i <= x1:
+                out[name] = (_value(scales[i], max(y0, 0.0)), _value(scales[i], min(y1, 1.0)))
+    return out
+
+
+def brush_mask(frame: pd.DataFrame, ranges: dict[str, tuple[float, float]] | None) -> np.ndarray:
+    """Rows of ``frame`` inside every range (a parameter's value, or ``time_s``); a range on
+    a column the frame lacks is ignored. A little slack keeps the range's ends inside."""
+    inside = np.ones(len(frame), dtype=bool)
+    for name, (low, high) in (ranges or {}).items():
+        column = "time_s" if name == TIME_AXIS else name
+        if column not in frame:
+            continue
+        values = numeric(frame, column)
+        slack = 1e-9 * max(abs(low), abs(high), 1e-300)
+        inside &= (values >= low - slack) & (values <= high + slack)
+    return inside
+
+
+def brush_text(ranges: dict[str, tuple[float, float]]) -> str:
+    """Ranges as URL text: "param_block_size_x=1..4;time_s=0.001..0.0025"."""
+    return ";".join(f"{name}={low:.6g}..{high:.6g}" for name, (low, high) in ranges.items())
+
+
+def parse_brush(text: str | None) -> dict[str, tuple[float, float]]:
+    """``brush_text``'s text back as ranges; parts that do not read are left out (a bad link never breaks the page)."""
+    out: dict[str, tuple[float, float]] = {}
+    for part in (text or "").split(";"):
+        name, _, bounds = part.partition("=")
+        low, sep, high = bounds.partition("..")
+        try:
+            if name and sep:
+                out[name.strip()] = (float(low), float(high))
+        except ValueError:
+            continue
+    return out
 
 
 def _axis_positions(values: np.ndarray) -> tuple[np.ndarray, list[tuple[float, str]]]:

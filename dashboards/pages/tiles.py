@@ -7,16 +7,21 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from dash import Input, Output, ctx, dcc, html, no_update
+from dash import Input, Output, State, ctx, dcc, html, no_update
+from dash.exceptions import MissingCallbackContextException, PreventUpdate
 
 from perfscope.dashboards.adapters import predict_latency_s
 from perfscope.dashboards.components import cached, control, figure_id, figure_panel, guard, notes_list
 from perfscope.dashboards.context import DashboardContext
 from perfscope.dashboards.data import distinct, param_columns
-from perfscope.dashboards.figures.common import message_figure, numeric, shape_labels
+from perfscope.dashboards.figures.common import is_message, message_figure, numeric, shape_labels
 from perfscope.dashboards.figures.params import (
+    brush_mask,
+    brush_ranges,
+    brush_text,
     parameter_heatmap,
     parameter_parallel_coordinates,
+    parse_brush,
     varying_parameters,
 )
 from perfscope.dashboards.figures.tiles import tile_heatmap_figure
@@ -33,7 +38,7 @@ SHOW = ("time", "energy")
 URL_CONTROLS = {"tile_impl": ("tiles-implementation", "value"), "tile_shape": ("tiles-shape", "value"),
                 "tile_dtype": ("tiles-dtype", "value"), "tile_device": ("tiles-device", "value"),
                 "tile_show": ("tiles-value", "value"), "param_x": ("params-x", "value"),
-                "param_y": ("params-y", "value")}
+                "param_y": ("params-y", "value"), "brush": ("params-brush", "data")}
 URL_DEFAULTS = {"tile_show": "time"}
 
 _SHAPE = ("batch", "m", "n", "k", "conv_n", "conv_c", "conv_h", "conv_w", "conv_k", "conv_r", "conv_s",
@@ -75,11 +80,24 @@ def layout(**query: Any) -> html.Div:
                "implementation, shape, dtype and device above: the best median time over two chosen parameters, "
                "and every configuration across all of them."),
         html.Div([control("x", picker("params-x", "param_x"), width="240px"),
-                  control("y", picker("params-y", "param_y"), width="240px")],
+                  control("y", picker("params-y", "param_y"), width="240px"),
+                  html.Button("Clear the brushed ranges", id="params-brush-clear", n_clicks=0,
+                              className="export-button"),
+                  dcc.Store(id="params-brush", data=from_query(query, "brush", ""))],
                  className="controls"),
+        html.P("Drag a box over one or more axes of the parallel coordinates to keep only the configurations in "
+               "those ranges: the heatmap then shows the best among them.", className="hint"),
         html.Div([html.Div(figure_panel("params-heatmap"), className="half"),
                   html.Div(figure_panel("params-parcoords"), className="half")], className="row"),
     ])
+
+
+def _triggered() -> Any:
+    """The id of the input that fired the running callback (None outside a callback: tests)."""
+    try:
+        return ctx.triggered_id
+    except MissingCallbackContextException:
+        return None
 
 
 def _shape_key(row: dict[str, Any]) -> str:
@@ -180,16 +198,22 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
     @guard("other", "other", "other", "other", "figure", "figure")
     @cached(data, "update_parameter_space")
     def update_parameter_space(filters: dict | None, implementation: str | None, shape: str | None,
-                               dtype: str | None, device: str | None, x: str | None, y: str | None) -> tuple:
+                               dtype: str | None, device: str | None, x: str | None, y: str | None,
+                               brush: str | None = None) -> tuple:
         rows = chosen_rows(filters, implementation, shape, dtype, device)
         varying = varying_parameters(rows)
+        ranges = parse_brush(brush)
+        parcoords = parameter_parallel_coordinates(rows, varying, ranges)
         if len(varying) < 2:
             text = "fewer than two parameters vary for this implementation and shape"
-            return (varying, None, varying, None, message_figure(f"Parameter heatmap: {text}"),
-                    parameter_parallel_coordinates(rows, varying))
+            return varying, None, varying, None, message_figure(f"Parameter heatmap: {text}"), parcoords
         x = x if x in varying else varying[0]
         y = y if y in varying and y != x else next(v for v in varying if v != x)
-        return (varying, x, varying, y, parameter_heatmap(rows, x, y), parameter_parallel_coordinates(rows, varying))
+        brushed = rows[brush_mask(rows, ranges)] if ranges else rows
+        heatmap = parameter_heatmap(brushed, x, y)
+        if ranges and not is_message(heatmap):
+            heatmap.update_layout(title=f"{heatmap.layout.title.text} in the brushed ranges")
+        return varying, x, varying, y, heatmap, parcoords
 
     @guard("figure", "children")
     @cached(data, "update_tiles")
@@ -219,19 +243,44 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
                   Output(figure_id("params-parcoords"), "figure"),
                   Input("filters", "data"), Input("tiles-implementation", "value"), Input("tiles-shape", "value"),
                   Input("tiles-dtype", "value"), Input("tiles-device", "value"), Input("tiles-value", "value"),
-                  Input("params-x", "value"), Input("params-y", "value"))
+                  Input("params-x", "value"), Input("params-y", "value"), Input("params-brush", "data"))
     def update_tile_page(filters: dict | None, implementation: str | None, shape: str | None, dtype: str | None,
-                         device: str | None, value: str | None, x: str | None, y: str | None) -> tuple:
+                         device: str | None, value: str | None, x: str | None, y: str | None,
+                         brush: str | None = None) -> tuple:
         trigger = ctx.triggered_id
         choices = update_tile_options(filters, implementation, shape, dtype, device)
         if any(choice is no_update for choice in choices):  # the choices failed (a message is already logged)
             choices = (no_update, implementation, no_update, shape, no_update, dtype, no_update, device)
         chosen = choices[1], choices[3], choices[5], choices[7]
-        tiles = (no_update, no_update) if trigger in ("params-x", "params-y") \
+        tiles = (no_update, no_update) if trigger in ("params-x", "params-y", "params-brush") \
             else update_tiles(filters, *chosen, value)
-        space = (no_update,) * 6 if trigger == "tiles-value" else update_parameter_space(filters, *chosen, x, y)
+        space = (no_update,) * 6 if trigger == "tiles-value" \
+            else update_parameter_space(filters, *chosen, x, y, brush or "")
         return (*choices, *tiles, *space)
+
+    @app.callback(Output("params-brush", "data"), Input(figure_id("params-parcoords"), "relayoutData"),
+                  Input("params-brush-clear", "n_clicks"), State("filters", "data"),
+                  State("tiles-implementation", "value"), State("tiles-shape", "value"),
+                  State("tiles-dtype", "value"), State("tiles-device", "value"), State("params-brush", "data"),
+                  prevent_initial_call=True)
+    def update_brush(relayout: dict | None, _clear: int | None, filters: dict | None, implementation: str | None,
+                     shape: str | None, dtype: str | None, device: str | None, brush: str | None) -> Any:
+        """Boxes dragged over the parallel coordinates (plotly's ``selections``) as value
+        ranges per axis; the clear button or a double-click (no selection left) clears them."""
+        if _triggered() == "params-brush-clear":
+            return "" if brush else no_update
+        if not isinstance(relayout, dict) or "selections" not in relayout:
+            raise PreventUpdate  # a zoom, a resize, a redraw: not a brush
+        if not relayout["selections"]:
+            return "" if brush else no_update
+        rows = chosen_rows(filters, implementation, shape, dtype, device)
+        # the figure is redrawn after each brush (its boxes gone): a new box adds to the ranges
+        # kept, replacing those of the axes it covers
+        fresh = brush_ranges(rows, varying_parameters(rows), relayout["selections"])
+        text = brush_text({**parse_brush(brush), **fresh})
+        return no_update if text == (brush or "") else text
 
     url_state = register_url_state(app, KEY, URL_CONTROLS, defaults=URL_DEFAULTS)
     return {"update_tile_options": update_tile_options, "update_tiles": update_tiles,
-            "update_parameter_space": update_parameter_space, "url_state_tiles": url_state}
+            "update_parameter_space": update_parameter_space, "update_brush": update_brush,
+            "url_state_tiles": url_state}
