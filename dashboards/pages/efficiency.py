@@ -20,6 +20,7 @@ from perfscope.dashboards.waterline import (
     describe_totals,
     layers_from_rows,
     load_sequences,
+    matched_columns,
     sequence_by_name,
     waterline,
 )
@@ -191,10 +192,6 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
             return message_figure(f"{title}: no device in the selection"), html.Div()
         dtype = dtype or "fp32"
         index = data.index(filters)
-        # the device's measured rows of this dtype, found on codes before any column is copied
-        on_device = data.take(index[data.is_value("device_key", device_key, index)
-                                    & data.is_value("dtype", dtype, index) & data.is_value("status", "ok", index)],
-                              _MEASURED_COLUMNS)
         if sequence_name == CUSTOM:
             if not config_ids:
                 return message_figure(f"{title}: pick configurations for the custom sequence"), html.Div()
@@ -209,6 +206,11 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         else:
             sequence = sequence_by_name(load_sequences(), sequence_name or "")
             layers, name = list(sequence.layers), sequence.name
+        # the device's measured rows of this dtype, found on codes before any column is copied,
+        # and only the sizes the layers are matched on (a GEMM sequence reads no conv sizes)
+        on_device = data.take(index[data.is_value("device_key", device_key, index)
+                                    & data.is_value("dtype", dtype, index) & data.is_value("status", "ok", index)],
+                              matched_columns(layers) if layers else _MEASURED_COLUMNS)
         device = data.devices[device_key].used
         frame, totals = waterline(layers, dtype, device, on_device)
         figure = waterline_figure(frame, totals, title=f"Waterline: {name}, {dtype} on {device_key}")
