@@ -14,7 +14,10 @@ interval of a test row is prediction · exp(±q·σ(x)). Printed:
   training rows up to the 75th percentile of their own FLOPs, predict the rest);
 * the γ each of those two would pick (the smallest with coverage >= 90%) and the test
   coverage it would give;
-* the coverage per test shape at γ = 1 (what perfscope uses) and for plain intervals.
+* the coverage per test shape at γ = 1 (what perfscope uses) and for plain intervals;
+* for comparison, conformalized quantile regression (CQR, Romano et al. 2019): gradient-boosted
+  5% and 95% quantiles of log(time / bound) on the forest's features, widened by the conformal
+  quantile of their out-of-fold misses on the same grouped folds.
 
     python bench/bench_intervals.py [--gpperf DIR] [--n-jobs 2] [--trees 300]
 
@@ -52,6 +55,38 @@ def shape_names(rows: pd.DataFrame) -> np.ndarray:
 def smallest_gamma(covers: dict[float, float]) -> float | None:
     """The smallest γ whose coverage reaches 1 - alpha (None: none does)."""
     return next((g for g in GAMMAS if covers[g] >= 1 - ALPHA), None)
+
+
+def cqr_coverage(inside: pd.DataFrame, outside: pd.DataFrame) -> tuple[float, float]:
+    """(test coverage, median relative width) of CQR intervals (see module docstring)."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.model_selection import GroupKFold
+
+    from perfscope.models.forest import ForestModel
+    from perfscope.models.groups import shape_groups
+    from perfscope.models.intervals import conformal_quantile, measured_target
+
+    design_model = ForestModel(n_estimators=1).fit(inside)  # only for its feature design and bound
+
+    def design(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        bound, x = design_model._design_of(rows, None)
+        return x, np.log(measured_target(rows, "latency") / bound), np.log(bound)
+
+    def quantiles(x: np.ndarray, y: np.ndarray, x_new: np.ndarray) -> np.ndarray:
+        return np.column_stack([HistGradientBoostingRegressor(loss="quantile", quantile=level, random_state=0)
+                                .fit(x, y).predict(x_new) for level in (ALPHA / 2, 1 - ALPHA / 2)])
+
+    x, y, _ = design(inside)
+    misses = np.empty(len(y))
+    for train, test in GroupKFold(n_splits=5, shuffle=True, random_state=0).split(x, groups=shape_groups(inside)):
+        band = quantiles(x[train], y[train], x[test])
+        misses[test] = np.maximum(band[:, 0] - y[test], y[test] - band[:, 1])
+    widen = conformal_quantile(misses, ALPHA)
+    x_new, y_new, _ = design(outside)
+    band = quantiles(x, y, x_new)
+    low, high = band[:, 0] - widen, band[:, 1] + widen
+    width = 2 * np.sinh((high - low) / 2)  # (high - low) / the band's geometric midpoint
+    return float(np.mean((y_new >= low) & (y_new <= high))), float(np.median(width))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     breakdown["cover_gamma_1"] = per_shape[1.0]
     print("\n## per test shape (γ = 1, perfscope's default; plain: σ = 1)")
     print(breakdown.to_string(float_format=lambda v: f"{v:.3f}"))
+    cqr_cover, cqr_width = cqr_coverage(inside, outside)
+    print(f"\nCQR (boosted 5%/95% quantiles of log time / bound, conformalized on the same folds): test coverage "
+          f"{cqr_cover:.3f}, median width {cqr_width:.3f}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\n{time.perf_counter() - start:.0f} s (load average {load:.1f} on a shared machine)")
     return 0
