@@ -188,7 +188,7 @@ def cross_validated_predictions(models: Mapping[str, Any], rows: pd.DataFrame, s
                         difficulty = model.interval_difficulty(part)
                     frame["spread"], frame["excess"] = difficulty[:, 0], difficulty[:, 1]
                 records.append(pd.DataFrame(frame))
-            if split == "device" and hasattr(model, "adapt"):
+            if split == "device" and hasattr(_adaptable(model), "adapt"):
                 records += _few_shot(name, model, data, test, truth["latency"], groups, contexts, fold, seed)
     columns = ["model", "target", "row", "fold", "group", "context", "y_true", "y_pred", "low", "high", "spread",
                "excess", "measured"]
@@ -211,7 +211,8 @@ def _few_shot(name: str, model: Any, data: pd.DataFrame, test: np.ndarray, truth
     ``perfscope.models.few_shot.adapt_to_chosen``), on every row of the device: the k
     measured ones are flagged ``measured`` (their prediction is their measurement), so
     error figures leave them out and regret counts them (a pick among measured rows is a
-    pick too)."""
+    pick too). A ``ConformalWrapper`` adapts its inner model and keeps its calibration, as
+    ``perfscope train --adapt`` does: its rows carry those intervals."""
     out = []
     rng = np.random.default_rng(seed + fold)
     part = data.iloc[test]
@@ -225,11 +226,18 @@ def _few_shot(name: str, model: Any, data: pd.DataFrame, test: np.ndarray, truth
         for suffix, adapted, chosen in runs:
             measured = np.zeros(len(test), dtype=bool)
             measured[chosen] = True
-            out.append(pd.DataFrame({"model": f"{name}+{k}shot{suffix}", "target": "latency", "row": test,
-                                     "fold": fold, "group": groups[test], "context": contexts[test],
-                                     "y_true": truth[test], "y_pred": adapted.predict_latency(part),
-                                     "measured": measured}))
+            frame = {"model": f"{name}+{k}shot{suffix}", "target": "latency", "row": test, "fold": fold,
+                     "group": groups[test], "context": contexts[test], "y_true": truth[test],
+                     "y_pred": adapted.predict_latency(part), "measured": measured}
+            if hasattr(adapted, "predict_interval"):
+                frame["low"], frame["high"] = adapted.predict_interval(part)
+            out.append(pd.DataFrame(frame))
     return out
+
+
+def _adaptable(model: Any) -> Any:
+    """The part of a fitted model that ``adapt``s to a new device: a wrapper's inner model."""
+    return getattr(model, "estimator_", model)
 
 
 def _with_energy_policy(model: Any, include_doubtful_energy: bool) -> Any:

@@ -248,6 +248,16 @@ class ConformalWrapper(LightEstimator):
         self.targets_ = model_targets(self.estimator_)
         return self
 
+    def adapt(self, rows: Any) -> ConformalWrapper:
+        """Adapt the wrapped model to a new device from its measured ``rows`` (its ``adapt``). The
+        calibration is kept, as ``perfscope train --adapt`` keeps it: the rows fit the model and
+        cannot calibrate it as well (evaluate the device split to see the coverage)."""
+        check_is_fitted(self)
+        if not hasattr(self.estimator_, "adapt"):
+            raise InvalidInputError(f"{type(self.estimator_).__name__} cannot adapt to a new device")
+        self.estimator_.adapt(rows)
+        return self
+
     def predict(self, X: Any) -> np.ndarray:
         """The wrapped model's ``predict`` (latency in seconds for perfscope's latency models)."""
         check_is_fitted(self)

@@ -13,7 +13,7 @@ import pytest
 from perfscope.errors import InvalidInputError
 from perfscope.importers import import_kernel_tuner
 from perfscope.models import intervals
-from perfscope.models.evaluation import evaluate, to_records
+from perfscope.models.evaluation import cross_validated_predictions, evaluate, summarize, to_records
 from perfscope.models.intervals import ConformalWrapper
 from perfscope.models.param_forest import ParameterForestModel
 
@@ -128,6 +128,19 @@ def test_every_split_reports_coverage_and_width_for_every_model(three_gpus, spli
     assert by_model["wrapped"]["coverage_method"] == "own intervals" and by_model["wrapped"]["coverage"] > 0
     assert by_model["no_flops"]["coverage"] is None and by_model["no_flops"]["reason"]  # it could not run
     assert all({"coverage", "interval_width_mean", "interval_width_median"} <= set(r) for r in records)
+
+
+def test_few_shot_rows_of_a_wrapper_carry_its_own_intervals_as_train_adapt_keeps_them(three_gpus):
+    wrapper = ConformalWrapper(ParameterForestModel(n_estimators=10), groups="row", n_splits=3)
+    predictions = cross_validated_predictions({"wrapped": wrapper}, three_gpus, split="device",
+                                              targets=("latency",))
+    shots = predictions[predictions["model"] == "wrapped+10shot"]
+    assert len(shots) == 3 * 40 and shots["measured"].sum() == 3 * 10 and shots["low"].notna().all()
+    assert (shots["low"] < shots["y_pred"]).all() and (shots["y_pred"] < shots["high"]).all()
+    table = summarize(predictions).set_index("model")
+    assert table.loc["wrapped+10shot", "coverage_method"] == "own intervals"
+    assert table.loc["wrapped+20shot_chosen", "coverage_method"] == "own intervals"
+    assert 0 < table.loc["wrapped+20shot", "coverage"] <= 1
 
 
 def test_extrapolation_split_trains_on_small_sizes_and_says_no_intervals_without_a_wrapper():
