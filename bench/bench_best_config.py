@@ -7,8 +7,12 @@ runs) picks the predicted fastest of the target's 11,130 configurations and repo
 regret (measured time of the pick / measured best time). Then
 ``perfscope.models.adaptation.adapt_bundle`` (what ``perfscope train --adapt DATASET
 --adapt-sample K`` runs after training) adapts the saved bundle to K random measured rows
-of the target, and the regret is measured again. The bar: the fastest of those same K
-measured configurations (what the K measurements give without any model).
+of the target, and the regret is measured again; then the same with the K rows chosen by
+the model (``--adapt-choose model``: ``perfscope.models.few_shot.adapt_to_chosen``, two
+batches, mostly the predicted fastest). The bar: the fastest of the K measured
+configurations (what the K measurements give without any model); the adapted model
+predicts its measured rows as measured, so it picks another configuration only where it
+predicts that one faster than the fastest measurement.
 
 Lighter than ``perfscope train`` so that it runs in minutes on a shared machine: one fit
 (``--trees`` trees, default 50; the class default is 200) inside a split-conformal wrapper
@@ -27,7 +31,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from bench_kernel_tuner import DEFAULT, load  # bench/ is on sys.path when run as a script
 
@@ -39,7 +42,7 @@ def bundle_for(rows: pd.DataFrame, out: Path, trees: int, n_jobs: int | None) ->
     from perfscope.models.param_forest import ParameterForestModel
     from perfscope.models.param_space import observed_spaces
     from perfscope.models.persistence import save_bundle
-    from perfscope.models.ranking import parameter_groups
+    from perfscope.models.groups import parameter_groups
 
     wrapper = ConformalWrapper(ParameterForestModel(n_estimators=trees, n_jobs=n_jobs), method="split",
                                groups=lambda frame: parameter_groups(frame, ["block_size_x", "block_size_y"]))
@@ -51,7 +54,7 @@ def bundle_for(rows: pd.DataFrame, out: Path, trees: int, n_jobs: int | None) ->
 def main(argv: list[str] | None = None) -> int:
     from perfscope.hostload import ForeignLoad
     from perfscope.models.adaptation import adapt_bundle
-    from perfscope.models.efficiency import ok_rows
+    from perfscope.models.persistence import load_bundle
     from perfscope.workflows.best_config import best_config
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -83,25 +86,27 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             path = bundle_for(base, Path(tmp) / "model", args.trees, args.n_jobs)
             zero = best_config(KERNEL, str(target["device_key"].iloc[0]), model=path, data=target)
-            report = adapt_bundle(path, target, sample=args.k, seed=args.seed)
-            adapted = best_config(KERNEL, str(target["device_key"].iloc[0]), model=path, data=target)
-        usable = ok_rows(target)  # the rows adapt_bundle drew its K from, drawn the same way
-        chosen = np.sort(np.random.default_rng(args.seed).choice(len(usable), size=args.k, replace=False))
-        measured_k = usable["time_median_ms"].to_numpy()[chosen].min() / 1e3
-        best = adapted["measured"]["best_time_s"]
-        lines.append((gpu, device, zero["measured"]["regret"], adapted["measured"]["regret"], measured_k / best,
-                      adapted["best"]["latency_s"], adapted["measured"]["chosen_time_s"], report["n_rows"],
-                      time.perf_counter() - start))
-        print(f"{gpu}: zero-shot regret {lines[-1][2]:.3f}, after adapt ({report['n_rows']} rows) {lines[-1][3]:.3f}, "
-              f"best of the {args.k} measured {lines[-1][4]:.3f} ({lines[-1][8]:.0f} s)", flush=True)
-    table = pd.DataFrame(lines, columns=["gpu", "device", "regret_zero_shot", "regret_adapted",
-                                         f"regret_best_of_{args.k}_measured", "predicted_best_s",
-                                         "measured_pick_s", "adapt_rows", "wall_s"])
-    print()
+            key = str(target["device_key"].iloc[0])
+            zero = best_config(KERNEL, key, model=path, data=target)
+            regrets = []
+            for choose in ("random", "model"):
+                out = Path(tmp) / choose
+                report = adapt_bundle(path, target, sample=args.k, seed=args.seed, choose=choose, out_dir=out)
+                adapted = best_config(KERNEL, key, model=out, data=target)
+                measured = load_bundle(out)["param_forest"].estimator_.measured_mask(target)
+                best = adapted["measured"]["best_time_s"]
+                regrets += [adapted["measured"]["regret"], target["time_median_ms"][measured].min() / 1e3 / best]
+        lines.append((gpu, device, zero["measured"]["regret"], *regrets, report["n_rows"], time.perf_counter() - start))
+        print(f"{gpu}: zero-shot regret {lines[-1][2]:.3f}; {args.k} random rows: adapted {regrets[0]:.3f}, best "
+              f"measured {regrets[1]:.3f}; {args.k} chosen by the model: adapted {regrets[2]:.3f}, best measured "
+              f"{regrets[3]:.3f} ({lines[-1][-1]:.0f} s)", flush=True)
+    table = pd.DataFrame(lines, columns=["gpu", "device", "zero_shot", "random_adapted", "random_best_measured",
+                                         "chosen_adapted", "chosen_best_measured", "adapt_rows", "wall_s"])
+    print(f"\nregret (measured time of the pick / measured best), k = {args.k}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print(f"\nmean regret: zero-shot {table['regret_zero_shot'].mean():.3f}, adapted "
-          f"{table['regret_adapted'].mean():.3f}, best of {args.k} measured "
-          f"{table[f'regret_best_of_{args.k}_measured'].mean():.3f}")
+    means = table[["zero_shot", "random_adapted", "random_best_measured", "chosen_adapted",
+                   "chosen_best_measured"]].mean()
+    print("\nmean regret: " + ", ".join(f"{name} {value:.3f}" for name, value in means.items()))
     share = load_window.share()
     print("other processes used " + (f"{share:.0%} of the CPUs meanwhile (wall times are of a shared machine)"
                                      if share is not None else "an unknown share of the CPUs (no /proc/stat)"))
