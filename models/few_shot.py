@@ -51,6 +51,11 @@ def residual_forest(design: np.ndarray, residual: np.ndarray, random_state: int 
 EXPLORE_SHARE = 0.25  # of the k measurements spread over the predicted ranks (the rest: the predicted fastest)
 
 
+def fastest_share(k: int, explore_share: float = EXPLORE_SHARE) -> int:
+    """How many of ``choose_to_measure``'s k are the predicted fastest (all of them below 4)."""
+    return k - (int(round(k * explore_share)) if k >= 4 else 0)
+
+
 def choose_to_measure(predicted_s: np.ndarray, k: int, *, exclude: np.ndarray | None = None,
                       explore_share: float = EXPLORE_SHARE) -> np.ndarray:
     """Positions of ``k`` configurations to measure on a new device, from the model's
@@ -64,9 +69,9 @@ def choose_to_measure(predicted_s: np.ndarray, k: int, *, exclude: np.ndarray | 
     if exclude is not None:
         order = order[~np.asarray(exclude, dtype=bool)[order]]
     k = min(int(k), len(order))
-    explore = int(round(k * explore_share)) if k >= 4 else 0
-    top = order[:k - explore]
-    rest = order[k - explore:]
+    top = order[:fastest_share(k, explore_share)]
+    rest = order[len(top):]
+    explore = k - len(top)
     # evenly over the rest's ranks, its slowest included and its fastest (next to the top) left out
     where = np.linspace(0, len(rest) - 1, explore + 1)[1:].round().astype(int) if explore and len(rest) else []
     spread = rest[:explore] if len(rest) <= explore else np.unique(rest[where]) if len(where) else rest[:0]

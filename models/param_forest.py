@@ -30,7 +30,8 @@ training device, the scale is their median log residual, and with enough rows a 
 forest learns what remains. The measured configurations themselves are kept: the adapted
 model predicts their measured times (a measurement is never overruled by a prediction of
 the same configuration on the same device), so an unmeasured configuration is picked over
-the fastest measured one only where the model predicts it faster than that measurement. Which k to measure: ``perfscope.models.few_shot.choose_to_measure``.
+the fastest measured one only where the model predicts it faster than that measurement.
+Which k to measure: ``perfscope.models.few_shot.choose_to_measure``.
 
 Extremely randomised trees (Geurts et al. 2006): thresholds drawn at random interpolate
 between the parameter values seen, where a random forest's best-split thresholds make

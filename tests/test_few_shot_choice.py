@@ -144,3 +144,41 @@ def test_train_adapt_choose_model_on_the_cli(tmp_path):
     assert run.returncode == 0, run.stderr
     adaptation = json.loads(run.stdout)["adaptation"]
     assert adaptation["n_rows"] == 12 and adaptation["chosen_by"] == "model"
+
+
+def test_best_config_suggests_what_to_measure_next_and_leaves_out_what_was_measured(split, tmp_path):
+    from test_best_config import _bundle_of  # tests/ is on sys.path (rootdir import mode)
+
+    from perfscope.models.adaptation import adapt_bundle
+    from perfscope.workflows.best_config import best_config
+
+    base, new = split
+    path = _bundle_of(base, tmp_path / "model", trees=10)
+    key = new["device_key"].iloc[0]
+    first = best_config("stencil", NEW, model=path, data=new, suggest=8)["to_measure"]
+    assert len(first["configs"]) == 8 and first["n_measured_already"] == 0
+    assert [c["why"] for c in first["configs"]].count("predicted fastest") == 6
+    adapt_bundle(path, new, sample=10, choose="model")
+    again = best_config("stencil", key, model=path, data=new, suggest=8)["to_measure"]
+    assert again["n_measured_already"] == 10
+    assert len(again["configs"]) == 8
+    with pytest.raises(InvalidInputError, match="--suggest must be at least 1"):
+        best_config("stencil", key, model=path, data=new, suggest=0)
+
+
+def test_estimate_suggest_on_the_cli_and_its_refusal(split, tmp_path):
+    from test_best_config import _bundle_of  # tests/ is on sys.path (rootdir import mode)
+
+    from perfscope.store import ProfileStore
+
+    base, _ = split
+    path = _bundle_of(base, tmp_path / "model", trees=10)
+    store = ProfileStore(tmp_path / "new", create=True)
+    store.append_table(_sweep(tmp_path, NEW, 3.0))
+    run = _cli("estimate", "stencil", "--device", NEW, "--model", path, "--best-config", "--data", tmp_path / "new",
+               "--suggest", 4)
+    assert run.returncode == 0, run.stderr
+    assert "measure next (4 of 4 asked" in run.stdout and "(spread)" in run.stdout
+    refused = _cli("estimate", "gemm", "--m", 64, "--n", 64, "--k", 64, "--device", "h100-sxm", "--suggest", 4)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "--suggest is an option of --best-config" in refused.stderr

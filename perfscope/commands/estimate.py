@@ -50,6 +50,9 @@ def estimate_command(
              "problem and device give the regret.")] = None,
     problem_size: Annotated[str | None, typer.Option(
         help="Problem size of an imported kernel (Kernel Tuner's problem_size), e.g. 25000,2048,1.")] = None,
+    suggest: Annotated[int | None, typer.Option(
+        help="With --best-config: also propose this many configurations to measure on the device (mostly the "
+             "predicted fastest, a quarter spread over the rest, none already measured by train --adapt).")] = None,
     region: Annotated[str, typer.Option(help="Grid region for carbon (see data/carbon_intensity.csv).")] = "World",
     intensity: Annotated[float | None, typer.Option(help="Your own grid intensity, gCO2e/kWh.")] = None,
     pue: Annotated[float, typer.Option(help="Data-centre PUE.")] = 1.0,
@@ -72,14 +75,14 @@ def estimate_command(
         result = estimate_with_best_config(
             kernel, device, dtype, model=model, shape=shape, params=parse_params(params) if params else None,
             implementation=implementation, space=parse_space(space) if space is not None else None, data=rows,
-            problem_size=_sizes(problem_size) if problem_size else None,
+            problem_size=_sizes(problem_size) if problem_size else None, suggest=suggest,
             estimate_options={"region": region, "intensity_gco2e_per_kwh": intensity, "pue": pue,
                               "fp32_math": fp32_math})
     else:
         from perfscope.workflows.estimate import estimate
 
         for flag, option in (("--space", space), ("--params", params), ("--data", data),
-                             ("--problem-size", problem_size)):
+                             ("--problem-size", problem_size), ("--suggest", suggest)):
             if option:
                 raise InvalidInputError(f"{flag} is an option of --best-config")
         result = estimate(kernel, device, dtype, model=model, region=region, intensity_gco2e_per_kwh=intensity,
@@ -218,4 +221,10 @@ def _render_best(b: dict[str, Any], header: bool = True) -> str:
     elif "measured" in b and b.get("measured") is None and b["space"]["source"] == "data":
         lines.append("  measured    no measurements of this problem on this device in --data")
     lines.append(f"  method      {b['method']}")
+    to_measure = b.get("to_measure")
+    if to_measure is not None:
+        lines.append(f"  measure next ({len(to_measure['configs'])} of {to_measure['k']} asked; "
+                     f"{to_measure['n_measured_already']} already measured left out):")
+        lines += [f"    {shown(c['config'])}  predicted {t(c['latency_s'])}  ({c['why']})"
+                  for c in to_measure["configs"]]
     return "\n".join(lines)

@@ -16,9 +16,14 @@ tunable parameter; ``forest`` for the tile grid, whose features are the tiles), 
 forest. The answer: the predicted best with its interval, the gain over the given
 configuration and over the space's median, and, where ``data`` holds measurements of
 this problem on this device, the measured time of the pick, the measured best and the
-regret (time of the pick over the best time). A declared configuration that was never
-observed has no recorded launch geometry: the model predicts it with less to go on (the
-answer counts them). The roofline fallback cannot rank configurations: refused.
+regret (time of the pick over the best time). ``suggest=K`` (``--suggest K``) adds the K
+configurations to measure next on a GPU the model does not know yet (or knows from a few
+measurements): ``perfscope.models.few_shot.choose_to_measure`` on the predictions, mostly
+the predicted fastest and a quarter spread over the rest, leaving out those an adapted
+model already measured there; measure them, ``train --adapt`` on them, and ask again.
+A declared configuration that was never observed has no recorded launch geometry: the
+model predicts it with less to go on (the answer counts them). The roofline fallback
+cannot rank configurations: refused.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ NEEDS_A_MODEL = ("the best-configuration search needs a model trained on a param
 def best_config(kernel: str, device: str, dtype: str = "fp32", *, model: Any, shape: Mapping[str, Any] | None = None,
                 params: Mapping[str, Any] | None = None, space: Mapping[str, Sequence[Any]] | None = None,
                 data: Any = None, problem_size: Sequence[int] | None = None, implementation: str | None = None,
-                tile_grid: bool = False, fp32_math: str | None = None) -> dict[str, Any]:
+                tile_grid: bool = False, fp32_math: str | None = None, suggest: int | None = None) -> dict[str, Any]:
     """The configuration the model predicts fastest (see the module docstring), as a JSON-ready dict.
 
     ``shape``: the family's sizes (gemm, conv, attention) and any tile columns of the
@@ -67,7 +72,10 @@ def best_config(kernel: str, device: str, dtype: str = "fp32", *, model: Any, sh
     profile rows (a DataFrame) to take the space and the measurements from;
     ``problem_size``: the problem of an imported kernel (Kernel Tuner's ``problem_size``),
     needed when the space holds several; ``tile_grid``: search the GEMM tile grid;
-    ``fp32_math``: as ``estimate``'s (which peak the forest's features use)."""
+    ``fp32_math``: as ``estimate``'s (which peak the forest's features use); ``suggest``:
+    how many configurations to propose for measuring (under ``"to_measure"``)."""
+    if suggest is not None and suggest < 1:
+        raise InvalidInputError(f"--suggest must be at least 1, got {suggest}", parameter="suggest")
     if model is None:
         raise InvalidInputError(NEEDS_A_MODEL, parameter="model")
     bundle = _bundle(model)
@@ -137,6 +145,9 @@ def best_config(kernel: str, device: str, dtype: str = "fp32", *, model: Any, sh
     if given is not None:
         result["given"] = {"config": shown(given), "latency_s": float(latency[-1])}
         result["gain_over_given"] = float(latency[-1] / latency[best])
+    if suggest is not None:
+        result["to_measure"] = _to_measure(bundle, predictor, kernel, device_key, dtype, shape, candidates,
+                                           latency[:len(candidates)], suggest)
     if data_rows is not None:
         result["measured"] = _measured(data_rows, kernel, device_key, dtype, shape, problem, candidates, ranked)
         for entry, i in zip(result["top"], ranked[:TOP], strict=False):
@@ -162,21 +173,51 @@ def legacy_best_tile(result: Mapping[str, Any], given_latency_s: float) -> dict[
 def _predict(bundle: Any, predictor: str, kernel: str, device: str, dtype: str, shape: Mapping[str, Any],
              configs: list[dict[str, Any]], fp32_math: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """(latency, low, high) in seconds per configuration, and the device key used."""
-    # a family with sizes has its work computed from the sizes asked, not the observed row's
-    left_out = ("params", "unobserved", "flops", "min_bytes") if kernel in SHAPE_COLUMNS else ("params", "unobserved")
-    flat = [{**shape, **{k: v for k, v in c.items() if k not in left_out},
-             "params_json": json.dumps(c["params"], sort_keys=True)} for c in configs]
+    flat = _flat(kernel, shape, configs)
     if predictor == "forest":
         out = estimate_columns(kernel, flat, device, dtype=dtype, model=bundle, fp32_math=fp32_math)
         return (np.asarray(out["latency_s"], float), np.asarray(out["latency_low_s"], float),
                 np.asarray(out["latency_high_s"], float), str(out["device"][0]))
     key, name = _device_key(device, bundle)
+    rows = _parameter_rows(kernel, dtype, flat, key, name)
+    latency, low, high = bundle[predictor].predict_with_intervals(rows)["latency"]
+    return np.asarray(latency, float), np.asarray(low, float), np.asarray(high, float), key
+
+
+def _flat(kernel: str, shape: Mapping[str, Any], configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One flat record per configuration: the shape, its columns and its parameters as JSON."""
+    # a family with sizes has its work computed from the sizes asked, not the observed row's
+    left_out = ("params", "unobserved", "flops", "min_bytes") if kernel in SHAPE_COLUMNS else ("params", "unobserved")
+    return [{**shape, **{k: v for k, v in c.items() if k not in left_out},
+             "params_json": json.dumps(c["params"], sort_keys=True)} for c in configs]
+
+
+def _parameter_rows(kernel: str, dtype: str, flat: list[dict[str, Any]], key: str, name: str | None) -> Any:
+    """The parameter forest's input columns for ``flat`` configurations on device ``key``."""
     rows = config_columns(kernel, flat, dtype) if kernel in SHAPE_COLUMNS else {
         **as_columns(flat), "kernel": repeat(kernel, len(flat)), "dtype": repeat(dtype, len(flat))}
     rows["device_key"] = repeat(key, len(flat))
     rows["device_name"] = repeat(name or "", len(flat))
-    latency, low, high = bundle[predictor].predict_with_intervals(rows)["latency"]
-    return np.asarray(latency, float), np.asarray(low, float), np.asarray(high, float), key
+    return rows
+
+
+def _to_measure(bundle: Any, predictor: str, kernel: str, device_key: str, dtype: str, shape: Mapping[str, Any],
+                candidates: list[dict[str, Any]], latency: np.ndarray, k: int) -> dict[str, Any]:
+    """``suggest``: the k candidates to measure next (``choose_to_measure``), without those the
+    adapted parameter forest already measured on this device."""
+    from perfscope.models.few_shot import choose_to_measure, fastest_share
+
+    measured = np.zeros(len(candidates), dtype=bool)
+    inner = getattr(bundle[predictor], "estimator_", None)
+    if predictor == "param_forest" and hasattr(inner, "measured_mask"):
+        name = (bundle.metadata.get("device_names") or {}).get(device_key)
+        rows = _parameter_rows(kernel, dtype, _flat(kernel, shape, candidates), device_key, name)
+        measured = np.asarray(inner.measured_mask(rows), dtype=bool)
+    chosen = choose_to_measure(latency, k, exclude=measured)
+    fastest = set(chosen[:fastest_share(len(chosen))])
+    return {"k": k, "n_measured_already": int(measured.sum()),
+            "configs": [{"config": shown(candidates[i]), "latency_s": float(latency[i]),
+                         "why": "predicted fastest" if i in fastest else "spread"} for i in chosen]}
 
 
 def _device_key(device: str, bundle: Any) -> tuple[str, str | None]:
