@@ -38,11 +38,11 @@ KERNEL = "dedispersion_kernel"
 
 
 def bundle_for(rows: pd.DataFrame, out: Path, trees: int, n_jobs: int | None) -> Path:
+    from perfscope.models.groups import parameter_groups
     from perfscope.models.intervals import ConformalWrapper
     from perfscope.models.param_forest import ParameterForestModel
     from perfscope.models.param_space import observed_spaces
     from perfscope.models.persistence import save_bundle
-    from perfscope.models.groups import parameter_groups
 
     wrapper = ConformalWrapper(ParameterForestModel(n_estimators=trees, n_jobs=n_jobs), method="split",
                                groups=lambda frame: parameter_groups(frame, ["block_size_x", "block_size_y"]))
