@@ -208,7 +208,7 @@ def _to_measure(bundle: Any, predictor: str, kernel: str, device_key: str, dtype
     from perfscope.models.few_shot import choose_to_measure, fastest_share
 
     measured = np.zeros(len(candidates), dtype=bool)
-    inner = getattr(bundle[predictor], "estimator_", None)
+    inner: Any = getattr(bundle[predictor], "estimator_", None)
     if predictor == "param_forest" and hasattr(inner, "measured_mask"):
         name = (bundle.metadata.get("device_names") or {}).get(device_key)
         rows = _parameter_rows(kernel, dtype, _flat(kernel, shape, candidates), device_key, name)
