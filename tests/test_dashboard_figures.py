@@ -529,6 +529,11 @@ def test_pareto_figure_per_configuration_with_doubtful_energy_hollow(rows):
     assert hollow and all(t.marker.symbol.endswith("-open") for t in hollow)  # the CPU rows' TDP estimates
     net, _ = pareto_figure(rows.assign(energy_net_j=np.nan), "net")
     assert common.is_message(net) and "idle power" in common.message_text(net)
+    # beyond max_points configurations: the front and at most max_points of the rest are drawn
+    n_configs = rows.groupby(["device_key", "config_id"], observed=True).ngroups
+    thinned, _ = pareto_figure(rows, max_points=n_configs // 3)
+    drawn = sum(len(t.x) for t in thinned.data if t.name != "Pareto front")
+    assert drawn <= n_configs // 3 + len(table) and drawn < n_configs
 
 
 def test_parameter_space_views_any_param_columns():

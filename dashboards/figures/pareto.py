@@ -85,11 +85,13 @@ def pareto_figure(rows: pd.DataFrame, energy: str = "gross", *,
     note = None
     if len(configs) > max_points:  # the front always, then an even sample of the rest
         rest = np.flatnonzero(~front)
-        keep = np.sort(np.concatenate([np.flatnonzero(front), rest[:: max(1, len(rest) // max_points)]]))
+        step = -(-len(rest) // max_points)  # ceil: at most max_points of the rest
+        keep = np.sort(np.concatenate([np.flatnonzero(front), rest[::step]]))
         shown = configs.iloc[keep]
         note = f"{len(configs):,} configurations: the front and an even sample of {len(shown):,} shown"
     power = numeric(shown, "power_limit_w") if "power_limit_w" in shown else np.full(len(shown), np.nan)
-    shown = shown.assign(power_label=np.where(np.isfinite(power), [f"{p:g} W limit" for p in power], "limit n/a"))
+    shown = shown.assign(power_label=np.where(np.isfinite(power), [f"{p:g} W limit" for p in power],
+                                              "power limit not recorded"))
     symbols = ("circle", "square", "diamond", "triangle-up", "cross", "x")
     fig = go.Figure()
     for i, (limit, by_limit) in enumerate(split_by(shown, "power_label")):

@@ -98,7 +98,9 @@ def scaling_view(rows: pd.DataFrame, x: str = "flops", group_by: Sequence[str] =
         return problem, empty
     points = group_points(rows, x, group_by)
     if points.empty:
-        return message_figure(f"{title}: no rows with a positive {x} and a measured time", title), empty
+        hint = (" (an import without --flops/--bytes records no work per call: pick a size as x)"
+                if x in ("flops", "min_bytes") else "")
+        return message_figure(f"{title}: no rows with a positive {x} and a measured time{hint}", title), empty
     sizes = points.groupby("group").size().sort_values(ascending=False)
     shown = list(sizes.index[:max_groups])
     points = points[points["group"].isin(shown)]

@@ -58,6 +58,9 @@ def tile_heatmap_figure(rows: pd.DataFrame, value: str = "time") -> go.Figure:
     if problem is not None:
         return problem
     grid, best = tile_grid(rows, column)
+    if best is None and len(rows) and not np.isfinite(numeric(rows, "tile_m")).any():
+        return message_figure(f"{title}: these rows have no tile sizes (an imported parameter space: its "
+                              "parameters are under Parameter space below)", title)
     if best is None:
         what = "energy" if value == "energy" else "a measured time"
         return message_figure(f"{title}: no tiled rows with {what} in this selection "

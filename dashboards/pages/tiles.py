@@ -173,6 +173,7 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         as_lists = {c: firsts[c].tolist() for c in firsts.columns}  # (to_dict("records") boxes each cell)
         keys = [_shape_key({c: values[i] for c, values in as_lists.items()}) for i in range(len(firsts))]
         kernels, row_counts = firsts["kernel"].astype(str).tolist(), firsts["rows"].tolist()
+        labels = [label if label != "?" else "(no sizes: an imported problem)" for label in labels]
         options = [{"label": f"{kernels[i]} {labels[i]} ({row_counts[i]} rows)", "value": keys[i]}
                    for i in range(len(keys))]
         dtypes = distinct(rows["dtype"])
