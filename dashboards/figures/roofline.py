@@ -190,7 +190,9 @@ def roofline_figure(rows: pd.DataFrame, ceilings: pd.DataFrame | None = None, *,
                                               "(not in the spec table, not calibrated)"]))
     over = int(numeric(points, "above_ceiling").sum())
     if over:
-        named = "; ".join(f"{k}: {v}" for k, v in (sources or {}).items()) or "the peaks the bound used"
+        # the short legend labels where given (the hover and the page's notes give the full paths)
+        named = "; ".join(f"{k.replace(':', ' ')}: {v}" for k, v in (labels or sources or {}).items()) \
+            or "the peaks the bound used"
         note = "; ".join(filter(None, [note, f"{over:,} row(s) above their own ceiling (outlined red): that ceiling "
                                               f"is too low for them (ceilings from {named})"]))
     ys = numeric(points, "achieved_flops_per_s")
