@@ -358,6 +358,24 @@ def test_estimate_page_without_a_model_says_the_fallback_answered(cb):
     assert axis.type in (None, "linear") and axis.range[1] < 1e-3  # no annotation stretching the axis to 1 s
 
 
+def test_best_configuration_from_an_incomplete_configuration_ranks_without_comparing(monkeypatch):
+    calls = []
+
+    def best(kernel, device, dtype, *, model, shape, params=None, implementation=None):
+        calls.append((dict(shape), params))
+        if params or any(k.startswith("tile_") for k in shape):
+            raise InvalidInputError("--params leaves alpha unset: give every varied parameter", parameter="params")
+        return {"best_config": {"best": "the pick"}}
+
+    monkeypatch.setattr("perfscope.dashboards.adapters.estimate_with_best_config", best)
+    outcome = run_estimate("gemm", "h100-sxm", "fp32", {"m": 64, "n": 64, "k": 64, "tile_m": 128, "param_beta": 0},
+                           best_config=True, estimate=lambda *a, **config: {"latency_s": 1e-3, "given": config})
+    assert outcome.ok and outcome.result["best_config"] == {"best": "the pick"}
+    assert outcome.result["given"]["tile_m"] == 128  # the estimate is of the configuration as given
+    assert "incomplete (leaves alpha unset" in outcome.result["given_note"]
+    assert calls[-1] == ({"m": 64, "n": 64, "k": 64}, None)
+
+
 def test_adapter_parses_shapes_and_never_raises_for_perfscope_errors():
     assert parse_shape("attention", "batch=1 heads=8 kv_heads=8 seq_q=16 seq_k=16 head_dim=64 causal=true") == {
         "batch": 1, "heads": 8, "kv_heads": 8, "seq_q": 16, "seq_k": 16, "head_dim": 64, "causal": True}

@@ -250,6 +250,8 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         notes = [f"answered by: {result.get('method', '?')}"
                  + (f" ({context.model_path})" if context.model is not None else ""),
                  f"device figures: {result.get('device', device)} ({result.get('device_source', '?')})"]
+        if result.get("given_note"):
+            notes.append(result["given_note"])
         values = normalise_estimate(result)
         if math.isfinite(values["energy_j"]):
             row = grid_intensity(region or "World")
