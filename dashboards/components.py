@@ -10,8 +10,8 @@ from typing import Any
 
 import dash_ag_grid as dag  # at import time: Dash refuses component libraries first imported inside a callback
 import pandas as pd
-from dash import dcc, html, no_update
-from dash.exceptions import PreventUpdate
+from dash import ctx, dcc, html, no_update
+from dash.exceptions import MissingCallbackContextException, PreventUpdate
 
 from perfscope.dashboards.figures.common import message_figure, placeholder_figure
 from perfscope.dashboards.units import format_cell, grid_value_formatter
@@ -166,3 +166,11 @@ def guard(*kinds: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         return wrapper
 
     return decorate
+
+
+def triggered_id() -> Any:
+    """The id of the input that fired the running callback (None outside a callback: tests call them directly)."""
+    try:
+        return ctx.triggered_id
+    except MissingCallbackContextException:
+        return None

@@ -11,12 +11,20 @@ import math
 from typing import Any
 
 import pandas as pd
-from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
-from dash.exceptions import MissingCallbackContextException, PreventUpdate
+from dash import ALL, Input, Output, State, dcc, html, no_update
+from dash.exceptions import PreventUpdate
 
 from perfscope.carbon import canonical_region, grid_intensity, load_intensity_table, operational_gco2e
 from perfscope.dashboards.adapters import SHAPE_EXAMPLES, parse_params, parse_shape, run_estimate, run_estimate_params
-from perfscope.dashboards.components import control, data_table, figure_id, figure_panel, guard, notes_list
+from perfscope.dashboards.components import (
+    control,
+    data_table,
+    figure_id,
+    figure_panel,
+    guard,
+    notes_list,
+    triggered_id,
+)
 from perfscope.dashboards.context import DashboardContext
 from perfscope.dashboards.estimate_family import (
     PARAM_FIELD,
@@ -228,7 +236,7 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
             return message_figure("Estimate: pick a device"), notes_list(["pick a device"], kind="warning"), html.Div()
         kernel = kernel or "gemm"
         impl = None if implementation in (None, "", DEFAULT_IMPLEMENTATION) else implementation
-        best = bool(best_clicks) and (not n_clicks or _triggered() == "estimate-best")
+        best = bool(best_clicks) and (not n_clicks or triggered_id() == "estimate-best")
         pue_value = float(pue) if pue is not None else 1.0
         if kernel in KERNELS:
             config: dict[str, Any] = dict(parse_shape(kernel, shape_text))
@@ -267,14 +275,6 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
     url_state = register_url_state(app, KEY, URL_CONTROLS)
     return {"update_estimate": update_estimate, "update_estimate_choices": update_estimate_choices,
             "write_estimate_params": write_params, "url_state_estimate": url_state}
-
-
-def _triggered() -> Any:
-    """The id of the input that fired the running callback (None outside a callback)."""
-    try:
-        return ctx.triggered_id
-    except MissingCallbackContextException:
-        return None
 
 
 def estimate_table(result: dict[str, Any]) -> pd.DataFrame:

@@ -8,10 +8,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from dash import Input, Output, State, ctx, dcc, html, no_update
-from dash.exceptions import MissingCallbackContextException, PreventUpdate
+from dash.exceptions import PreventUpdate
 
 from perfscope.dashboards.adapters import predict_latency_s
-from perfscope.dashboards.components import cached, control, figure_id, figure_panel, guard, notes_list
+from perfscope.dashboards.components import (
+    cached,
+    control,
+    figure_id,
+    figure_panel,
+    guard,
+    notes_list,
+    triggered_id,
+)
 from perfscope.dashboards.context import DashboardContext
 from perfscope.dashboards.data import distinct, param_columns
 from perfscope.dashboards.figures.common import is_message, message_figure, numeric, shape_labels
@@ -90,14 +98,6 @@ def layout(**query: Any) -> html.Div:
         html.Div([html.Div(figure_panel("params-heatmap"), className="half"),
                   html.Div(figure_panel("params-parcoords"), className="half")], className="row"),
     ])
-
-
-def _triggered() -> Any:
-    """The id of the input that fired the running callback (None outside a callback: tests)."""
-    try:
-        return ctx.triggered_id
-    except MissingCallbackContextException:
-        return None
 
 
 def _shape_key(row: dict[str, Any]) -> str:
@@ -268,7 +268,7 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
                      shape: str | None, dtype: str | None, device: str | None, brush: str | None) -> Any:
         """Boxes dragged over the parallel coordinates (plotly's ``selections``) as value
         ranges per axis; the clear button or a double-click (no selection left) clears them."""
-        if _triggered() == "params-brush-clear":
+        if triggered_id() == "params-brush-clear":
             return "" if brush else no_update
         if not isinstance(relayout, dict) or "selections" not in relayout:
             raise PreventUpdate  # a zoom, a resize, a redraw: not a brush
