@@ -68,7 +68,8 @@ def parameter_heatmap(rows: pd.DataFrame, x: str, y: str) -> go.Figure:
                                          "tickvals": [np.log10(v) for v in axis.get("tickvals", [])],
                                          "ticktext": axis.get("ticktext", [])},
                                hovertemplate=f"{y} %{{y}}, {x} %{{x}}: %{{text}}<extra></extra>"))
-    fig.update_layout(template=TEMPLATE, title=f"{title} (best {text[by][bx][2:]} at {x}={xs[bx]}, {y}={ys[by]})",
+    best = f"best {text[by][bx][2:]} at {x}={xs[bx]}, {y}={ys[by]}"
+    fig.update_layout(template=TEMPLATE, title=f"{title}<br><sup>{best}</sup>",
                       xaxis={"title": x, "type": "category"}, yaxis={"title": y, "type": "category"})
     return fig
 
@@ -176,10 +177,11 @@ def parameter_parallel_coordinates(rows: pd.DataFrame, parameters: list[str],
             fig.add_shape(type="rect", x0=i - BRUSH_HALF_WIDTH, x1=i + BRUSH_HALF_WIDTH, y0=y0, y1=y1,
                           line={"color": "#2b6cb0", "width": 1}, fillcolor="rgba(43,108,176,0.18)")
     shown = f"the fastest {len(per_config):,} of {total:,}" if total > len(per_config) else f"{total:,}"
-    brushed = (f"; {int(inside.sum()):,} inside the brushed ranges (drag over an axis to brush, "
-               "double-click to clear)" if ranges else "; drag over axes to brush")
-    fig.update_layout(template=TEMPLATE, title=f"{title}: {shown} configurations{brushed}", annotations=annotations,
-                      dragmode="select", clickmode="none",
+    brushed = (f"; {int(inside.sum()):,} in the brushed ranges (double-click clears)" if ranges
+               else "; drag over axes to brush")
+    fig.update_layout(template=TEMPLATE, title=f"{title}<br><sup>{shown} configurations{brushed}</sup>",
+                      annotations=annotations,
+                      dragmode="select", clickmode="none", margin={"t": 130},
                       xaxis={"tickvals": list(range(axes)), "ticktext": labels, "side": "top", "showgrid": False,
                              "zeroline": False, "range": [-0.5, axes - 0.5], "fixedrange": True},
                       yaxis={"visible": False, "range": [-0.05, 1.05], "fixedrange": True})

@@ -213,7 +213,7 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         brushed = rows[brush_mask(rows, ranges)] if ranges else rows
         heatmap = parameter_heatmap(brushed, x, y)
         if ranges and not is_message(heatmap):
-            heatmap.update_layout(title=f"{heatmap.layout.title.text} in the brushed ranges")
+            heatmap.update_layout(title=heatmap.layout.title.text.replace("</sup>", " (in the brushed ranges)</sup>"))
         return varying, x, varying, y, heatmap, parcoords
 
     @guard("figure", "children")
