@@ -349,6 +349,12 @@ def test_estimate_page_answers_an_imported_family_from_its_parameter_fields(impo
     WebDriverWait(browser, SETTLE_TIMEOUT_S).until(
         lambda d: "best configuration" in d.find_element("id", "estimate-details").text)
     browser.save_screenshot(str(SCREENSHOTS / "estimate-imported.png"))
+    shared = browser.current_url
+    _reload_and_settle(browser, shared)  # a shared link brings the family and its fields back
+    WebDriverWait(browser, SETTLE_TIMEOUT_S).until(
+        lambda d: d.find_elements("xpath", f"//*[@id='{field}']") and "4" in d.find_element(
+            "xpath", f"//*[@id='{field}']").text)
+    assert browser.current_url == shared
     assert severe(browser) == []
 
 
