@@ -64,6 +64,44 @@ def data_table(frame: pd.DataFrame | None, *, max_rows: int = MAX_TABLE_ROWS, em
     units by column name (``units.format_cell``), at most ``max_rows`` rows sent."""
     if frame is None or frame.empty:
         return html.Div(empty, className="muted")
+    records, columns, height, note = _grid_content(frame, max_rows)
+    extra = [html.Div(note, className="muted")] if note else []
+    return html.Div([dag.AgGrid(rowData=records, columnDefs=columns, dashGridOptions=GRID_OPTIONS,
+                                style={"height": f"{height}px"}, className="ag-theme-alpine"), *extra])
+
+
+GRID_OPTIONS = {"rowHeight": 28, "headerHeight": 34, "enableCellTextSelection": True}
+
+
+def kept_table(grid_id: str) -> html.Div:
+    """A table that a callback refills through ``kept_table_update`` (its rows, columns and
+    height): the browser keeps the grid and updates it, where new ``children`` would build a
+    new grid on every update (100-200 ms each in a browser without a GPU)."""
+    return html.Div([dag.AgGrid(id=grid_id, rowData=[], columnDefs=[], dashGridOptions=GRID_OPTIONS,
+                                style={"display": "none"}, className="ag-theme-alpine"),
+                     html.Div(id=f"{grid_id}-note", className="muted")])
+
+
+def kept_table_outputs(grid_id: str) -> list[Any]:
+    """The callback outputs of a ``kept_table``, in ``kept_table_update``'s order."""
+    from dash import Output
+
+    return [Output(grid_id, "rowData"), Output(grid_id, "columnDefs"), Output(grid_id, "style"),
+            Output(f"{grid_id}-note", "children")]
+
+
+def kept_table_update(frame: pd.DataFrame | None, *, max_rows: int = MAX_TABLE_ROWS,
+                      empty: str = "nothing to show") -> tuple[list, list, dict, str]:
+    """(rows, column definitions, style, note) of ``frame`` for a ``kept_table``; an empty
+    frame hides the grid and says ``empty``."""
+    if frame is None or frame.empty:
+        return [], [], {"display": "none"}, empty
+    records, columns, height, note = _grid_content(frame, max_rows)
+    return records, columns, {"height": f"{height}px"}, note
+
+
+def _grid_content(frame: pd.DataFrame, max_rows: int) -> tuple[list[dict], list[dict], int, str]:
+    """(records, column definitions, height in px, a note when rows were left out)."""
     shown = frame.head(max_rows)
     fields = [f"c{i}" for i in range(len(shown.columns))]  # grid fields: no dots or spaces from headers
     names = [str(c) for c in shown.columns]
@@ -85,12 +123,8 @@ def data_table(frame: pd.DataFrame | None, *, max_rows: int = MAX_TABLE_ROWS, em
                 "filter": "agNumberColumnFilter" if name in numeric_columns else True,
                 **({"valueFormatter": grid_value_formatter(name)} if name in numeric_columns else {})}
                for field, name, width in zip(fields, names, widths, strict=True)]
-    extra = [html.Div(f"the first {max_rows:,} of {len(frame):,} rows", className="muted")] \
-        if len(frame) > max_rows else []
-    height = min(36 + 28 * len(shown) + 4, 420)
-    return html.Div([dag.AgGrid(rowData=records, columnDefs=columns,
-                                dashGridOptions={"rowHeight": 28, "headerHeight": 34, "enableCellTextSelection": True},
-                                style={"height": f"{height}px"}, className="ag-theme-alpine"), *extra])
+    note = f"the first {max_rows:,} of {len(frame):,} rows" if len(frame) > max_rows else ""
+    return records, columns, min(36 + 28 * len(shown) + 4, 420), note
 
 
 WIDTH_SAMPLE_ROWS = 200  # rows whose text sets a column's width

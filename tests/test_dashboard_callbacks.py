@@ -176,8 +176,12 @@ def test_filter_with_no_rows_gives_messages_everywhere(cb):
 def test_gap_page(cb):
     latency, gap, table, summary = cb["update_gap"]({"device": [H100_KEY]})
     assert not is_message(latency) and not is_message(gap)
-    assert "triton.matmul" in str(table)
-    assert "fraction_median" in str(summary)
+    # the tables are grids the page keeps: their rows, columns, style and note are sent
+    rows, columns, style, note = table
+    assert any("triton.matmul" in str(row.values()) for row in rows) and "display" not in style and note == ""
+    assert "fraction_median" in [c["headerName"] for c in summary[1]]
+    _, _, nothing, _ = cb["update_gap"]({"device": ["no-such-device"]})
+    assert nothing == ([], [], {"display": "none"}, "no bound")
 
 
 def test_waterline_preset_and_custom_sequences(cb, app):

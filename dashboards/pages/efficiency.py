@@ -10,7 +10,17 @@ import pandas as pd
 from dash import Input, Output, State, dcc, html, no_update
 
 from perfscope.dashboards.aggregate import group_codes, group_quantiles
-from perfscope.dashboards.components import cached, control, data_table, figure_id, figure_panel, guard, notes_list
+from perfscope.dashboards.components import (
+    cached,
+    control,
+    figure_id,
+    figure_panel,
+    guard,
+    kept_table,
+    kept_table_outputs,
+    kept_table_update,
+    notes_list,
+)
 from perfscope.dashboards.context import DashboardContext
 from perfscope.dashboards.data import distinct
 from perfscope.dashboards.figures.common import config_labels, message_figure, numeric, seconds, si
@@ -70,9 +80,9 @@ def layout(**query: Any) -> html.Div:
         html.Div([html.Div(figure_panel("latency-flops"), className="half"),
                   html.Div(figure_panel("gap"), className="half")], className="row"),
         html.H3("Furthest from the bound"),
-        html.Div(id="gap-table"),
+        kept_table("gap-table"),
         html.H3("Achieved fraction of the bound by group"),
-        html.Div(id="gap-summary"),
+        kept_table("gap-summary"),
         html.H3("Waterline of a kernel sequence"),
         html.P("Per layer: the roofline bound and the measured median (same family, dtype and shape on the "
                "device). Totals: the sum of the bounds, the measured sum, and the bound if the layers were fused "
@@ -93,6 +103,7 @@ def layout(**query: Any) -> html.Div:
                 width="100%"),
         figure_panel("waterline"),
         html.Div(id="waterline-totals"),
+        kept_table("waterline-table"),
     ])
 
 
@@ -110,18 +121,20 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         rows = data.select(filters, _GAP_COLUMNS)
         return latency_flops_figure(rows), gap_figure(rows)
 
-    @app.callback(Output("gap-table", "children"), Output("gap-summary", "children"), Input("filters", "data"))
-    @guard("children", "children")
+    # the two tables are grids the page keeps: only their rows and columns are sent
+    @app.callback(*kept_table_outputs("gap-table"), *kept_table_outputs("gap-summary"), Input("filters", "data"))
+    @guard("other", "other", "other", "children", "other", "other", "other", "children")
     @cached(data, "update_gap_tables")
     def update_gap_tables(filters: dict | None) -> tuple:
         rows = data.select(filters, _GAP_COLUMNS)
-        return (data_table(gap_table(rows), empty="no bound"),
-                data_table(_summary(rows), empty="no rows with a roofline bound (the device has no peak for "
-                                                 "their dtype: calibrate it)"))
+        return (*kept_table_update(gap_table(rows), empty="no bound"),
+                *kept_table_update(_summary(rows), empty="no rows with a roofline bound (the device has no peak "
+                                                         "for their dtype: calibrate it)"))
 
     def update_gap(filters: dict | None) -> tuple:
-        """Both parts: (latency figure, gap figure, gap table, summary table)."""
-        return (*update_gap_figures(filters), *update_gap_tables(filters))
+        """Both parts: (latency figure, gap figure, gap table's update, summary table's update)."""
+        tables = update_gap_tables(filters)
+        return (*update_gap_figures(filters), tables[:4], tables[4:])
 
     @guard("other", "other", "other", "other")
     @cached(data, "update_waterline_options")
@@ -220,13 +233,14 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
                              time_s=[seconds(v) for v in frame["time_s"]])
         table = table[["layer", "kernel", "flops", "min_bytes", "bound", "bound_time_s", "time_s", "measured_rows"]]
         notes = [describe_totals(totals), data.devices[device_key].note]
-        return figure, html.Div([notes_list(notes), data_table(table)])
+        return figure, (notes_list(notes), *kept_table_update(table))
 
     # One callback sets the dtype and device choices and draws the waterline: chained, the
     # waterline was drawn twice per filter change (once per round trip), a second in the browser.
     @app.callback(Output("waterline-dtype", "options"), Output("waterline-dtype", "value"),
                   Output("waterline-device", "options"), Output("waterline-device", "value"),
                   Output(figure_id("waterline"), "figure"), Output("waterline-totals", "children"),
+                  *kept_table_outputs("waterline-table"),
                   Input("waterline-sequence", "value"), Input("waterline-dtype", "value"),
                   Input("waterline-device", "value"), Input("waterline-configs", "value"),
                   Input("filters", "data"))
@@ -234,8 +248,12 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
                                  config_ids: list[str] | None, filters: dict | None) -> tuple:
         choices = update_waterline_options(filters, dtype, device_key)
         if any(choice is no_update for choice in choices):  # the options failed (a message is already logged)
-            return (*choices, *update_waterline(sequence_name, dtype, device_key, config_ids, filters))
-        return (*choices, *update_waterline(sequence_name, choices[1], choices[3], config_ids, filters))
+            figure, totals = update_waterline(sequence_name, dtype, device_key, config_ids, filters)
+        else:
+            figure, totals = update_waterline(sequence_name, choices[1], choices[3], config_ids, filters)
+        if not isinstance(totals, tuple):  # a message: no table
+            totals = (totals, *kept_table_update(None, empty=""))
+        return (*choices, figure, *totals)
 
     url_state = register_url_state(app, KEY, URL_CONTROLS, defaults=url_defaults())
     return {"update_gap": update_gap, "update_waterline_options": update_waterline_options,
