@@ -19,7 +19,15 @@ interval of a test row is prediction · exp(±q·σ(x)). Printed:
   5% and 95% quantiles of log(time / bound) on the forest's features, widened by the conformal
   quantile of their out-of-fold misses on the same grouped folds.
 
-    python bench/bench_intervals.py [--gpperf DIR] [--n-jobs 2] [--trees 300]
+Then (``--device``) the intervals ``perfscope train`` saves, on a new GPU: the Kernel Tuner
+dedispersion caches, leave one GPU out, ``param_forest`` in a ``ConformalWrapper``
+calibrated on unseen (block_size_x, block_size_y) groups of the training GPUs, judged
+zero-shot and after adapting to k measured configurations of the held-out GPU (random,
+or chosen by the model), the calibration kept as ``train --adapt`` keeps it; next to it,
+the cross-fold interval ``evaluate`` gives a bare model (other GPUs' errors).
+
+    python bench/bench_intervals.py [--gpperf DIR] [--n-jobs 2] [--trees 300] [--device
+        [--kernel-tuner DIR] [--sample-per-gpu 2000] [--device-trees 50]] [--skip-gpperf]
 
 The test side has 8 shapes, 7 of them M = 128256: coverage moves in steps of a shape.
 """
@@ -37,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 DEFAULT_GPPERF = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "gpperf"
+DEFAULT_KERNEL_TUNER = DEFAULT_GPPERF.parent / "kernel_tuner" / "dedispersion_milo"
 GAMMAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0)
 ALPHA = 0.1
 
@@ -89,6 +98,39 @@ def cqr_coverage(inside: pd.DataFrame, outside: pd.DataFrame) -> tuple[float, fl
     return float(np.mean((y_new >= low) & (y_new <= high))), float(np.median(width))
 
 
+def run_device(folder: Path, sample_per_gpu: int, trees: int, n_jobs: int | None) -> None:
+    """Coverage of the saved (wrapped) intervals on a held-out GPU, zero-shot and k-shot."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_kernel_tuner import COLUMNS, load
+
+    from perfscope.models.evaluation import evaluate
+    from perfscope.models.intervals import ConformalWrapper
+    from perfscope.models.param_forest import ParameterForestModel
+
+    if not folder.is_dir():
+        print(f"Kernel Tuner caches not found at {folder}: skipped (pass --kernel-tuner DIR)")
+        return
+    start = time.perf_counter()
+    rows = load(folder, None)
+    if sample_per_gpu > 0:
+        rows = pd.concat([part.sample(min(sample_per_gpu, len(part)), random_state=0)
+                          for _, part in rows.groupby("device_key", sort=False)], ignore_index=True)
+    models = {"param_forest": ParameterForestModel(n_estimators=trees, n_jobs=n_jobs),
+              "saved intervals": ConformalWrapper(ParameterForestModel(n_estimators=trees, n_jobs=n_jobs),
+                                                  groups=block_groups)}
+    table = evaluate(models, rows, split="device")
+    print(f"\n## leave one GPU out, {len(rows)} rows ({sample_per_gpu or 'all'} per GPU), {trees} trees: "
+          f"coverage of 90% intervals ({time.perf_counter() - start:.0f} s)")
+    print(table[COLUMNS + ["coverage_method"]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+def block_groups(rows: pd.DataFrame) -> np.ndarray:
+    """Groups of the calibration: (block_size_x, block_size_y) combinations, as ``train`` groups a sweep."""
+    from perfscope.models.groups import parameter_groups
+
+    return parameter_groups(rows, ["block_size_x", "block_size_y"])
+
+
 def main(argv: list[str] | None = None) -> int:
     from perfscope.importers.gpperf import import_gpperf
     from perfscope.models.evaluation import cross_validated_predictions, extrapolation_fold
@@ -99,8 +141,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpperf", type=Path, default=DEFAULT_GPPERF, help="folder of GPPerf's CSVs")
     parser.add_argument("--n-jobs", type=int, default=None, help="forest fitting jobs")
     parser.add_argument("--trees", type=int, default=300)
+    parser.add_argument("--device", action="store_true", help="also the leave-one-GPU-out coverage")
+    parser.add_argument("--kernel-tuner", type=Path, default=DEFAULT_KERNEL_TUNER, help="folder of the caches")
+    parser.add_argument("--sample-per-gpu", type=int, default=2000, help="configurations per GPU (0: all)")
+    parser.add_argument("--device-trees", type=int, default=50)
+    parser.add_argument("--skip-gpperf", action="store_true")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*sklearn.utils.parallel.delayed.*")
+    if args.device:
+        run_device(args.kernel_tuner, args.sample_per_gpu, args.device_trees, args.n_jobs)
+    if args.skip_gpperf:
+        return 0
     if not (args.gpperf / "cutlass_results.csv").is_file():
         print(f"GPPerf data not found at {args.gpperf}: skipped (pass --gpperf DIR)")
         return 0
