@@ -14,8 +14,9 @@ dataset that holds more measurements than k, so what a model-guided search would
 measured can be replayed.
 
 Intervals stay those of the base model's conformal calibration: the k rows are what
-the adapted part was fitted on, so they cannot calibrate it as well (the interval of
-the new device is not re-measured: check it with ``perfscope evaluate --split device``).
+the adapted part was fitted on, so they cannot calibrate it as well. Those intervals were
+calibrated on the training GPUs' errors and are too narrow for a new GPU (measured in
+docs/models.md, "Intervals": the saved intervals after adaptation cover well under 90%).
 """
 
 from __future__ import annotations
