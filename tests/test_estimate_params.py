@@ -65,3 +65,23 @@ def test_missing_parameters_no_model_or_an_unknown_family_are_refused_clearly(fa
     unseen = estimate_params(FAMILY, DEVICE, model=model, params={"block_size_x": 8, "block_size_y": 32,
                                                                   "tile_size_x": 1})
     assert unseen["observed"] is False
+
+
+def test_the_cli_estimates_an_imported_configuration_as_the_page_does(family, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    _, model = family
+    params = "block_size_x=1,block_size_y=32,tile_size_x=1"
+    args = [sys.executable, "-m", "perfscope", "estimate", FAMILY, "--device", DEVICE, "--model", str(model.path),
+            "--params", params]
+    out = subprocess.run([*args, "--json"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    expected = estimate_params(FAMILY, DEVICE, model=model, params={"block_size_x": 1, "block_size_y": 32,
+                                                                    "tile_size_x": 1})
+    assert json.loads(out.stdout)["latency_s"] == pytest.approx(expected["latency_s"])
+    text = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert "model:param_forest" in text.stdout and "no FLOPs or bytes" in text.stdout
+    short = subprocess.run([*args[:-1], "block_size_x=1"], capture_output=True, text=True, timeout=120)
+    assert short.returncode == 2 and "Traceback" not in short.stderr and "tile_size_x" in short.stderr

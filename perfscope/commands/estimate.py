@@ -14,13 +14,15 @@ from perfscope.cli_app import app
 from perfscope.commands.train import read_rows
 from perfscope.errors import InvalidInputError
 
+BUILT_IN_FAMILIES = ("gemm", "conv", "attention")  # the families with sizes (others: imported, by parameters)
+
 Int = Annotated[int | None, typer.Option()]
 
 
 @app.command("estimate")
 def estimate_command(
-    kernel: Annotated[str, typer.Argument(help="gemm, conv or attention; with --best-config any family the "
-                                                "model was trained on (e.g. an imported dedispersion_kernel).")],
+    kernel: Annotated[str, typer.Argument(help="gemm, conv or attention; with --params or --best-config any family "
+                                                "the model was trained on (e.g. an imported dedispersion_kernel).")],
     device: Annotated[str, typer.Option(help="Device id, name or dataset key: h100-sxm, 'NVIDIA L4', cpu-amd-epyc.")],
     dtype: Annotated[str, typer.Option(help="fp32, tf32, fp16, bf16, fp8_e4m3, fp8_e5m2.")] = "fp32",
     fp32_math: Annotated[str | None, typer.Option(
@@ -60,9 +62,11 @@ def estimate_command(
 ) -> None:
     """Estimate a configuration: `perfscope estimate gemm --m 4096 --n 4096 --k 4096 --dtype bf16 --device h100-sxm`.
 
-    The best configuration of an imported kernel: `perfscope estimate dedispersion_kernel --device A100
-    --model MODEL --best-config --params 'block_size_x=32,block_size_y=8'`."""
-    shape = _shape(kernel, locals(), any_family=best)
+    One configuration of an imported kernel: `perfscope estimate dedispersion_kernel --device A100 --model MODEL
+    --params 'block_size_x=32,block_size_y=8,...'`; its best configuration: add `--best-config`."""
+    # an imported family's configuration, by its tunable parameters (the parameter forest answers)
+    imported = not best and params is not None and kernel not in BUILT_IN_FAMILIES
+    shape = _shape(kernel, locals(), any_family=best or imported)
     for column, value in (("tile_m", tile_m), ("tile_n", tile_n), ("tile_k", tile_k)):
         if value is not None or tile is not None:
             shape[column] = value if value is not None else tile
@@ -78,6 +82,17 @@ def estimate_command(
             problem_size=_sizes(problem_size) if problem_size else None, suggest=suggest,
             estimate_options={"region": region, "intensity_gco2e_per_kwh": intensity, "pue": pue,
                               "fp32_math": fp32_math})
+    elif imported:
+        from perfscope.workflows.config_space import parse_params
+        from perfscope.workflows.estimate_params import estimate_params
+
+        for flag, option in (("--space", space), ("--data", data), ("--suggest", suggest)):
+            if option:
+                raise InvalidInputError(f"{flag} is an option of --best-config")
+        result = estimate_params(kernel, device, dtype, model=model, params=parse_params(params),
+                                 problem_size=_sizes(problem_size) if problem_size else None,
+                                 implementation=implementation, region=region, intensity_gco2e_per_kwh=intensity,
+                                 pue=pue)
     else:
         from perfscope.workflows.estimate import estimate
 
@@ -89,6 +104,9 @@ def estimate_command(
                           pue=pue, implementation=implementation, fp32_math=fp32_math, **shape)
     if as_json:
         print(strict_json.dumps(result))
+        return
+    if imported:
+        print(_render_params(result))
         return
     print(_render(result) if "latency_s" in result else _render_best(result["best_config"]))
     if "latency_s" in result and "best_config" in result:
@@ -121,7 +139,7 @@ def _shape(kernel: str, given: dict[str, Any], any_family: bool = False) -> dict
     }
     if kernel not in names and not any_family:
         raise InvalidInputError(f"unknown kernel family {kernel!r}: use gemm, conv or attention (or, for a family "
-                                "a model was trained on, --best-config)")
+                                "a model was trained on, --params or --best-config)")
     names.setdefault(kernel, {})
     shape: dict[str, Any] = {}
     for flag, column in names[kernel].items():
@@ -178,6 +196,26 @@ def _render(r: dict[str, Any]) -> str:
         lines.append(f"  best tile   {b['tile_m']}x{b['tile_n']}x{b['tile_k']} ({b['implementation']}): "
                      f"{t(b['latency_s'])}, "
                      f"x{b['gain_over_default']:.3g} over the given configuration")
+    lines.append(f"  method      {r['method']}")
+    return "\n".join(lines)
+
+
+def _render_params(r: dict[str, Any]) -> str:
+    """An imported family's estimate (``estimate_params``) as lines."""
+    def t(seconds: float) -> str:
+        return f"{seconds * 1e3:.4g} ms" if seconds >= 1e-4 else f"{seconds * 1e6:.4g} us"
+
+    config = " ".join(f"{k}={v}" for k, v in r["config"].items() if k != "implementation")
+    lines = [f"{r['kernel']} {r['dtype']} on {r['device']} (model device {r['device_key']}: {r['device_source']})",
+             f"  config      {config}" + ("" if r["observed"] else "  (not in the trained space: no launch geometry)"),
+             f"  latency     {t(r['latency_s'])}  [{t(r['latency_low_s'])} .. {t(r['latency_high_s'])}]",
+             "  bound       none: the import gave no FLOPs or bytes for this family"]
+    if r["energy_j"] == r["energy_j"]:
+        lines += [f"  energy      {r['energy_j']:.4g} J  ({r['energy_method']})",
+                  f"  carbon      {r['carbon_gco2e']:.4g} gCO2e at {r['carbon_intensity_gco2e_per_kwh']:g} g/kWh, "
+                  f"PUE {r['pue']:g} ({r['carbon_intensity_source']})"]
+    else:
+        lines.append(f"  energy      unknown ({r['energy_method']})")
     lines.append(f"  method      {r['method']}")
     return "\n".join(lines)
 

@@ -70,7 +70,8 @@ def _order(value: Any) -> tuple[int, Any]:
 
 def estimate_params(kernel: str, device: str, dtype: str = "fp32", *, model: Any, params: Mapping[str, Any],
                     problem_size: Sequence[int] | None = None, implementation: str | None = None,
-                    region: str = DEFAULT_REGION, pue: float = 1.0, best: bool = False) -> dict[str, Any]:
+                    region: str = DEFAULT_REGION, intensity_gco2e_per_kwh: float | None = None, pue: float = 1.0,
+                    best: bool = False) -> dict[str, Any]:
     """The parameter forest's estimate of one configuration (``params``: the tunable
     parameters by name) of an imported ``kernel``: latency with its interval, energy,
     power and carbon, and, with ``best``, ``best_config``'s answer under ``"best_config"``
@@ -99,7 +100,11 @@ def estimate_params(kernel: str, device: str, dtype: str = "fp32", *, model: Any
     spec = find_device_spec(device) or find_device_spec(device_key)
     tdp_w = getattr(spec, "tdp_w", None)
     energy_j = float(latency[0]) * tdp_w if tdp_w else float("nan")
-    grid = grid_intensity(region)
+    if intensity_gco2e_per_kwh is None:
+        grid = grid_intensity(region)
+        intensity, intensity_source = grid.intensity_gco2e_per_kwh, grid.citation
+    else:
+        intensity, intensity_source = float(intensity_gco2e_per_kwh), "given"
     wrapper = bundle[PREDICTOR]
     trained = set(bundle.metadata.get("device_names") or {}) | set(getattr(wrapper.estimator_, "scales_", {}))
     result: dict[str, Any] = {
@@ -113,8 +118,8 @@ def estimate_params(kernel: str, device: str, dtype: str = "fp32", *, model: Any
         "energy_j": energy_j, "power_w": float(tdp_w) if tdp_w else float("nan"),
         "energy_method": ("estimate-tdp (TDP x latency: an upper-end estimate)" if tdp_w
                           else "none (no TDP known for this device)"),
-        "carbon_intensity_gco2e_per_kwh": grid.intensity_gco2e_per_kwh, "carbon_intensity_source": grid.citation,
-        "pue": float(pue), "carbon_gco2e": float(operational_gco2e(energy_j, grid.intensity_gco2e_per_kwh, pue)),
+        "carbon_intensity_gco2e_per_kwh": intensity, "carbon_intensity_source": intensity_source,
+        "pue": float(pue), "carbon_gco2e": float(operational_gco2e(energy_j, intensity, pue)),
     }
     if best:
         result["best_config"] = best_config(kernel, device, dtype, model=bundle, params=params,
