@@ -166,6 +166,7 @@ def test_best_config_suggests_what_to_measure_next_and_leaves_out_what_was_measu
         best_config("stencil", key, model=path, data=new, suggest=0)
 
 
+@pytest.mark.slow
 def test_estimate_suggest_on_the_cli_and_its_refusal(split, tmp_path):
     from test_best_config import _bundle_of  # tests/ is on sys.path (rootdir import mode)
 
