@@ -21,6 +21,7 @@ docs/models.md, "Intervals": the saved intervals after adaptation cover well und
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -103,9 +104,7 @@ def adapt_bundle(model_dir: str | os.PathLike[str], rows: pd.DataFrame, *,
 def _chosen_by_model(models: dict[str, Any], usable: pd.DataFrame, k: int) -> pd.DataFrame:
     """Per device of ``usable``: the ``k`` rows the bundle's parameter forest chooses to measure
     (``adapt_to_chosen`` on a copy: the models themselves adapt afterwards, to these rows)."""
-    import copy
-
-    import pandas as pd
+    import pandas as pd  # only fitting needs frames; estimates must not load pandas
 
     ranker = next((getattr(m, "estimator_", m) for name, m in models.items() if name == "param_forest"), None)
     if ranker is None or not hasattr(ranker, "adapt"):

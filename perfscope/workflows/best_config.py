@@ -38,6 +38,7 @@ from perfscope.columns import as_columns, repeat
 from perfscope.devices.registry import find_device_spec, normalise_device_name, resolve_device
 from perfscope.errors import InvalidInputError
 from perfscope.models.efficiency import measured_latency_s, ok_mask
+from perfscope.models.few_shot import choose_to_measure, fastest_share
 from perfscope.models.param_space import row_configurations, space_configurations, tunable_items
 from perfscope.workflows.config_space import (
     TILE_NAMES,
@@ -205,8 +206,6 @@ def _to_measure(bundle: Any, predictor: str, kernel: str, device_key: str, dtype
                 candidates: list[dict[str, Any]], latency: np.ndarray, k: int) -> dict[str, Any]:
     """``suggest``: the k candidates to measure next (``choose_to_measure``), without those the
     adapted parameter forest already measured on this device."""
-    from perfscope.models.few_shot import choose_to_measure, fastest_share
-
     measured = np.zeros(len(candidates), dtype=bool)
     inner: Any = getattr(bundle[predictor], "estimator_", None)
     if predictor == "param_forest" and hasattr(inner, "measured_mask"):
