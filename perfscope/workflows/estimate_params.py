@@ -97,7 +97,7 @@ def estimate_params(kernel: str, device: str, dtype: str = "fp32", *, model: Any
     latency, low, high, device_key = _predict(bundle, PREDICTOR, kernel, device, dtype, {}, [given], None)
     if not np.isfinite(latency[0]):
         raise InvalidInputError(f"the model has no latency estimate for {kernel} on {device}")
-    spec = find_device_spec(device) or find_device_spec(device_key)
+    spec = find_device_spec(device_key) or find_device_spec(device)  # the device the model answered for
     tdp_w = getattr(spec, "tdp_w", None)
     energy_j = float(latency[0]) * tdp_w if tdp_w else float("nan")
     if intensity_gco2e_per_kwh is None:
