@@ -82,6 +82,10 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
 
     ``device_features``: which device figures the forest sees: ``"kind"`` (vendor and wave
     width, the default), ``"spec"`` (those and the spec figures) or ``"none"``.
+    ``device_landscapes``: also fit one small forest per training device, which only
+    ``adapt`` (few-shot) uses; ``False`` skips them where the model is never adapted (the
+    fold fits of ``train``: about half of each fit's time), and ``adapt`` then mixes
+    nothing but the pooled landscape.
 
     Fitted: ``forest_`` (``ForestArrays``), ``feature_names_``, ``params_`` (tunable
     parameter names), ``codes_`` (string parameter codes), ``scales_`` (device key ->
@@ -94,13 +98,14 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
 
     def __init__(self, n_estimators: int = 200, min_samples_leaf: int = 1, random_state: int | None = 0,
                  n_jobs: int | None = None, device_features: str = "kind",
-                 max_rows_per_tree: int | None = None) -> None:
+                 max_rows_per_tree: int | None = None, device_landscapes: bool = True) -> None:
         self.n_estimators = n_estimators
         self.min_samples_leaf = min_samples_leaf
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.device_features = device_features
         self.max_rows_per_tree = max_rows_per_tree
+        self.device_landscapes = device_landscapes
 
     # -- features --------------------------------------------------------------------------
     def _device_figures(self, rows: Any) -> dict[str, tuple[float, ...]]:
@@ -192,7 +197,7 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
         target = log_time - np.array([self.scales_[k] for k in keys])
         self.forest_ = export_forest(self._new_forest(len(target)).fit(design, target))
         self.device_forests_ = {}  # per training device: its own landscape, for few-shot mixtures
-        if len(self.scales_) > 1:
+        if self.device_landscapes and len(self.scales_) > 1:
             trees = max(10, self.n_estimators // DEVICE_FOREST_SHARE)
             for key in self.scales_:
                 mine = keys == key

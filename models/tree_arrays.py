@@ -25,7 +25,9 @@ are traversed (exact: rows with equal bins reach the same leaves in every tree).
 index inside its tree and after its parent, one parent per node, leaves marked on both
 sides, split features in range, finite values) and refuses bad ones with
 ``perfscope.models.persistence.ModelFileError``: a loaded file can describe at worst a
-wrong forest, never an out-of-bounds read or an endless walk.
+wrong forest, never an out-of-bounds read or an endless walk. ``export_forest``'s arrays,
+taken from a forest scikit-learn just fitted, are trusted (cast, not checked), and the
+walk's tables are built on first prediction: a forest that is only saved costs neither.
 """
 
 from __future__ import annotations
@@ -61,11 +63,13 @@ class ForestArrays:
 
     def __init__(self, *, tree_offsets: Any, children_left: Any, children_right: Any, feature: Any, threshold: Any,
                  value: Any, missing_go_to_left: Any, n_features: Any, feature_importances: Any = None,
-                 name: str = "forest") -> None:
-        arrays = _validated(dict(tree_offsets=tree_offsets, children_left=children_left,
-                                 children_right=children_right, feature=feature, threshold=threshold, value=value,
-                                 missing_go_to_left=missing_go_to_left, n_features=n_features,
-                                 feature_importances=feature_importances), name)
+                 name: str = "forest", trusted: bool = False) -> None:
+        given = dict(tree_offsets=tree_offsets, children_left=children_left, children_right=children_right,
+                     feature=feature, threshold=threshold, value=value, missing_go_to_left=missing_go_to_left,
+                     n_features=n_features, feature_importances=feature_importances)
+        # ``trusted``: arrays just taken from a fitted scikit-learn forest (export_forest), not
+        # read from a file: only cast, not checked (the checks cost seconds on millions of nodes)
+        arrays = _canonical(given) if trusted else _validated(given, name)
         self.tree_offsets: np.ndarray = arrays["tree_offsets"]
         self.children_left: np.ndarray = arrays["children_left"]
         self.children_right: np.ndarray = arrays["children_right"]
@@ -79,7 +83,7 @@ class ForestArrays:
         self.node_count = len(self.feature)
         self.n_outputs = self.value.shape[1]
         self.max_depth = _max_depth(self)
-        self._prepare()
+        self._prepared = False  # the walk's tables: built on first use (a forest only saved needs none)
 
     # -- construction -----------------------------------------------------------------
     @classmethod
@@ -122,8 +126,11 @@ class ForestArrays:
         internal = ~leaf
         self._edges = {int(f): np.unique(self.threshold[internal & (self.feature == f)])
                        for f in np.unique(self.feature[internal])}
+        self._prepared = True
 
     def _check_X(self, X: Any) -> np.ndarray:
+        if not self._prepared:
+            self._prepare()
         X32 = np.asarray(X, dtype=np.float32)
         if X32.ndim != 2 or X32.shape[1] != self.n_features:
             raise InvalidInputError(f"X has shape {X32.shape}; this forest takes (rows, {self.n_features})")
@@ -177,6 +184,8 @@ class ForestArrays:
         split on): the span of the training data the forest can tell apart."""
         low = np.full(self.n_features, np.nan)
         high = np.full(self.n_features, np.nan)
+        if not self._prepared:
+            self._prepare()
         for f, edges in self._edges.items():  # sorted distinct thresholds per feature
             low[f], high[f] = edges[0], edges[-1]
         return low, high
@@ -256,7 +265,7 @@ def export_forest(forest: Any) -> ForestArrays:
         threshold=np.concatenate([t.threshold for t in trees]),
         value=np.concatenate([t.value[:, :, 0] for t in trees]),
         missing_go_to_left=np.concatenate([t.missing_go_to_left for t in trees]).astype(np.uint8),
-        n_features=forest.n_features_in_, feature_importances=forest.feature_importances_)
+        n_features=forest.n_features_in_, feature_importances=forest.feature_importances_, trusted=True)
 
 
 # ---- helpers ------------------------------------------------------------------------------
@@ -284,6 +293,18 @@ def _array(arrays: Mapping[str, Any], field: str, kind: str, ndim: int, name: st
         _refuse(name, f"array {field} has dtype {value.dtype} and {value.ndim} dimensions; expected "
                       f"{ndim} dimension(s) of kind {kind!r}")
     return value
+
+
+def _canonical(arrays: Mapping[str, Any]) -> dict[str, Any]:
+    """Trusted arrays in the canonical dtypes of ``_validated``, unchecked."""
+    importances = arrays.get("feature_importances")
+    dtypes = {"tree_offsets": np.int64, "children_left": np.int64, "children_right": np.int64, "feature": np.int64,
+              "threshold": np.float64, "value": np.float64, "missing_go_to_left": np.uint8}
+    out: dict[str, Any] = {field: np.asarray(arrays[field]).astype(dtype, copy=False)
+                           for field, dtype in dtypes.items()}
+    out["n_features"] = int(arrays["n_features"])
+    out["feature_importances"] = None if importances is None else np.asarray(importances, dtype=np.float64)
+    return out
 
 
 def _validated(arrays: Mapping[str, Any], name: str) -> dict[str, Any]:

@@ -235,8 +235,10 @@ def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequen
         "forest": ForestModel(random_state=seed, n_jobs=n_jobs, include_doubtful_energy=include_doubtful_energy),
         "roofline": RooflineModel()}
     if tunable_names(parameters(data)):
+        # the fold models are never adapted: no per-device landscapes (the final model has them)
         candidates["param_forest"] = ParameterForestModel(random_state=seed, n_jobs=n_jobs,
-                                                          max_rows_per_tree=TRAIN_ROWS_PER_TREE)
+                                                          max_rows_per_tree=TRAIN_ROWS_PER_TREE,
+                                                          device_landscapes=False)
     if n_energy >= MIN_ENERGY_ROWS:
         candidates["energy"] = EnergyModel(latency_model=RooflineModel(),
                                            include_doubtful_energy=include_doubtful_energy)
@@ -262,7 +264,7 @@ def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequen
             continue
         try:
             # calibrated on the evaluation's out-of-fold predictions (same grouped folds): no refits
-            final[name] = ConformalWrapper(candidates[name], alpha=alpha, groups=groups, n_splits=n_splits,
+            final[name] = ConformalWrapper(_final_estimator(candidates[name]), alpha=alpha, groups=groups, n_splits=n_splits,
                                            random_state=seed).fit(data, out_of_fold=out_of_fold)
         except InvalidInputError as exc:
             skipped[name] = str(exc)
@@ -295,6 +297,16 @@ def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequen
                        dtypes=sorted(data["dtype"].astype(str).unique()), models=list(final), evaluation=table,
                        fingerprint=data_fingerprint(data), interval_quantiles=quantiles, skipped=skipped,
                        group_by=names)
+
+
+def _final_estimator(fold_model: Any) -> Any:
+    """The model fitted on every row: the fold models' settings, with what only a saved model
+    uses (the parameter forest's per-device landscapes, for few-shot ``adapt``) switched back on."""
+    from sklearn.base import clone  # seconds to import; only fitting needs it
+
+    if "device_landscapes" in fold_model.get_params():
+        return clone(fold_model).set_params(device_landscapes=True)
+    return fold_model
 
 
 def _device_names(rows: pd.DataFrame) -> dict[str, str]:
