@@ -243,10 +243,15 @@ def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequen
         candidates["energy"] = EnergyModel(latency_model=RooflineModel(),
                                            include_doubtful_energy=include_doubtful_energy)
     held_out = f"unseen ({', '.join(group_by)}) combinations" if group_by else f"unseen shapes ({n_shapes})"
+    refused = _refusing_every_row(candidates, data)
+    for name, reason in refused.items():
+        notify(f"{name}: refuses these rows: {reason}")
     notify(f"evaluating on {held_out}, {n_splits} folds")
-    predictions = cross_validated_predictions(candidates, data, "shape", n_splits, seed,
-                                              include_doubtful_energy=include_doubtful_energy, progress=progress,
-                                              group_by=group_by)
+    predictions = cross_validated_predictions({k: v for k, v in candidates.items() if k not in refused}, data,
+                                              "shape", n_splits, seed, include_doubtful_energy=include_doubtful_energy,
+                                              progress=progress, group_by=group_by)
+    predictions.attrs["reasons"].update(refused)  # reported with their reason, as a fold's refusal is
+    predictions.attrs["models"] = list(candidates)
     table = summarize(predictions, alpha)
     table.insert(2, "split", "shape")
     notify("fitting the final models on every row")
@@ -297,6 +302,26 @@ def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequen
                        dtypes=sorted(data["dtype"].astype(str).unique()), models=list(final), evaluation=table,
                        fingerprint=data_fingerprint(data), interval_quantiles=quantiles, skipped=skipped,
                        group_by=names)
+
+
+def _refusing_every_row(candidates: Mapping[str, Any], rows: pd.DataFrame) -> dict[str, str]:
+    """{model: its reason} for the roofline and forest when they refuse every row (no row has
+    a roofline bound: no FLOPs or no device peaks, as in most auto-tuning caches): fitted once
+    on all rows, a refusal takes a second, where once per fold it took ten. The forest needs
+    the same bound, so it is tried only after the roofline refused."""
+    from sklearn.base import clone  # seconds to import; only fitting needs it
+
+    refused: dict[str, str] = {}
+    for name in ("roofline", "forest"):
+        if name not in candidates:
+            continue
+        try:
+            clone(candidates[name]).fit(rows)
+        except InvalidInputError as exc:
+            refused[name] = str(exc)
+            continue
+        break  # it fits some rows: evaluated fold by fold as usual
+    return refused
 
 
 def _final_estimator(fold_model: Any) -> Any:
