@@ -11,8 +11,9 @@ from test_device_transfer import _large_x, _rows, _small_x  # tests/ is on sys.p
 
 @pytest.fixture
 def two_devices() -> pd.DataFrame:
-    return pd.concat([_rows("cuda-nvidia-rtx-a4000", "NVIDIA RTX A4000", _small_x, 1.0),
-                      _rows("cuda-nvidia-rtx-a6000", "NVIDIA RTX A6000", _large_x, 0.5)], ignore_index=True).assign(kernel="stencil", dtype="fp32")
+    rows = pd.concat([_rows("cuda-nvidia-rtx-a4000", "NVIDIA RTX A4000", _small_x, 1.0),
+                      _rows("cuda-nvidia-rtx-a6000", "NVIDIA RTX A6000", _large_x, 0.5)], ignore_index=True)
+    return rows.assign(kernel="stencil", dtype="fp32")
 
 
 def test_without_device_landscapes_the_pooled_forest_is_the_same_and_adapt_still_works(two_devices):
@@ -33,9 +34,9 @@ def test_train_skips_fold_landscapes_but_saves_them_and_refuses_roofline_models_
     from perfscope.models.param_forest import ParameterForestModel
     from perfscope.models.persistence import load_bundle
     from perfscope.models.roofline_model import RooflineModel
-    from perfscope.workflows.train import train
+    from perfscope.workflows.train import FOLD_TREES, train
 
-    fits: dict[str, list[bool]] = {"roofline": [], "param_forest": []}
+    fits: dict[str, list] = {"roofline": [], "param_forest": []}
     roofline_fit, forest_fit = RooflineModel.fit, ParameterForestModel.fit
 
     def count_roofline(self, *args, **kwargs):
@@ -43,7 +44,7 @@ def test_train_skips_fold_landscapes_but_saves_them_and_refuses_roofline_models_
         return roofline_fit(self, *args, **kwargs)
 
     def count_forest(self, *args, **kwargs):
-        fits["param_forest"].append(self.device_landscapes)
+        fits["param_forest"].append((self.n_estimators, self.device_landscapes))
         return forest_fit(self, *args, **kwargs)
 
     monkeypatch.setattr(RooflineModel, "fit", count_roofline)
@@ -53,7 +54,8 @@ def test_train_skips_fold_landscapes_but_saves_them_and_refuses_roofline_models_
     assert set(report.skipped) == {"forest", "roofline"} and "roofline" in report.skipped["roofline"]
     reasons = report.evaluation.set_index("model")["reason"]
     assert reasons["forest"] == report.skipped["forest"] and reasons["roofline"] == report.skipped["roofline"]
-    assert fits["param_forest"] == [False, False, False, True]  # three folds without landscapes, then all rows
+    # three smaller folds without landscapes, then all rows at full size
+    assert fits["param_forest"] == [(FOLD_TREES, False)] * 3 + [(ParameterForestModel().n_estimators, True)]
     saved = load_bundle(tmp_path / "model").models["param_forest"].estimator_
     assert len(saved.device_forests_) == 2
 

@@ -58,6 +58,9 @@ MIN_ENERGY_ROWS = 8
 TRAIN_ROWS_PER_TREE = 20_000
 """``train``'s parameter forest: beyond this many rows each tree learns from this many drawn
 with replacement, so that 100,000 rows train in minutes on two cores (bench/bench_train.py)."""
+FOLD_TREES = 100
+"""Trees of ``train``'s parameter forest in the evaluation folds (whose out-of-fold predictions
+also calibrate the intervals); the saved model, fitted on every row, keeps its 200."""
 
 
 @dataclass
@@ -236,8 +239,8 @@ def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequen
         "roofline": RooflineModel()}
     if tunable_names(parameters(data)):
         # the fold models are never adapted: no per-device landscapes (the final model has them)
-        candidates["param_forest"] = ParameterForestModel(random_state=seed, n_jobs=n_jobs,
-                                                          max_rows_per_tree=TRAIN_ROWS_PER_TREE,
+        candidates["param_forest"] = ParameterForestModel(n_estimators=FOLD_TREES, random_state=seed,
+                                                          n_jobs=n_jobs, max_rows_per_tree=TRAIN_ROWS_PER_TREE,
                                                           device_landscapes=False)
     if n_energy >= MIN_ENERGY_ROWS:
         candidates["energy"] = EnergyModel(latency_model=RooflineModel(),
@@ -269,8 +272,8 @@ def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequen
             continue
         try:
             # calibrated on the evaluation's out-of-fold predictions (same grouped folds): no refits
-            final[name] = ConformalWrapper(_final_estimator(candidates[name]), alpha=alpha, groups=groups, n_splits=n_splits,
-                                           random_state=seed).fit(data, out_of_fold=out_of_fold)
+            final[name] = ConformalWrapper(_final_estimator(name, candidates[name]), alpha=alpha, groups=groups,
+                                           n_splits=n_splits, random_state=seed).fit(data, out_of_fold=out_of_fold)
         except InvalidInputError as exc:
             skipped[name] = str(exc)
             notify(f"{name} left out: {exc}")
@@ -324,13 +327,15 @@ def _refusing_every_row(candidates: Mapping[str, Any], rows: pd.DataFrame) -> di
     return refused
 
 
-def _final_estimator(fold_model: Any) -> Any:
-    """The model fitted on every row: the fold models' settings, with what only a saved model
-    uses (the parameter forest's per-device landscapes, for few-shot ``adapt``) switched back on."""
+def _final_estimator(name: str, fold_model: Any) -> Any:
+    """The model fitted on every row: the fold models' settings, except that the parameter
+    forest gets its full size back (``FOLD_TREES``) and what only a saved model uses (its
+    per-device landscapes, for few-shot ``adapt``)."""
     from sklearn.base import clone  # seconds to import; only fitting needs it
 
-    if "device_landscapes" in fold_model.get_params():
-        return clone(fold_model).set_params(device_landscapes=True)
+    if name == "param_forest":
+        full_size = ParameterForestModel().n_estimators
+        return clone(fold_model).set_params(device_landscapes=True, n_estimators=full_size)
     return fold_model
 
 
