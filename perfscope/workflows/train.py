@@ -221,7 +221,10 @@ def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequen
     Models: ``forest`` and ``roofline`` (they need FLOPs and a device with peaks) and
     ``param_forest`` (``ParameterForestModel``, when the rows have tunable parameters),
     each in a ``ConformalWrapper``; ``energy`` with measured energy. A model that cannot
-    fit these rows is left out of the bundle and its reason kept (``skipped``).
+    fit these rows is left out of the bundle and its reason kept (``skipped``). The
+    parameter forest's fold models are smaller than the saved one (``FOLD_TREES``, no
+    per-device landscapes); the roofline and forest are fitted once, not per fold, when
+    they refuse every row.
     """
     notify = progress or (lambda message: None)
     data = _learnable_rows(rows, kernels, devices, dtypes, include_contended, progress)
