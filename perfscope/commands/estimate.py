@@ -89,7 +89,7 @@ def estimate_command(
         for flag, option in (("--space", space), ("--data", data), ("--suggest", suggest)):
             if option:
                 raise InvalidInputError(f"{flag} is an option of --best-config")
-        result = estimate_params(kernel, device, dtype, model=model, params=parse_params(params),
+        result = estimate_params(kernel, device, dtype, model=model, params=parse_params(params or ""),
                                  problem_size=_sizes(problem_size) if problem_size else None,
                                  implementation=implementation, region=region, intensity_gco2e_per_kwh=intensity,
                                  pue=pue)
