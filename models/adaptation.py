@@ -13,10 +13,9 @@ mostly its predicted fastest, a quarter spread over the rest, in two batches) fr
 dataset that holds more measurements than k, so what a model-guided search would have
 measured can be replayed.
 
-Intervals stay those of the base model's conformal calibration: the k rows are what
-the adapted part was fitted on, so they cannot calibrate it as well. Those intervals were
-calibrated on the training GPUs' errors and are too narrow for a new GPU (measured in
-docs/models.md, "Intervals": the saved intervals after adaptation cover well under 90%).
+Intervals: a ``ConformalWrapper`` recalibrates each adapted device on its k rows
+(K-fold adaptation residuals; at least the training quantile, see
+``perfscope.models.device_intervals``); coverage measured in docs/models.md, "Intervals".
 """
 
 from __future__ import annotations
@@ -74,7 +73,7 @@ def adapt_bundle(model_dir: str | os.PathLike[str], rows: pd.DataFrame, *,
     for name, model in bundle.models.items():
         inner = getattr(model, "estimator_", model)
         if hasattr(inner, "adapt"):
-            inner.adapt(usable)
+            model.adapt(usable)  # a wrapper recalibrates its intervals on the rows as well
             adapted.append(name)
         else:
             skipped[name] = CANNOT_ADAPT
@@ -85,7 +84,7 @@ def adapt_bundle(model_dir: str | os.PathLike[str], rows: pd.DataFrame, *,
     report = {"models": adapted, "not_adapted": skipped, "devices": devices, "n_rows": int(len(usable)),
               "chosen_by": choose if sample is not None else "all rows",
               "fingerprint": data_fingerprint(usable),
-              "interval": "the base model's conformal quantile (not re-calibrated on the adapted devices)"}
+              "interval": "re-calibrated per adapted device on K-fold adaptation residuals of its rows"}
     metadata = {**bundle.metadata, "adaptation": report}
     names = dict(metadata.get("device_names") or {})
     if "device_name" in usable:

@@ -40,6 +40,7 @@ import numpy as np
 
 from perfscope.columns import Columns, as_columns, columns_size, group_codes, take
 from perfscope.errors import InvalidInputError, ModelFileError
+from perfscope.models import device_intervals
 from perfscope.models.efficiency import measured_energy_j, measured_latency_s, ok_mask
 from perfscope.models.estimator_base import LightEstimator, check_is_fitted
 from perfscope.models.interval_difficulty import design_range as design_range  # re-exported
@@ -196,7 +197,9 @@ class ConformalWrapper(LightEstimator):
                                  _difficulty_columns(part) if self.normaliser_ == "spread" else None,
                                  part["group"].to_numpy())]
                        for target, part in out_of_fold.groupby("target", sort=False)}
-            return self._calibrate(samples)
+            keys = device_intervals.device_keys(given)
+            return self._calibrate(samples, {target: [keys[part["row"].to_numpy()] if keys is not None else None]
+                                             for target, part in out_of_fold.groupby("target", sort=False)})
         labels_all = group_labels(given, self.groups) if not isinstance(self.groups, str) else None
         keep = ok_mask(given)
         rows = take(given, keep)
@@ -213,6 +216,8 @@ class ConformalWrapper(LightEstimator):
             folds = list(GroupKFold(n_splits=min(self.n_splits, n_groups), shuffle=True,
                                     random_state=self.random_state).split(labels, groups=labels))
         samples: dict[str, list[Any]] = {}
+        devices: dict[str, list[Any]] = {}
+        keys = device_intervals.device_keys(rows)
         fitted = None
         for train, test in folds:
             fitted = clone(self.estimator).fit(take(rows, train))
@@ -222,12 +227,19 @@ class ConformalWrapper(LightEstimator):
                 samples.setdefault(target, []).append((measured_target(part, target, doubtful),
                                                        predict_target(fitted, part, target), difficulty,
                                                        labels[test]))
+                devices.setdefault(target, []).append(keys[test] if keys is not None else None)
         self.estimator_ = fitted if self.method == "split" else clone(self.estimator).fit(rows)
-        return self._calibrate(samples)
+        return self._calibrate(samples, devices)
 
-    def _calibrate(self, samples: Mapping[str, list[Any]]) -> ConformalWrapper:
-        """q per target from (truth, prediction, difficulty or None, group labels) per fold."""
+    def _calibrate(self, samples: Mapping[str, list[Any]],
+                   devices: Mapping[str, list[Any]] | None = None) -> ConformalWrapper:
+        """q per target from (truth, prediction, difficulty or None, group labels) per fold, and
+        with the device keys of those rows (``devices``), the new-device q
+        (``perfscope.models.device_intervals``) when the model has ``scale_errors``."""
         self.quantiles_ = {}
+        self.device_quantiles_: dict[str, float] = {}
+        self.adapted_quantiles_: dict[str, dict[str, float]] = {}
+        errors = self.estimator_.scale_errors() if hasattr(self.estimator_, "scale_errors") else {}
         self.n_calibration_rows_ = {}
         self.n_calibration_groups_ = {}
         latency = samples.get("latency", [])
@@ -239,23 +251,34 @@ class ConformalWrapper(LightEstimator):
             parts = samples.get(target, [])
             s = np.concatenate([log_scores(t, p) for t, p, *_ in parts]) if parts else np.array([])
             g = np.concatenate([labels for *_, labels in parts]) if parts else np.array([], dtype=int)
+            sigma: np.ndarray | float = 1.0
             if self.normaliser_ == "spread" and parts:
-                s = s / np.concatenate([difficulty_scale(d, self.beta_, self.distance_scale) for *_, d, _ in parts])
+                sigma = np.concatenate([difficulty_scale(d, self.beta_, self.distance_scale) for *_, d, _ in parts])
+                s = s / sigma
             finite = np.isfinite(s)
             self.quantiles_[target] = conformal_quantile(s[finite], self.alpha)
+            keys = (devices or {}).get(target, [])
+            if errors and parts and keys and all(k is not None for k in keys):
+                signed = np.concatenate([device_intervals.signed_log_residuals(t, p) for t, p, *_ in parts])
+                new = device_intervals.new_device_scores(signed, sigma, np.concatenate(keys), errors)
+                self.device_quantiles_[target] = max(self.quantiles_[target],
+                                                     conformal_quantile(new[np.isfinite(new)], self.alpha))
             self.n_calibration_rows_[target] = int(finite.sum())
             self.n_calibration_groups_[target] = int(len(np.unique(g[finite])))
         self.targets_ = model_targets(self.estimator_)
         return self
 
     def adapt(self, rows: Any) -> ConformalWrapper:
-        """Adapt the wrapped model to a new device from its measured ``rows`` (its ``adapt``). The
-        calibration is kept, as ``perfscope train --adapt`` keeps it: the rows fit the model and
-        cannot calibrate it as well (evaluate the device split to see the coverage)."""
+        """Adapt the wrapped model to the devices of ``rows``' measured ok rows (its ``adapt``)
+        and recalibrate each device's interval on those rows: K-fold adaptation residuals
+        (``perfscope.models.device_intervals``), the device's q being the larger of the
+        training q and their conformal quantile (the new-device q with too few rows)."""
         check_is_fitted(self)
         if not hasattr(self.estimator_, "adapt"):
             raise InvalidInputError(f"{type(self.estimator_).__name__} cannot adapt to a new device")
+        recalibrated = device_intervals.adapted_device_quantiles(self, rows)  # before the model adapts
         self.estimator_.adapt(rows)
+        self.adapted_quantiles_ = {**getattr(self, "adapted_quantiles_", {}), **recalibrated}
         return self
 
     def predict(self, X: Any) -> np.ndarray:
@@ -273,10 +296,11 @@ class ConformalWrapper(LightEstimator):
         check_is_fitted(self)
         return predict_target(self.estimator_, X, "energy")
 
-    def _half_widths(self, X: Any, target: str, difficulty: np.ndarray | None = None) -> np.ndarray | float:
+    def _half_widths(self, X: Any, target: str, difficulty: np.ndarray | None = None,
+                     q: np.ndarray | float | None = None) -> np.ndarray | float:
         """q·σ(x) per row (log units); σ of the latency for every target of the model."""
-        q = self.quantiles_.get(target, math.inf)
-        if self.normaliser_ != "spread" or not math.isfinite(q):
+        q = device_intervals.row_quantiles(self, X, target) if q is None else q
+        if self.normaliser_ != "spread" or not np.isfinite(q).any():
             return q
         if difficulty is None:
             difficulty = self.estimator_.interval_difficulty(X)
@@ -330,7 +354,10 @@ class ConformalWrapper(LightEstimator):
                 "quantiles": {k: (v if math.isfinite(v) else None) for k, v in self.quantiles_.items()},
                 "normaliser": self.normaliser_, "beta": self.beta_,
                 "n_calibration_rows": self.n_calibration_rows_,
-                "n_calibration_groups": self.n_calibration_groups_}, {}
+                "n_calibration_groups": self.n_calibration_groups_,
+                "device_quantiles": {k: (v if math.isfinite(v) else None) for k, v in self.device_quantiles_.items()},
+                "adapted_quantiles": {d: {k: (v if math.isfinite(v) else None) for k, v in qs.items()}
+                                      for d, qs in self.adapted_quantiles_.items()}}, {}
 
     @classmethod
     def _from_state(cls, state: Mapping[str, Any], objects: Mapping[str, Any], model: Any) -> ConformalWrapper:
@@ -346,6 +373,11 @@ class ConformalWrapper(LightEstimator):
         wrapper.n_calibration_rows_ = {k: int(v) for k, v in state["n_calibration_rows"].items()}
         wrapper.n_calibration_groups_ = {k: int(v) for k, v in state["n_calibration_groups"].items()}
         wrapper.targets_ = model_targets(model)
+        # bundles written before new-device intervals have neither
+        wrapper.device_quantiles_ = {k: (float(v) if v is not None else math.inf)
+                                     for k, v in state.get("device_quantiles", {}).items()}
+        wrapper.adapted_quantiles_ = {d: {k: (float(v) if v is not None else math.inf) for k, v in qs.items()}
+                                      for d, qs in state.get("adapted_quantiles", {}).items()}
         return wrapper
 
 

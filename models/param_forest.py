@@ -211,24 +211,33 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
         return self
 
     def _fit_scale_line(self) -> list[float] | None:
-        """scale = a - ln(10)/2 * (log10 bandwidth + log10 FP32 peak): ``[a, slope, slope]``, only
-        ``a`` fitted (the mean over the training devices with both figures); None without any."""
-        slope = -math.log(10) / 2
-        points = [s - slope * (self.device_figures_[k][0] + self.device_figures_[k][1])
-                  for k, s in self.scales_.items()
-                  if k in self.device_figures_ and all(map(math.isfinite, self.device_figures_[k][:2]))]
-        if not points:
-            return None
-        return [float(np.mean(points)), slope, slope]
+        return _scale_line(self.scales_, self.device_figures_)
 
     def _scale(self, key: str) -> float:
         if key in self.scales_:
             return self.scales_[key]
-        figures = self.device_figures_.get(key, (math.nan, math.nan, math.nan))
-        if self.scale_line_ is not None and all(map(math.isfinite, figures[:2])):
-            a, b, c = self.scale_line_
-            return a + b * figures[0] + c * figures[1]
-        return float(np.mean(list(self.scales_.values())))
+        return _zero_shot_scale(self.scales_, self.scale_line_, self.device_figures_.get(key))
+
+    def knows_device(self, keys: Any) -> np.ndarray:
+        """Per device key: whether the model has a scale of its own (trained on it or adapted to it)."""
+        check_is_fitted(self)
+        return np.array([str(k) in self.scales_ for k in keys], dtype=bool)
+
+    def scale_errors(self) -> dict[str, float]:
+        """Per training device: how far its zero-shot scale (the rule fitted on the *other*
+        training devices) is from its fitted one (log units, predicted - fitted): what a new
+        device's scale is off by, from the training devices alone, with no forest fit. Empty
+        with one training device; devices added by ``adapt`` are left out."""
+        check_is_fitted(self)
+        trained = {k: v for k, v in self.scales_.items() if k not in getattr(self, "measured_", {})}
+        if len(trained) < 2:
+            return {}
+        errors = {}
+        for key, scale in trained.items():
+            others = {k: v for k, v in trained.items() if k != key}
+            errors[key] = _zero_shot_scale(others, _scale_line(others, self.device_figures_),
+                                           self.device_figures_.get(key)) - scale
+        return errors
 
     def adapt(self, X: pd.DataFrame, y: Any = None) -> ParameterForestModel:
         """Few-shot: fit the devices of ``X``'s ok rows from those measured configurations
@@ -360,6 +369,23 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
                                np.asarray(v["log_time"], dtype=float))
                            for k, v in state.get("measured", {}).items()}  # older bundles kept none
         return model
+
+
+def _scale_line(scales: Mapping[str, float], figures: Mapping[str, tuple[float, ...]]) -> list[float] | None:
+    """scale = a - ln(10)/2 * (log10 bandwidth + log10 FP32 peak): ``[a, slope, slope]``, only
+    ``a`` fitted (the mean over the devices of ``scales`` with both figures); None without any."""
+    slope = -math.log(10) / 2
+    points = [s - slope * (figures[k][0] + figures[k][1]) for k, s in scales.items()
+              if k in figures and all(map(math.isfinite, figures[k][:2]))]
+    return [float(np.mean(points)), slope, slope] if points else None
+
+
+def _zero_shot_scale(scales: Mapping[str, float], line: list[float] | None, figures: tuple[float, ...] | None) -> float:
+    """A device's scale from its spec figures by ``line``; without figures (or line), the mean scale."""
+    figures = figures if figures is not None else (math.nan, math.nan)
+    if line is not None and all(map(math.isfinite, figures[:2])):
+        return line[0] + line[1] * figures[0] + line[2] * figures[1]
+    return float(np.mean(list(scales.values())))
 
 
 def _row_keys(design: np.ndarray) -> list[bytes]:

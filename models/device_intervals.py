@@ -1,0 +1,128 @@
+"""Conformal scores for a device the training data did not have: zero-shot and after ``adapt``.
+
+``ConformalWrapper`` calibrates on unseen shapes or parameter groups of the training
+devices, whose scale (how fast the device is) the model knows. On a new device that
+scale is itself predicted (``ParameterForestModel``: from the spec figures by a rule
+fitted on the training devices), and its error adds to every row's.
+
+* Zero-shot: each training device g gets its leave-one-out scale error e_g (the rule
+  fitted on the other training devices, ``scale_errors``; no forest fit), and each of its
+  calibration rows the "new device" score |log y - log ŷ - e_g| / σ(x): what the row's
+  residual would have been had g's scale been predicted. Their conformal quantile is
+  used for rows of a device the model has no scale for. This assumes the GPUs are
+  exchangeable (a new GPU is like a training GPU drawn at random) and only the scale
+  changes, not the landscape; with a handful of GPUs the quantile rests on a handful
+  of scale errors and nothing is guaranteed: the coverage is measured (docs/models.md,
+  "Intervals").
+* After ``adapt`` to k measured rows of a device: K-fold adaptation residuals on those
+  rows (adapt on k - k/K of them, score the rest), and the device's quantile is the
+  larger of the training one and the conformal quantile of those scores; with too few
+  rows for that quantile (k < 9 at alpha = 0.1), the zero-shot one.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+ADAPT_FOLDS = 5
+
+
+def signed_log_residuals(y_true: Any, y_pred: Any) -> np.ndarray:
+    """log y - log prediction (NaN where either is missing or not positive)."""
+    y_true = np.asarray(y_true, dtype=float)
+    y_pred = np.asarray(y_pred, dtype=float)
+    ok = (y_true > 0) & (y_pred > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ok, np.log(np.where(ok, y_true, 1.0)) - np.log(np.where(ok, y_pred, 1.0)), np.nan)
+
+
+def new_device_scores(signed_residual: np.ndarray, sigma: np.ndarray | float, device_keys: np.ndarray,
+                      scale_errors: Mapping[str, float]) -> np.ndarray:
+    """|r - e_g| / σ per calibration row of training device g (NaN where g has no scale error)."""
+    errors = np.array([scale_errors.get(str(k), np.nan) for k in device_keys], dtype=float)
+    return np.abs(signed_residual - errors) / sigma
+
+
+def detached_copy(model: Any) -> Any:
+    """A shallow copy of ``model`` whose dict attributes are copies: ``adapt`` on it (which
+    only sets per-device entries) leaves ``model`` as it was, without copying its forests."""
+    out = copy.copy(model)
+    for name, value in vars(model).items():
+        if isinstance(value, dict):
+            setattr(out, name, dict(value))
+    return out
+
+
+def adaptation_scores(model: Any, rows: Any, targets: tuple[str, ...],
+                      score: Callable[[Any, Any, str], np.ndarray], random_state: int | None) -> dict[str, np.ndarray]:
+    """Per target: the scores of ``rows`` (one device's measured ok rows, a DataFrame)
+    predicted by ``model`` adapted to the other folds' rows (``ADAPT_FOLDS`` folds, at most
+    one per row). ``score(adapted, part, target)``: the normalised scores of ``part``."""
+    n = len(rows)
+    out: dict[str, list[np.ndarray]] = {target: [] for target in targets}
+    if n < 2:
+        return {target: np.array([]) for target in targets}
+    order = np.random.default_rng(random_state).permutation(n)
+    for held in np.array_split(order, min(ADAPT_FOLDS, n)):
+        kept = np.setdiff1d(order, held)
+        adapted = detached_copy(model).adapt(rows.iloc[np.sort(kept)])
+        part = rows.iloc[np.sort(held)]
+        for target in targets:
+            out[target].append(score(adapted, part, target))
+    return {target: np.concatenate(parts) for target, parts in out.items()}
+
+
+def device_keys(rows: Any) -> np.ndarray | None:
+    """The rows' device keys as strings (None when the rows have no ``device_key``)."""
+    if not hasattr(rows, "__getitem__") or "device_key" not in rows:
+        return None
+    return np.asarray([str(k) for k in rows["device_key"]])
+
+
+def row_quantiles(wrapper: Any, X: Any, target: str) -> np.ndarray | float:
+    """A ``ConformalWrapper``'s q for each row of ``X``: the device's after ``adapt``, the
+    new-device q for a device its model has no scale for, else the training q (one float)."""
+    q = wrapper.quantiles_.get(target, math.inf)
+    new = getattr(wrapper, "device_quantiles_", {}).get(target)
+    adapted = getattr(wrapper, "adapted_quantiles_", {})
+    keys = device_keys(X) if (new is not None or adapted) and hasattr(wrapper.estimator_, "knows_device") else None
+    if keys is None:
+        return q
+    out = np.full(len(keys), q)
+    if new is not None:
+        out[~wrapper.estimator_.knows_device(keys)] = new
+    for key, quantiles in adapted.items():
+        out[keys == key] = quantiles.get(target, q)
+    return out
+
+
+def adapted_device_quantiles(wrapper: Any, rows: Any) -> dict[str, dict[str, float]]:
+    """Device key -> target -> q of a fitted ``ConformalWrapper`` about to adapt to ``rows``
+    (a DataFrame): max(training q, conformal quantile of the K-fold adaptation scores), the
+    new-device q (else the training one) in place of a quantile too few rows cannot give."""
+    from perfscope.models.efficiency import ok_rows
+    from perfscope.models.intervals import conformal_quantile, log_scores, measured_target, predict_target
+
+    usable = ok_rows(rows)
+    if "device_key" not in usable or len(usable) == 0:
+        return {}
+    doubtful = bool(getattr(wrapper.estimator_, "include_doubtful_energy", False))
+
+    def score(adapted: Any, part: Any, target: str) -> np.ndarray:
+        scores = log_scores(measured_target(part, target, doubtful), predict_target(adapted, part, target))
+        return scores / np.asarray(wrapper._half_widths(part, target, q=1.0), dtype=float)  # σ(x)
+
+    trained = wrapper.quantiles_
+    fallback = getattr(wrapper, "device_quantiles_", {})
+    out = {}
+    for key, mine in usable.groupby(usable["device_key"].astype(str), sort=True):
+        scores = adaptation_scores(wrapper.estimator_, mine, tuple(trained), score, wrapper.random_state)
+        quantiles = {t: conformal_quantile(s[np.isfinite(s)], wrapper.alpha) for t, s in scores.items()}
+        out[str(key)] = {t: max(trained[t], q if math.isfinite(q) else fallback.get(t, trained[t]))
+                         for t, q in quantiles.items()}
+    return out

@@ -1,0 +1,121 @@
+"""Saved intervals on a GPU the training data did not have: wider zero-shot (by the
+leave-one-GPU-out scale errors), recalibrated on the measured rows after ``adapt``, kept
+by a save and load, and unchanged on the training GPUs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perfscope.models.intervals import ConformalWrapper
+from perfscope.models.param_forest import ParameterForestModel
+
+GPUS = {  # key: (name, speed): speeds off the spec rule, so the scale rule errs on each
+    "cuda-nvidia-rtx-a4000": ("NVIDIA RTX A4000", 1.0),
+    "cuda-nvidia-rtx-a6000": ("NVIDIA RTX A6000", 1.3),
+    "rocm-amd-radeon-pro-w6600": ("AMD Radeon PRO W6600", 0.6),
+    "rocm-amd-radeon-pro-w7800": ("AMD Radeon PRO W7800", 1.1),
+}
+NEW = "cuda-nvidia-rtx-a4000"
+
+
+@pytest.fixture(autouse=True)
+def _no_calibrated_profiles(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERFSCOPE_HOME", str(tmp_path / "home"))
+
+
+def _sweep(key: str, seed: int) -> pd.DataFrame:
+    """60 configurations of (block_size_x, block_size_y) with 5% noise on a shared landscape."""
+    name, speed = GPUS[key]
+    rng = np.random.default_rng(seed)
+    configs = [(bx, by) for bx in (1, 2, 4, 8, 16, 32) for by in (16, 32, 48, 64, 96, 128, 160, 192, 224, 256)]
+    return pd.DataFrame({
+        "device_key": key, "device_name": name, "kind": "stencil", "status": "ok",
+        "param_block_size_x": [c[0] for c in configs], "param_block_size_y": [c[1] for c in configs],
+        "time_median_ms": [speed * math.exp(0.3 * math.log2(bx) + 0.002 * by + 0.05 * rng.standard_normal())
+                           for bx, by in configs]})
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    train = pd.concat([_sweep(k, i) for i, k in enumerate(GPUS) if k != NEW], ignore_index=True)
+    wrapper = ConformalWrapper(ParameterForestModel(n_estimators=20, random_state=0), groups="row", n_splits=3)
+    return wrapper.fit(train), train, _sweep(NEW, 9)
+
+
+def _half_width(wrapper, rows):
+    low, high = wrapper.predict_interval(rows)
+    return np.log(high / low) / 2
+
+
+def test_an_unseen_gpu_gets_a_wider_interval_and_seen_ones_keep_theirs(fitted):
+    wrapper, train, new = fitted
+    errors = wrapper.estimator_.scale_errors()
+    assert set(errors) == set(GPUS) - {NEW} and all(math.isfinite(e) for e in errors.values())
+    assert wrapper.device_quantiles_["latency"] > wrapper.quantiles_["latency"]
+    seen = train[train["device_key"] == "cuda-nvidia-rtx-a6000"]
+    sigma = np.asarray(wrapper._half_widths(seen, "latency", q=1.0))
+    np.testing.assert_allclose(_half_width(wrapper, seen), wrapper.quantiles_["latency"] * sigma)  # as before
+    ratio = _half_width(wrapper, new) / np.asarray(wrapper._half_widths(new, "latency", q=1.0))
+    np.testing.assert_allclose(ratio, wrapper.device_quantiles_["latency"])
+    both = pd.concat([seen.head(5), new.head(5)], ignore_index=True)  # per row, in one call
+    widths = _half_width(wrapper, both)
+    assert (widths[5:] > widths[:5]).all()
+
+
+def test_new_device_scores_shift_each_residual_by_its_gpus_scale_error():
+    from perfscope.models.device_intervals import new_device_scores
+
+    scores = new_device_scores(np.array([0.1, -0.1, 0.2]), 2.0, np.array(["a", "b", "c"]), {"a": 0.3, "b": 0.3})
+    np.testing.assert_allclose(scores[:2], [0.1, 0.2])
+    assert math.isnan(scores[2])  # a device without a scale error is left out
+
+
+def test_one_training_gpu_keeps_the_plain_interval_everywhere():
+    one = ConformalWrapper(ParameterForestModel(n_estimators=10), groups="row", n_splits=3).fit(
+        _sweep("cuda-nvidia-rtx-a6000", 0))
+    assert one.estimator_.scale_errors() == {} and one.device_quantiles_ == {}
+    np.testing.assert_allclose(_half_width(one, _sweep(NEW, 1)) / one._half_widths(_sweep(NEW, 1), "latency", q=1.0),
+                               one.quantiles_["latency"])
+
+
+def test_adapt_recalibrates_the_device_on_its_rows_and_leaves_the_rest(fitted):
+    import copy
+
+    wrapper, train, new = fitted
+    adapted = copy.deepcopy(wrapper).adapt(new.iloc[:20])
+    q = adapted.adapted_quantiles_[NEW]["latency"]
+    assert math.isfinite(q) and q >= wrapper.quantiles_["latency"]
+    ratio = _half_width(adapted, new) / np.asarray(adapted._half_widths(new, "latency", q=1.0))
+    np.testing.assert_allclose(ratio, q)
+    other = train[train["device_key"] == "cuda-nvidia-rtx-a6000"]
+    np.testing.assert_allclose(_half_width(adapted, other), _half_width(wrapper, other))
+    few = copy.deepcopy(wrapper).adapt(new.iloc[:4])  # too few rows for a 90% quantile: the new-device q
+    assert few.adapted_quantiles_[NEW]["latency"] == wrapper.device_quantiles_["latency"]
+
+
+def test_the_recalibration_leaves_the_model_it_scores_untouched(fitted):
+    from perfscope.models.device_intervals import adaptation_scores
+
+    wrapper, _, new = fitted
+    model = wrapper.estimator_
+    scales = dict(model.scales_)
+    scores = adaptation_scores(model, new.iloc[:10], ("latency",), lambda m, part, t: m.predict(part), 0)
+    assert len(scores["latency"]) == 10 and model.scales_ == scales and NEW not in model.measured_
+
+
+def test_new_device_and_adapted_quantiles_survive_save_and_load(fitted, tmp_path):
+    import copy
+
+    from perfscope.models.persistence import load_bundle, save_bundle
+
+    wrapper, _, new = fitted
+    adapted = copy.deepcopy(wrapper).adapt(new.iloc[:20])
+    for name, model in (("base", wrapper), ("adapted", adapted)):
+        loaded = load_bundle(save_bundle(tmp_path / name, {"param_forest": model}))["param_forest"]
+        assert loaded.device_quantiles_ == pytest.approx(model.device_quantiles_)
+        assert loaded.adapted_quantiles_ == model.adapted_quantiles_
+        np.testing.assert_allclose(_half_width(loaded, new), _half_width(model, new))
