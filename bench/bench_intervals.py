@@ -22,8 +22,9 @@ interval of a test row is prediction · exp(±q·σ(x)). Printed:
 Then (``--device``) the intervals ``perfscope train`` saves, on a new GPU: the Kernel Tuner
 dedispersion caches, leave one GPU out, ``param_forest`` in a ``ConformalWrapper``
 calibrated on unseen (block_size_x, block_size_y) groups of the training GPUs, judged
-zero-shot and after adapting to k measured configurations of the held-out GPU (random,
-or chosen by the model), the calibration kept as ``train --adapt`` keeps it; next to it,
+zero-shot (the new-device quantile: leave-one-GPU-out scale errors) and after adapting to
+k measured configurations of the held-out GPU (random, or chosen by the model), recalibrated
+on them as ``train --adapt`` recalibrates; next to it,
 the cross-fold interval ``evaluate`` gives a bare model (other GPUs' errors).
 
     python bench/bench_intervals.py [--gpperf DIR] [--n-jobs 2] [--trees 300] [--device

@@ -211,7 +211,7 @@ def _few_shot(name: str, model: Any, data: pd.DataFrame, test: np.ndarray, truth
     ``perfscope.models.few_shot.adapt_to_chosen``), on every row of the device: the k
     measured ones are flagged ``measured`` (their prediction is their measurement), so
     error figures leave them out and regret counts them (a pick among measured rows is a
-    pick too). A ``ConformalWrapper`` adapts its inner model and keeps its calibration, as
+    pick too). A ``ConformalWrapper`` adapts and recalibrates on the k rows, as
     ``perfscope train --adapt`` does: its rows carry those intervals."""
     out = []
     rng = np.random.default_rng(seed + fold)

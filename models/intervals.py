@@ -25,7 +25,9 @@ Barber et al.'s (2021) 1 - 2·alpha bound, which holds for CV+ and jackknife+, d
 apply; there is no finite-sample guarantee, only measured coverage. No method holds
 under extrapolation: rows beyond the training data (larger sizes, another GPU) are not
 exchangeable with the calibration rows, and d(x) is a heuristic that widens intervals
-there (γ is a fixed prior: see ``perfscope.models.interval_difficulty``). Check the measured
+there (γ is a fixed prior: see ``perfscope.models.interval_difficulty``). A device the
+model has no scale for gets a new-device q, and an adapted device one from its measured
+rows (``perfscope.models.device_intervals``: GPUs taken as exchangeable). Check the measured
 coverage (``coverage``; ``perfscope.models.evaluation``
 reports it for every split).
 """
@@ -148,7 +150,8 @@ class ConformalWrapper(LightEstimator):
 
     Fitted: ``estimator_``, ``quantiles_`` (q per target, log units or units of σ),
     ``normaliser_`` (``"spread"`` or ``"none"``), ``beta_`` (β of σ),
-    ``n_calibration_rows_`` and ``n_calibration_groups_`` per target, ``targets_``.
+    ``n_calibration_rows_`` and ``n_calibration_groups_`` per target, ``targets_``,
+    ``device_quantiles_`` (new-device q per target), ``adapted_quantiles_`` (device -> q per target).
     """
 
     def __init__(self, estimator: Any, alpha: float = 0.1, groups: str | Callable[..., Any] | Any = "shape",
