@@ -203,15 +203,12 @@ class ParameterForestModel(LightRegressorMixin, LightEstimator):
                 mine = keys == key
                 forest = self._new_forest(int(mine.sum())).set_params(n_estimators=trees)
                 self.device_forests_[key] = export_forest(forest.fit(design[mine], target[mine]))
-        self.scale_line_ = self._fit_scale_line()
+        self.scale_line_ = _scale_line(self.scales_, self.device_figures_)
         self.residual_forests_: dict[str, ForestArrays] = {}
         self.mixtures_: dict[str, list[float]] = {}
         self.measured_: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.n_rows_ = len(latency_s)
         return self
-
-    def _fit_scale_line(self) -> list[float] | None:
-        return _scale_line(self.scales_, self.device_figures_)
 
     def _scale(self, key: str) -> float:
         if key in self.scales_:
