@@ -10,7 +10,7 @@ from typing import Any
 
 import dash_ag_grid as dag  # at import time: Dash refuses component libraries first imported inside a callback
 import pandas as pd
-from dash import ctx, dcc, html, no_update
+from dash import Output, ctx, dcc, html, no_update
 from dash.exceptions import MissingCallbackContextException, PreventUpdate
 
 from perfscope.dashboards.figures.common import message_figure, placeholder_figure
@@ -84,8 +84,6 @@ def kept_table(grid_id: str) -> html.Div:
 
 def kept_table_outputs(grid_id: str) -> list[Any]:
     """The callback outputs of a ``kept_table``, in ``kept_table_update``'s order."""
-    from dash import Output
-
     return [Output(grid_id, "rowData"), Output(grid_id, "columnDefs"), Output(grid_id, "style"),
             Output(f"{grid_id}-note", "children")]
 
