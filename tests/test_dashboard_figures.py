@@ -538,6 +538,7 @@ def test_pareto_figure_per_configuration_with_doubtful_energy_hollow(rows):
 
 def test_parameter_space_views_any_param_columns():
     from perfscope.dashboards.figures.params import (
+        HOVER_TRACE,
         parameter_heatmap,
         parameter_parallel_coordinates,
         varying_parameters,
@@ -558,8 +559,41 @@ def test_parameter_space_views_any_param_columns():
     assert {t.type for t in parallel.data} == {"scatter"}  # SVG: no WebGL parcoords
     # one polyline per configuration (4 vertices and a break), every configuration drawn once
     assert sum(len(t.x) for t in lines) == len(grid) * 5
-    fastest = min(lines, key=lambda t: t.name)  # band 1: the fastest times
-    assert any("block_size_x 16, block_size_y 4, unroll 1" in text for text in fastest.text)
+    assert all(t.hoverinfo == "skip" and t.text is None for t in lines)  # hover: one marker per line
+    hover, = [t for t in parallel.data if t.mode == "markers" and t.name == HOVER_TRACE]
+    assert len(hover.text) == len(grid) and set(hover.x) == {3.0}  # on the time axis
+    fastest = hover.text[int(np.argmin(hover.marker.color))]
+    assert fastest.startswith("block_size_x 16, block_size_y 4, unroll 1: 225 µs")
+
+
+def test_parallel_coordinates_stay_bounded_on_a_large_parameter_space():
+    from perfscope.dashboards.figures.params import (
+        HOVER_TRACE,
+        MAX_PARCOORDS_ROWS,
+        parameter_parallel_coordinates,
+        varying_parameters,
+    )
+
+    rng = np.random.default_rng(0)
+    n, names = 20_000, [f"param_p{i}" for i in range(6)]
+    rows = pd.DataFrame({name: rng.integers(1, 64, n) for name in names})
+    rows["time_s"] = 1e-3 * (1.0 + rng.random(n))
+    rows.loc[123, "time_s"] = 1e-4  # the best configuration: always drawn
+    varying = varying_parameters(rows)
+    fig = parameter_parallel_coordinates(rows, varying, {"time_s": (1e-4, 1.5e-3)})
+    axes = len(varying) + 1
+    lines = [t for t in fig.data if t.mode == "lines"]
+    markers = [t for t in fig.data if t.mode == "markers"]
+    assert len(fig.data) <= 12  # a trace per colour band (and the greyed), not one per line
+    assert sum(len(t.x) for t in lines) == MAX_PARCOORDS_ROWS * (axes + 1)
+    assert all(t.text is None for t in lines)
+    # one hover string per drawn configuration, none per vertex
+    assert sum(len(t.text) for t in markers) == MAX_PARCOORDS_ROWS
+    hover, = [t for t in markers if t.name == HOVER_TRACE]
+    best = ", ".join(f"{name.removeprefix('param_')} {rows.loc[123, name]:g}" for name in varying)
+    assert any(text.startswith(best) for text in hover.text)
+    assert f"the fastest {MAX_PARCOORDS_ROWS:,} of {n:,} configurations" in fig.layout.title.text
+    assert len(fig.to_json()) < 400_000  # was over 1 MB with hover text on every vertex
 
 
 def test_a_box_over_parallel_coordinate_axes_brushes_their_ranges():

@@ -30,6 +30,8 @@ MAX_EVEN_VALUES = 12  # a parameter with at most this many values: evenly spaced
 TIME_AXIS = "time_s"  # the last axis: median time (log scale)
 OUTSIDE_COLOUR = "#d5dbe3"  # lines outside the brushed ranges
 BRUSH_HALF_WIDTH = 0.08  # the shaded range drawn on a brushed axis, in axis units
+HOVER_TRACE = "configurations"  # the marker layer that carries each line's hover text (and the colour bar)
+HOVER_OUTSIDE_TRACE = "configurations outside the ranges"  # its greyed part
 
 
 def varying_parameters(rows: pd.DataFrame) -> list[str]:
@@ -157,14 +159,27 @@ def parameter_parallel_coordinates(rows: pd.DataFrame, parameters: list[str],
     for members, colour, name in groups:
         if not members.size:
             continue
-        xs = np.tile(np.append(np.arange(axes, dtype=float), np.nan), members.size)
-        ys = np.column_stack([matrix[members], np.full(members.size, np.nan)]).ravel()
-        text = np.repeat([f"{described[m]}: {times[m]}" for m in members], axes + 1)
-        fig.add_scatter(x=xs, y=ys, mode="lines", text=text, hovertemplate="%{text}<extra></extra>",
-                        line={"color": colour, "width": 1.5}, opacity=0.7, showlegend=False, name=name)
-    # the colour scale, on an invisible marker
-    fig.add_scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip", name="colour scale",
-                    marker={"color": [low], "cmin": low, "cmax": high, "colorscale": "Viridis_r", "showscale": True,
+        # one polyline per configuration, broken by a gap, as float32 (sent as base64: a pixel is
+        # far coarser); no hover on its vertices (the hover text once per vertex was most of
+        # the figure's JSON): the markers below carry it
+        xs = np.tile(np.append(np.arange(axes, dtype=np.float32), np.nan), members.size)
+        ys = np.column_stack([matrix[members], np.full(members.size, np.nan)]).ravel().astype(np.float32)
+        fig.add_scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", line={"color": colour, "width": 1.5},
+                        opacity=0.7, showlegend=False, name=name)
+    # hover: one marker per configuration, where its line meets the time axis (outside the
+    # ranges grey; inside coloured by time, their trace carrying the colour bar)
+    hover = np.array([f"{d}: {t}" for d, t in zip(described, times, strict=True)], dtype=object)
+    outside = np.flatnonzero(~inside)
+    if outside.size:
+        fig.add_scatter(x=np.full(outside.size, axes - 1, dtype=np.float32), y=matrix[outside, -1].astype(np.float32),
+                        mode="markers", text=hover[outside], hovertemplate="%{text}<extra></extra>",
+                        showlegend=False, name=HOVER_OUTSIDE_TRACE, marker={"color": OUTSIDE_COLOUR, "size": 5})
+    kept = np.flatnonzero(inside)
+    fig.add_scatter(x=np.full(kept.size, axes - 1, dtype=np.float32), y=matrix[kept, -1].astype(np.float32),
+                    mode="markers", text=hover[kept], hovertemplate="%{text}<extra></extra>", showlegend=False,
+                    name=HOVER_TRACE,
+                    marker={"color": log_time[kept].astype(np.float32), "cmin": low, "cmax": high, "size": 5,
+                            "colorscale": "Viridis_r", "showscale": True,
                             "colorbar": {"title": "median time", "tickvals": [math.log10(v) for v in
                                                                              time_axis.get("tickvals", [])],
                                          "ticktext": time_axis.get("ticktext", [])}})
