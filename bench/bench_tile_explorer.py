@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"tile explorer in headless Chromium: {result['rows']:,} rows from {', '.join(map(str, args.datasets)) or 'the sample'}")
+    source = ", ".join(map(str, args.datasets)) or "the sample"
+    print(f"tile explorer in headless Chromium: {result['rows']:,} rows from {source}")
     print(f"  first render (median of {args.repeat}): {result['first_render_s']:.2f} s; all: "
           f"{', '.join(f'{f:.2f}' for f in firsts)} s")
     print(f"  brush change (median of {args.repeat}): {result['brush_change_s']:.2f} s; all: "
