@@ -82,8 +82,6 @@ def build_rows(folder: Path, n_rows: int):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from perfscope.store import ProfileStore
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", type=Path, default=DEFAULT)
     parser.add_argument("--rows", type=int, default=100_000)
@@ -93,7 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.folder.is_dir():
         print(f"Kernel Tuner caches not found at {args.folder}: skipped (pass --folder DIR)")
         return 0
-    work = args.keep or Path(tempfile.mkdtemp(prefix="bench_train_"))
+    if args.keep is not None:
+        return measure(args, args.keep)
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as work:  # the 527 MB bundle goes with it
+        return measure(args, Path(work))
+
+
+def measure(args: argparse.Namespace, work: Path) -> int:
+    """Build the rows under ``work``, time ``perfscope train`` on them, print the figures."""
+    from perfscope.store import ProfileStore
+
     dataset, bundle = work / "dataset", work / "bundle"
     start = time.perf_counter()
     rows, extra = build_rows(args.folder, args.rows)
