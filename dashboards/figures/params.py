@@ -76,15 +76,20 @@ def parameter_heatmap(rows: pd.DataFrame, x: str, y: str) -> go.Figure:
     return fig
 
 
-def _configurations(rows: pd.DataFrame, parameters: list[str]) -> tuple[pd.DataFrame, int]:
-    """(median time per configuration, the fastest ``MAX_PARCOORDS_ROWS`` of them; how many there are)."""
+def _configurations(rows: pd.DataFrame, parameters: list[str],
+                    ranges: dict[str, tuple[float, float]] | None = None) -> tuple[pd.DataFrame, int]:
+    """(median time per configuration, at most ``MAX_PARCOORDS_ROWS`` of them: the fastest
+    inside the brushed ``ranges`` first, then the fastest outside; how many there are)."""
     frame = pd.DataFrame({p: numeric(rows, p) for p in parameters})
     frame[TIME_AXIS] = numeric(rows, "time_s")
     frame = frame[np.isfinite(frame[TIME_AXIS]) & (frame[TIME_AXIS] > 0)]
     per_config = frame.fillna(-1).groupby(parameters)[TIME_AXIS].median().reset_index()
     total = len(per_config)
     if total > MAX_PARCOORDS_ROWS:
-        per_config = per_config.nsmallest(MAX_PARCOORDS_ROWS, TIME_AXIS)
+        # a brush on slow configurations still draws them (not only grey lines)
+        outside = ~brush_mask(per_config, ranges) if ranges else np.zeros(total, dtype=bool)
+        order = np.lexsort((per_config[TIME_AXIS].to_numpy(), outside))[:MAX_PARCOORDS_ROWS]
+        per_config = per_config.iloc[np.sort(order)].reset_index(drop=True)
     return per_config, total
 
 
@@ -126,10 +131,10 @@ def parameter_parallel_coordinates(rows: pd.DataFrame, parameters: list[str],
     problem = check_rows(rows, ["time_s", *parameters], title)
     if problem is not None:
         return problem
-    per_config, total = _configurations(rows, parameters)
+    ranges = {k: v for k, v in (ranges or {}).items() if k in (*parameters, TIME_AXIS)}
+    per_config, total = _configurations(rows, parameters, ranges)
     if per_config.empty:
         return message_figure(f"{title}: no configuration has a time", title)
-    ranges = {k: v for k, v in (ranges or {}).items() if k in (*parameters, TIME_AXIS)}
     log_time = np.log10(per_config[TIME_AXIS].to_numpy(dtype=float))
     labels = [p.removeprefix("param_") for p in parameters] + ["median time"]
     positions, annotations = [], []
@@ -191,10 +196,12 @@ def parameter_parallel_coordinates(rows: pd.DataFrame, parameters: list[str],
             y0, y1 = (_position(scales[i], v) for v in ranges[name])
             fig.add_shape(type="rect", x0=i - BRUSH_HALF_WIDTH, x1=i + BRUSH_HALF_WIDTH, y0=y0, y1=y1,
                           line={"color": "#2b6cb0", "width": 1}, fillcolor="rgba(43,108,176,0.18)")
-    shown = f"the fastest {len(per_config):,} of {total:,}" if total > len(per_config) else f"{total:,}"
+    fastest = "the fastest in the brushed ranges first" if ranges else "the fastest"
+    shown = (f"{len(per_config):,} of {total:,} configurations drawn, {fastest}" if total > len(per_config)
+             else f"{total:,} configurations")
     brushed = (f"; {int(inside.sum()):,} in the brushed ranges (double-click clears)" if ranges
                else "; drag over axes to brush")
-    fig.update_layout(template=TEMPLATE, title=f"{title}<br><sup>{shown} configurations{brushed}</sup>",
+    fig.update_layout(template=TEMPLATE, title=f"{title}<br><sup>{shown}{brushed}</sup>",
                       annotations=annotations,
                       dragmode="select", clickmode="none", margin={"t": 130},
                       xaxis={"tickvals": list(range(axes)), "ticktext": labels, "side": "top", "showgrid": False,
@@ -221,13 +228,15 @@ def _value(scale: tuple[np.ndarray, np.ndarray, bool], position: float) -> float
 
 
 def brush_ranges(rows: pd.DataFrame, parameters: list[str], selections: list[dict] | None,
-                 ) -> dict[str, tuple[float, float]]:
+                 drawn_with: dict[str, tuple[float, float]] | None = None) -> dict[str, tuple[float, float]]:
     """Plotly's box ``selections`` on the parallel coordinates (x0, x1, y0, y1 in axis
     units) as value ranges per axis they cover: axis name -> (low, high). A box over
-    several axes brushes each; a later box over an axis replaces an earlier one."""
+    several axes brushes each; a later box over an axis replaces an earlier one.
+    ``drawn_with``: the ranges the figure was drawn with (they chose its lines, so its scales)."""
     if not parameters or not selections:
         return {}
-    per_config, _ = _configurations(rows, parameters)
+    drawn_with = {k: v for k, v in (drawn_with or {}).items() if k in (*parameters, TIME_AXIS)}
+    per_config, _ = _configurations(rows, parameters, drawn_with)
     if per_config.empty:
         return {}
     scales = _scales(per_config, parameters)

@@ -277,8 +277,9 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
         rows = chosen_rows(filters, implementation, shape, dtype, device)
         # the figure is redrawn after each brush (its boxes gone): a new box adds to the ranges
         # kept, replacing those of the axes it covers
-        fresh = brush_ranges(rows, varying_parameters(rows), relayout["selections"])
-        text = brush_text({**parse_brush(brush), **fresh})
+        kept = parse_brush(brush)
+        fresh = brush_ranges(rows, varying_parameters(rows), relayout["selections"], kept)
+        text = brush_text({**kept, **fresh})
         return no_update if text == (brush or "") else text
 
     url_state = register_url_state(app, KEY, URL_CONTROLS, defaults=URL_DEFAULTS)
