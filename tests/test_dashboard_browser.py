@@ -388,6 +388,15 @@ def test_brushing_the_parallel_coordinates_filters_the_heatmap_and_lives_in_the_
     _open(browser, f"{server}/tiles?device={H100_KEY}")
     browser.execute_script("document.getElementById(JSON.stringify({name: 'params-parcoords', type: 'figure'}))"
                            ".scrollIntoView();")
+    # hover: one marker per configuration names it and its time (lines carry no hover text)
+    hover = browser.execute_script("""
+        const plot = document.getElementById(JSON.stringify({name: 'params-parcoords', type: 'figure'}))
+            .querySelector('.js-plotly-plot');
+        Plotly.Fx.hover(plot, [{curveNumber: plot.data.findIndex(t => t.name === 'configurations'), pointNumber: 0}]);
+        const texts = Array.from(plot.querySelectorAll('.hovertext')).map(e => e.textContent);
+        Plotly.Fx.unhover(plot);
+        return texts;""")
+    assert len(hover) == 1 and hover[0].startswith("tile_m ") and hover[0].endswith("s")
     # a box over the first axis, from its bottom to just above its lowest value
     _act_until(browser, lambda: _drag(browser, _parcoords_point(browser, -0.25, -0.04),
                                       _parcoords_point(browser, 0.25, 0.2)),
