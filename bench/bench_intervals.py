@@ -104,7 +104,7 @@ def run_device(folder: Path, sample_per_gpu: int, trees: int, n_jobs: int | None
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_kernel_tuner import COLUMNS, load
 
-    from perfscope.models.evaluation import evaluate
+    from perfscope.models.evaluation import cross_validated_predictions, summarize
     from perfscope.models.intervals import ConformalWrapper
     from perfscope.models.param_forest import ParameterForestModel
 
@@ -119,10 +119,22 @@ def run_device(folder: Path, sample_per_gpu: int, trees: int, n_jobs: int | None
     models = {"param_forest": ParameterForestModel(n_estimators=trees, n_jobs=n_jobs),
               "saved intervals": ConformalWrapper(ParameterForestModel(n_estimators=trees, n_jobs=n_jobs),
                                                   groups=block_groups)}
-    table = evaluate(models, rows, split="device")
+    predictions = cross_validated_predictions(models, rows, "device", 5, 0)
+    table = summarize(predictions)
     print(f"\n## leave one GPU out, {len(rows)} rows ({sample_per_gpu or 'all'} per GPU), {trees} trees: "
           f"coverage of 90% intervals ({time.perf_counter() - start:.0f} s)")
     print(table[COLUMNS + ["coverage_method"]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    # per held-out GPU: the saved intervals' coverage, and its zero-shot scale error (the spec
+    # rule fitted on the other GPUs: what the new-device quantile has to cover)
+    errors = ParameterForestModel(n_estimators=1, device_landscapes=False).fit(rows).scale_errors()
+    saved = predictions[predictions["model"].str.startswith("saved intervals")
+                        & ~predictions["measured"].fillna(False).astype(bool)]
+    device = rows["device_key"].astype(str).to_numpy()[saved["row"].to_numpy()]
+    covered = (saved["y_true"] >= saved["low"]) & (saved["y_true"] <= saved["high"])
+    per_gpu = covered.groupby([saved["model"].to_numpy(), device]).mean().unstack(0)
+    per_gpu.insert(0, "scale error", pd.Series(errors))
+    print("\n## saved intervals' coverage per held-out GPU (scale error: log, predicted - fitted)")
+    print(per_gpu.to_string(float_format=lambda v: f"{v:.3f}"))
 
 
 def block_groups(rows: pd.DataFrame) -> np.ndarray:
