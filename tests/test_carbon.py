@@ -94,10 +94,9 @@ def test_parse_rejects_rows_without_source_or_repeated_regions():
 REQUIRED_REGIONS = ("World", "United States", "Canada", "Brazil", "United Kingdom", "France", "Germany",
                     "Netherlands", "Ireland", "Norway", "Sweden", "Finland", "Poland", "China", "India", "Japan",
                     "South Korea", "Taiwan", "Singapore", "Australia", "South Africa")
-MISSING_WITH_REASON = {
-    "US grid regions (eGRID subregions)": "no lifecycle per-region figures were found; EPA eGRID subregion "
-                                          "factors are combustion-only, a different basis",
-}
+# the largest US grid regions (balancing authorities), each by one of its names
+REQUIRED_US_GRID_REGIONS = ("CAISO", "ERCOT", "PJM", "MISO", "SPP", "NYISO", "ISO-NE")
+MISSING_WITH_REASON: dict[str, str] = {}
 
 
 def test_every_row_is_on_one_basis_with_source_year_and_where_it_was_read():
@@ -113,6 +112,9 @@ def test_the_required_regions_are_in_the_table_or_listed_with_a_reason():
     missing = [r for r in REQUIRED_REGIONS if r not in regions]
     assert missing == []
     assert all(reason for reason in MISSING_WITH_REASON.values())
+    grid = [carbon.grid_intensity(name) for name in REQUIRED_US_GRID_REGIONS]
+    assert all(row.region.startswith("US - ") and row.basis == "lifecycle" for row in grid)
+    assert len({row.region for row in grid}) == len(REQUIRED_US_GRID_REGIONS)
     assert not any("eGRID" in row.source for row in carbon.load_intensity_table())
 
 
