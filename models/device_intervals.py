@@ -29,6 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from perfscope.models.efficiency import ok_rows
+from perfscope.models.interval_scores import conformal_quantile, log_scores, measured_target, predict_target
+
 ADAPT_FOLDS = 5
 
 
@@ -105,9 +108,6 @@ def adapted_device_quantiles(wrapper: Any, rows: Any) -> dict[str, dict[str, flo
     """Device key -> target -> q of a fitted ``ConformalWrapper`` about to adapt to ``rows``
     (a DataFrame): max(training q, conformal quantile of the K-fold adaptation scores), the
     new-device q (else the training one) in place of a quantile too few rows cannot give."""
-    from perfscope.models.efficiency import ok_rows
-    from perfscope.models.intervals import conformal_quantile, log_scores, measured_target, predict_target
-
     usable = ok_rows(rows)
     if "device_key" not in usable or len(usable) == 0:
         return {}

@@ -43,12 +43,17 @@ import numpy as np
 from perfscope.columns import Columns, as_columns, columns_size, group_codes, take
 from perfscope.errors import InvalidInputError, ModelFileError
 from perfscope.models import device_intervals
-from perfscope.models.efficiency import measured_energy_j, measured_latency_s, ok_mask
+from perfscope.models.efficiency import ok_mask
 from perfscope.models.estimator_base import LightEstimator, check_is_fitted
 from perfscope.models.interval_difficulty import design_range as design_range  # re-exported
 from perfscope.models.interval_difficulty import difficulty_scale, spread_offset
 from perfscope.models.interval_difficulty import forest_difficulty as forest_difficulty  # re-exported
 from perfscope.models.interval_difficulty import out_of_range_distance as out_of_range_distance  # re-exported
+from perfscope.models.interval_scores import conformal_quantile as conformal_quantile  # re-exported
+from perfscope.models.interval_scores import log_scores as log_scores  # re-exported
+from perfscope.models.interval_scores import measured_target as measured_target  # re-exported
+from perfscope.models.interval_scores import model_targets as model_targets  # re-exported
+from perfscope.models.interval_scores import predict_target as predict_target  # re-exported
 
 # numpy only (scikit-learn in ``fit``): a loaded wrapper predicts on column arrays.
 METHODS = ("cv", "split")
@@ -62,56 +67,6 @@ SHAPE_COLUMNS = (
 )
 """What identifies a shape. Tile, layout, implementation, cache mode, params_json and
 the device are left out on purpose: all variants of a shape are held out together."""
-
-
-def conformal_quantile(scores: Any, alpha: float) -> float:
-    """The split-conformal quantile: the ceil((n + 1)(1 - alpha))-th smallest score (inf if n is too small)."""
-    scores = np.sort(np.asarray(scores, dtype=float)[np.isfinite(np.asarray(scores, dtype=float))])
-    n = len(scores)
-    rank = math.ceil((n + 1) * (1 - alpha))
-    return float(scores[rank - 1]) if 1 <= rank <= n else math.inf
-
-
-def model_targets(model: Any) -> tuple[str, ...]:
-    """The targets a fitted perfscope model predicts (``targets_``: latency and/or energy)."""
-    return tuple(getattr(model, "targets_", ("latency",)))
-
-
-def predict_target(model: Any, X: Any, target: str) -> np.ndarray:
-    """A fitted model's prediction of ``target`` (latency s, energy J or power W) for rows ``X``."""
-    if target == "latency":
-        return np.asarray(model.predict_latency(X) if hasattr(model, "predict_latency") else model.predict(X),
-                          dtype=float)
-    if target == "energy":
-        return np.asarray(model.predict_energy(X), dtype=float)
-    if target == "power":
-        if hasattr(model, "predict_power"):
-            return np.asarray(model.predict_power(X), dtype=float)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return predict_target(model, X, "energy") / predict_target(model, X, "latency")
-    raise InvalidInputError(f"unknown target {target!r}: latency, energy or power")
-
-
-def measured_target(rows: Any, target: str, include_doubtful_energy: bool = False) -> np.ndarray:
-    """The measured ``target`` of each row (NaN where it has none usable)."""
-    if target == "latency":
-        return measured_latency_s(rows)
-    energy = measured_energy_j(rows, include_doubtful_energy)
-    if target == "energy":
-        return energy
-    if target == "power":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return energy / measured_latency_s(rows)
-    raise InvalidInputError(f"unknown target {target!r}: latency, energy or power")
-
-
-def log_scores(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """|log y - log prediction| (NaN where either is missing or not positive)."""
-    y_true = np.asarray(y_true, dtype=float)
-    y_pred = np.asarray(y_pred, dtype=float)
-    ok = (y_true > 0) & (y_pred > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(ok, np.abs(np.log(np.where(ok, y_true, 1.0)) - np.log(np.where(ok, y_pred, 1.0))), np.nan)
 
 
 def group_labels(rows: Columns, groups: Any) -> np.ndarray:

@@ -88,6 +88,12 @@ def test_dashboard_check_on_a_missing_dataset_exits_2(tmp_path):
     assert "no such dataset" in err
 
 
+def _default_sigint() -> None:
+    # A shell starts background jobs with SIGINT ignored, and Python keeps an inherited
+    # "ignore": the child must get the default disposition to see the Ctrl-C a user sends.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_during_a_sweep_says_how_many_rows_were_saved(tmp_path):
     out = tmp_path / "ds"
@@ -95,7 +101,7 @@ def test_ctrl_c_during_a_sweep_says_how_many_rows_were_saved(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "perfscope", "collect", "gemm", "--size", sizes, "--device", "cpu",
                              "--energy", "none", "--warmup-s", "0.01", "--min-time-s", "0.05", "--budget-s", "0.1",
                              "-o", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=REPO)
+                            cwd=REPO, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len([p for p in out.rglob("*.parquet")]) < 2:
         time.sleep(0.1)
