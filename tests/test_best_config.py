@@ -221,3 +221,25 @@ def test_best_config_on_a_shipped_dedispersion_cache(tmp_path):
     assert r["problem"] == {"problem_size": [25000, 2048, 1]} and r["space"]["n_candidates"] == len(rows)
     assert 1.0 <= r["measured"]["regret"] < 1.2  # judged on the training rows: a check of the plumbing
     assert r["best"]["latency_low_s"] <= r["best"]["latency_s"] <= r["best"]["latency_high_s"]
+
+
+def test_the_readme_one_configuration_estimate_on_a_shipped_cache(tmp_path):
+    """`perfscope estimate <family> --device W6600 --model M --params ...` as the README writes it, on the
+    W6600 cache as shipped: the parameters it leaves out take the observed defaults, the forest answers."""
+    from perfscope.importers import import_kernel_tuner
+
+    rows = import_kernel_tuner(SHIPPED / "W6600.json.gz", t1=SHIPPED / "dedispersion_milo.T1.json").to_pandas()
+    rows = rows[(rows["param_tile_size_x"] <= 2) & (rows["param_loop_unroll_factor_channel"] == 0)
+                & (rows["param_block_size_y"] <= 64)].reset_index(drop=True)
+    path = _bundle_of(rows, tmp_path / "kt-model")
+    params = "block_size_x=32,block_size_y=32,tile_size_x=1,tile_size_y=1,tile_stride_x=0,tile_stride_y=0"
+    run = _cli("estimate", "dedispersion_kernel", "--device", "W6600", "--model", path, "--params", params, "--json")
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["method"].startswith("model:param_forest") and out["device_key"] == "rocm-amd-radeon-pro-w6600"
+    assert out["config"]["block_size_z"] == 1 and out["config"]["loop_unroll_factor_channel"] == 0
+    assert out["latency_low_s"] <= out["latency_s"] <= out["latency_high_s"]
+    measured = rows[(rows["param_block_size_x"] == 32) & (rows["param_block_size_y"] == 32)
+                    & (rows["param_tile_size_x"] == 1) & (rows["param_tile_size_y"] == 1)
+                    & (rows["param_tile_stride_x"] == 0) & (rows["param_tile_stride_y"] == 0)]["time_median_ms"]
+    assert len(measured) == 1 and abs(out["latency_s"] / (measured.iloc[0] / 1e3) - 1) < 0.5  # a training row
