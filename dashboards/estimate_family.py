@@ -41,11 +41,6 @@ def params_text(values: Mapping[str, Any]) -> str:
     return " ".join(f"{name}={value}" for name, value in values.items() if value is not None and value != "")
 
 
-def read_params(text: str | None) -> dict[str, Any]:
-    """The text field's parameters (``param_`` prefixes dropped), numbers as numbers."""
-    return parse_params(text or "")
-
-
 def merged_params_text(ids: Sequence[Mapping[str, Any]], values: Sequence[Any], text: str | None,
                        known: Sequence[str]) -> str:
     """The text after a dropdown changed: the dropdowns' values, then the text's other
@@ -53,7 +48,7 @@ def merged_params_text(ids: Sequence[Mapping[str, Any]], values: Sequence[Any], 
     is dropped."""
     chosen = {str(i["name"]): v for i, v in zip(ids, values, strict=True)}
     try:
-        typed = read_params(text)
+        typed = parse_params(text or "")
     except InvalidInputError:
         typed = {}
     rest = {k: v for k, v in typed.items() if k not in chosen and k in known}
@@ -64,7 +59,7 @@ def parameter_fields(space: Mapping[str, Any], text: str | None) -> list[Any]:
     """One dropdown per varied tunable parameter of the family, holding the text's value
     where it names one of the parameter's values, else the first observed configuration's."""
     try:
-        given = read_params(text)
+        given = parse_params(text or "")
     except InvalidInputError:
         given = {}
     fields = []

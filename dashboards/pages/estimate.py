@@ -35,7 +35,6 @@ from perfscope.dashboards.estimate_family import (
     merged_params_text,
     parameter_fields,
     problem_size_text,
-    read_params,
     read_problem_size,
 )
 from perfscope.dashboards.figures.common import message_figure
@@ -44,6 +43,7 @@ from perfscope.dashboards.units import duration, flops_rate, interval, percent, 
 from perfscope.dashboards.url_state import from_query, placeholder_options, register_url_state
 from perfscope.devicespecs import load_device_specs
 from perfscope.dtypes import DTYPES
+from perfscope.workflows.config_space import parse_params as parse_family_params
 from perfscope.workflows.estimate_params import family_space
 
 KEY = "estimate"
@@ -247,7 +247,7 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
             outcome = run_estimate(kernel, device, dtype or "fp32", config, model=context.model, implementation=impl,
                                    best_config=best)
         else:
-            outcome = run_estimate_params(kernel, device, dtype or "fp32", read_params(params_text),
+            outcome = run_estimate_params(kernel, device, dtype or "fp32", parse_family_params(params_text or ""),
                                           model=context.model, problem_size=read_problem_size(problem),
                                           implementation=impl, region=region or "World", pue=pue_value,
                                           best_config=best)
