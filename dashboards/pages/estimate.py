@@ -154,23 +154,30 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
             spaces[kernel] = family_space(kernel, model=context.model, rows=data.rows)
         return spaces[kernel]
 
+    measured: dict[str, dict[str, list[str]]] = {}
+
+    def measured_of(kernel: str) -> dict[str, list[str]]:
+        """The dataset's devices and dtypes with rows of ``kernel`` (one pass over the rows, kept)."""
+        if kernel not in measured:
+            found: dict[str, list[str]] = {"device_key": [], "dtype": []}
+            if len(data.rows) and "kernel" in data.rows:
+                mine = (data.rows["kernel"].astype(str) == kernel).to_numpy()
+                for column in found:
+                    if column in data.rows:
+                        found[column] = sorted(str(v) for v in data.rows.loc[mine, column].dropna().unique())
+            measured[kernel] = found
+        return measured[kernel]
+
     def family_devices(kernel: str) -> list[str]:
         """The devices the model was trained on, then the dataset's devices with rows of ``kernel``."""
         trained = list((getattr(context.model, "metadata", {}) or {}).get("device_names") or {}) \
             if context.model is not None else []
-        measured: list[str] = []
-        if len(data.rows) and "device_key" in data.rows:
-            mine = data.rows.loc[(data.rows["kernel"].astype(str) == kernel).to_numpy(), "device_key"]
-            measured = sorted(str(v) for v in mine.dropna().unique())
-        return list(dict.fromkeys(trained + measured))
+        return list(dict.fromkeys(trained + measured_of(kernel)["device_key"]))
 
     def family_dtype(kernel: str, dtype: str | None) -> Any:
         """The dtype the family was measured in, when the page shows another and it has one."""
-        if not len(data.rows) or "dtype" not in data.rows:
-            return no_update
-        measured = {str(v) for v in data.rows.loc[(data.rows["kernel"].astype(str) == kernel).to_numpy(), "dtype"]
-                    .dropna().unique()}
-        return next(iter(measured)) if len(measured) == 1 and dtype not in measured else no_update
+        dtypes = measured_of(kernel)["dtype"]
+        return dtypes[0] if len(dtypes) == 1 and dtype not in dtypes else no_update
 
     @app.callback(Output("estimate-shape", "placeholder"), Output("estimate-device", "options"),
                   Output("estimate-implementation", "options"), Output("estimate-model", "children"),
