@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from dash import Input, Output, State, ctx, dcc, html, no_update
+from dash import Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from perfscope.dashboards.adapters import predict_latency_s
@@ -248,7 +248,7 @@ def register(app: Any, context: DashboardContext) -> dict[str, Any]:
     def update_tile_page(filters: dict | None, implementation: str | None, shape: str | None, dtype: str | None,
                          device: str | None, value: str | None, x: str | None, y: str | None,
                          brush: str | None = None) -> tuple:
-        trigger = ctx.triggered_id
+        trigger = triggered_id()
         choices = update_tile_options(filters, implementation, shape, dtype, device)
         if any(choice is no_update for choice in choices):  # the choices failed (a message is already logged)
             choices = (no_update, implementation, no_update, shape, no_update, dtype, no_update, device)
