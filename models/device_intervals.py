@@ -35,15 +35,6 @@ from perfscope.models.interval_scores import conformal_quantile, log_scores, mea
 ADAPT_FOLDS = 5
 
 
-def signed_log_residuals(y_true: Any, y_pred: Any) -> np.ndarray:
-    """log y - log prediction (NaN where either is missing or not positive)."""
-    y_true = np.asarray(y_true, dtype=float)
-    y_pred = np.asarray(y_pred, dtype=float)
-    ok = (y_true > 0) & (y_pred > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(ok, np.log(np.where(ok, y_true, 1.0)) - np.log(np.where(ok, y_pred, 1.0)), np.nan)
-
-
 def new_device_scores(signed_residual: np.ndarray, sigma: np.ndarray | float, device_keys: np.ndarray,
                       scale_errors: Mapping[str, float]) -> np.ndarray:
     """|r - e_g| / σ per calibration row of training device g (NaN where g has no scale error)."""

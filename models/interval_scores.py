@@ -53,10 +53,15 @@ def measured_target(rows: Any, target: str, include_doubtful_energy: bool = Fals
     raise InvalidInputError(f"unknown target {target!r}: latency, energy or power")
 
 
-def log_scores(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """|log y - log prediction| (NaN where either is missing or not positive)."""
+def signed_log_residuals(y_true: Any, y_pred: Any) -> np.ndarray:
+    """log y - log prediction (NaN where either is missing or not positive)."""
     y_true = np.asarray(y_true, dtype=float)
     y_pred = np.asarray(y_pred, dtype=float)
     ok = (y_true > 0) & (y_pred > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(ok, np.abs(np.log(np.where(ok, y_true, 1.0)) - np.log(np.where(ok, y_pred, 1.0))), np.nan)
+        return np.where(ok, np.log(np.where(ok, y_true, 1.0)) - np.log(np.where(ok, y_pred, 1.0)), np.nan)
+
+
+def log_scores(y_true: Any, y_pred: Any) -> np.ndarray:
+    """|log y - log prediction| (NaN where either is missing or not positive)."""
+    return np.abs(signed_log_residuals(y_true, y_pred))

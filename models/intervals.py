@@ -54,6 +54,7 @@ from perfscope.models.interval_scores import log_scores as log_scores  # re-expo
 from perfscope.models.interval_scores import measured_target as measured_target  # re-exported
 from perfscope.models.interval_scores import model_targets as model_targets  # re-exported
 from perfscope.models.interval_scores import predict_target as predict_target  # re-exported
+from perfscope.models.interval_scores import signed_log_residuals
 
 # numpy only (scikit-learn in ``fit``): a loaded wrapper predicts on column arrays.
 METHODS = ("cv", "split")
@@ -217,7 +218,7 @@ class ConformalWrapper(LightEstimator):
             self.quantiles_[target] = conformal_quantile(s[finite], self.alpha)
             keys = (devices or {}).get(target, [])
             if errors and parts and keys and all(k is not None for k in keys):
-                signed = np.concatenate([device_intervals.signed_log_residuals(t, p) for t, p, *_ in parts])
+                signed = np.concatenate([signed_log_residuals(t, p) for t, p, *_ in parts])
                 new = device_intervals.new_device_scores(signed, sigma, np.concatenate(keys), errors)
                 self.device_quantiles_[target] = max(self.quantiles_[target],
                                                      conformal_quantile(new[np.isfinite(new)], self.alpha))
