@@ -24,9 +24,8 @@ def shape_groups(rows: Any) -> np.ndarray:
     return group_codes(rows, columns)
 
 
-
 def context_labels(rows: pd.DataFrame) -> np.ndarray:
-    """One integer per context: shape (``evaluation.shape_groups``) and device."""
+    """One integer per context: shape (``shape_groups``) and device."""
     device = rows["device_key"].astype(str).to_numpy() if "device_key" in rows else np.zeros(len(rows), dtype=str)
     shape = shape_groups(rows).astype(str)
     return pd.factorize(pd.Series(shape, dtype=object) + "\x00" + pd.Series(device, dtype=object))[0]
