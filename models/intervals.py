@@ -208,7 +208,8 @@ class ConformalWrapper(LightEstimator):
             self.normaliser_ = "none"
         for target in model_targets(self.estimator_):
             parts = samples.get(target, [])
-            s = np.concatenate([log_scores(t, p) for t, p, *_ in parts]) if parts else np.array([])
+            signed = np.concatenate([signed_log_residuals(t, p) for t, p, *_ in parts]) if parts else np.array([])
+            s = np.abs(signed)  # the log scores
             g = np.concatenate([labels for *_, labels in parts]) if parts else np.array([], dtype=int)
             sigma: np.ndarray | float = 1.0
             if self.normaliser_ == "spread" and parts:
@@ -218,7 +219,6 @@ class ConformalWrapper(LightEstimator):
             self.quantiles_[target] = conformal_quantile(s[finite], self.alpha)
             keys = (devices or {}).get(target, [])
             if errors and parts and keys and all(k is not None for k in keys):
-                signed = np.concatenate([signed_log_residuals(t, p) for t, p, *_ in parts])
                 new = device_intervals.new_device_scores(signed, sigma, np.concatenate(keys), errors)
                 self.device_quantiles_[target] = max(self.quantiles_[target],
                                                      conformal_quantile(new[np.isfinite(new)], self.alpha))
