@@ -14,7 +14,8 @@ from perfscope.models.efficiency import measured_energy_j, measured_latency_s
 
 def conformal_quantile(scores: Any, alpha: float) -> float:
     """The split-conformal quantile: the ceil((n + 1)(1 - alpha))-th smallest score (inf if n is too small)."""
-    scores = np.sort(np.asarray(scores, dtype=float)[np.isfinite(np.asarray(scores, dtype=float))])
+    scores = np.asarray(scores, dtype=float)
+    scores = np.sort(scores[np.isfinite(scores)])
     n = len(scores)
     rank = math.ceil((n + 1) * (1 - alpha))
     return float(scores[rank - 1]) if 1 <= rank <= n else math.inf
