@@ -205,8 +205,10 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
         features = self._features(as_columns(X), computed)
         return np.asarray(features["bound_time_s"], dtype=float), forest_design(features)
 
-    def _predict_logs(self, X: Rows, computed: Computed | None = None) -> tuple[Any, ...]:
-        bound, design = self._design_of(X, computed)  # -> bound s, latency target, log power or None, design
+    def _predict_logs(self, X: Rows, computed: Computed | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+        """(bound s, predicted latency target, predicted log power or None, feature design)."""
+        bound, design = self._design_of(X, computed)
         out = self.forest_.predict(design)
         log_power = None
         if out.ndim == 2:
