@@ -205,9 +205,8 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
         features = self._features(as_columns(X), computed)
         return np.asarray(features["bound_time_s"], dtype=float), forest_design(features)
 
-    def _predict_logs(self, X: Rows, computed: Computed | None = None
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-        """(bound s, predicted latency target, predicted log power or None, feature design)."""
+    def _predict_logs(self, X: Rows, computed: Computed | None = None) -> tuple[Any, Any, Any, Any]:
+        """(bound s, predicted latency target, predicted log power or None, feature design): arrays."""
         bound, design = self._design_of(X, computed)
         out = self.forest_.predict(design)
         log_power = None
