@@ -8,12 +8,14 @@ fitted on the training devices), and its error adds to every row's.
 * Zero-shot: each training device g gets its leave-one-out scale error e_g (the rule
   fitted on the other training devices, ``scale_errors``; no forest fit), and each of its
   calibration rows the "new device" score |log y - log ŷ - e_g| / σ(x): what the row's
-  residual would have been had g's scale been predicted. Their conformal quantile is
-  used for rows of a device the model has no scale for. This assumes the GPUs are
-  exchangeable (a new GPU is like a training GPU drawn at random) and only the scale
-  changes, not the landscape; with a handful of GPUs the quantile rests on a handful
-  of scale errors and nothing is guaranteed: the coverage is measured (docs/models.md,
-  "Intervals").
+  residual would have been had g's scale been predicted. The GPUs, not the rows, are
+  the units (``device_level_quantile``): each device's 90% quantile of its scores, then
+  the conformal quantile over devices, or their largest with fewer than nine; used for
+  rows of a device the model has no scale for. This assumes the GPUs are exchangeable
+  (a new GPU is like a training GPU drawn at random) and only the scale changes, not the
+  landscape; with n training GPUs a new one's scale error exceeds all of theirs with
+  probability up to 1/(n + 1), so the row coverage is measured, not promised
+  (docs/models.md, "Intervals").
 * After ``adapt`` to k measured rows of a device: K-fold adaptation residuals on those
   rows (adapt on k - k/K of them, score the rest), and the device's quantile is the
   larger of the training one and the conformal quantile of those scores; with too few
@@ -40,6 +42,22 @@ def new_device_scores(signed_residual: np.ndarray, sigma: np.ndarray | float, de
     """|r - e_g| / σ per calibration row of training device g (NaN where g has no scale error)."""
     errors = np.array([scale_errors.get(str(k), np.nan) for k in device_keys], dtype=float)
     return np.abs(signed_residual - errors) / sigma
+
+
+def device_level_quantile(scores: np.ndarray, device_keys: np.ndarray, alpha: float) -> float:
+    """The new-device q from per-row ``scores`` of the training devices: each device's own
+    (1 - alpha) quantile of its rows (the q that would have covered that share of *its*
+    rows), then the conformal quantile of those n per-device figures, GPUs being the
+    exchangeable units; with too few devices for it (n < 9 at alpha = 0.1), their largest,
+    which a new device exceeds with probability at most 1/(n + 1). NaN scores are left out;
+    inf without any device."""
+    finite = np.isfinite(scores)
+    per_device = [float(np.quantile(scores[finite & (device_keys == key)], 1 - alpha))
+                  for key in np.unique(device_keys[finite])]
+    if not per_device:
+        return math.inf
+    q = conformal_quantile(per_device, alpha)
+    return q if math.isfinite(q) else max(per_device)
 
 
 def detached_copy(model: Any) -> Any:

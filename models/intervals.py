@@ -219,9 +219,10 @@ class ConformalWrapper(LightEstimator):
             self.quantiles_[target] = conformal_quantile(s[finite], self.alpha)
             keys = (devices or {}).get(target, [])
             if errors and parts and keys and all(k is not None for k in keys):
-                new = device_intervals.new_device_scores(signed, sigma, np.concatenate(keys), errors)
-                self.device_quantiles_[target] = max(self.quantiles_[target],
-                                                     conformal_quantile(new[np.isfinite(new)], self.alpha))
+                all_keys = np.concatenate(keys).astype(str)
+                new = device_intervals.new_device_scores(signed, sigma, all_keys, errors)
+                self.device_quantiles_[target] = max(self.quantiles_[target], device_intervals.device_level_quantile(
+                    new, all_keys, self.alpha))
             self.n_calibration_rows_[target] = int(finite.sum())
             self.n_calibration_groups_[target] = int(len(np.unique(g[finite])))
         self.targets_ = model_targets(self.estimator_)

@@ -119,3 +119,18 @@ def test_new_device_and_adapted_quantiles_survive_save_and_load(fitted, tmp_path
         assert loaded.device_quantiles_ == pytest.approx(model.device_quantiles_)
         assert loaded.adapted_quantiles_ == model.adapted_quantiles_
         np.testing.assert_allclose(_half_width(loaded, new), _half_width(model, new))
+
+
+def test_the_new_device_q_treats_gpus_not_rows_as_the_units():
+    from perfscope.models.device_intervals import device_level_quantile
+
+    # one GPU far off with few rows, four close ones with many: pooled rows would hide it
+    keys = np.array(["far"] * 10 + [g for g in "abcd" for _ in range(1000)])
+    scores = np.concatenate([np.full(10, 5.0), np.tile(np.linspace(0.0, 1.0, 1000), 4)])
+    assert device_level_quantile(scores, keys, 0.1) == pytest.approx(5.0)  # five GPUs: their largest
+    scores[:10] = np.nan  # a GPU without scores is left out
+    assert device_level_quantile(scores, keys, 0.1) == pytest.approx(0.9, abs=1e-3)
+    many = np.repeat([f"g{i}" for i in range(19)], 10)  # 19 GPUs: the conformal quantile of their 19 figures
+    per_gpu = np.repeat(np.arange(19.0), 10)
+    assert device_level_quantile(per_gpu, many, 0.1) == pytest.approx(17.0)
+    assert math.isinf(device_level_quantile(np.array([np.nan]), np.array(["a"]), 0.1))
