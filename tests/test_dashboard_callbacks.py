@@ -374,7 +374,7 @@ def test_best_configuration_from_an_incomplete_configuration_ranks_without_compa
     import perfscope.dashboards.adapters as adapters
     import perfscope.workflows.estimate as workflow
 
-    monkeypatch.setattr(workflow, "_bundle", lambda model: model)
+    monkeypatch.setattr(workflow, "loaded_bundle", lambda model: model)
     monkeypatch.setattr(workflow, "best_config", best)
     monkeypatch.setattr(workflow, "estimate", lambda *a, **config: {"latency_s": 1e-3, "given": config})
     real = adapters.estimate_with_best_config

@@ -51,7 +51,7 @@ from perfscope.workflows.config_space import (
     tile_grid_configs,
     varied_names,
 )
-from perfscope.workflows.estimate_columns import SHAPE_COLUMNS, _bundle, config_columns, estimate_columns
+from perfscope.workflows.estimate_columns import SHAPE_COLUMNS, config_columns, estimate_columns, loaded_bundle
 
 TOP = 5
 NEEDS_A_MODEL = ("the best-configuration search needs a model trained on a parameter sweep (--model): the "
@@ -79,7 +79,7 @@ def best_config(kernel: str, device: str, dtype: str = "fp32", *, model: Any, sh
         raise InvalidInputError(f"--suggest must be at least 1, got {suggest}", parameter="suggest")
     if model is None:
         raise InvalidInputError(NEEDS_A_MODEL, parameter="model")
-    bundle = _bundle(model)
+    bundle = loaded_bundle(model)
     if "forest" not in bundle.models and "param_forest" not in bundle.models:
         raise InvalidInputError(f"the bundle holds no forest ({', '.join(bundle.models)}): {NEEDS_A_MODEL}",
                                 parameter="model")
@@ -120,7 +120,8 @@ def best_config(kernel: str, device: str, dtype: str = "fp32", *, model: Any, sh
         raise InvalidInputError(f"the bundle has no parameter forest to rank {kernel} configurations: train it on "
                                 "rows with tunable parameters", parameter="model")
     configs = candidates + ([given] if given is not None else [])
-    latency, low, high, device_key = _predict(bundle, predictor, kernel, device, dtype, shape, configs, fp32_math)
+    latency, low, high, device_key = predict_configs(bundle, predictor, kernel, device, dtype, shape, configs,
+                                                     fp32_math)
     if not np.isfinite(latency[:len(candidates)]).any():
         raise InvalidInputError(f"no configuration has a latency estimate on {device} for {dtype}")
     ranked = [int(i) for i in np.argsort(np.where(np.isfinite(latency), latency, np.inf)[:len(candidates)],
@@ -171,9 +172,11 @@ def legacy_best_tile(result: Mapping[str, Any], given_latency_s: float) -> dict[
 
 # ---- predictions and measurements ---------------------------------------------------------
 
-def _predict(bundle: Any, predictor: str, kernel: str, device: str, dtype: str, shape: Mapping[str, Any],
-             configs: list[dict[str, Any]], fp32_math: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """(latency, low, high) in seconds per configuration, and the device key used."""
+def predict_configs(bundle: Any, predictor: str, kernel: str, device: str, dtype: str, shape: Mapping[str, Any],
+                    configs: list[dict[str, Any]], fp32_math: str | None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """(latency, low, high) in seconds per configuration by ``bundle[predictor]`` (``forest``
+    or ``param_forest``), and the device key used."""
     flat = _flat(kernel, shape, configs)
     if predictor == "forest":
         out = estimate_columns(kernel, flat, device, dtype=dtype, model=bundle, fp32_math=fp32_math)

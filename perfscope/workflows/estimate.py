@@ -28,9 +28,9 @@ from perfscope.workflows.estimate_columns import (
     DEFAULT_REGION,
     GPU_TILE_CANDIDATES,
     SHAPE_COLUMNS,
-    _bundle,
     config_columns,
     estimate_columns,
+    loaded_bundle,
 )
 
 
@@ -79,7 +79,7 @@ def estimate(kernel: str, device: str, dtype: str = "fp32", *, model: Any = None
     if implementation is not None:
         config["implementation"] = implementation
     if model is not None and best_tile:
-        model = _bundle(model)  # loaded once for both
+        model = loaded_bundle(model)  # loaded once for both
     if fp32_math is not None:  # a column of the configuration, so the best-tile search keeps it
         config["fp32_math"] = check_fp32_math(fp32_math)
     out = estimate_columns(kernel, [config], device, dtype=dtype, model=model, region=region,
@@ -106,7 +106,7 @@ def estimate_with_best_config(kernel: str, device: str, dtype: str = "fp32", *, 
     space is ranked without comparing to it and ``"given_note"`` says so."""
     if model is None:
         raise InvalidInputError(NEEDS_A_MODEL, parameter="model")
-    bundle = _bundle(model)
+    bundle = loaded_bundle(model)
     options = {"implementation": implementation, "fp32_math": (estimate_options or {}).get("fp32_math"), **search}
     note = None
     try:
