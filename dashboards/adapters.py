@@ -106,21 +106,9 @@ def run_estimate(kernel: str, device: str, dtype: str, config: Mapping[str, Any]
         if best_config:
             params = {k.removeprefix("param_"): v for k, v in config.items() if k.startswith("param_")}
             shape = {k: v for k, v in config.items() if not k.startswith("param_")}
-            try:
-                result = estimate_with_best_config(kernel, device, dtype, model=model, shape=shape,
-                                                   params=params or None, implementation=implementation)
-            except InvalidInputError as exc:
-                if exc.parameter != "params":
-                    raise
-                # the page's fields named part of a configuration: rank the space without comparing to it
-                sizes = {k: v for k, v in shape.items() if not k.startswith("tile_")}
-                found = estimate_with_best_config(kernel, device, dtype, model=model, shape=sizes,
-                                                  implementation=implementation)["best_config"]
-                result = (estimate or workflow_estimate)(kernel, device, dtype, model=model,
-                                                         implementation=implementation, **dict(config))
-                result["best_config"] = found
-                result["given_note"] = (f"the configuration given is incomplete ({str(exc).removeprefix('--params ')}"
-                                        "): the best configuration is not compared with it")
+            # the page's fields may name part of a configuration: the space is ranked all the same
+            result = estimate_with_best_config(kernel, device, dtype, model=model, shape=shape, params=params or None,
+                                               implementation=implementation, rank_when_incomplete=True)
         else:
             if estimate is None:
                 estimate = workflow_estimate

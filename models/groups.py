@@ -27,8 +27,7 @@ def shape_groups(rows: Any) -> np.ndarray:
 def context_labels(rows: pd.DataFrame) -> np.ndarray:
     """One integer per context: shape (``shape_groups``) and device."""
     device = rows["device_key"].astype(str).to_numpy() if "device_key" in rows else np.zeros(len(rows), dtype=str)
-    shape = shape_groups(rows).astype(str)
-    return pd.factorize(pd.Series(shape, dtype=object) + "\x00" + pd.Series(device, dtype=object))[0]
+    return group_codes({"shape": shape_groups(rows), "device": device}, ["shape", "device"])
 
 
 def parameter_groups(rows: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
@@ -39,6 +38,5 @@ def parameter_groups(rows: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
         known = ", ".join(sorted(params)) or "none"
         raise InvalidInputError(f"--group-by names {', '.join(missing)}, which the rows do not have as parameters "
                              f"(they have: {known})")
-    size = len(params[names[0]]) if names else 0
-    keys = pd.Series(["\x00".join(str(params[n][i]) for n in names) for i in range(size)], dtype=object)
-    return pd.factorize(keys)[0]
+    # values compared as text: 1 and "1" are one group, 1 and 1.0 two, a list is a value too
+    return group_codes({n: [str(v) for v in params[n]] for n in names}, names)

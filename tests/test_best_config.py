@@ -111,6 +111,22 @@ def test_a_declared_space_is_searched_whole_and_must_name_known_parameters(model
         best_config("stencil", "NVIDIA RTX A6000", model=model, space={"block_size_x": [3], "block_size_y": [32]})
 
 
+def test_an_incomplete_configuration_is_refused_or_ranked_without_comparing(model):
+    from perfscope.dashboards.adapters import run_estimate
+    from perfscope.workflows.estimate import estimate_with_best_config
+
+    with pytest.raises(InvalidInputError, match="block_size_y, tile_size_x unset"):
+        estimate_with_best_config("stencil", "NVIDIA RTX A6000", model=model, params={"block_size_x": 1})
+    ranked = estimate_with_best_config("stencil", "NVIDIA RTX A6000", model=model, params={"block_size_x": 1},
+                                       rank_when_incomplete=True)
+    whole = best_config("stencil", "NVIDIA RTX A6000", model=model)
+    assert ranked["best_config"]["best"] == whole["best"] and ranked["best_config"]["given"] is None
+    assert "incomplete (leaves block_size_y, tile_size_x unset" in ranked["given_note"]
+    page = run_estimate("stencil", "NVIDIA RTX A6000", "fp32", {"param_block_size_x": 1}, model=model,
+                        best_config=True)  # what the dashboard's Estimate page asks
+    assert page.ok and page.result == ranked
+
+
 def test_the_cli_alias_the_bad_space_and_the_roofline_fallback(model):
     common = ["estimate", "stencil", "--device", "NVIDIA RTX A6000", "--model", model,
               "--params", "block_size_x=1,block_size_y=32,tile_size_x=4", "--json"]

@@ -363,21 +363,31 @@ def test_estimate_page_without_a_model_says_the_fallback_answered(cb):
 
 
 def test_best_configuration_from_an_incomplete_configuration_ranks_without_comparing(monkeypatch):
-    calls = []
+    searches, adapter_calls = [], []
 
-    def best(kernel, device, dtype, *, model, shape, params=None, implementation=None):
-        calls.append((dict(shape), params))
+    def best(kernel, device, dtype, *, model, shape, params=None, **options):
+        searches.append((dict(shape), params))
         if params or any(k.startswith("tile_") for k in shape):
             raise InvalidInputError("--params leaves alpha unset: give every varied parameter", parameter="params")
-        return {"best_config": {"best": "the pick"}}
+        return {"best": {"config": {"alpha": 1}, "latency_s": 5e-4}}
 
-    monkeypatch.setattr("perfscope.dashboards.adapters.estimate_with_best_config", best)
+    import perfscope.dashboards.adapters as adapters
+    import perfscope.workflows.estimate as workflow
+
+    monkeypatch.setattr(workflow, "loaded_bundle", lambda model: model)
+    monkeypatch.setattr(workflow, "best_config", best)
+    monkeypatch.setattr(workflow, "estimate", lambda *a, **config: {"latency_s": 1e-3, "given": config})
+    real = adapters.estimate_with_best_config
+    monkeypatch.setattr(adapters, "estimate_with_best_config",
+                        lambda *a, **k: adapter_calls.append(k) or real(*a, **k))
     outcome = run_estimate("gemm", "h100-sxm", "fp32", {"m": 64, "n": 64, "k": 64, "tile_m": 128, "param_beta": 0},
-                           best_config=True, estimate=lambda *a, **config: {"latency_s": 1e-3, "given": config})
-    assert outcome.ok and outcome.result["best_config"] == {"best": "the pick"}
+                           model="a model", best_config=True)
+    assert outcome.ok and outcome.result["best_config"]["best"]["config"] == {"alpha": 1}
     assert outcome.result["given"]["tile_m"] == 128  # the estimate is of the configuration as given
     assert "incomplete (leaves alpha unset" in outcome.result["given_note"]
-    assert calls[-1] == ({"m": 64, "n": 64, "k": 64}, None)
+    assert "best_tile" not in outcome.result
+    assert searches[-1] == ({"m": 64, "n": 64, "k": 64}, None)
+    assert len(adapter_calls) == 1  # the workflow ranks the space itself
 
 
 def test_adapter_parses_shapes_and_never_raises_for_perfscope_errors():

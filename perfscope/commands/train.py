@@ -64,6 +64,7 @@ def train_command(
 
     if adapt_sample is not None and not adapt:
         raise InvalidInputError("--adapt-sample needs --adapt DATASET")
+    # adapt_bundle checks these too: repeated here so a bad option fails before minutes of training
     if adapt_choose not in ("random", "model"):
         raise InvalidInputError(f"--adapt-choose must be random or model, got {adapt_choose!r}")
     if adapt_choose == "model" and adapt_sample is None:

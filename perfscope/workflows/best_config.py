@@ -51,7 +51,7 @@ from perfscope.workflows.config_space import (
     tile_grid_configs,
     varied_names,
 )
-from perfscope.workflows.estimate_columns import SHAPE_COLUMNS, _bundle, config_columns, estimate_columns
+from perfscope.workflows.estimate_columns import SHAPE_COLUMNS, config_columns, estimate_columns, loaded_bundle
 
 TOP = 5
 NEEDS_A_MODEL = ("the best-configuration search needs a model trained on a parameter sweep (--model): the "
@@ -79,7 +79,7 @@ def best_config(kernel: str, device: str, dtype: str = "fp32", *, model: Any, sh
         raise InvalidInputError(f"--suggest must be at least 1, got {suggest}", parameter="suggest")
     if model is None:
         raise InvalidInputError(NEEDS_A_MODEL, parameter="model")
-    bundle = _bundle(model)
+    bundle = loaded_bundle(model)
     if "forest" not in bundle.models and "param_forest" not in bundle.models:
         raise InvalidInputError(f"the bundle holds no forest ({', '.join(bundle.models)}): {NEEDS_A_MODEL}",
                                 parameter="model")
@@ -120,7 +120,8 @@ def best_config(kernel: str, device: str, dtype: str = "fp32", *, model: Any, sh
         raise InvalidInputError(f"the bundle has no parameter forest to rank {kernel} configurations: train it on "
                                 "rows with tunable parameters", parameter="model")
     configs = candidates + ([given] if given is not None else [])
-    latency, low, high, device_key = _predict(bundle, predictor, kernel, device, dtype, shape, configs, fp32_math)
+    latency, low, high, device_key, rows = _predicted(bundle, predictor, kernel, device, dtype, shape, configs,
+                                                      fp32_math)
     if not np.isfinite(latency[:len(candidates)]).any():
         raise InvalidInputError(f"no configuration has a latency estimate on {device} for {dtype}")
     ranked = [int(i) for i in np.argsort(np.where(np.isfinite(latency), latency, np.inf)[:len(candidates)],
@@ -147,8 +148,7 @@ def best_config(kernel: str, device: str, dtype: str = "fp32", *, model: Any, sh
         result["given"] = {"config": shown(given), "latency_s": float(latency[-1])}
         result["gain_over_given"] = float(latency[-1] / latency[best])
     if suggest is not None:
-        result["to_measure"] = _to_measure(bundle, predictor, kernel, device_key, dtype, shape, candidates,
-                                           latency[:len(candidates)], suggest)
+        result["to_measure"] = _to_measure(bundle, predictor, rows, candidates, latency[:len(candidates)], suggest)
     if data_rows is not None:
         result["measured"] = _measured(data_rows, kernel, device_key, dtype, shape, problem, candidates, ranked)
         for entry, i in zip(result["top"], ranked[:TOP], strict=False):
@@ -171,18 +171,27 @@ def legacy_best_tile(result: Mapping[str, Any], given_latency_s: float) -> dict[
 
 # ---- predictions and measurements ---------------------------------------------------------
 
-def _predict(bundle: Any, predictor: str, kernel: str, device: str, dtype: str, shape: Mapping[str, Any],
-             configs: list[dict[str, Any]], fp32_math: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """(latency, low, high) in seconds per configuration, and the device key used."""
+def predict_configs(bundle: Any, predictor: str, kernel: str, device: str, dtype: str, shape: Mapping[str, Any],
+                    configs: list[dict[str, Any]], fp32_math: str | None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """(latency, low, high) in seconds per configuration by ``bundle[predictor]`` (``forest``
+    or ``param_forest``), and the device key used."""
+    return _predicted(bundle, predictor, kernel, device, dtype, shape, configs, fp32_math)[:4]
+
+
+def _predicted(bundle: Any, predictor: str, kernel: str, device: str, dtype: str, shape: Mapping[str, Any],
+               configs: list[dict[str, Any]], fp32_math: str | None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, Any]:
+    """``predict_configs``'s answer and the parameter forest's input rows (None for the forest)."""
     flat = _flat(kernel, shape, configs)
     if predictor == "forest":
         out = estimate_columns(kernel, flat, device, dtype=dtype, model=bundle, fp32_math=fp32_math)
         return (np.asarray(out["latency_s"], float), np.asarray(out["latency_low_s"], float),
-                np.asarray(out["latency_high_s"], float), str(out["device"][0]))
+                np.asarray(out["latency_high_s"], float), str(out["device"][0]), None)
     key, name = _device_key(device, bundle)
     rows = _parameter_rows(kernel, dtype, flat, key, name)
     latency, low, high = bundle[predictor].predict_with_intervals(rows)["latency"]
-    return np.asarray(latency, float), np.asarray(low, float), np.asarray(high, float), key
+    return np.asarray(latency, float), np.asarray(low, float), np.asarray(high, float), key, rows
 
 
 def _flat(kernel: str, shape: Mapping[str, Any], configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -202,16 +211,16 @@ def _parameter_rows(kernel: str, dtype: str, flat: list[dict[str, Any]], key: st
     return rows
 
 
-def _to_measure(bundle: Any, predictor: str, kernel: str, device_key: str, dtype: str, shape: Mapping[str, Any],
-                candidates: list[dict[str, Any]], latency: np.ndarray, k: int) -> dict[str, Any]:
+def _to_measure(bundle: Any, predictor: str, rows: Any, candidates: list[dict[str, Any]], latency: np.ndarray,
+                k: int) -> dict[str, Any]:
     """``suggest``: the k candidates to measure next (``choose_to_measure``), without those the
-    adapted parameter forest already measured on this device."""
+    adapted parameter forest already measured on this device (``rows``: its input rows, the
+    candidates' first, as ``_predicted`` built them)."""
     measured = np.zeros(len(candidates), dtype=bool)
     inner: Any = getattr(bundle[predictor], "estimator_", None)
     if predictor == "param_forest" and hasattr(inner, "measured_mask"):
-        name = (bundle.metadata.get("device_names") or {}).get(device_key)
-        rows = _parameter_rows(kernel, dtype, _flat(kernel, shape, candidates), device_key, name)
-        measured = np.asarray(inner.measured_mask(rows), dtype=bool)
+        mine = {name: values[:len(candidates)] for name, values in rows.items()}  # without the given one
+        measured = np.asarray(inner.measured_mask(mine), dtype=bool)
     chosen = choose_to_measure(latency, k, exclude=measured)
     fastest = set(chosen[:fastest_share(len(chosen))])
     return {"k": k, "n_measured_already": int(measured.sum()),

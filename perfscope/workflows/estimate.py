@@ -28,9 +28,9 @@ from perfscope.workflows.estimate_columns import (
     DEFAULT_REGION,
     GPU_TILE_CANDIDATES,
     SHAPE_COLUMNS,
-    _bundle,
     config_columns,
     estimate_columns,
+    loaded_bundle,
 )
 
 
@@ -79,7 +79,7 @@ def estimate(kernel: str, device: str, dtype: str = "fp32", *, model: Any = None
     if implementation is not None:
         config["implementation"] = implementation
     if model is not None and best_tile:
-        model = _bundle(model)  # loaded once for both
+        model = loaded_bundle(model)  # loaded once for both
     if fp32_math is not None:  # a column of the configuration, so the best-tile search keeps it
         config["fp32_math"] = check_fp32_math(fp32_math)
     out = estimate_columns(kernel, [config], device, dtype=dtype, model=model, region=region,
@@ -93,27 +93,43 @@ def estimate(kernel: str, device: str, dtype: str = "fp32", *, model: Any = None
 def estimate_with_best_config(kernel: str, device: str, dtype: str = "fp32", *, model: Any,
                               shape: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None,
                               implementation: str | None = None, estimate_options: Mapping[str, Any] | None = None,
-                              **search: Any) -> dict[str, Any]:
+                              rank_when_incomplete: bool = False, **search: Any) -> dict[str, Any]:
     """``perfscope estimate --best-config``: the estimate of the given configuration (families
     with sizes: gemm, conv, attention; others have none) with ``best_config``'s answer under
     ``"best_config"``, and, when the best is a tile, the ``"best_tile"``
     entry ``--best-tile`` has always given. ``search``: ``best_config``'s ``space``,
     ``data``, ``problem_size`` and ``tile_grid``; ``estimate_options``: ``estimate``'s
-    ``region``, ``intensity_gco2e_per_kwh``, ``pue`` and ``fp32_math``."""
+    ``region``, ``intensity_gco2e_per_kwh``, ``pue`` and ``fp32_math``.
+
+    A given configuration that leaves a varied parameter unset is refused, unless
+    ``rank_when_incomplete`` (the dashboard, whose fields may name part of one): then the
+    space is ranked without comparing to it and ``"given_note"`` says so."""
     if model is None:
         raise InvalidInputError(NEEDS_A_MODEL, parameter="model")
-    bundle = _bundle(model)
-    found = best_config(kernel, device, dtype, model=bundle, shape=shape, params=params,
-                        implementation=implementation, fp32_math=(estimate_options or {}).get("fp32_math"), **search)
+    bundle = loaded_bundle(model)
+    options = {"implementation": implementation, "fp32_math": (estimate_options or {}).get("fp32_math"), **search}
+    note = None
+    try:
+        found = best_config(kernel, device, dtype, model=bundle, shape=shape, params=params, **options)
+    except InvalidInputError as exc:
+        if not rank_when_incomplete or exc.parameter != "params":
+            raise
+        sizes = {k: v for k, v in (shape or {}).items() if not k.startswith("tile_")}
+        found = best_config(kernel, device, dtype, model=bundle, shape=sizes, **options)
+        note = (f"the configuration given is incomplete ({str(exc).removeprefix('--params ')}): the best "
+                "configuration is not compared with it")
     if kernel not in SHAPE_COLUMNS:
-        return {"kernel": kernel, "dtype": dtype, "device": device, "best_config": found}
+        return {"kernel": kernel, "dtype": dtype, "device": device, "best_config": found,
+                **({"given_note": note} if note else {})}
     given = {**dict(shape or {}), **{f"param_{k}": v for k, v in (params or {}).items()}}
     result = estimate(kernel, device, dtype, model=bundle, implementation=implementation,
                       **dict(estimate_options or {}), **given)
-    legacy = legacy_best_tile(found, result["latency_s"])
+    legacy = legacy_best_tile(found, result["latency_s"]) if note is None else None
     if legacy is not None:  # the best is a tile: what --best-tile has always printed too
         result["best_tile"] = legacy
     result["best_config"] = found
+    if note:
+        result["given_note"] = note
     return result
 
 

@@ -112,7 +112,7 @@ def estimate_columns(kernel: str, configs: list[Mapping[str, Any]] | Any, device
     out["bound"] = np.where(regime != None, regime, np.nan).astype(object)  # noqa: E711 (elementwise)
     energy_j = energy_method = None
     if model is not None:
-        bundle = _bundle(model)
+        bundle = loaded_bundle(model)
         # the work (FLOPs, bytes) does not depend on the device, and all the features are
         # reused when the model's figures for this device are the resolved ones
         predicted = bundle_predictions(bundle, {**rows, "flops": features["flops"], "min_bytes": features["min_bytes"]},
@@ -170,7 +170,7 @@ def _estimate_device(device: str, model: Any) -> tuple[Any, str]:
         if model is None:
             raise
         wanted = normalise_device_name(device)
-        for wrapped in _bundle(model).models.values():
+        for wrapped in loaded_bundle(model).models.values():
             fitted = getattr(wrapped, "estimator_", wrapped)
             for key, figures in getattr(fitted, "devices_", {}).items():
                 if figures.source_kind == "declared" and wanted in (normalise_device_name(key),
@@ -179,7 +179,7 @@ def _estimate_device(device: str, model: Any) -> tuple[Any, str]:
         raise
 
 
-def _bundle(model: Any) -> Any:
+def loaded_bundle(model: Any) -> Any:
     """``model`` as a loaded bundle: a ``ModelBundle`` as it is, a path loaded (the one place
     an estimate loads a bundle)."""
     return model if isinstance(model, ModelBundle) else load_bundle(model)

@@ -24,9 +24,9 @@ from perfscope.carbon import grid_intensity, operational_gco2e
 from perfscope.devices.registry import find_device_spec
 from perfscope.errors import InvalidInputError
 from perfscope.models.param_space import PROBLEM_SIZE, row_configurations, space_configurations
-from perfscope.workflows.best_config import _predict, best_config
+from perfscope.workflows.best_config import best_config, predict_configs
 from perfscope.workflows.config_space import TILE_NAMES, given_config, problem_of, shown, varied_names
-from perfscope.workflows.estimate_columns import DEFAULT_REGION, _bundle
+from perfscope.workflows.estimate_columns import DEFAULT_REGION, loaded_bundle
 
 PREDICTOR = "param_forest"
 
@@ -40,7 +40,7 @@ def family_space(kernel: str, *, model: Any = None, rows: Any = None) -> dict[st
     saved space is used first, else the family's ``rows`` (a DataFrame or columns)."""
     configs: list[dict[str, Any]] = []
     source = None
-    stored = ((_bundle(model).metadata.get("parameter_spaces") or {}).get(kernel) if model is not None else None)
+    stored = ((loaded_bundle(model).metadata.get("parameter_spaces") or {}).get(kernel) if model is not None else None)
     if stored:
         configs, source = space_configurations(stored), "model"
     elif rows is not None and len(rows):
@@ -80,7 +80,7 @@ def estimate_params(kernel: str, device: str, dtype: str = "fp32", *, model: Any
     if model is None:
         raise InvalidInputError(f"{kernel} has no sizes to bound with the roofline: its estimates need a model "
                                 f"trained on it (perfscope train, then --model)", parameter="model")
-    bundle = _bundle(model)
+    bundle = loaded_bundle(model)
     spaces = bundle.metadata.get("parameter_spaces") or {}
     if PREDICTOR not in bundle.models or kernel not in spaces:
         known = ", ".join(sorted(spaces)) or "none"
@@ -94,7 +94,7 @@ def estimate_params(kernel: str, device: str, dtype: str = "fp32", *, model: Any
     given = given_config(dict(params), {}, {}, observed, problem, implementation, "model")
     if given is None:
         raise InvalidInputError(f"give the tunable parameters of the {kernel} configuration", parameter="params")
-    latency, low, high, device_key = _predict(bundle, PREDICTOR, kernel, device, dtype, {}, [given], None)
+    latency, low, high, device_key = predict_configs(bundle, PREDICTOR, kernel, device, dtype, {}, [given], None)
     if not np.isfinite(latency[0]):
         raise InvalidInputError(f"the model has no latency estimate for {kernel} on {device}")
     spec = find_device_spec(device_key) or find_device_spec(device)  # the device the model answered for
