@@ -70,17 +70,31 @@ def detached_copy(model: Any) -> Any:
     return out
 
 
+def adaptation_folds(n: int, labels: np.ndarray | None, random_state: int | None) -> list[np.ndarray]:
+    """Held-out positions of each adaptation fold over ``n`` rows: ``ADAPT_FOLDS`` folds (at
+    most one per row), whole groups held out together where ``labels`` give at least that
+    many groups (as the training calibration holds out unseen groups), else rows at random:
+    a few rows in fewer groups would leave a fold too little to adapt to."""
+    rng = np.random.default_rng(random_state)
+    if labels is None or len(np.unique(labels)) < ADAPT_FOLDS:
+        return [np.sort(h) for h in np.array_split(rng.permutation(n), min(ADAPT_FOLDS, n))]
+    groups = rng.permutation(np.unique(labels))
+    return [np.flatnonzero(np.isin(labels, part)) for part in np.array_split(groups, ADAPT_FOLDS)]
+
+
 def adaptation_scores(model: Any, rows: Any, targets: tuple[str, ...],
-                      score: Callable[[Any, Any, str], np.ndarray], random_state: int | None) -> dict[str, np.ndarray]:
+                      score: Callable[[Any, Any, str], np.ndarray], random_state: int | None,
+                      labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per target: the scores of ``rows`` (one device's measured ok rows, a DataFrame)
-    predicted by ``model`` adapted to the other folds' rows (``ADAPT_FOLDS`` folds, at most
-    one per row). ``score(adapted, part, target)``: the normalised scores of ``part``."""
+    predicted by ``model`` adapted to the other folds' rows (``adaptation_folds``; whole
+    groups of ``labels`` held out together where given). ``score(adapted, part, target)``:
+    the normalised scores of ``part``."""
     n = len(rows)
     out: dict[str, list[np.ndarray]] = {target: [] for target in targets}
     if n < 2:
         return {target: np.array([]) for target in targets}
-    order = np.random.default_rng(random_state).permutation(n)
-    for held in np.array_split(order, min(ADAPT_FOLDS, n)):
+    order = np.arange(n)
+    for held in adaptation_folds(n, labels, random_state):
         kept = np.setdiff1d(order, held)
         adapted = detached_copy(model).adapt(rows.iloc[np.sort(kept)])
         part = rows.iloc[np.sort(held)]
@@ -113,7 +127,8 @@ def row_quantiles(wrapper: Any, X: Any, target: str) -> np.ndarray | float:
     return out
 
 
-def adapted_device_quantiles(wrapper: Any, rows: Any) -> dict[str, dict[str, float]]:
+def adapted_device_quantiles(wrapper: Any, rows: Any, labels_of: Callable[[Any], np.ndarray | None] | None = None
+                             ) -> dict[str, dict[str, float]]:
     """Device key -> target -> q of a fitted ``ConformalWrapper`` about to adapt to ``rows``
     (a DataFrame): max(training q, conformal quantile of the K-fold adaptation scores), the
     new-device q (else the training one) in place of a quantile too few rows cannot give."""
@@ -130,8 +145,10 @@ def adapted_device_quantiles(wrapper: Any, rows: Any) -> dict[str, dict[str, flo
     fallback = getattr(wrapper, "device_quantiles_", {})
     out = {}
     for key, mine in usable.groupby(usable["device_key"].astype(str), sort=True):
-        scores = adaptation_scores(wrapper.estimator_, mine, tuple(trained), score, wrapper.random_state)
+        scores = adaptation_scores(wrapper.estimator_, mine, tuple(trained), score, wrapper.random_state,
+                                   labels_of(mine) if labels_of is not None else None)
         quantiles = {t: conformal_quantile(s[np.isfinite(s)], wrapper.alpha) for t, s in scores.items()}
         out[str(key)] = {t: max(trained[t], q if math.isfinite(q) else fallback.get(t, trained[t]))
                          for t, q in quantiles.items()}
     return out
+

@@ -5,15 +5,25 @@ distinct shape, per context (shape and device), or per combination of tunable pa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from perfscope.columns import group_codes
 from perfscope.errors import InvalidInputError
-from perfscope.models.intervals import SHAPE_COLUMNS
 from perfscope.models.param_features import parameters
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SHAPE_COLUMNS = (
+    "kernel", "dtype", "batch", "m", "n", "k",
+    "conv_n", "conv_c", "conv_h", "conv_w", "conv_k", "conv_r", "conv_s",
+    "stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "groups",
+    "heads", "kv_heads", "seq_q", "seq_k", "head_dim", "causal",
+)
+"""What identifies a shape. Tile, layout, implementation, cache mode, params_json and
+the device are left out on purpose: all variants of a shape are held out together."""
 
 
 def shape_groups(rows: Any) -> np.ndarray:
@@ -28,6 +38,18 @@ def context_labels(rows: pd.DataFrame) -> np.ndarray:
     """One integer per context: shape (``shape_groups``) and device."""
     device = rows["device_key"].astype(str).to_numpy() if "device_key" in rows else np.zeros(len(rows), dtype=str)
     return group_codes({"shape": shape_groups(rows), "device": device}, ["shape", "device"])
+
+
+class ParameterGroups:
+    """``parameter_groups`` of the named tunable parameters as a callable ``rows -> labels``:
+    a ``ConformalWrapper``'s grouping that a saved model keeps (by the names)."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = [str(n) for n in names]
+
+    def __call__(self, rows: Any) -> np.ndarray:
+        """The rows' group labels."""
+        return parameter_groups(rows, self.names)
 
 
 def parameter_groups(rows: pd.DataFrame, names: Sequence[str]) -> np.ndarray:

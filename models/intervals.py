@@ -45,6 +45,8 @@ from perfscope.errors import InvalidInputError, ModelFileError
 from perfscope.models import device_intervals
 from perfscope.models.efficiency import ok_mask
 from perfscope.models.estimator_base import LightEstimator, check_is_fitted
+from perfscope.models.groups import SHAPE_COLUMNS as SHAPE_COLUMNS  # re-exported
+from perfscope.models.groups import ParameterGroups
 from perfscope.models.interval_difficulty import design_range as design_range  # re-exported
 from perfscope.models.interval_difficulty import difficulty_scale, spread_offset
 from perfscope.models.interval_difficulty import forest_difficulty as forest_difficulty  # re-exported
@@ -60,14 +62,6 @@ from perfscope.models.interval_scores import signed_log_residuals
 METHODS = ("cv", "split")
 NORMALISERS = ("auto", "spread", "none")
 GROUPINGS = ("shape", "device", "row")
-SHAPE_COLUMNS = (
-    "kernel", "dtype", "batch", "m", "n", "k",
-    "conv_n", "conv_c", "conv_h", "conv_w", "conv_k", "conv_r", "conv_s",
-    "stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "groups",
-    "heads", "kv_heads", "seq_q", "seq_k", "head_dim", "causal",
-)
-"""What identifies a shape. Tile, layout, implementation, cache mode, params_json and
-the device are left out on purpose: all variants of a shape are held out together."""
 
 
 def group_labels(rows: Columns, groups: Any) -> np.ndarray:
@@ -236,10 +230,22 @@ class ConformalWrapper(LightEstimator):
         check_is_fitted(self)
         if not hasattr(self.estimator_, "adapt"):
             raise InvalidInputError(f"{type(self.estimator_).__name__} cannot adapt to a new device")
-        recalibrated = device_intervals.adapted_device_quantiles(self, rows)  # before the model adapts
+        recalibrated = device_intervals.adapted_device_quantiles(self, rows, self._new_group_labels)  # before adapting
         self.estimator_.adapt(rows)
         self.adapted_quantiles_ = {**getattr(self, "adapted_quantiles_", {}), **recalibrated}
         return self
+
+    def _new_group_labels(self, rows: Any) -> np.ndarray | None:
+        """The calibration's groups of other rows (a device's adaptation rows), so that
+        their folds hold out whole groups too; None where ``groups`` cannot label new rows
+        (labels given at fit, a callable lost in a save) or gives one group."""
+        if not (callable(self.groups) or self.groups in ("shape", "device")):
+            return None
+        try:
+            labels = group_labels(as_columns(rows), self.groups)
+        except (InvalidInputError, KeyError, TypeError, ValueError):
+            return None
+        return labels if len(np.unique(labels)) > 1 else None
 
     def predict(self, X: Any) -> np.ndarray:
         """The wrapped model's ``predict`` (latency in seconds for perfscope's latency models)."""
@@ -307,7 +313,8 @@ class ConformalWrapper(LightEstimator):
     # -- persistence (the wrapped model is saved by perfscope.models.persistence) --------
     def _to_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         check_is_fitted(self)
-        groups = self.groups if isinstance(self.groups, str) else "custom"
+        groups = self.groups if isinstance(self.groups, str) else (
+            {"parameters": list(self.groups.names)} if isinstance(self.groups, ParameterGroups) else "custom")
         return {"params": {"alpha": self.alpha, "groups": groups, "method": self.method, "n_splits": self.n_splits,
                            "calibration_fraction": self.calibration_fraction, "random_state": self.random_state,
                            "normalise": self.normalise, "distance_scale": self.distance_scale},
@@ -322,6 +329,8 @@ class ConformalWrapper(LightEstimator):
     @classmethod
     def _from_state(cls, state: Mapping[str, Any], objects: Mapping[str, Any], model: Any) -> ConformalWrapper:
         params = dict(state["params"])
+        if isinstance(params.get("groups"), Mapping):  # held-out parameter combinations
+            params["groups"] = ParameterGroups(params["groups"]["parameters"])
         wrapper = cls(estimator=model, **params)
         wrapper.estimator_ = model
         wrapper.quantiles_ = {k: (float(v) if v is not None else math.inf) for k, v in state["quantiles"].items()}

@@ -134,3 +134,38 @@ def test_the_new_device_q_treats_gpus_not_rows_as_the_units():
     per_gpu = np.repeat(np.arange(19.0), 10)
     assert device_level_quantile(per_gpu, many, 0.1) == pytest.approx(17.0)
     assert math.isinf(device_level_quantile(np.array([np.nan]), np.array(["a"]), 0.1))
+
+
+def test_adaptation_folds_hold_out_whole_groups_when_there_are_enough():
+    from perfscope.models.device_intervals import ADAPT_FOLDS, adaptation_folds
+
+    labels = np.repeat(np.arange(8), 3)  # 8 groups of 3 rows
+    folds = adaptation_folds(len(labels), labels, 0)
+    assert len(folds) == ADAPT_FOLDS and sorted(np.concatenate(folds).tolist()) == list(range(24))
+    for held in folds:  # a group is never split between folds
+        assert all(set(np.flatnonzero(labels == g)) <= set(held.tolist()) for g in np.unique(labels[held]))
+    few = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2])  # fewer groups than folds: rows at random
+    assert max(len(np.unique(few[h])) for h in adaptation_folds(10, few, 0)) <= 2
+    assert [len(h) for h in adaptation_folds(10, few, 0)] == [2] * 5
+    assert [len(h) for h in adaptation_folds(10, None, 0)] == [2] * 5
+
+
+def test_a_wrapper_groups_the_adaptation_rows_as_it_grouped_its_calibration(fitted):
+    wrapper, _, new = fitted
+    assert wrapper._new_group_labels(new) is None  # groups="row": each row alone, folds at random
+    by_block = ConformalWrapper(wrapper.estimator, groups=lambda rows: np.asarray(rows["param_block_size_x"]))
+    labels = by_block._new_group_labels(new)
+    assert labels is not None and len(np.unique(labels)) == 6
+    assert ConformalWrapper(wrapper.estimator, groups="custom")._new_group_labels(new) is None  # lost in a save
+
+
+def test_a_saved_wrapper_keeps_its_parameter_grouping(fitted, tmp_path):
+    from perfscope.models.groups import ParameterGroups
+    from perfscope.models.persistence import load_bundle, save_bundle
+
+    wrapper, train, new = fitted
+    grouped = ConformalWrapper(ParameterForestModel(n_estimators=10, random_state=0),
+                               groups=ParameterGroups(["block_size_x"]), n_splits=3).fit(train)
+    loaded = load_bundle(save_bundle(tmp_path / "m", {"param_forest": grouped}, rows=train))["param_forest"]
+    assert isinstance(loaded.groups, ParameterGroups) and loaded.groups.names == ["block_size_x"]
+    np.testing.assert_array_equal(loaded._new_group_labels(new), grouped._new_group_labels(new))

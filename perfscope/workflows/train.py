@@ -34,7 +34,7 @@ from perfscope.models.efficiency import admit_contended, count_contended, ok_row
 from perfscope.models.energy_model import EnergyModel
 from perfscope.models.evaluation import cross_validated_predictions, evaluate, summarize, to_records
 from perfscope.models.forest import ForestModel, PaperBaselineModel
-from perfscope.models.groups import parameter_groups, shape_groups
+from perfscope.models.groups import ParameterGroups, shape_groups
 from perfscope.models.intervals import ConformalWrapper
 from perfscope.models.param_features import parameters, tunable_names
 from perfscope.models.param_forest import ParameterForestModel
@@ -262,7 +262,7 @@ def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequen
     table.insert(2, "split", "shape")
     notify("fitting the final models on every row")
     names = list(group_by) if group_by else None
-    groups: Any = (lambda frame: parameter_groups(frame, names)) if names else "shape"
+    groups: Any = ParameterGroups(names) if names else "shape"
     final: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     for name in ("forest", "roofline", "param_forest"):
