@@ -97,7 +97,8 @@ def parse_params(text: str | None) -> dict[str, int | float | str]:
 def run_estimate(kernel: str, device: str, dtype: str, config: Mapping[str, Any], *, model: Any = None,
                  implementation: str | None = None, best_tile: bool = False, best_config: bool = False,
                  estimate: Callable[..., Any] | None = None) -> EstimateOutcome:
-    """``perfscope.workflows.estimate.estimate`` (or ``estimate`` when given) with the loaded
+    """``perfscope.workflows.estimate.estimate`` (or ``estimate`` when given, without
+    ``best_config``) with the loaded
     ``model``: the answer ``perfscope estimate ... --model`` gives; with ``best_config``, the
     answer of ``perfscope estimate ... --best-config`` (``perfscope.workflows.best_config``:
     the ``param_<name>`` entries of ``config`` are the given configuration's parameters).

@@ -13,8 +13,8 @@ fitted on the training devices), and its error adds to every row's.
   the conformal quantile over devices, or their largest with fewer than nine; used for
   rows of a device the model has no scale for. This assumes the GPUs are exchangeable
   (a new GPU is like a training GPU drawn at random) and only the scale changes, not the
-  landscape; with n training GPUs a new one's scale error exceeds all of theirs with
-  probability up to 1/(n + 1), so the row coverage is measured, not promised
+  landscape; with n training GPUs a new one's per-GPU quantile exceeds all of theirs
+  with probability up to 1/(n + 1), so the row coverage is measured, not promised
   (docs/models.md, "Intervals").
 * After ``adapt`` to k measured rows of a device: K-fold adaptation residuals on those
   rows (adapt on k - k/K of them, score the rest), and the device's quantile is the

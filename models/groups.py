@@ -51,6 +51,15 @@ class ParameterGroups:
         """The rows' group labels."""
         return parameter_groups(rows, self.names)
 
+    def __repr__(self) -> str:
+        return f"ParameterGroups({self.names!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ParameterGroups) and other.names == self.names
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.names))
+
 
 def parameter_groups(rows: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
     """One integer per distinct combination of the tunable parameters ``names`` (``--group-by``)."""

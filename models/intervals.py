@@ -239,7 +239,7 @@ class ConformalWrapper(LightEstimator):
         """The calibration's groups of other rows (a device's adaptation rows), so that
         their folds hold out whole groups too; None where ``groups`` cannot label new rows
         (labels given at fit, a callable lost in a save) or gives one group."""
-        if not (callable(self.groups) or self.groups in ("shape", "device")):
+        if not (callable(self.groups) or (isinstance(self.groups, str) and self.groups in ("shape", "device"))):
             return None
         try:
             labels = group_labels(as_columns(rows), self.groups)
@@ -330,7 +330,10 @@ class ConformalWrapper(LightEstimator):
     def _from_state(cls, state: Mapping[str, Any], objects: Mapping[str, Any], model: Any) -> ConformalWrapper:
         params = dict(state["params"])
         if isinstance(params.get("groups"), Mapping):  # held-out parameter combinations
-            params["groups"] = ParameterGroups(params["groups"]["parameters"])
+            names = params["groups"].get("parameters")
+            if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+                raise ModelFileError(f"saved interval groups name no parameters: {params['groups']!r}")
+            params["groups"] = ParameterGroups(names)
         wrapper = cls(estimator=model, **params)
         wrapper.estimator_ = model
         wrapper.quantiles_ = {k: (float(v) if v is not None else math.inf) for k, v in state["quantiles"].items()}

@@ -145,8 +145,7 @@ def test_adaptation_folds_hold_out_whole_groups_when_there_are_enough():
     for held in folds:  # a group is never split between folds
         assert all(set(np.flatnonzero(labels == g)) <= set(held.tolist()) for g in np.unique(labels[held]))
     few = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2])  # fewer groups than folds: rows at random
-    assert max(len(np.unique(few[h])) for h in adaptation_folds(10, few, 0)) <= 2
-    assert [len(h) for h in adaptation_folds(10, few, 0)] == [2] * 5
+    assert [len(h) for h in adaptation_folds(10, few, 0)] == [2] * 5  # groups of 3 and 4 rows split
     assert [len(h) for h in adaptation_folds(10, None, 0)] == [2] * 5
 
 
@@ -169,3 +168,35 @@ def test_a_saved_wrapper_keeps_its_parameter_grouping(fitted, tmp_path):
     loaded = load_bundle(save_bundle(tmp_path / "m", {"param_forest": grouped}, rows=train))["param_forest"]
     assert isinstance(loaded.groups, ParameterGroups) and loaded.groups.names == ["block_size_x"]
     np.testing.assert_array_equal(loaded._new_group_labels(new), grouped._new_group_labels(new))
+
+
+def test_adapt_hands_its_grouping_to_the_folds_and_takes_fit_labels_too(fitted, monkeypatch):
+    import copy
+
+    from perfscope.models import device_intervals
+    from perfscope.models.groups import ParameterGroups
+
+    wrapper, train, new = fitted
+    seen = []
+    real = device_intervals.adaptation_folds
+    monkeypatch.setattr(device_intervals, "adaptation_folds", lambda n, labels, seed: seen.append(labels)
+                        or real(n, labels, seed))
+    grouped = copy.deepcopy(wrapper)
+    grouped.groups = ParameterGroups(["block_size_y"])
+    grouped.adapt(new.iloc[:30])
+    assert seen[-1] is not None and len(np.unique(seen[-1])) >= 5
+    by_labels = ConformalWrapper(ParameterForestModel(n_estimators=10, random_state=0),
+                                 groups=np.arange(len(train)) % 7, n_splits=3).fit(train)
+    by_labels.adapt(new.iloc[:30])  # labels given at fit cannot label new rows: rows at random
+    assert seen[-1] is None and NEW in by_labels.adapted_quantiles_
+    assert repr(ParameterGroups(["a"])) == "ParameterGroups(['a'])" and ParameterGroups(["a"]) == ParameterGroups(["a"])
+
+
+def test_a_saved_grouping_that_names_no_parameters_is_refused(fitted):
+    from perfscope.errors import ModelFileError
+
+    wrapper, _, _ = fitted
+    state, objects = wrapper._to_state()
+    state["params"]["groups"] = {"parameters": "block_size_x"}  # a string, not a list of names
+    with pytest.raises(ModelFileError, match="name no parameters"):
+        ConformalWrapper._from_state(state, objects, wrapper.estimator_)
