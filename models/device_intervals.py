@@ -35,6 +35,7 @@ from perfscope.models.efficiency import ok_rows
 from perfscope.models.interval_scores import conformal_quantile, log_scores, measured_target, predict_target
 
 ADAPT_FOLDS = 5
+ADAPT_REPEATS = 5  # fold draws whose scores are pooled: one draw's q moved by 2x between seeds
 
 
 def new_device_scores(signed_residual: np.ndarray, sigma: np.ndarray | float, device_keys: np.ndarray,
@@ -84,23 +85,38 @@ def adaptation_folds(n: int, labels: np.ndarray | None, random_state: int | None
 
 def adaptation_scores(model: Any, rows: Any, targets: tuple[str, ...],
                       score: Callable[[Any, Any, str], np.ndarray], random_state: int | None,
-                      labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                      labels: np.ndarray | None = None, repeats: int = 1) -> dict[str, np.ndarray]:
     """Per target: the scores of ``rows`` (one device's measured ok rows, a DataFrame)
     predicted by ``model`` adapted to the other folds' rows (``adaptation_folds``; whole
-    groups of ``labels`` held out together where given). ``score(adapted, part, target)``:
-    the normalised scores of ``part``."""
+    groups of ``labels`` held out together where given), for each of ``repeats`` fold
+    draws (seeds ``random_state``, ``random_state + 1``, ...): ``repeats`` scores per row,
+    concatenated. ``score(adapted, part, target)``: the normalised scores of ``part``."""
     n = len(rows)
     out: dict[str, list[np.ndarray]] = {target: [] for target in targets}
     if n < 2:
         return {target: np.array([]) for target in targets}
     order = np.arange(n)
-    for held in adaptation_folds(n, labels, random_state):
-        kept = np.setdiff1d(order, held)
-        adapted = detached_copy(model).adapt(rows.iloc[np.sort(kept)])
-        part = rows.iloc[np.sort(held)]
-        for target in targets:
-            out[target].append(score(adapted, part, target))
+    for repeat in range(repeats):
+        seed = None if random_state is None else random_state + repeat
+        for held in adaptation_folds(n, labels, seed):
+            kept = np.setdiff1d(order, held)
+            adapted = detached_copy(model).adapt(rows.iloc[np.sort(kept)])
+            part = rows.iloc[np.sort(held)]
+            for target in targets:
+                out[target].append(score(adapted, part, target))
     return {target: np.concatenate(parts) for target, parts in out.items()}
+
+
+def repeated_conformal_quantile(scores: np.ndarray, repeats: int, alpha: float) -> float:
+    """The split-conformal quantile of n rows' scores, each scored ``repeats`` times (fold
+    draws): the same rank, ceil((n + 1)(1 - alpha)) of n, taken among all n·repeats scores,
+    so that one fold draw's luck weighs less; inf with too few rows, as for one draw."""
+    scores = np.sort(np.asarray(scores, dtype=float)[np.isfinite(scores)])
+    n = len(scores) // max(repeats, 1)
+    rank = math.ceil((n + 1) * (1 - alpha))
+    if n < 1 or rank > n:
+        return math.inf
+    return float(scores[min(len(scores), rank * max(repeats, 1)) - 1])
 
 
 def device_keys(rows: Any) -> np.ndarray | None:
@@ -146,8 +162,8 @@ def adapted_device_quantiles(wrapper: Any, rows: Any, labels_of: Callable[[Any],
     out = {}
     for key, mine in usable.groupby(usable["device_key"].astype(str), sort=True):
         scores = adaptation_scores(wrapper.estimator_, mine, tuple(trained), score, wrapper.random_state,
-                                   labels_of(mine) if labels_of is not None else None)
-        quantiles = {t: conformal_quantile(s[np.isfinite(s)], wrapper.alpha) for t, s in scores.items()}
+                                   labels_of(mine) if labels_of is not None else None, ADAPT_REPEATS)
+        quantiles = {t: repeated_conformal_quantile(s, ADAPT_REPEATS, wrapper.alpha) for t, s in scores.items()}
         out[str(key)] = {t: max(trained[t], q if math.isfinite(q) else fallback.get(t, trained[t]))
                          for t, q in quantiles.items()}
     return out

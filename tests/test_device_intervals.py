@@ -200,3 +200,15 @@ def test_a_saved_grouping_that_names_no_parameters_is_refused(fitted):
     state["params"]["groups"] = {"parameters": "block_size_x"}  # a string, not a list of names
     with pytest.raises(ModelFileError, match="name no parameters"):
         ConformalWrapper._from_state(state, objects, wrapper.estimator_)
+
+
+def test_repeated_fold_draws_keep_the_conformal_rank_of_the_rows():
+    from perfscope.models.device_intervals import repeated_conformal_quantile
+    from perfscope.models.interval_scores import conformal_quantile
+
+    one = np.arange(1.0, 21.0)  # 20 rows: the 19th smallest
+    assert repeated_conformal_quantile(one, 1, 0.1) == conformal_quantile(one, 0.1) == 19.0
+    assert repeated_conformal_quantile(np.concatenate([one, one]), 2, 0.1) == 19.0  # same rank among 40 scores
+    two_draws = np.concatenate([one, one + 10.0])  # a second draw scored every row 10 higher
+    assert 19.0 < repeated_conformal_quantile(two_draws, 2, 0.1) < 29.0
+    assert math.isinf(repeated_conformal_quantile(np.arange(8.0).repeat(5), 5, 0.1))  # 8 rows: no 90% quantile
