@@ -35,7 +35,7 @@ from perfscope.models.efficiency import ok_rows
 from perfscope.models.interval_scores import conformal_quantile, log_scores, measured_target, predict_target
 
 ADAPT_FOLDS = 5
-ADAPT_REPEATS = 5  # fold draws whose scores are pooled: one draw's q moved by 2x between seeds
+ADAPT_DRAWS = 5  # fold draws whose quantiles' median is the device's q: one draw's q moved 2x between seeds
 
 
 def new_device_scores(signed_residual: np.ndarray, sigma: np.ndarray | float, device_keys: np.ndarray,
@@ -85,38 +85,32 @@ def adaptation_folds(n: int, labels: np.ndarray | None, random_state: int | None
 
 def adaptation_scores(model: Any, rows: Any, targets: tuple[str, ...],
                       score: Callable[[Any, Any, str], np.ndarray], random_state: int | None,
-                      labels: np.ndarray | None = None, repeats: int = 1) -> dict[str, np.ndarray]:
+                      labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per target: the scores of ``rows`` (one device's measured ok rows, a DataFrame)
-    predicted by ``model`` adapted to the other folds' rows (``adaptation_folds``; whole
-    groups of ``labels`` held out together where given), for each of ``repeats`` fold
-    draws (seeds ``random_state``, ``random_state + 1``, ...): ``repeats`` scores per row,
-    concatenated. ``score(adapted, part, target)``: the normalised scores of ``part``."""
+    predicted by ``model`` adapted to the other folds' rows, one fold draw
+    (``adaptation_folds``; whole groups of ``labels`` held out together where given).
+    ``score(adapted, part, target)``: the normalised scores of ``part``."""
     n = len(rows)
     out: dict[str, list[np.ndarray]] = {target: [] for target in targets}
     if n < 2:
         return {target: np.array([]) for target in targets}
     order = np.arange(n)
-    for repeat in range(repeats):
-        seed = None if random_state is None else random_state + repeat
-        for held in adaptation_folds(n, labels, seed):
-            kept = np.setdiff1d(order, held)
-            adapted = detached_copy(model).adapt(rows.iloc[np.sort(kept)])
-            part = rows.iloc[np.sort(held)]
-            for target in targets:
-                out[target].append(score(adapted, part, target))
+    for held in adaptation_folds(n, labels, random_state):
+        kept = np.setdiff1d(order, held)
+        adapted = detached_copy(model).adapt(rows.iloc[np.sort(kept)])
+        part = rows.iloc[np.sort(held)]
+        for target in targets:
+            out[target].append(score(adapted, part, target))
     return {target: np.concatenate(parts) for target, parts in out.items()}
 
 
-def repeated_conformal_quantile(scores: np.ndarray, repeats: int, alpha: float) -> float:
-    """The median over ``repeats`` fold draws of each draw's split-conformal quantile
-    (``scores``: the draws' scores one after another, every row scored once per draw), so
-    that one draw's luck weighs less; the median rather than the rank among all scores,
-    which for a rank of n (9-18 rows at alpha = 0.1) would be the largest of every draw's
-    largest. inf with too few rows, as for one draw."""
-    scores = np.asarray(scores, dtype=float)
-    repeats = max(int(repeats), 1)
-    per_draw = [conformal_quantile(draw, alpha) for draw in np.array_split(scores, repeats)]
-    return float(np.median(per_draw))
+def repeated_conformal_quantile(draws: list[np.ndarray], alpha: float) -> float:
+    """The median over fold draws (``draws``: each draw's scores of the same rows) of each
+    draw's split-conformal quantile, so that one draw's luck weighs less; the median rather
+    than the rank among all the draws' scores, which for a rank of n (9-18 rows at
+    alpha = 0.1) would be the largest of every draw's largest. inf with too few rows, as
+    for one draw."""
+    return float(np.median([conformal_quantile(draw, alpha) for draw in draws]))
 
 
 def device_keys(rows: Any) -> np.ndarray | None:
@@ -146,8 +140,10 @@ def row_quantiles(wrapper: Any, X: Any, target: str) -> np.ndarray | float:
 def adapted_device_quantiles(wrapper: Any, rows: Any, labels_of: Callable[[Any], np.ndarray | None] | None = None
                              ) -> dict[str, dict[str, float]]:
     """Device key -> target -> q of a fitted ``ConformalWrapper`` about to adapt to ``rows``
-    (a DataFrame): max(training q, conformal quantile of the K-fold adaptation scores), the
-    new-device q (else the training one) in place of a quantile too few rows cannot give."""
+    (a DataFrame): max(training q, median over ``ADAPT_DRAWS`` fold draws of the conformal
+    quantile of the K-fold adaptation scores), the new-device q (else the training one) in
+    place of a quantile too few rows cannot give. ``labels_of(rows)``: the group labels the
+    folds hold out whole (None: rows at random)."""
     usable = ok_rows(rows)
     if "device_key" not in usable or len(usable) == 0:
         return {}
@@ -161,10 +157,10 @@ def adapted_device_quantiles(wrapper: Any, rows: Any, labels_of: Callable[[Any],
     fallback = getattr(wrapper, "device_quantiles_", {})
     out = {}
     for key, mine in usable.groupby(usable["device_key"].astype(str), sort=True):
-        scores = adaptation_scores(wrapper.estimator_, mine, tuple(trained), score, wrapper.random_state,
-                                   labels_of(mine) if labels_of is not None else None, ADAPT_REPEATS)
-        quantiles = {t: repeated_conformal_quantile(s, ADAPT_REPEATS, wrapper.alpha) for t, s in scores.items()}
+        labels = labels_of(mine) if labels_of is not None else None
+        seeds = [None if wrapper.random_state is None else wrapper.random_state + r for r in range(ADAPT_DRAWS)]
+        draws = [adaptation_scores(wrapper.estimator_, mine, tuple(trained), score, seed, labels) for seed in seeds]
+        quantiles = {t: repeated_conformal_quantile([d[t] for d in draws], wrapper.alpha) for t in trained}
         out[str(key)] = {t: max(trained[t], q if math.isfinite(q) else fallback.get(t, trained[t]))
                          for t, q in quantiles.items()}
     return out
-

@@ -208,6 +208,7 @@ def test_a_bundle_without_an_adaptable_model_says_so(tmp_path, sweeps):
 
 @pytest.mark.slow
 def test_train_adapt_on_the_cli_saves_a_bundle_that_predicts_the_new_gpu(tmp_path, sweeps):
+    from perfscope.models.groups import ParameterGroups
     from perfscope.models.persistence import load_bundle
     from perfscope.store import ProfileStore
 
@@ -220,7 +221,9 @@ def test_train_adapt_on_the_cli_saves_a_bundle_that_predicts_the_new_gpu(tmp_pat
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["adaptation"]["n_rows"] == 12
     key = sweeps.loc[sweeps["device_name"] == "AMD Radeon PRO W6600", "device_key"].iloc[0]
-    assert key in load_bundle(tmp_path / "model")["param_forest"].estimator_.scales_
+    saved = load_bundle(tmp_path / "model")["param_forest"]
+    assert key in saved.estimator_.scales_
+    assert isinstance(saved.groups, ParameterGroups)  # the adaptation folds group as training did
 
 
 @pytest.mark.slow

@@ -207,10 +207,10 @@ def test_repeated_fold_draws_keep_the_conformal_rank_of_the_rows():
     from perfscope.models.interval_scores import conformal_quantile
 
     one = np.arange(1.0, 21.0)  # 20 rows: the 19th smallest
-    assert repeated_conformal_quantile(one, 1, 0.1) == conformal_quantile(one, 0.1) == 19.0
-    assert repeated_conformal_quantile(np.concatenate([one, one]), 2, 0.1) == 19.0
-    draws = np.concatenate([one, one + 10.0, one + 1.0])  # three draws: their own q 19, 29 and 20
-    assert repeated_conformal_quantile(draws, 3, 0.1) == 20.0  # the median, not the largest
-    ten = np.concatenate([np.arange(1.0, 11.0), np.arange(1.0, 11.0) + np.array([0.0] * 9 + [90.0])])
-    assert repeated_conformal_quantile(ten, 2, 0.1) == 55.0  # 10 rows: each draw's largest, then their median
-    assert math.isinf(repeated_conformal_quantile(np.arange(8.0).repeat(5), 5, 0.1))  # 8 rows: no 90% quantile
+    assert repeated_conformal_quantile([one], 0.1) == conformal_quantile(one, 0.1) == 19.0
+    assert repeated_conformal_quantile([one, one], 0.1) == 19.0
+    draws = [one, one + 10.0, one + 1.0]  # three draws: their own q 19, 29 and 20
+    assert repeated_conformal_quantile(draws, 0.1) == 20.0  # the median, not the largest
+    ten = [np.arange(1.0, 11.0), np.arange(1.0, 11.0) + np.array([0.0] * 9 + [90.0])]
+    assert repeated_conformal_quantile(ten, 0.1) == 55.0  # 10 rows: each draw's largest, then their median
+    assert math.isinf(repeated_conformal_quantile([np.arange(8.0)] * 5, 0.1))  # 8 rows: no 90% quantile
