@@ -33,21 +33,25 @@ import pandas as pd
 from bench_kernel_tuner import DEFAULT, load  # bench/ is on sys.path when run as a script
 
 NEVER = 10**9
-VARIANTS = {"full": None, "no_residual": (None, NEVER), "shift_only": (NEVER, NEVER)}
+VARIANTS = {  # few_shot thresholds raised so that adapt skips a part
+    "full": {},
+    "no_residual": {"MIN_ROWS_FOR_RESIDUALS": NEVER},
+    "shift_only": {"MIN_ROWS_FOR_MIXTURE": NEVER, "MIN_ROWS_FOR_RESIDUALS": NEVER},
+}
 
 
 def adapted(model, rows: pd.DataFrame, variant: str):
     """A copy of ``model`` adapted to ``rows`` with the parts of ``variant`` only."""
     from perfscope.models import few_shot
 
-    saved = few_shot.MIN_ROWS_FOR_MIXTURE, few_shot.MIN_ROWS_FOR_RESIDUALS
-    mixture, residual = VARIANTS[variant] or saved
-    few_shot.MIN_ROWS_FOR_MIXTURE = saved[0] if mixture is None else mixture
-    few_shot.MIN_ROWS_FOR_RESIDUALS = residual
+    saved = {name: getattr(few_shot, name) for name in VARIANTS[variant]}
+    for name in saved:
+        setattr(few_shot, name, NEVER)
     try:
         return copy.deepcopy(model).adapt(rows)
     finally:
-        few_shot.MIN_ROWS_FOR_MIXTURE, few_shot.MIN_ROWS_FOR_RESIDUALS = saved
+        for name, value in saved.items():
+            setattr(few_shot, name, value)
 
 
 def judged(model, target: pd.DataFrame, measured: np.ndarray) -> tuple[float, float, float]:
