@@ -177,3 +177,37 @@ def test_the_six_shipped_dedispersion_caches_import_as_shipped():
         kinds[path.name.split(".")[0]] = row["device_kind"]
     assert kinds == {"A100": "cuda", "A4000": "cuda", "A6000": "cuda", "MI250X": "rocm", "W6600": "rocm",
                      "W7800": "rocm"}
+
+
+def _t4_results(path):
+    results = [{"configuration": {"block_size_x": 32}, "times": {"runtimes": [1.0, 1.2]}, "invalidity": "correct",
+                "measurements": [{"name": "time", "value": 1.1, "unit": "ms"}], "objectives": ["time"]}]
+    path.write_text(json.dumps({"schema_version": "1.0.0", "results": results}))
+    return path
+
+
+@pytest.mark.parametrize("query, expected", [
+    ({"nvidia-smi": {"nvidia_smi_log": {"gpu": {"product_name": "NVIDIA RTX A6000"}}}}, "NVIDIA RTX A6000"),
+    ({"rocm-smi": {"card0": {"Card Series": "AMD Radeon PRO W7800", "Card Model": "0x7448"},
+                   "system": {"Driver version": "6.1"}}}, "AMD Radeon PRO W7800"),
+])
+def test_t4_results_take_the_device_from_the_metadata_file_beside_them(tmp_path, query, expected):
+    results = _t4_results(tmp_path / "A6000-results.json")
+    metadata = {"schema_version": "1.0.0", "metadata": {"environment": {"device_query": query, "requirements": []}}}
+    with gzip.open(tmp_path / "A6000-metadata.json.gz", "wt") as fh:
+        json.dump(metadata, fh)
+    rows = _rows(import_kernel_tuner(results, kernel="stencil"))
+    assert rows[0]["device_name"] == expected
+    assert rows[0]["device_kind"] == ("rocm" if "AMD" in expected else "cuda")
+    with pytest.raises(InvalidInputError, match="T4 metadata file .*import the results file"):
+        import_kernel_tuner(tmp_path / "A6000-metadata.json.gz")
+
+
+def test_t4_metadata_naming_two_different_gpus_names_none(tmp_path):
+    results = _t4_results(tmp_path / "x-results.json")
+    gpus = [{"product_name": "NVIDIA A100-PCIE-40GB"}, {"product_name": "NVIDIA RTX A4000"}]
+    query = {"nvidia-smi": {"nvidia_smi_log": {"gpu": gpus}}}
+    (tmp_path / "x-metadata.json").write_text(json.dumps({"metadata": {"environment": {"device_query": query}}}))
+    with pytest.raises(InvalidInputError, match="x-metadata.json names no single GPU"):
+        import_kernel_tuner(results)
+    assert _rows(import_kernel_tuner(results, device_name="NVIDIA RTX A4000"))[0]["device_name"] == "NVIDIA RTX A4000"

@@ -40,7 +40,12 @@ from perfscope.importers.common import (
 )
 from perfscope.importers.declared import declared_columns
 from perfscope.importers.expressions import NumericExpression
-from perfscope.importers.kernel_tuner_read import TuningRecord, read_tuning_file
+from perfscope.importers.kernel_tuner_read import (
+    TuningRecord,
+    metadata_device_name,
+    metadata_file_for,
+    read_tuning_file,
+)
 from perfscope.importers.t1 import read_t1
 
 FORMAT = "kernel-tuner"
@@ -92,8 +97,10 @@ def import_kernel_tuner(path: str | os.PathLike[str], *, kernel: str | None = No
     tunable parameters and ``problem_size_0..2`` (``NumericExpression``) giving work
     and minimum traffic per call.
 
-    Device: ``device_name`` fills an empty name or overrides the file's; a file without
-    one is matched by its file name against the spec table (``MI250X.json.gz``). The
+    Device: ``device_name`` fills an empty name or overrides the file's; a cache without
+    one is matched by its file name against the spec table (``MI250X.json.gz``), a T4
+    results file takes it from the metadata file beside it (``X-results.json`` ->
+    ``X-metadata.json``). The
     vendor decides ``device_kind`` (``cuda``, ``rocm``, ...) unless given.
 
     Every tunable parameter becomes its own typed ``param_<name>`` column and goes to
@@ -182,11 +189,16 @@ def _device(record: TuningRecord, file: Path, name: str | None, kind: str | None
     """(device name, device kind): the option, else the file's name, else the file name matched
     against the spec table; the vendor decides the kind unless given."""
     chosen = (name or "").strip() or (record.device_name or "").strip()
+    if not chosen and record.format == "t4":  # (not guessed from the file name: "t4.json" is no NVIDIA T4)
+        metadata = metadata_file_for(file)
+        chosen = (metadata_device_name(metadata) or "") if metadata is not None else ""
+        if not chosen:
+            beside = f"its metadata file {metadata.name} names no single GPU" if metadata is not None else \
+                "no X-metadata.json lies beside an X-results.json"
+            raise InvalidInputError(f"{file.name}: a T4 file does not name its device ({beside}): give its name",
+                                    parameter="device_name")
     spec = find_device_spec(chosen) if chosen else None
     if not chosen:
-        if record.format == "t4":  # (not guessed from the file name: "t4.json" is no NVIDIA T4)
-            raise InvalidInputError(f"{file.name}: a T4 file does not name its device: give its name",
-                                    parameter="device_name")
         spec = find_device_spec(file.name.split(".")[0])
         chosen = spec.name if spec is not None else "unknown GPU"
     return chosen, kind or device_kind_for(chosen, spec)

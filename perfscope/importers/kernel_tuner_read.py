@@ -4,8 +4,9 @@ files) and the community's T4 results format, into one form.
 A cache holds ``device_name``, ``kernel_name``, ``problem_size``, ``tune_params_keys``
 and ``cache`` (configuration key -> entry). A T4 file (``{"schema_version", "results":
 [{"configuration", "times": {"runtimes", ...}, "invalidity", "measurements", ...}]}``)
-names neither the device nor the kernel nor the problem size: the importer's options or
-the T1 file give them. Both become a ``TuningRecord``: entries in the cache's form
+names neither the device nor the kernel nor the problem size: the importer's options, the
+T1 file or the T4 metadata file Kernel Tuner writes beside it (``NAME-metadata.json``: the
+machine's ``nvidia-smi``/``rocm-smi`` query) give them. Both become a ``TuningRecord``: entries in the cache's form
 (parameter values, ``time`` in ms or Kernel Tuner's error string, ``times``, observers).
 """
 
@@ -55,7 +56,63 @@ def read_tuning_file(path: Path) -> TuningRecord:
             raise InvalidInputError(f"{path.name} is not a Kernel Tuner cache file (not JSON: {exc})") from None
     if isinstance(data, dict) and isinstance(data.get("results"), list) and "cache" not in data:
         return _t4(data, path)
+    if _is_t4_metadata(data):
+        raise InvalidInputError(f"{path.name} is a T4 metadata file (the machine, no measurements): import the "
+                                "results file written beside it")
     return _cache(data, path)
+
+
+def _is_t4_metadata(data: Any) -> bool:
+    return isinstance(data, dict) and isinstance(data.get("metadata"), dict) and "cache" not in data \
+        and "results" not in data
+
+
+def metadata_file_for(results: Path) -> Path | None:
+    """The T4 metadata file Kernel Tuner writes beside a results file (``X-results.json[.gz]``
+    -> ``X-metadata.json[.gz]``, either compression), or None when there is none."""
+    name = results.name
+    stem = name[:-len("-results.json.gz")] if name.endswith("-results.json.gz") else \
+        name[:-len("-results.json")] if name.endswith("-results.json") else None
+    if stem is None:
+        return None
+    for candidate in (f"{stem}-metadata.json", f"{stem}-metadata.json.gz"):
+        if (results.parent / candidate).is_file():
+            return results.parent / candidate
+    return None
+
+
+def metadata_device_name(path: Path) -> str | None:
+    """The GPU a T4 metadata file's device query names (``nvidia-smi``'s ``product_name``,
+    ``rocm-smi``'s card series or device name), or None when it names none or several
+    different ones (a multi-GPU machine: which one ran is not recorded)."""
+    try:
+        data = json.loads(_text(path))
+    except (ValueError, RecursionError):
+        raise InvalidInputError(f"{path.name}: the T4 metadata file is not JSON") from None
+    if not _is_t4_metadata(data):
+        raise InvalidInputError(f"{path.name} is not a T4 metadata file (no 'metadata' object)")
+    environment = data["metadata"].get("environment")
+    query = environment.get("device_query") if isinstance(environment, dict) else None
+    if not isinstance(query, dict):
+        return None
+    names = set()
+    smi = query.get("nvidia-smi")
+    gpus = smi.get("nvidia_smi_log", {}).get("gpu") if isinstance(smi, dict) and \
+        isinstance(smi.get("nvidia_smi_log"), dict) else None
+    for gpu in gpus if isinstance(gpus, list) else [gpus]:
+        if isinstance(gpu, dict) and isinstance(gpu.get("product_name"), str) and gpu["product_name"].strip():
+            names.add(gpu["product_name"].strip())
+    rocm = query.get("rocm-smi")
+    for card, fields in (rocm.items() if isinstance(rocm, dict) else []):
+        if not str(card).lower().startswith("card") or not isinstance(fields, dict):
+            continue
+        lower = {str(key).strip().lower(): value for key, value in fields.items()}
+        for key in ("card series", "device name", "card model"):
+            value = lower.get(key)
+            if isinstance(value, str) and value.strip() and not value.strip().lower().startswith("0x"):
+                names.add(value.strip())
+                break
+    return names.pop() if len(names) == 1 else None
 
 
 def _text(path: Path) -> str:
