@@ -69,6 +69,7 @@ def test_datasheet_figures_of_two_reference_devices():
     ("NVIDIA A100-SXM4-40GB", "a100-40gb-sxm"),
     ("Tesla T4", "t4"),
     ("NVIDIA L40S", "l40s"),
+    ("RTX_Titan", "titan-rtx"),  # a Kernel Tuner cache named after its GPU
 ])
 def test_names_and_aliases_resolve_case_insensitively(name, expected):
     assert device_spec(name).device_id == expected
