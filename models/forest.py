@@ -45,7 +45,7 @@ from perfscope.errors import InvalidInputError, ModelFileError
 from perfscope.models.efficiency import Computed, measured_energy_j
 from perfscope.models.estimator_base import LightEstimator, LightRegressorMixin, check_is_fitted
 from perfscope.models.intervals import design_range, forest_difficulty
-from perfscope.models.roofline_model import DeviceFeaturesMixin, training_rows
+from perfscope.models.roofline_model import DeviceFeaturesMixin, no_bound_reason, training_rows
 from perfscope.models.tree_arrays import ForestArrays, export_forest
 from perfscope.roofline import arithmetic_intensity
 from perfscope.work import Rows, work_and_traffic
@@ -172,8 +172,8 @@ class ForestModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
         target = self._latency_target(latency_s, bound)
         keep = np.isfinite(target)
         if keep.sum() < 2:
-            raise InvalidInputError("too few rows to fit a forest: they need status ok, a time and a device with "
-                                 "a peak for their dtype")
+            raise InvalidInputError(no_bound_reason("a forest", frame) if not keep.any() else
+                                    "too few rows with a roofline bound to fit a forest (need 2)")
         design = forest_design(frame)
         self.design_range_ = design_range(design[keep]) if keep.any() else None
         energy_j = (measured_energy_j(rows, self.include_doubtful_energy) if self.energy

@@ -91,6 +91,23 @@ def training_rows(X: Any, y: Any = None) -> tuple[Columns, np.ndarray]:
     return take(rows, keep), y[keep]
 
 
+def no_bound_reason(what: str, features: Columns) -> str:
+    """One line saying why the ok rows of ``features`` (``roofline_columns``) give ``what``
+    (e.g. "a roofline model") nothing to fit: no rows, unknown work, or no device figures."""
+    size = columns_size(features)
+    if size == 0:
+        return f"no rows to fit {what} on: none has status ok and a time"
+    flops = np.asarray(features["flops"], dtype=float)
+    min_bytes = np.asarray(features["min_bytes"], dtype=float)
+    unsized = int((~(np.isfinite(flops) & np.isfinite(min_bytes))).sum())
+    peak = np.asarray(features["peak_flops_per_s"], dtype=float)
+    bandwidth = np.asarray(features["mem_bandwidth_bytes_per_s"], dtype=float)
+    no_figures = int((~(np.isfinite(peak) & np.isfinite(bandwidth))).sum())
+    return (f"no roofline bound to fit {what} on: of {size} ok rows, {unsized} have no FLOP or byte count (give "
+            f"--flops/--bytes at import, or the kernel's sizes) and {no_figures} a device without a peak for their "
+            "dtype or a bandwidth (a spec row, --peak-flops/--bandwidth at import, or `perfscope calibrate`)")
+
+
 def _group_keys(rows: Mapping[str, Any], columns: Sequence[str]) -> list[tuple[str, ...]]:
     """Each row's values of ``columns`` as a tuple of strings ("" where missing or absent)."""
     size = columns_size(rows)
@@ -127,8 +144,7 @@ class RooflineModel(DeviceFeaturesMixin, LightRegressorMixin, LightEstimator):
         efficiency = np.asarray(features["bound_time_s"], dtype=float) / latency_s
         keep = np.isfinite(efficiency) & (efficiency > 0)
         if not keep.any():
-            raise InvalidInputError("no rows to fit a roofline model on: they need status ok, a time and a device "
-                                 "with a peak for their dtype")
+            raise InvalidInputError(no_bound_reason("a roofline model", features))
         features = take(features, keep)
         efficiency = efficiency[keep]
         records = []

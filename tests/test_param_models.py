@@ -58,6 +58,7 @@ def test_distinct_configurations_get_distinct_predictions(sweeps):
 
 @pytest.mark.slow
 def test_grouped_evaluation_reports_ranking_and_every_model(sweeps):
+    from perfscope.models.param_forest import ParameterForestModel
     from perfscope.workflows.train import evaluate_datasets
 
     one = sweeps[sweeps["device_name"] == "NVIDIA RTX A6000"].reset_index(drop=True)
@@ -65,7 +66,12 @@ def test_grouped_evaluation_reports_ranking_and_every_model(sweeps):
     by_model = table.set_index("model")
     assert {"forest", "param_forest", "roofline", "log_linear", "paper_baseline"} <= set(by_model.index)
     assert by_model.loc["param_forest", "regret"] >= 1.0 and by_model.loc["param_forest", "spearman"] > 0.5
-    assert isinstance(by_model.loc["forest", "reason"], str)  # no FLOPs: the reason, not a silent drop
+    # no FLOPs: the reason, not a silent drop, and the reason is the one that holds
+    assert f"{len(one) * 2 // 3} have no FLOP or byte count" in by_model.loc["roofline", "reason"]
+    assert "0 a device without a peak" in by_model.loc["forest", "reason"]
+    assert table.attrs["group_by"] == ["block_size_x", "block_size_y"]
+    chosen = evaluate_datasets(one, n_splits=3, models={"param_forest": ParameterForestModel(n_estimators=5)})
+    assert len(chosen.attrs["group_by"]) == 2  # one shape: the two most varied parameters, said
     with pytest.raises(UserInputError, match="nope"):
         evaluate_datasets(one, group_by=["nope"])
 

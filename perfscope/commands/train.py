@@ -141,10 +141,12 @@ def evaluate_command(
     table = evaluate_datasets(rows, split=split, n_splits=None if folds == 0 else folds, seed=seed,
                               kernels=kernel, devices=device, dtypes=dtype, include_contended=include_contended,
                               group_by=_names(group_by), progress=None if quiet or as_json else _progress)
+    groups = table.attrs.get("group_by") if split == "shape" else None
     if as_json:
-        print(strict_json.dumps({"split": split, "results": to_records(table), **_files_summary(read)}))
+        print(strict_json.dumps({"split": split, "group_by": groups, "results": to_records(table),
+                                 **_files_summary(read)}))
         return
-    print(f"split: {split}")
+    print(f"split: {split}" + (f" (groups: unseen combinations of {', '.join(groups)})" if groups else ""))
     print(_table(table))
 
 

@@ -181,7 +181,8 @@ def evaluate_datasets(rows: RowsOrPaths, *, split: str = "shape", n_splits: int 
     coverage of intervals calibrated on the training side alone.
 
     Returns the DataFrame of ``perfscope.models.evaluation.evaluate`` (one row per model
-    and target); ``.to_dict(orient="records")`` is its JSON form. ``include_contended``
+    and target; ``attrs["group_by"]``: the parameters grouped by, given or chosen, None for
+    shapes); ``.to_dict(orient="records")`` is its JSON form. ``include_contended``
     also judges on rows timed while another workload shared the device.
     """
     data = _learnable_rows(rows, kernels, devices, dtypes, include_contended, progress)
@@ -198,8 +199,10 @@ def evaluate_datasets(rows: RowsOrPaths, *, split: str = "shape", n_splits: int 
             group_by = most_varied_parameters(data) or None
             if group_by and progress is not None:
                 progress(f"one shape: holding out unseen ({', '.join(group_by)}) combinations")
-    return evaluate(models, data, split=split, n_splits=n_splits, seed=seed,
-                    include_doubtful_energy=include_doubtful_energy, progress=progress, group_by=group_by)
+    table = evaluate(models, data, split=split, n_splits=n_splits, seed=seed,
+                     include_doubtful_energy=include_doubtful_energy, progress=progress, group_by=group_by)
+    table.attrs["group_by"] = list(group_by) if group_by else None  # what the groups were, given or chosen
+    return table
 
 
 def train(rows: RowsOrPaths, *, out_dir: str | os.PathLike[str], kernels: Sequence[str] | None = None,
