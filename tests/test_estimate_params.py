@@ -85,3 +85,61 @@ def test_the_cli_estimates_an_imported_configuration_as_the_page_does(family, tm
     assert "model:param_forest" in text.stdout and "no FLOPs or bytes" in text.stdout
     short = subprocess.run([*args[:-1], "block_size_x=1"], capture_output=True, text=True, timeout=120)
     assert short.returncode == 2 and "Traceback" not in short.stderr and "tile_size_x" in short.stderr
+
+
+@pytest.fixture(scope="module")
+def sizeless_gemm(tmp_path_factory):
+    """A CLBlast-style Kernel Tuner GEMM cache (MWG/NWG name the tiles) with a 2-element
+    problem size: the import keeps the tiles but knows no m, n, k."""
+    from test_kernel_tuner_import import _cache  # noqa: E402 (tests/ is on sys.path)
+
+    from perfscope.importers import import_kernel_tuner
+    from perfscope.models.groups import parameter_groups
+    from perfscope.models.intervals import ConformalWrapper
+    from perfscope.models.param_forest import ParameterForestModel
+    from perfscope.models.param_space import observed_spaces
+    from perfscope.models.persistence import save_bundle
+
+    tmp = tmp_path_factory.mktemp("gemm")
+    entries = {f"{mwg},{nwg},{vwm}": {"MWG": mwg, "NWG": nwg, "VWM": vwm, "time": 64 / mwg + 64 / nwg + 1 / vwm}
+               for mwg in (32, 64, 128) for nwg in (32, 64, 128) for vwm in (1, 2)}
+    rows = import_kernel_tuner(_cache(tmp / "xgemm.json", kernel_name="Xgemm", problem_size=(4096, 4096),
+                                      keys=("MWG", "NWG", "VWM"), entries=entries)).to_pandas()
+    assert set(rows["kernel"]) == {"gemm"} and rows["m"].isna().all()
+    assert (rows["tile_m"] == rows["param_MWG"]).all()
+    wrapper = ConformalWrapper(ParameterForestModel(n_estimators=8), n_splits=3,
+                               groups=lambda frame: parameter_groups(frame, ["MWG", "NWG"]))
+    bundle = save_bundle(tmp / "model", {"param_forest": wrapper.fit(rows)}, rows=rows,
+                         metadata={"parameter_spaces": observed_spaces(rows)})
+    return rows, load_bundle(bundle)
+
+
+def test_a_gemm_import_without_sizes_is_ranked_and_estimated_by_its_parameters(sizeless_gemm):
+    rows, model = sizeless_gemm
+    given = {"MWG": 32, "NWG": 32, "VWM": 1}  # the tiles follow from MWG/NWG: they need not be given
+    found = best_config("gemm", DEVICE, model=model, params=given, data=rows)
+    assert found["best"]["config"]["MWG"] == 128 and found["best"]["config"]["tile_m"] == 128
+    assert found["given"]["config"]["tile_m"] == 32 and found["gain_over_given"] > 1
+    declared = best_config("gemm", DEVICE, model=model, space={"MWG": [64, 128], "NWG": [128]}, params={"VWM": 2},
+                           data=rows)
+    assert declared["space"]["n_unobserved"] == 0  # the declared configurations were all measured
+    one = estimate_params("gemm", DEVICE, model=model, params=given)
+    assert one["observed"] and one["latency_low_s"] <= one["latency_s"] <= one["latency_high_s"]
+    with pytest.raises(InvalidInputError, match="NWG"):
+        estimate_params("gemm", DEVICE, model=model, params={"MWG": 32, "VWM": 1})
+
+
+def test_the_cli_estimates_a_gemm_import_without_sizes_by_its_parameters(sizeless_gemm):
+    import json
+    import subprocess
+    import sys
+
+    _, model = sizeless_gemm
+    args = [sys.executable, "-m", "perfscope", "estimate", "gemm", "--device", DEVICE, "--model", str(model.path),
+            "--params", "MWG=128,NWG=128,VWM=2", "--json"]
+    one = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert one.returncode == 0, one.stderr
+    assert json.loads(one.stdout)["method"].startswith("model:param_forest")
+    best = subprocess.run([*args, "--best-config"], capture_output=True, text=True, timeout=120)
+    assert best.returncode == 0, best.stderr
+    assert json.loads(best.stdout)["best_config"]["best"]["config"]["MWG"] == 128

@@ -51,7 +51,13 @@ from perfscope.workflows.config_space import (
     tile_grid_configs,
     varied_names,
 )
-from perfscope.workflows.estimate_columns import SHAPE_COLUMNS, config_columns, estimate_columns, loaded_bundle
+from perfscope.workflows.estimate_columns import (
+    SHAPE_COLUMNS,
+    config_columns,
+    estimate_columns,
+    has_sizes,
+    loaded_bundle,
+)
 
 TOP = 5
 NEEDS_A_MODEL = ("the best-configuration search needs a model trained on a parameter sweep (--model): the "
@@ -197,14 +203,14 @@ def _predicted(bundle: Any, predictor: str, kernel: str, device: str, dtype: str
 def _flat(kernel: str, shape: Mapping[str, Any], configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One flat record per configuration: the shape, its columns and its parameters as JSON."""
     # a family with sizes has its work computed from the sizes asked, not the observed row's
-    left_out = ("params", "unobserved", "flops", "min_bytes") if kernel in SHAPE_COLUMNS else ("params", "unobserved")
+    left_out = ("params", "unobserved", "flops", "min_bytes") if has_sizes(kernel, shape) else ("params", "unobserved")
     return [{**shape, **{k: v for k, v in c.items() if k not in left_out},
              "params_json": json.dumps(c["params"], sort_keys=True)} for c in configs]
 
 
 def _parameter_rows(kernel: str, dtype: str, flat: list[dict[str, Any]], key: str, name: str | None) -> Any:
     """The parameter forest's input columns for ``flat`` configurations on device ``key``."""
-    rows = config_columns(kernel, flat, dtype) if kernel in SHAPE_COLUMNS else {
+    rows = config_columns(kernel, flat, dtype) if flat and has_sizes(kernel, flat[0]) else {
         **as_columns(flat), "kernel": repeat(kernel, len(flat)), "dtype": repeat(dtype, len(flat))}
     rows["device_key"] = repeat(key, len(flat))
     rows["device_name"] = repeat(name or "", len(flat))

@@ -114,7 +114,8 @@ def declared_configs(space: Mapping[str, Sequence[Any]], params: Mapping[str, An
             raise InvalidInputError(f"--space names {', '.join(unknown)}, which the observed configurations do not "
                                     f"have (they have: {', '.join(sorted(n for n in known if '.' not in n))})",
                                     parameter="space")
-    by_key = {tunable_items(c): c for c in observed}
+    derived = derived_tiles(observed)
+    by_key = {identity(c, derived): c for c in observed}
     names = list(space)
     out = []
     for values in itertools.product(*space.values()):
@@ -125,18 +126,39 @@ def declared_configs(space: Mapping[str, Sequence[Any]], params: Mapping[str, An
             else:
                 config["params"][name] = value
         config = fill_constants(config, observed)
-        seen = by_key.get(tunable_items(config))
+        seen = by_key.get(identity(config, derived))
         if seen is not None:
             out.append(seen)
             continue
         if problem is not None:
             config["params"]["problem_size"] = problem
         out.append({**config, "unobserved": True})
-    missing = sorted(n for n in varied_names(observed) if n not in space and n not in params and n not in tiles)
+    missing = sorted(n for n in varied_names(observed)
+                     if n not in space and n not in params and n not in tiles and n not in derived)
     if missing and any(c.get("unobserved") for c in out):
         raise InvalidInputError(f"--space leaves {', '.join(missing)} unset: give them in --space or --params",
                                 parameter="space")
     return out
+
+
+def derived_tiles(observed: list[dict[str, Any]]) -> frozenset[str]:
+    """The tile columns the parameters decide over ``observed`` (an import that read the
+    tiles off the parameters, e.g. Kernel Tuner's MWG/NWG/KWG): configurations with the same
+    parameters have the same tile, so a configuration is named by its parameters alone."""
+    if not observed or not all(c["params"] for c in observed):
+        return frozenset()
+    tiles_by_params: dict[Any, set[Any]] = {}
+    for config in observed:
+        key = identity(config, frozenset(TILE_NAMES))
+        tiles_by_params.setdefault(key, set()).add(tuple(config.get(n) for n in TILE_NAMES))
+    if any(len(tiles) > 1 for tiles in tiles_by_params.values()):
+        return frozenset()
+    return frozenset(n for n in TILE_NAMES if any(c.get(n) is not None for c in observed))
+
+
+def identity(config: Mapping[str, Any], derived: frozenset[str] | set[str]) -> tuple[tuple[str, Any], ...]:
+    """``tunable_items`` of ``config`` without the ``derived`` tile columns."""
+    return tuple(item for item in tunable_items(config) if item[0] not in derived)
 
 
 def fill_constants(config: dict[str, Any], observed: list[dict[str, Any]]) -> dict[str, Any]:
@@ -190,11 +212,13 @@ def given_config(params: Mapping[str, Any], tiles: Mapping[str, Any], shape: Map
     if implementation:
         config["implementation"] = implementation
     config = fill_constants(config, observed)
-    wanted = tunable_items(config)
+    derived = derived_tiles(observed) - set(tiles)
+    wanted = identity(config, derived)
     for seen in observed:
-        if tunable_items(seen) == wanted:
+        if identity(seen, derived) == wanted:
             return seen
-    missing = sorted(n for n in varied_names(observed) if n not in params and n not in tiles and n != "implementation")
+    missing = sorted(n for n in varied_names(observed)
+                     if n not in params and n not in tiles and n != "implementation" and n not in derived)
     if missing and source == "declared":
         return None  # the parameters fix the rest of a declared space: no whole configuration given
     if missing and source != "tiles":

@@ -30,6 +30,7 @@ from perfscope.workflows.estimate_columns import (
     SHAPE_COLUMNS,
     config_columns,
     estimate_columns,
+    has_sizes,
     loaded_bundle,
 )
 
@@ -95,7 +96,7 @@ def estimate_with_best_config(kernel: str, device: str, dtype: str = "fp32", *, 
                               implementation: str | None = None, estimate_options: Mapping[str, Any] | None = None,
                               rank_when_incomplete: bool = False, **search: Any) -> dict[str, Any]:
     """``perfscope estimate --best-config``: the estimate of the given configuration (families
-    with sizes: gemm, conv, attention; others have none) with ``best_config``'s answer under
+    with sizes: gemm, conv, attention, when sizes are given; others have none) with ``best_config``'s answer under
     ``"best_config"``, and, when the best is a tile, the ``"best_tile"``
     entry ``--best-tile`` has always given. ``search``: ``best_config``'s ``space``,
     ``data``, ``problem_size`` and ``tile_grid``; ``estimate_options``: ``estimate``'s
@@ -118,7 +119,7 @@ def estimate_with_best_config(kernel: str, device: str, dtype: str = "fp32", *, 
         found = best_config(kernel, device, dtype, model=bundle, shape=sizes, **options)
         note = (f"the configuration given is incomplete ({str(exc).removeprefix('--params ')}): the best "
                 "configuration is not compared with it")
-    if kernel not in SHAPE_COLUMNS:
+    if not has_sizes(kernel, shape or {}):  # an imported family, or an import without sizes: no roofline
         return {"kernel": kernel, "dtype": dtype, "device": device, "best_config": found,
                 **({"given_note": note} if note else {})}
     given = {**dict(shape or {}), **{f"param_{k}": v for k, v in (params or {}).items()}}

@@ -80,6 +80,13 @@ def config_columns(kernel: str, configs: list[Mapping[str, Any]] | Mapping[str, 
     return columns
 
 
+def has_sizes(kernel: str, shape: Mapping[str, Any]) -> bool:
+    """Whether ``shape`` gives any of ``kernel``'s sizes (a built-in family's defaults, such as
+    batch 1, do not count): an imported gemm/conv/attention sweep may have none."""
+    return kernel in SHAPE_COLUMNS and any(shape.get(c) is not None for c in SHAPE_COLUMNS[kernel]
+                                           if c not in _SHAPE_DEFAULTS)
+
+
 _SHAPE_DEFAULTS = {"batch": 1, "stride_h": 1, "stride_w": 1, "pad_h": 0, "pad_w": 0, "dil_h": 1, "dil_w": 1,
                    "groups": 1, "causal": False}
 
