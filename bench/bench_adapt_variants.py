@@ -16,7 +16,12 @@ GPU's measured best; the error is the median absolute % error on the rows not me
 The variants are made by raising ``perfscope.models.few_shot``'s row thresholds, so the
 code that runs is the product's.
 
-    python bench/bench_adapt_variants.py [--trees 50] [--k 20] [--seeds 0,1,2] [--folder DIR]
+``--cv-select``: also choose the variant per draw by 5-fold cross-validation on the k
+measured rows alone (adapt on four fifths, predict the rest; the lowest median absolute
+log error, or the highest Spearman), as a user could without knowing the rest, and print
+the regret of that choice.
+
+    python bench/bench_adapt_variants.py [--trees 50] [--k 20] [--seeds 0,1,2] [--folder DIR] [--cv-select]
 """
 
 from __future__ import annotations
@@ -48,19 +53,50 @@ def adapted(model, rows: pd.DataFrame, variant: str):
     for name in saved:
         setattr(few_shot, name, NEVER)
     try:
-        return copy.deepcopy(model).adapt(rows)
+        return _detached(model).adapt(rows)
     finally:
         for name, value in saved.items():
             setattr(few_shot, name, value)
+
+
+def _detached(model):
+    """A copy of ``model`` whose per-device state ``adapt`` writes is its own (the fitted
+    forests, which adapt only reads, are shared: a deep copy of them costs seconds)."""
+    out = copy.copy(model)
+    for name in ("scales_", "mixtures_", "residual_forests_", "measured_", "device_figures_"):
+        setattr(out, name, dict(getattr(model, name)))
+    return out
+
+
+def _raw(model, rows: pd.DataFrame) -> np.ndarray:
+    """The model's own prediction, measured configurations included (not replaced by their measurement)."""
+    kept, model.measured_ = model.measured_, {}
+    try:
+        return model.predict(rows)
+    finally:
+        model.measured_ = kept
+
+
+def cross_validated(model, rows: pd.DataFrame, variant: str, seed: int, folds: int = 5) -> tuple[float, float]:
+    """(median |log error|, Spearman) of ``variant`` adapted on k - k/folds of ``rows`` and
+    predicting the rest, over ``folds`` folds: what the k measured rows alone say of it."""
+    from scipy.stats import spearmanr
+
+    log_time = np.log(rows["time_median_ms"].to_numpy() / 1e3)
+    held_out = np.full(len(rows), np.nan)
+    order = np.random.default_rng(seed).permutation(len(rows))
+    for fold in range(folds):
+        test = order[fold::folds]
+        fitted = adapted(model, rows.iloc[np.setdiff1d(order, test)], variant)
+        held_out[test] = np.log(_raw(fitted, rows.iloc[test]))
+    return float(np.median(np.abs(held_out - log_time))), float(spearmanr(held_out, log_time).correlation)
 
 
 def judged(model, target: pd.DataFrame, measured: np.ndarray) -> tuple[float, float, float]:
     """(regret of predict's pick, regret of the raw prediction's pick, median % error off the measured rows)."""
     y_s = target["time_median_ms"].to_numpy() / 1e3
     predicted = model.predict(target)
-    kept, model.measured_ = model.measured_, {}
-    raw = model.predict(target)
-    model.measured_ = kept
+    raw = _raw(model, target)
     error = float(np.median(np.abs(predicted[~measured] / y_s[~measured] - 1)) * 100)
     return y_s[np.argmin(predicted)] / y_s.min(), y_s[np.argmin(raw)] / y_s.min(), error
 
@@ -75,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--cv-select", action="store_true", help="also pick the variant by CV on the k rows")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*sklearn.utils.parallel.delayed.*")
     if not args.folder.is_dir():
@@ -98,9 +135,12 @@ def main(argv: list[str] | None = None) -> int:
             measured[positions] = True
             for variant in VARIANTS:
                 regret, raw, error = judged(adapted(model, target.iloc[positions], variant), target, measured)
+                cv_error, cv_spearman = (cross_validated(model, target.iloc[positions], variant, len(lines))
+                                         if args.cv_select else (np.nan, np.nan))
                 lines.append({"gpu": gpu, "draw": draw, "variant": variant, "zero_shot": zero, "regret": regret,
                               "regret_raw": raw, "median_pct_error": error,
-                              "best_measured": y_s[positions].min() / y_s.min()})
+                              "best_measured": y_s[positions].min() / y_s.min(),
+                              "cv_error": cv_error, "cv_spearman": cv_spearman})
         print(f"{gpu}: {time.perf_counter() - start:.0f} s", flush=True)
     table = pd.DataFrame(lines)
     table["kind"] = np.where(table["draw"] == "chosen", "chosen", "random")
@@ -110,6 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     print("\nmean over GPUs (and draws)")
     print(table.groupby(["kind", "variant"])[["zero_shot", "regret", "regret_raw", "median_pct_error",
                                                "best_measured"]].mean().to_string(float_format=lambda v: f"{v:.3f}"))
+    if args.cv_select:
+        draws = table.groupby(["kind", "gpu", "draw"])
+        picks = (("cv_error", draws["cv_error"].idxmin()), ("cv_spearman", draws["cv_spearman"].idxmax()))
+        for criterion, pick in picks:
+            chosen = table.loc[pick.dropna().astype(int)]
+            print(f"\nvariant chosen per draw by {criterion} on the k rows (CV): mean regret / raw-pick regret")
+            print(chosen.groupby("kind")[["regret", "regret_raw"]].mean().to_string(float_format=lambda v: f"{v:.3f}"))
+            print("chosen:", chosen["variant"].value_counts().to_dict())
     return 0
 
 
