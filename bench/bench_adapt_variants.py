@@ -151,10 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table.groupby(["kind", "variant"])[["zero_shot", "regret", "regret_raw", "median_pct_error",
                                                "best_measured"]].mean().to_string(float_format=lambda v: f"{v:.3f}"))
     if args.cv_select:
-        draws = table.groupby(["kind", "gpu", "draw"])
-        picks = (("cv_error", draws["cv_error"].idxmin()), ("cv_spearman", draws["cv_spearman"].idxmax()))
-        for criterion, pick in picks:
-            chosen = table.loc[pick.dropna().astype(int)]
+        for criterion in ("cv_error", "cv_spearman"):  # a constant held-out prediction has no Spearman: left out
+            draws = table.dropna(subset=[criterion]).groupby(["kind", "gpu", "draw"])[criterion]
+            chosen = table.loc[draws.idxmin() if criterion == "cv_error" else draws.idxmax()]
             print(f"\nvariant chosen per draw by {criterion} on the k rows (CV): mean regret / raw-pick regret")
             print(chosen.groupby("kind")[["regret", "regret_raw"]].mean().to_string(float_format=lambda v: f"{v:.3f}"))
             print("chosen:", chosen["variant"].value_counts().to_dict())

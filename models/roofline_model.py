@@ -103,6 +103,9 @@ def no_bound_reason(what: str, features: Columns) -> str:
     peak = np.asarray(features["peak_flops_per_s"], dtype=float)
     bandwidth = np.asarray(features["mem_bandwidth_bytes_per_s"], dtype=float)
     no_figures = int((~(np.isfinite(peak) & np.isfinite(bandwidth))).sum())
+    if unsized == 0 and no_figures == 0:
+        return (f"no usable roofline bound to fit {what} on: the {size} ok rows have work and device figures, but "
+                "no bound and time give a positive, finite ratio")
     return (f"no roofline bound to fit {what} on: of {size} ok rows, {unsized} have no FLOP or byte count (give "
             f"--flops/--bytes at import, or the kernel's sizes) and {no_figures} a device without a peak for their "
             "dtype or a bandwidth (a spec row, --peak-flops/--bandwidth at import, or `perfscope calibrate`)")

@@ -143,3 +143,5 @@ def test_the_cli_estimates_a_gemm_import_without_sizes_by_its_parameters(sizeles
     best = subprocess.run([*args, "--best-config"], capture_output=True, text=True, timeout=120)
     assert best.returncode == 0, best.stderr
     assert json.loads(best.stdout)["best_config"]["best"]["config"]["MWG"] == 128
+    tiled = subprocess.run([*args, "--tile-m", "32"], capture_output=True, text=True, timeout=120)
+    assert tiled.returncode == 2 and "tile_m cannot be given with --params" in tiled.stderr  # not dropped silently

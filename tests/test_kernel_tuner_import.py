@@ -190,6 +190,9 @@ def _t4_results(path):
     ({"nvidia-smi": {"nvidia_smi_log": {"gpu": {"product_name": "NVIDIA RTX A6000"}}}}, "NVIDIA RTX A6000"),
     ({"rocm-smi": {"card0": {"Card Series": "AMD Radeon PRO W7800", "Card Model": "0x7448"},
                    "system": {"Driver version": "6.1"}}}, "AMD Radeon PRO W7800"),
+    # "N/A" names nothing (the next field does); a PCI-database name is matched by its brackets
+    ({"rocm-smi": {"card0": {"Card series": "N/A", "Device Name": "Navi 31 [Radeon Pro W7800]"}}},
+     "AMD Radeon PRO W7800"),
 ])
 def test_t4_results_take_the_device_from_the_metadata_file_beside_them(tmp_path, query, expected):
     results = _t4_results(tmp_path / "A6000-results.json")
@@ -201,6 +204,9 @@ def test_t4_results_take_the_device_from_the_metadata_file_beside_them(tmp_path,
     assert rows[0]["device_kind"] == ("rocm" if "AMD" in expected else "cuda")
     with pytest.raises(InvalidInputError, match="T4 metadata file .*import the results file"):
         import_kernel_tuner(tmp_path / "A6000-metadata.json.gz")
+    plain = _t4_results(tmp_path / "vector_add.json")  # Kernel Tuner's examples: X.json and X-metadata.json
+    (tmp_path / "vector_add-metadata.json").write_text(json.dumps(metadata))
+    assert _rows(import_kernel_tuner(plain))[0]["device_name"] == expected
 
 
 def test_t4_metadata_naming_two_different_gpus_names_none(tmp_path):

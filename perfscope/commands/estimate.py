@@ -90,6 +90,9 @@ def estimate_command(
         for flag, option in (("--space", space), ("--data", data), ("--suggest", suggest)):
             if option:
                 raise InvalidInputError(f"{flag} is an option of --best-config")
+        if shape:  # sizes or tiles the parameters already decide (--batch, --tile-m, ...): not silently dropped
+            raise InvalidInputError(f"{', '.join(sorted(shape))} cannot be given with --params here: the parameters "
+                                    "name the configuration (give its tiles as parameters, e.g. MWG=64)")
         result = estimate_params(kernel, device, dtype, model=model, params=parse_params(params or ""),
                                  problem_size=_sizes(problem_size) if problem_size else None,
                                  implementation=implementation, region=region, intensity_gco2e_per_kwh=intensity,

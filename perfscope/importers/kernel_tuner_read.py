@@ -68,16 +68,16 @@ def _is_t4_metadata(data: Any) -> bool:
 
 
 def metadata_file_for(results: Path) -> Path | None:
-    """The T4 metadata file Kernel Tuner writes beside a results file (``X-results.json[.gz]``
-    -> ``X-metadata.json[.gz]``, either compression), or None when there is none."""
+    """The T4 metadata file Kernel Tuner writes beside a results file, or None when there is
+    none: ``X-results.json[.gz]`` or ``X.json[.gz]`` -> ``X-metadata.json[.gz]`` (either
+    compression; the benchmark hub names results ``-results``, Kernel Tuner's examples do not)."""
     name = results.name
-    stem = name[:-len("-results.json.gz")] if name.endswith("-results.json.gz") else \
-        name[:-len("-results.json")] if name.endswith("-results.json") else None
-    if stem is None:
-        return None
-    for candidate in (f"{stem}-metadata.json", f"{stem}-metadata.json.gz"):
-        if (results.parent / candidate).is_file():
-            return results.parent / candidate
+    for suffix in ("-results.json.gz", "-results.json", ".json.gz", ".json"):
+        if name.endswith(suffix):
+            stem = name[:-len(suffix)]
+            for candidate in (f"{stem}-metadata.json", f"{stem}-metadata.json.gz"):
+                if (results.parent / candidate).is_file():
+                    return results.parent / candidate
     return None
 
 
@@ -100,7 +100,7 @@ def metadata_device_name(path: Path) -> str | None:
     gpus = smi.get("nvidia_smi_log", {}).get("gpu") if isinstance(smi, dict) and \
         isinstance(smi.get("nvidia_smi_log"), dict) else None
     for gpu in gpus if isinstance(gpus, list) else [gpus]:
-        if isinstance(gpu, dict) and isinstance(gpu.get("product_name"), str) and gpu["product_name"].strip():
+        if isinstance(gpu, dict) and isinstance(gpu.get("product_name"), str) and _known(gpu["product_name"]):
             names.add(gpu["product_name"].strip())
     rocm = query.get("rocm-smi")
     for card, fields in (rocm.items() if isinstance(rocm, dict) else []):
@@ -109,10 +109,16 @@ def metadata_device_name(path: Path) -> str | None:
         lower = {str(key).strip().lower(): value for key, value in fields.items()}
         for key in ("card series", "device name", "card model"):
             value = lower.get(key)
-            if isinstance(value, str) and value.strip() and not value.strip().lower().startswith("0x"):
+            if isinstance(value, str) and _known(value):
                 names.add(value.strip())
                 break
     return names.pop() if len(names) == 1 else None
+
+
+def _known(value: str) -> bool:
+    """A device query's field that names something (not empty, "N/A", "unknown" or a hex id)."""
+    text = value.strip().lower()
+    return bool(text) and text not in ("n/a", "na", "unknown", "none") and not text.startswith("0x")
 
 
 def _text(path: Path) -> str:

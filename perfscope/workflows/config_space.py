@@ -114,7 +114,7 @@ def declared_configs(space: Mapping[str, Sequence[Any]], params: Mapping[str, An
             raise InvalidInputError(f"--space names {', '.join(unknown)}, which the observed configurations do not "
                                     f"have (they have: {', '.join(sorted(n for n in known if '.' not in n))})",
                                     parameter="space")
-    derived = derived_tiles(observed)
+    derived = derived_tiles(observed) - set(space) - set(tiles)
     by_key = {identity(c, derived): c for c in observed}
     names = list(space)
     out = []

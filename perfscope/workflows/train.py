@@ -201,7 +201,8 @@ def evaluate_datasets(rows: RowsOrPaths, *, split: str = "shape", n_splits: int 
                 progress(f"one shape: holding out unseen ({', '.join(group_by)}) combinations")
     table = evaluate(models, data, split=split, n_splits=n_splits, seed=seed,
                      include_doubtful_energy=include_doubtful_energy, progress=progress, group_by=group_by)
-    table.attrs["group_by"] = list(group_by) if group_by else None  # what the groups were, given or chosen
+    # what the groups were, given or chosen (only the shape split groups by parameters)
+    table.attrs["group_by"] = list(group_by) if group_by and split == "shape" else None
     return table
 
 
