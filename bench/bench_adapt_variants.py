@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from bench_kernel_tuner import DEFAULT, load  # bench/ is on sys.path when run as a script
+from bench_kernel_tuner import DEFAULT, caches_missing, gpu_labels, load  # bench/ is on sys.path when run as a script
 
 NEVER = 10**9
 VARIANTS = {  # few_shot thresholds raised so that adapt skips a part
@@ -114,11 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cv-select", action="store_true", help="also pick the variant by CV on the k rows")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*sklearn.utils.parallel.delayed.*")
-    if not args.folder.is_dir():
-        print(f"Kernel Tuner caches not found at {args.folder}: skipped (pass --folder DIR)")
+    if caches_missing(args.folder):
         return 0
     rows = load(args.folder, None)
-    rows["gpu"] = [Path(str(s).split(":")[-1]).name.split(".")[0] for s in rows["source"]]
+    rows["gpu"] = gpu_labels(rows)
     lines = []
     for gpu in sorted(rows["gpu"].unique()):
         start = time.perf_counter()

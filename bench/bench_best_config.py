@@ -32,7 +32,7 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
-from bench_kernel_tuner import DEFAULT, load  # bench/ is on sys.path when run as a script
+from bench_kernel_tuner import DEFAULT, caches_missing, gpu_labels, load  # bench/ is on sys.path when run as a script
 
 KERNEL = "dedispersion_kernel"
 
@@ -66,14 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpus", default="", help="comma-separated targets (file stems; default: all)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*sklearn.utils.parallel.delayed.*")
-    if not args.folder.is_dir():
-        print(f"Kernel Tuner caches not found at {args.folder}: skipped (pass --folder DIR)")
+    if caches_missing(args.folder):
         return 0
     load_window = ForeignLoad()
     load_window.start()
     start = time.perf_counter()
     rows = load(args.folder, None)  # bench_kernel_tuner's: every cache with the T1 file, as shipped
-    rows["gpu"] = [Path(str(s).split(":")[-1]).name.split(".")[0] for s in rows["source"]]
+    rows["gpu"] = gpu_labels(rows)
     print(f"# imported {len(rows)} rows, {rows['gpu'].nunique()} GPUs in {time.perf_counter() - start:.0f} s; "
           f"{args.trees} trees, k = {args.k}, seed {args.seed}")
     targets = [g for g in args.gpus.split(",") if g] or sorted(rows["gpu"].unique())

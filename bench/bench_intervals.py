@@ -102,14 +102,13 @@ def cqr_coverage(inside: pd.DataFrame, outside: pd.DataFrame) -> tuple[float, fl
 def run_device(folder: Path, sample_per_gpu: int, trees: int, n_jobs: int | None) -> None:
     """Coverage of the saved (wrapped) intervals on a held-out GPU, zero-shot and k-shot."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_kernel_tuner import COLUMNS, load
+    from bench_kernel_tuner import COLUMNS, caches_missing, load
 
     from perfscope.models.evaluation import cross_validated_predictions, summarize
     from perfscope.models.intervals import ConformalWrapper
     from perfscope.models.param_forest import ParameterForestModel
 
-    if not folder.is_dir():
-        print(f"Kernel Tuner caches not found at {folder}: skipped (pass --kernel-tuner DIR)")
+    if caches_missing(folder, "--kernel-tuner"):
         return
     start = time.perf_counter()
     rows = load(folder, None)

@@ -74,6 +74,19 @@ def load(folder: Path, gpus: list[str] | None) -> pd.DataFrame:
     return pa.concat_tables(tables, promote_options="default").to_pandas()
 
 
+def caches_missing(folder: Path, option: str = "--folder") -> bool:
+    """True (and says so) when ``folder`` holds no caches to bench: the bench is skipped."""
+    if folder.is_dir():
+        return False
+    print(f"Kernel Tuner caches not found at {folder}: skipped (pass {option} DIR)")
+    return True
+
+
+def gpu_labels(rows: pd.DataFrame) -> list[str]:
+    """Each row's GPU as its cache's file stem (``A100`` for ``...:A100.json.gz``)."""
+    return [Path(str(s).split(":")[-1]).name.split(".")[0] for s in rows["source"]]
+
+
 def per_device_regret(predictions: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     """Model x held-out device: regret of the pick (one context per device: one problem size)."""
     from perfscope.models.efficiency import ok_rows
@@ -105,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-grouped", action="store_true")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*sklearn.utils.parallel.delayed.*")
-    if not args.folder.is_dir():
-        print(f"Kernel Tuner caches not found at {args.folder}: skipped (pass --folder DIR)")
+    if caches_missing(args.folder):
         return 0
     from perfscope.hostload import ForeignLoad
 

@@ -88,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-jobs", type=int, default=-1)
     parser.add_argument("--keep", type=Path, default=None, help="write the dataset and bundle here (kept)")
     args = parser.parse_args(argv)
-    if not args.folder.is_dir():
-        print(f"Kernel Tuner caches not found at {args.folder}: skipped (pass --folder DIR)")
+    from bench_kernel_tuner import caches_missing  # bench/ is on sys.path when run as a script
+
+    if caches_missing(args.folder):
         return 0
     if args.keep is not None:
         return measure(args, args.keep)
