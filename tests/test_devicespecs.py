@@ -70,12 +70,14 @@ def test_datasheet_figures_of_two_reference_devices():
     ("Tesla T4", "t4"),
     ("NVIDIA L40S", "l40s"),
     ("RTX_Titan", "titan-rtx"),  # a Kernel Tuner cache named after its GPU
+    ("Navi 31 [Radeon Pro W7800]", "radeon-pro-w7800"),  # rocm-smi's PCI-database names, by their brackets
+    ("Aldebaran/MI200 [Instinct MI250X/MI250]", "mi250x-gcd"),
 ])
 def test_names_and_aliases_resolve_case_insensitively(name, expected):
     assert device_spec(name).device_id == expected
 
 
-@pytest.mark.parametrize("name", ["H100 NVL", "RTX 4070 Ti", "radeon", "cpu"])
+@pytest.mark.parametrize("name", ["H100 NVL", "RTX 4070 Ti", "radeon", "cpu", "Navi 99 [Radeon Mystery]"])
 def test_unknown_devices_raise_a_user_error_listing_known_ids(name):
     with pytest.raises(InvalidInputError) as err:
         device_spec(name)

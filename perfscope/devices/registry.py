@@ -83,14 +83,24 @@ def find_device_spec(name_or_id: str) -> DeviceSpec | None:
     punctuation-insensitive; a dataset key ``cuda-<name>`` matches as its name), or None.
 
     The one place names are matched to spec rows: no fuzzy matching ("H100 NVL" must not
-    silently become the SXM part)."""
-    wanted = normalise_device_name(name_or_id)
+    silently become the SXM part). A PCI-database style name, as rocm-smi may write it
+    (``Navi 31 [Radeon Pro W7800]``, ``Aldebaran/MI200 [Instinct MI250X/MI250]``), matches
+    by the name in its brackets, whole or one of its ``/`` parts."""
     index = _alias_index()
-    device_id = index.get(wanted)
-    for kind in ("cuda-", "rocm-"):
-        if device_id is None and wanted.startswith(kind):
-            device_id = index.get(wanted[len(kind):])
-    return load_device_specs()[device_id] if device_id else None
+    bracketed = _BRACKETED.search(name_or_id)
+    inner = [bracketed.group(1), *bracketed.group(1).split("/")] if bracketed else []
+    for candidate in (name_or_id, *inner):
+        wanted = normalise_device_name(candidate)
+        device_id = index.get(wanted)
+        for kind in ("cuda-", "rocm-"):
+            if device_id is None and wanted.startswith(kind):
+                device_id = index.get(wanted[len(kind):])
+        if device_id:
+            return load_device_specs()[device_id]
+    return None
+
+
+_BRACKETED = re.compile(r"\[([^\]]+)\]")
 
 
 def device_spec(name_or_id: str) -> DeviceSpec:

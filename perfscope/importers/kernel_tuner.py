@@ -193,7 +193,7 @@ def _device(record: TuningRecord, file: Path, name: str | None, kind: str | None
     if not chosen and record.format == "t4":  # (not guessed from the file name: "t4.json" is no NVIDIA T4)
         metadata = metadata_file_for(file)
         chosen = (metadata_device_name(metadata) or "") if metadata is not None else ""
-        listed = _bracketed_spec(chosen) if chosen and find_device_spec(chosen) is None else None
+        listed = find_device_spec(chosen) if "[" in chosen else None  # a PCI-style name: keyed as its row names it
         chosen = listed.name if listed is not None else chosen
         if not chosen:
             beside = f"its metadata file {metadata.name} names no single GPU" if metadata is not None else \
@@ -205,19 +205,6 @@ def _device(record: TuningRecord, file: Path, name: str | None, kind: str | None
         spec = find_device_spec(file.name.split(".")[0])
         chosen = spec.name if spec is not None else "unknown GPU"
     return chosen, kind or device_kind_for(chosen, spec)
-
-
-def _bracketed_spec(name: str) -> Any:
-    """The spec row a PCI-database style name holds in brackets, or None: rocm-smi may say
-    ``Navi 31 [Radeon Pro W7800]`` or ``Aldebaran/MI200 [Instinct MI250X/MI250]``."""
-    inner = re.search(r"\[([^\]]+)\]", name)
-    if inner is None:
-        return None
-    for candidate in (inner.group(1), *inner.group(1).split("/")):
-        spec = find_device_spec(candidate.strip())
-        if spec is not None:
-            return spec
-    return None
 
 
 def _sizes(family: str, problem: list[int] | None, m: int | None, n: int | None, k: int | None, batch: int,
