@@ -94,11 +94,9 @@ def adaptation_scores(model: Any, rows: Any, targets: tuple[str, ...],
     out: dict[str, list[np.ndarray]] = {target: [] for target in targets}
     if n < 2:
         return {target: np.array([]) for target in targets}
-    order = np.arange(n)
-    for held in adaptation_folds(n, labels, random_state):
-        kept = np.setdiff1d(order, held)
-        adapted = detached_copy(model).adapt(rows.iloc[np.sort(kept)])
-        part = rows.iloc[np.sort(held)]
+    for held in adaptation_folds(n, labels, random_state):  # sorted positions
+        adapted = detached_copy(model).adapt(rows.iloc[np.setdiff1d(np.arange(n), held)])
+        part = rows.iloc[held]
         for target in targets:
             out[target].append(score(adapted, part, target))
     return {target: np.concatenate(parts) for target, parts in out.items()}

@@ -65,9 +65,11 @@ def estimate_command(
     One configuration of an imported kernel: `perfscope estimate dedispersion_kernel --device A100 --model MODEL
     --params 'block_size_x=32,block_size_y=8,...'`; its best configuration: add `--best-config`."""
     # an imported family's configuration, by its tunable parameters (the parameter forest answers)
+    from perfscope.workflows.estimate_columns import has_sizes  # light: numpy only
+
     shape = _shape(kernel, locals(), any_family=best or (params is not None and kernel not in BUILT_IN_FAMILIES))
     # ... or a gemm/conv/attention import whose sizes are unknown (a Kernel Tuner GEMM of one problem)
-    imported = not best and params is not None and (kernel not in BUILT_IN_FAMILIES or not _sized(kernel, shape))
+    imported = not best and params is not None and (kernel not in BUILT_IN_FAMILIES or not has_sizes(kernel, shape))
     for column, value in (("tile_m", tile_m), ("tile_n", tile_n), ("tile_k", tile_k)):
         if value is not None or tile is not None:
             shape[column] = value if value is not None else tile
@@ -129,12 +131,6 @@ def _sizes(text: str) -> list[int]:
     if not sizes or any(v < 1 for v in sizes):
         raise InvalidInputError(f"--problem-size {text!r}: write positive integers, e.g. 25000,2048,1")
     return sizes
-
-
-def _sized(kernel: str, shape: dict[str, Any]) -> bool:
-    from perfscope.workflows.estimate_columns import has_sizes  # light: numpy only
-
-    return has_sizes(kernel, shape)
 
 
 def _shape(kernel: str, given: dict[str, Any], any_family: bool = False) -> dict[str, Any]:

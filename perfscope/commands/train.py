@@ -141,7 +141,7 @@ def evaluate_command(
     table = evaluate_datasets(rows, split=split, n_splits=None if folds == 0 else folds, seed=seed,
                               kernels=kernel, devices=device, dtypes=dtype, include_contended=include_contended,
                               group_by=_names(group_by), progress=None if quiet or as_json else _progress)
-    groups = table.attrs.get("group_by") if split == "shape" else None
+    groups = table.attrs.get("group_by")  # the parameters held out by combination (shape split only)
     if as_json:
         print(strict_json.dumps({"split": split, "group_by": groups, "results": to_records(table),
                                  **_files_summary(read)}))
